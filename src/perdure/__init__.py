@@ -1,0 +1,1 @@
+"""perdure: durable workflows for Python."""

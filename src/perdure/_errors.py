@@ -1,0 +1,154 @@
+"""The exceptions users catch, and the ones perdure uses to steer steps.
+
+The hierarchy::
+
+    Exception
+    ├── PerdureError                  base of everything perdure raises on its own behalf
+    │   ├── WorkflowFailed            run.result() of a run that ended `failed`
+    │   ├── WorkflowCancelled         run.result() of a run that ended `cancelled`
+    │   ├── NonDeterminismError       the workflow's code no longer matches its run's log
+    │   ├── LeaseLostError            a worker tried to write to a run it no longer holds
+    │   ├── RunNotFoundError          (also LookupError) no run has that id
+    │   ├── HookNotFoundError         (also LookupError) no live hook holds that token
+    │   ├── HookConflictError         a live hook already holds the token being created
+    │   └── StepError                 a step's failure whose original type cannot be rebuilt
+    ├── FatalError                    raised by a step: fail at once, never retry
+    └── RetryableError                raised by a step: retry, optionally after `retry_after`
+
+`FatalError` and `RetryableError` are not `PerdureError`s: user code raises them, and
+they mean "this step's failure is of this kind", not "perdure went wrong".
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+__all__ = [
+    "FatalError",
+    "HookConflictError",
+    "HookNotFoundError",
+    "LeaseLostError",
+    "NonDeterminismError",
+    "PerdureError",
+    "RetryableError",
+    "RunNotFoundError",
+    "StepError",
+    "WorkflowCancelled",
+    "WorkflowFailed",
+]
+
+
+class PerdureError(Exception):
+    """Base class of the errors perdure raises itself."""
+
+
+class FatalError(Exception):
+    """Raised inside a step to fail it at once, without retries.
+
+    Use it for errors that another attempt cannot fix: bad input, a 4xx from an API.
+    """
+
+
+class RetryableError(Exception):
+    """Raised inside a step to ask for another attempt, optionally after a set delay.
+
+    Args:
+        message: what went wrong.
+        retry_after: seconds (or a timedelta) to wait before the next attempt; by
+            default the step's exponential backoff decides.
+    """
+
+    def __init__(self, message: str = "", *, retry_after: float | timedelta | None = None) -> None:
+        super().__init__(message)
+        if isinstance(retry_after, timedelta):
+            retry_after = retry_after.total_seconds()
+        if retry_after is not None and retry_after < 0:
+            raise ValueError(f"retry_after must be >= 0 seconds, got {retry_after}")
+        self.retry_after: float | None = retry_after
+
+
+class _RemoteError(PerdureError):
+    """An error that happened elsewhere (another process, an earlier life of the run).
+
+    It keeps the original error's qualified type name, message and formatted traceback,
+    because the original object itself is never stored: perdure does not pickle.
+    """
+
+    def __init__(self, message: str, *, type: str, traceback: str | None = None) -> None:  # noqa: A002
+        super().__init__(message)
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+class WorkflowFailed(_RemoteError):
+    """The run ended `failed`: the workflow raised, or a step's failure was not caught.
+
+    Attributes:
+        run_id: the run that failed.
+        type: the qualified name of the original exception type (``"builtins.ValueError"``).
+        message: the original exception's message.
+        traceback: the original traceback, formatted as text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str,
+        type: str,  # noqa: A002
+        traceback: str | None = None,
+    ) -> None:
+        super().__init__(message, type=type, traceback=traceback)
+        self.run_id = run_id
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} failed: {self.type}: {self.message}"
+
+
+class WorkflowCancelled(PerdureError):
+    """The run ended `cancelled`."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} was cancelled")
+        self.run_id = run_id
+
+
+class StepError(_RemoteError):
+    """A step's final failure, when its original exception type cannot be rebuilt.
+
+    perdure re-raises a step's failure as its original type whenever that type can be
+    imported and built from its message; otherwise as this, with the type's name kept.
+    """
+
+
+class NonDeterminismError(PerdureError):
+    """The workflow asked for something its run's log does not hold at that place.
+
+    This happens when a workflow's code changed while a run of it was in flight, or
+    when the workflow depends on something other than its inputs and durable calls
+    (the wall clock, `random`, a global). The message names the call, its position
+    and what the log holds there.
+    """
+
+
+class LeaseLostError(PerdureError):
+    """A worker wrote to a run that another worker has since taken over.
+
+    The write was refused; the run continues on its new owner.
+    """
+
+
+class RunNotFoundError(PerdureError, LookupError):
+    """No run has the given id."""
+
+
+class HookNotFoundError(PerdureError, LookupError):
+    """No live hook holds the given token (it never existed, or its run has ended)."""
+
+
+class HookConflictError(PerdureError):
+    """A hook was created with a token that another live hook already holds."""

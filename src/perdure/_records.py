@@ -1,0 +1,181 @@
+"""The plain values that cross the boundary between the engine and a store.
+
+Everything here is immutable and holds only JSON-able data: the engine encodes user
+values (with `perdure._serde`) before they reach a store, and a store never sees a
+Python object it would have to pickle.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "Event",
+    "EventType",
+    "HookRecord",
+    "InboxItem",
+    "JSON",
+    "NewEvent",
+    "NewRun",
+    "RunRecord",
+    "RunStatus",
+    "StepRecord",
+]
+
+JSON = Any
+"""A value made only of dict, list, str, int, float, bool and None."""
+
+
+class RunStatus(enum.StrEnum):
+    """Where a run is in its life. A run that sleeps or waits on a hook is `running`."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the run has ended and will never change again."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class EventType(enum.StrEnum):
+    """The kinds of entry in a run's log. The log is the truth; tables index it.
+
+    The `data` each carries (all JSON):
+
+    - ``run_created``: ``workflow``, ``input`` (encoded call), ``version``
+    - ``run_started``: ``worker``
+    - ``step_started``: ``name``, ``attempt`` (1-based), ``input`` (encoded call)
+    - ``step_retrying``: ``name``, ``attempt`` (the one that failed), ``error``, ``retry_at``
+    - ``step_completed``: ``name``, ``attempt``, ``output`` (encoded value)
+    - ``step_failed``: ``name``, ``attempt``, ``error``
+    - ``sleep_started``: ``wake_at`` (ISO 8601, UTC)
+    - ``sleep_completed``: ``cancelled`` (bool)
+    - ``hook_created``: ``token``, ``name``, ``kind`` (``hook`` or ``webhook``), and
+      ``error`` when the token was already held (then no hook row is written)
+    - ``hook_received``: ``token``, ``payload`` (encoded value)
+    - ``hook_disposed``: ``token``
+    - ``run_completed``: ``output``
+    - ``run_failed``: ``error``
+    - ``run_cancelled``: nothing
+
+    An ``error`` is ``{"type": "module.QualName", "message": str, "traceback": str}``.
+    """
+
+    RUN_CREATED = "run_created"
+    RUN_STARTED = "run_started"
+    STEP_STARTED = "step_started"
+    STEP_COMPLETED = "step_completed"
+    STEP_FAILED = "step_failed"
+    STEP_RETRYING = "step_retrying"
+    SLEEP_STARTED = "sleep_started"
+    SLEEP_COMPLETED = "sleep_completed"
+    HOOK_CREATED = "hook_created"
+    HOOK_RECEIVED = "hook_received"
+    HOOK_DISPOSED = "hook_disposed"
+    RUN_COMPLETED = "run_completed"
+    RUN_FAILED = "run_failed"
+    RUN_CANCELLED = "run_cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append; the store gives it its sequence number and time."""
+
+    type: EventType
+    correlation_id: str | None = None
+    data: dict[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a run's log, as stored."""
+
+    run_id: str
+    seq: int
+    type: EventType
+    correlation_id: str | None
+    data: dict[str, JSON]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run to create. `input` is the encoded call (``{"args": [...], "kwargs": {...}}``)."""
+
+    id: str
+    workflow: str
+    input: JSON
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run as its row stands: an index over its log, kept in step with it."""
+
+    id: str
+    workflow: str
+    status: RunStatus
+    input: JSON
+    output: JSON | None
+    error: dict[str, JSON] | None
+    version: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    owner: str | None
+    """The worker holding the run, or None when no worker holds it."""
+    wake_at: datetime | None
+    """When an unheld run becomes claimable again; None while held or ended."""
+    cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """A step call's row: its latest state, for listings (the log has the full story)."""
+
+    run_id: str
+    correlation_id: str
+    name: str
+    status: str
+    """``running``, ``retrying``, ``completed`` or ``failed``."""
+    attempt: int
+    input: JSON
+    output: JSON | None
+    error: dict[str, JSON] | None
+    started_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HookRecord:
+    """A live hook: a token that `resume` can deliver to."""
+
+    token: str
+    run_id: str
+    correlation_id: str
+    name: str
+    kind: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """A payload that `resume` stored and the run's worker has not yet logged."""
+
+    id: int
+    run_id: str
+    token: str
+    correlation_id: str
+    payload: JSON
+    created_at: datetime

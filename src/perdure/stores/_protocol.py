@@ -1,0 +1,204 @@
+"""The storage contract every backend meets: memory, SQLite, PostgreSQL.
+
+A store keeps, per run, an append-only log (`Event`s numbered from 1) and, written in
+the same transaction as the events that cause them, the tables that index it:
+
+- runs: status, input, output or error, owner, ``wake_at``, ``cancel_requested``;
+- steps: one row per step call (correlation id), its latest attempt and outcome;
+- timers: one row per started, uncompleted sleep, with its wake time;
+- hooks: one row per live hook token (unique among live hooks);
+- hook inbox: payloads `resume_hook` accepted that the run's worker has not yet logged.
+
+The inbox is the one table that is not an index over the log, and that is on purpose:
+only the worker holding a run appends to its log, in the order it delivers things to
+the workflow, so a replay after a crash sees them in the same order. `resume_hook`
+from any process therefore stores the payload in the inbox (durably, so the caller may
+forget it), and the holding worker moves it into the log as ``hook_received``.
+
+Ownership: a run is *held* by at most one worker (``owner``). Every write that a worker
+makes for a run is fenced: it raises `LeaseLostError` and changes nothing unless that
+worker still holds the run. A run nobody holds becomes claimable when its ``wake_at`` is
+due: pending runs are created with ``wake_at`` = now; a released run gets the time of
+its next timer (or `FAR_FUTURE` when it waits only on hooks); a resume or a cancel
+request on an unheld run sets ``wake_at`` to now.
+
+Durability: a call whose result a user is told about (`create_run`, `resume_hook`,
+`request_cancel`, and `append(..., durable=True)` for a run's final event) is synced to
+disk before it returns. Other appends are committed before they return but their sync
+may ride on the next one: losing them on power loss only makes a step run again.
+
+Times: stores never read a clock. Every write receives ``now`` from the engine, so a
+fake clock in tests makes every stored time fake too.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
+
+from perdure._records import (
+    JSON,
+    Event,
+    HookRecord,
+    InboxItem,
+    NewEvent,
+    NewRun,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+)
+
+__all__ = ["FAR_FUTURE", "Store"]
+
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+"""``wake_at`` of a released run that waits only for hooks: claimable on a resume."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A run log plus its indexes. All methods are coroutine functions and safe to call
+    concurrently from one event loop; a store may also be shared by other processes
+    (SQLite) or machines (PostgreSQL) through its database.
+    """
+
+    # -- life cycle ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create or migrate the schema and get ready. Idempotent."""
+
+    async def close(self) -> None:
+        """Release connections and threads. Pending writes are finished first."""
+
+    # -- workers ------------------------------------------------------------------
+
+    async def register_worker(self, worker_id: str, now: datetime) -> None:
+        """Announce a live worker, so others can tell later whether it died.
+
+        SQLite holds an OS file lock for the worker for as long as the process lives;
+        the kernel drops it on any death, SIGKILL included.
+        """
+
+    async def reap_dead_workers(self, worker_id: str, now: datetime) -> int:
+        """Release every run held by a worker that is gone; return how many.
+
+        ``worker_id`` is the caller (never reaped). Released runs get ``wake_at`` = now
+        so they are claimed and replayed at once.
+        """
+
+    async def heartbeat(self, worker_id: str, now: datetime) -> None:
+        """Record that the worker is alive (and, on stores with leases, renew them)."""
+
+    async def unregister_worker(self, worker_id: str, now: datetime) -> None:
+        """Forget the worker and release every run it still holds (``wake_at`` = now)."""
+
+    # -- runs ---------------------------------------------------------------------
+
+    async def create_run(self, run: NewRun, now: datetime) -> tuple[RunRecord, bool]:
+        """Create a pending run with its ``run_created`` event, durably.
+
+        Idempotent on ``run.id``: when a run with that id exists, nothing is written
+        and the existing record comes back with ``False``.
+        """
+
+    async def claim_runs(self, worker_id: str, now: datetime, limit: int) -> list[RunRecord]:
+        """Take up to ``limit`` unheld, unended runs whose ``wake_at`` <= now, oldest
+        ``wake_at`` first; they become held by ``worker_id`` with ``wake_at`` None.
+        """
+
+    async def append(
+        self,
+        worker_id: str,
+        run_id: str,
+        events: list[NewEvent],
+        now: datetime,
+        *,
+        durable: bool = False,
+        consume_inbox: list[int] | None = None,
+    ) -> int:
+        """Append events to a held run's log and update the indexes; return the last seq.
+
+        Fenced: raises `LeaseLostError` (and writes nothing) unless ``worker_id`` holds
+        the run. Raises `HookConflictError` (and writes nothing) when a
+        ``hook_created`` event without ``error`` names a token another live hook
+        holds. ``consume_inbox`` deletes those inbox items in the same transaction
+        (their ``hook_received`` events are among ``events``).
+
+        Index updates by event type: ``run_started`` -> status running, started_at;
+        ``step_*`` -> the steps row; ``sleep_started``/``sleep_completed`` -> insert or
+        delete the timer row; ``hook_created`` -> insert the hook row (unless
+        ``error``); ``hook_disposed`` -> delete it; a terminal event
+        (``run_completed``/``run_failed``/``run_cancelled``) -> status, output or
+        error, completed_at, owner and wake_at None, and deletes the run's timers,
+        hooks and inbox items.
+        """
+
+    async def release_run(self, worker_id: str, run_id: str, wake_at: datetime) -> None:
+        """Stop holding a run (evicted or handed back); fenced like `append`.
+
+        The run becomes claimable at ``wake_at``, or at once if it has inbox items or
+        a cancel request.
+        """
+
+    async def request_cancel(self, run_id: str, now: datetime) -> RunRecord | None:
+        """Ask for a run to be cancelled, durably; None when no run has that id.
+
+        An ended run is left as it is. A pending run nobody holds is cancelled here
+        and now (``run_cancelled`` appended, status cancelled). Otherwise
+        ``cancel_requested`` is set, and an unheld run's ``wake_at`` becomes now.
+        """
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run's record, or None."""
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Runs, newest first (by created_at, then id)."""
+
+    async def events(self, run_id: str, *, after_seq: int = 0) -> list[Event]:
+        """The run's log after ``after_seq``, in order."""
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        """The run's step rows, in the order the steps were first started."""
+
+    async def next_wake_at(self) -> datetime | None:
+        """The earliest ``wake_at`` of any unheld, unended run, or None."""
+
+    async def cancel_requests(self, worker_id: str) -> list[str]:
+        """Ids of unended runs held by ``worker_id`` that have a cancel request."""
+
+    # -- hooks --------------------------------------------------------------------
+
+    async def resume_hook(
+        self, token: str, payload: JSON, now: datetime, *, name: str | None = None
+    ) -> HookRecord:
+        """Store a payload for the live hook holding ``token``, durably.
+
+        Raises `HookNotFoundError` (a LookupError), writing nothing, when no live hook
+        holds the token, or when ``name`` is given and the hook's name differs. Wakes
+        the run when nobody holds it (``wake_at`` = now).
+        """
+
+    async def get_hook(self, token: str) -> HookRecord | None:
+        """The live hook holding ``token``, or None."""
+
+    async def list_hooks(self, *, run_id: str | None = None) -> list[HookRecord]:
+        """Live hooks, oldest first."""
+
+    async def inbox(self, worker_id: str) -> list[InboxItem]:
+        """Undelivered payloads of the runs ``worker_id`` holds, oldest first."""
+
+    # -- change notification ------------------------------------------------------
+
+    async def wait_for_change(self, timeout: float) -> bool:
+        """Wait until any process may have committed something, or ``timeout`` seconds.
+
+        Returns True when woken by a change. Used by workers to notice new runs,
+        resumes and cancels without polling delays: SQLite watches
+        ``PRAGMA data_version`` at a few milliseconds' interval; memory uses an event;
+        PostgreSQL uses LISTEN/NOTIFY. Spurious wake-ups are allowed.
+        """
