@@ -1,1 +1,84 @@
-"""perdure: durable workflows for Python."""
+"""perdure: durable workflows for Python.
+
+Write ordinary ``async`` functions; perdure records every step, sleep and hook in a
+log, so a run resumes exactly where it stopped after a crash, a restart or a deploy.
+"""
+
+from perdure._engine import Engine, Run, get_run, start
+from perdure._errors import (
+    FatalError,
+    HookConflictError,
+    HookNotFoundError,
+    LeaseLostError,
+    NonDeterminismError,
+    PerdureError,
+    RetryableError,
+    RunNotFoundError,
+    StepError,
+    WorkflowCancelled,
+    WorkflowFailed,
+)
+from perdure._hooks import Hook, create_webhook, define_hook
+from perdure._records import Event, EventType, RunRecord, RunStatus
+from perdure._replay import HookStream, RetryPolicy
+from perdure._workflow import (
+    Step,
+    StepMetadata,
+    Workflow,
+    WorkflowMetadata,
+    get_step_metadata,
+    get_workflow_metadata,
+    now,
+    random,
+    sleep,
+    step,
+    uuid4,
+    workflow,
+)
+
+__all__ = [
+    "Engine",
+    "Event",
+    "EventType",
+    "FatalError",
+    "Hook",
+    "HookConflictError",
+    "HookNotFoundError",
+    "HookStream",
+    "LeaseLostError",
+    "NonDeterminismError",
+    "PerdureError",
+    "RetryPolicy",
+    "RetryableError",
+    "Run",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunStatus",
+    "Step",
+    "StepError",
+    "StepMetadata",
+    "Workflow",
+    "WorkflowCancelled",
+    "WorkflowFailed",
+    "WorkflowMetadata",
+    "create_webhook",
+    "define_hook",
+    "get_run",
+    "get_step_metadata",
+    "get_workflow_metadata",
+    "now",
+    "random",
+    "sleep",
+    "start",
+    "step",
+    "uuid4",
+    "workflow",
+]
+__version__ = "0.1.0.dev0"
+
+for _name in __all__:
+    _obj = globals()[_name]
+    # Errors show as `perdure.FatalError` in tracebacks, not as the private module.
+    if isinstance(_obj, type) and issubclass(_obj, Exception):
+        _obj.__module__ = "perdure"
+del _name, _obj

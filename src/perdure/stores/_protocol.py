@@ -34,19 +34,20 @@ fake clock in tests makes every stored time fake too.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from perdure._records import (
-    JSON,
-    Event,
-    HookRecord,
-    InboxItem,
-    NewEvent,
-    NewRun,
-    RunRecord,
-    RunStatus,
-    StepRecord,
-)
+if TYPE_CHECKING:
+    from perdure._records import (
+        JSON,
+        Event,
+        HookRecord,
+        InboxItem,
+        NewEvent,
+        NewRun,
+        RunRecord,
+        RunStatus,
+        StepRecord,
+    )
 
 __all__ = ["FAR_FUTURE", "Store"]
 
@@ -56,9 +57,11 @@ FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 @runtime_checkable
 class Store(Protocol):
-    """A run log plus its indexes. All methods are coroutine functions and safe to call
-    concurrently from one event loop; a store may also be shared by other processes
-    (SQLite) or machines (PostgreSQL) through its database.
+    """A run log plus its indexes.
+
+    All methods are coroutine functions and safe to call concurrently from one event
+    loop; a store may also be shared by other processes (SQLite) or machines
+    (PostgreSQL) through its database.
     """
 
     # -- life cycle ---------------------------------------------------------------
@@ -101,8 +104,9 @@ class Store(Protocol):
         """
 
     async def claim_runs(self, worker_id: str, now: datetime, limit: int) -> list[RunRecord]:
-        """Take up to ``limit`` unheld, unended runs whose ``wake_at`` <= now, oldest
-        ``wake_at`` first; they become held by ``worker_id`` with ``wake_at`` None.
+        """Take up to ``limit`` unheld, unended runs whose ``wake_at`` <= now.
+
+        Oldest ``wake_at`` first; they become held by ``worker_id`` with ``wake_at`` None.
         """
 
     async def append(
@@ -194,7 +198,7 @@ class Store(Protocol):
 
     # -- change notification ------------------------------------------------------
 
-    async def wait_for_change(self, timeout: float) -> bool:
+    async def wait_for_change(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a cancel scope
         """Wait until any process may have committed something, or ``timeout`` seconds.
 
         Returns True when woken by a change. Used by workers to notice new runs,

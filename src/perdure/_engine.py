@@ -1,0 +1,348 @@
+"""`Engine`, the `Run` handle, and the module-level shortcuts that use the latest Engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from perdure._clock import Clock, SystemClock
+from perdure._errors import RunNotFoundError, WorkflowCancelled, WorkflowFailed
+from perdure._records import JSON, Event, NewRun, RunRecord, RunStatus
+from perdure._replay import Duration, parse_duration
+from perdure._serde import decode
+from perdure._worker import Worker, WorkerStatistics
+from perdure._workflow import Workflow, lookup_workflow
+from perdure.stores import Store, open_store
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from perdure._records import HookRecord
+
+__all__ = ["DEFAULT_DATABASE_URL", "Engine", "Run", "current_engine", "get_run", "start"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_DATABASE_URL = "sqlite:///.perdure/perdure.db"
+logger = logging.getLogger("perdure")
+
+_engines: list[Engine] = []
+
+
+def default_database_url() -> str:
+    """``$PERDURE_DATABASE_URL``, else the embedded SQLite file in ``.perdure/``."""
+    return os.environ.get("PERDURE_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def current_engine() -> Engine:
+    """The Engine entered most recently and not yet left.
+
+    Raises:
+        RuntimeError: when no Engine is running.
+    """
+    if not _engines:
+        raise RuntimeError(
+            "no perdure Engine is running: use `async with perdure.Engine(...) as engine:`"
+        )
+    return _engines[-1]
+
+
+class Run(Generic[R]):
+    """A handle on one run: ask its status, wait for its result, cancel it.
+
+    Attributes:
+        id: the run id.
+        workflow: the workflow's name.
+        record: the run's row as it stood when this handle was made or refreshed.
+    """
+
+    def __init__(self, engine: Engine, record: RunRecord) -> None:
+        self._engine = engine
+        self.id = record.id
+        self.workflow = record.workflow
+        self.record = record
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} of {self.workflow!r}: {self.record.status.value}>"
+
+    async def refresh(self) -> RunRecord:
+        """Read the run's row again."""
+        record = await self._engine.store.get_run(self.id)
+        if record is None:  # pragma: no cover (runs are never deleted)
+            raise RunNotFoundError(f"run {self.id!r} no longer exists")
+        self.record = record
+        return record
+
+    async def status(self) -> RunStatus:
+        """Where the run is now (a sleeping or waiting run is `running`)."""
+        return (await self.refresh()).status
+
+    async def events(self) -> list[Event]:
+        """The run's log so far."""
+        return await self._engine.store.events(self.id)
+
+    async def result(self, timeout: float | None = None) -> R:
+        """Wait for the run to end and return what the workflow returned.
+
+        Raises:
+            WorkflowFailed: the run failed; carries the error's type, message, traceback.
+            WorkflowCancelled: the run was cancelled.
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        async with asyncio.timeout(timeout):
+            while True:
+                changed = self._engine.changed()
+                record = await self.refresh()
+                if record.status.is_terminal:
+                    return self._outcome(record)
+                await changed.wait()
+
+    def _outcome(self, record: RunRecord) -> R:
+        if record.status is RunStatus.CANCELLED:
+            raise WorkflowCancelled(self.id)
+        if record.status is RunStatus.FAILED:
+            error = record.error or {}
+            raise WorkflowFailed(
+                str(error.get("message", "")),
+                run_id=self.id,
+                type=str(error.get("type", "builtins.Exception")),
+                traceback=error.get("traceback"),
+            )
+        spec = lookup_workflow(self.workflow)
+        if spec is None:
+            value: R = decode(record.output, Any, where=f"result of run {self.id}")
+            return value
+        result: R = spec.codec.decode_result(record.output)
+        return result
+
+    async def cancel(self) -> None:
+        """Ask for the run to be cancelled; the request is stored before this returns.
+
+        The workflow sees `asyncio.CancelledError` at its next await; its hooks are
+        disposed and its timers removed. Cancelling an ended run does nothing.
+        """
+        await self._engine.cancel(self.id)
+
+
+class Engine:
+    """Opens a store, runs a worker, and starts, finds and steers runs.
+
+    Use it as an async context manager. Entering it opens (or creates) the store and
+    starts a worker, which first takes over the runs of processes that died. Leaving
+    it hands every run it holds back at once, so another process continues them
+    without waiting.
+
+    Args:
+        url: ``sqlite:///path.db`` (relative) or ``sqlite:////abs/path.db``, or
+            ``memory://``; defaults to ``$PERDURE_DATABASE_URL``, else
+            ``sqlite:///.perdure/perdure.db``.
+        worker: run a worker in this process; False for a process that only starts
+            runs or resumes hooks.
+        store: a store object to use instead of ``url`` (tests, custom backends).
+        clock: the clock; `perdure.testing.FakeClock` makes sleeps instant in tests.
+        max_concurrent_steps: steps this worker runs at once.
+        max_active_runs: runs this worker holds in memory at once.
+        evict_after: how long a run waiting only on sleeps or hooks stays in memory
+            before it is handed back to the store (and replayed when it wakes).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        worker: bool = True,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        max_concurrent_steps: int = 100,
+        max_active_runs: int = 10_000,
+        evict_after: Duration = "60s",
+        worker_id: str | None = None,
+    ) -> None:
+        self.url = url if url is not None else default_database_url()
+        self.store: Store = store if store is not None else open_store(self.url)
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._run_worker = worker
+        self._worker_options: dict[str, Any] = {
+            "worker_id": worker_id,
+            "max_concurrent_steps": max_concurrent_steps,
+            "max_active_runs": max_active_runs,
+            "evict_after": parse_duration(evict_after, what="evict_after"),
+        }
+        self.worker: Worker | None = None
+        self._changed = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+        self._entered = False
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        if self._entered:
+            raise RuntimeError("this Engine is already running")
+        await self.store.open()
+        self._entered = True
+        try:
+            if self._run_worker:
+                self.worker = Worker(
+                    self.store, self.clock, on_run_finished=self._run_finished, **self._worker_options
+                )
+                await self.worker.start()
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        except BaseException:
+            await self._shutdown()
+            raise
+        _engines.append(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        if self in _engines:
+            _engines.remove(self)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self.worker is not None:
+            await self.worker.stop()
+            self.worker = None
+        if self._entered:
+            await self.store.close()
+            self._entered = False
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                changed = await self.store.wait_for_change(1.0)
+            except Exception:
+                logger.exception("watching the store for changes failed")
+                await asyncio.sleep(1.0)
+                changed = True
+            if changed:
+                self._signal()
+
+    def _signal(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+        if self.worker is not None:
+            self.worker.poke()
+
+    def _run_finished(self, run_id: str) -> None:
+        del run_id
+        self._signal()
+
+    def changed(self) -> asyncio.Event:
+        """An event set at the next change this Engine notices (used to wait on runs)."""
+        return self._changed
+
+    def _require_open(self) -> None:
+        if not self._entered:
+            raise RuntimeError("the Engine is not running: use `async with Engine(...)`")
+
+    # -- runs -----------------------------------------------------------------------
+
+    async def start(
+        self,
+        fn: Workflow[P, R] | Any,
+        *args: Any,
+        run_id: str | None = None,
+        **kwargs: Any,
+    ) -> Run[R]:
+        """Start a run of workflow ``fn`` with these arguments, durably.
+
+        Idempotent on ``run_id``: starting again with an id that exists returns the
+        existing run and starts nothing.
+
+        Raises:
+            TypeError: ``fn`` is not a @workflow, or an argument cannot be serialized
+                (nothing is stored).
+            ValueError: ``run_id`` belongs to a run of another workflow.
+        """
+        self._require_open()
+        spec = getattr(fn, "__perdure_workflow__", None)
+        if spec is None:
+            raise TypeError(f"start() needs a @workflow function, got {fn!r}")
+        if run_id is not None and (not isinstance(run_id, str) or not run_id.strip()):
+            raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
+        encoded: JSON = spec.codec.encode_args(args, kwargs)
+        new = NewRun(run_id or uuid.uuid4().hex, spec.name, encoded, spec.version)
+        record, created = await self.store.create_run(new, self.clock.now())
+        if not created and record.workflow != spec.name:
+            raise ValueError(
+                f"run id {new.id!r} already belongs to a run of workflow {record.workflow!r}"
+            )
+        if created:
+            self._signal()
+        return Run(self, record)
+
+    async def get_run(self, run_id: str) -> Run[Any]:
+        """The run with this id.
+
+        Raises:
+            RunNotFoundError: no run has that id (it is also a LookupError).
+        """
+        self._require_open()
+        record = await self.store.get_run(run_id)
+        if record is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        return Run(self, record)
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | str | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+    ) -> list[Run[Any]]:
+        """Runs, newest first, optionally only those with a status or of a workflow."""
+        self._require_open()
+        wanted = RunStatus(status) if status is not None else None
+        records = await self.store.list_runs(status=wanted, workflow=workflow, limit=limit)
+        return [Run(self, record) for record in records]
+
+    async def cancel(self, run_id: str) -> None:
+        """Ask for a run to be cancelled (see `Run.cancel`).
+
+        Raises:
+            RunNotFoundError: no run has that id.
+        """
+        self._require_open()
+        record = await self.store.request_cancel(run_id, self.clock.now())
+        if record is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        self._signal()
+
+    async def resume_hook(self, token: str, payload: JSON, *, name: str | None = None) -> HookRecord:
+        """Store an encoded payload for the hook holding ``token`` and wake its run."""
+        self._require_open()
+        hook = await self.store.resume_hook(token, payload, self.clock.now(), name=name)
+        self._signal()
+        return hook
+
+    def statistics(self) -> WorkerStatistics | None:
+        """The worker's statistics, or None when this Engine runs no worker."""
+        return self.worker.statistics() if self.worker is not None else None
+
+
+async def start(
+    fn: Workflow[P, R] | Any, *args: Any, run_id: str | None = None, **kwargs: Any
+) -> Run[R]:
+    """`Engine.start` on the Engine entered most recently."""
+    run: Run[R] = await current_engine().start(fn, *args, run_id=run_id, **kwargs)
+    return run
+
+
+async def get_run(run_id: str) -> Run[Any]:
+    """`Engine.get_run` on the Engine entered most recently."""
+    return await current_engine().get_run(run_id)
+

@@ -1,0 +1,390 @@
+"""One workflow run in memory: its coroutine, its loop, and its durable calls.
+
+The instance is driven by *activations*: `start`, then one `deliver` per outcome (a
+step's result, a timer, a hook payload), each at the time that outcome was logged.
+Each activation runs the workflow until it blocks and returns the commands it emitted.
+It knows nothing of stores or workers; the worker and the replayer drive it the same way.
+
+Correlation ids are given when a durable call is *made*: the call's name plus a
+per-name counter (``summarize#2``). Calls are made in a deterministic order (the loop
+is deterministic), so the ids are the same on replay whatever order the calls finished
+in the first time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import random
+import uuid
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from perdure._errors import HookConflictError
+from perdure._replay._failures import error_from_record, error_record
+from perdure._replay._loop import WorkflowLoop
+from perdure._replay._specs import (
+    CancelRun,
+    CancelTimer,
+    Command,
+    CompleteRun,
+    CreateHook,
+    DisposeHook,
+    FailRun,
+    ScheduleStep,
+    StartTimer,
+    StepSpec,
+    WorkflowSpec,
+)
+
+__all__ = [
+    "Completion",
+    "HookPayload",
+    "HookRejected",
+    "HookStream",
+    "StepDone",
+    "StepFailed",
+    "TimerFired",
+    "WorkflowInstance",
+    "current_instance",
+]
+
+_T = TypeVar("_T")
+
+_current: contextvars.ContextVar[WorkflowInstance | None] = contextvars.ContextVar(
+    "perdure_workflow_instance", default=None
+)
+
+
+def current_instance() -> WorkflowInstance | None:
+    """The workflow instance whose code is running now, if any."""
+    return _current.get()
+
+
+# -- outcomes delivered to the workflow ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepDone:
+    """A step returned (``step_completed``)."""
+
+    correlation_id: str
+    output: Any
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed:
+    """A step failed for good (``step_failed``)."""
+
+    correlation_id: str
+    error: dict[str, Any]
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A timer's time came (``sleep_completed``)."""
+
+    correlation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class HookPayload:
+    """A hook received a payload (``hook_received``)."""
+
+    correlation_id: str
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class HookRejected:
+    """A hook could not be created (``hook_created`` with an ``error``)."""
+
+    correlation_id: str
+    error: str
+
+
+Completion = StepDone | StepFailed | TimerFired | HookPayload | HookRejected
+
+
+# -- hooks as the workflow sees them ------------------------------------------------
+
+
+class HookStream(Generic[_T]):
+    """The workflow's side of a hook: await it for one payload, iterate it for many.
+
+    Awaiting gives the first payload and disposes the hook (its token is free again);
+    iterating keeps it live until `dispose` or the end of the run.
+    """
+
+    def __init__(
+        self,
+        instance: WorkflowInstance,
+        correlation_id: str,
+        token: str,
+        decode: Callable[[Any], _T],
+    ) -> None:
+        self._instance = instance
+        self.correlation_id = correlation_id
+        self.token = token
+        self._decode = decode
+        self._buffer: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self._disposed = False
+
+    def _push(self, payload: Any) -> None:
+        self._buffer.append(payload)
+        self._wake()
+
+    def _fail(self, error: BaseException) -> None:
+        self._error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def next(self) -> _T:
+        """Wait for the next payload and return it, decoded to the hook's schema."""
+        while not self._buffer:
+            if self._error is not None:
+                raise self._error
+            if self._disposed:
+                raise StopAsyncIteration
+            self._waiter = self._instance.loop.create_future()
+            await self._waiter
+        return self._decode(self._buffer.popleft())
+
+    def dispose(self) -> None:
+        """Stop accepting payloads; the token may be used by another hook."""
+        if not self._disposed:
+            self._disposed = True
+            self._instance._dispose_hook(self)
+            self._wake()
+
+    def __aiter__(self) -> HookStream[_T]:
+        return self
+
+    async def __anext__(self) -> _T:
+        return await self.next()
+
+    def __await__(self) -> Generator[Any, None, _T]:
+        return self._first().__await__()
+
+    async def _first(self) -> _T:
+        try:
+            return await self.next()
+        finally:
+            self.dispose()
+
+    async def __aenter__(self) -> HookStream[_T]:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.dispose()
+
+
+# -- the instance -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Pending:
+    kind: str  # "step", "timer"
+    future: asyncio.Future[Any] | None = None
+    spec: StepSpec | None = None
+    handle: asyncio.TimerHandle | None = None
+
+
+class WorkflowInstance:
+    """A run's workflow coroutine, stepped by activations."""
+
+    def __init__(
+        self,
+        spec: WorkflowSpec,
+        run_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        started_at: datetime,
+    ) -> None:
+        self.spec = spec
+        self.run_id = run_id
+        self.started_at = started_at
+        self.loop = WorkflowLoop(self)
+        self._args = args
+        self._kwargs = kwargs
+        self._now = started_at
+        self._counters: dict[str, int] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._hooks: dict[str, HookStream[Any]] = {}
+        self._timer_ids: dict[asyncio.TimerHandle, str] = {}
+        self._commands: list[Command] = []
+        seed = int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:8], "big")
+        self._rng = random.Random(seed)
+        self._main: asyncio.Task[Any] | None = None
+        self.cancelling = False
+        self.finished = False
+
+    # -- the deterministic stand-ins ----------------------------------------------
+
+    def now(self) -> datetime:
+        """The run's logical time: when the outcome being handled was logged."""
+        return self._now
+
+    def random(self) -> float:
+        """A float in [0, 1) from the run's own seeded generator."""
+        return self._rng.random()
+
+    def uuid4(self) -> uuid.UUID:
+        """A version-4 UUID from the run's own seeded generator."""
+        return uuid.UUID(int=self._rng.getrandbits(128), version=4)
+
+    # -- activations --------------------------------------------------------------
+
+    def start(self, at: datetime) -> list[Command]:
+        """Start the workflow coroutine and run it until it blocks."""
+        self._now = at
+        context = contextvars.copy_context()
+        context.run(_current.set, self)
+        coro: Coroutine[Any, Any, Any] = self.spec.fn(*self._args, **self._kwargs)
+        self._main = self.loop.create_task(coro, name=f"workflow {self.run_id}", context=context)
+        return self._run()
+
+    def deliver(self, completion: Completion, at: datetime) -> list[Command]:
+        """Hand the workflow one outcome and run it until it blocks again.
+
+        Raises:
+            KeyError: the workflow has no call with that correlation id (the replayer
+                turns this into a NonDeterminismError).
+        """
+        self._now = at
+        cid = completion.correlation_id
+        if isinstance(completion, HookPayload | HookRejected):
+            stream = self._hooks[cid]
+            if isinstance(completion, HookPayload):
+                stream._push(completion.payload)
+            else:
+                stream._fail(HookConflictError(completion.error))
+            return self._run()
+        pending = self._pending.pop(cid)
+        if isinstance(completion, TimerFired):
+            if pending.handle is not None:
+                self._timer_ids.pop(pending.handle, None)
+                if not pending.handle._cancelled:
+                    self.loop._ready.append(pending.handle)
+            elif pending.future is not None and not pending.future.done():
+                pending.future.set_result(None)
+        elif pending.future is not None and not pending.future.done():
+            assert pending.spec is not None  # noqa: S101 (steps always carry their spec)
+            if isinstance(completion, StepDone):
+                try:
+                    pending.future.set_result(pending.spec.codec.decode_result(completion.output))
+                except TypeError as exc:
+                    pending.future.set_exception(exc)
+            else:
+                context = f"step {cid}, attempt {completion.attempt}"
+                pending.future.set_exception(error_from_record(completion.error, context=context))
+        return self._run()
+
+    def cancel(self, at: datetime) -> list[Command]:
+        """Raise CancelledError in the workflow at its current await, and unwind it.
+
+        A workflow may run ``finally`` blocks, but durable calls made while cancelling
+        fail at once: the run is ending.
+        """
+        self._now = at
+        self.cancelling = True
+        for _ in range(3):  # a workflow that swallows the first cancel gets more
+            if self._main is None or self._main.done():
+                break
+            self._main.cancel()
+            self.loop.run_until_idle()
+        self._commands.append(CancelRun())
+        self.finished = True
+        self.loop.close()
+        return self._take_commands()
+
+    def _run(self) -> list[Command]:
+        self.loop.run_until_idle()
+        main = self._main
+        if main is not None and main.done() and not self.finished:
+            self.finished = True
+            self._commands.append(self._outcome(main))
+            self.loop.close()
+        return self._take_commands()
+
+    def _outcome(self, main: asyncio.Task[Any]) -> Command:
+        if main.cancelled():
+            return CancelRun()
+        error = main.exception()
+        if error is None:
+            try:
+                return CompleteRun(self.spec.codec.encode_result(main.result()))
+            except TypeError as exc:
+                error = exc
+        return FailRun(error_record(error))
+
+    def _take_commands(self) -> list[Command]:
+        commands, self._commands = self._commands, []
+        return commands
+
+    # -- durable calls, made from workflow code -----------------------------------
+
+    def _next_id(self, name: str) -> str:
+        if self.cancelling or self.finished:
+            raise asyncio.CancelledError
+        count = self._counters.get(name, 0) + 1
+        self._counters[name] = count
+        return f"{name}#{count}"
+
+    def call_step(self, spec: StepSpec, input_: Any) -> asyncio.Future[Any]:
+        """Schedule a step; the future resolves with its decoded result or error."""
+        cid = self._next_id(spec.name)
+        future = self.loop.create_future()
+        self._pending[cid] = _Pending("step", future=future, spec=spec)
+        self._commands.append(ScheduleStep(cid, spec, input_))
+        return future
+
+    def start_timer(self, wake_at: datetime) -> tuple[str, asyncio.Future[None]]:
+        """Start a durable timer for `perdure.sleep`."""
+        cid = self._next_id("sleep")
+        future: asyncio.Future[None] = self.loop.create_future()
+        self._pending[cid] = _Pending("timer", future=future)
+        self._commands.append(StartTimer(cid, wake_at))
+        return cid, future
+
+    def cancel_timer(self, cid: str) -> None:
+        """Forget a timer the workflow stopped waiting for."""
+        if self._pending.pop(cid, None) is not None and not self.finished:
+            self._commands.append(CancelTimer(cid))
+
+    def _start_loop_timer(self, handle: asyncio.TimerHandle) -> None:
+        # asyncio's own timers (asyncio.sleep, wait_for) inside a workflow are durable.
+        cid = self._next_id("timer")
+        self._pending[cid] = _Pending("timer", handle=handle)
+        self._timer_ids[handle] = cid
+        self._commands.append(StartTimer(cid, datetime.fromtimestamp(handle.when(), UTC)))
+
+    def _cancel_loop_timer(self, handle: asyncio.TimerHandle) -> None:
+        cid = self._timer_ids.pop(handle, None)
+        if cid is not None:
+            self.cancel_timer(cid)
+
+    def create_hook(
+        self, name: str, token: str, kind: str, decode: Callable[[Any], _T]
+    ) -> HookStream[_T]:
+        """Register a hook under ``token``; payloads arrive through the stream."""
+        cid = self._next_id(f"hook.{name}")
+        stream = HookStream(self, cid, token, decode)
+        self._hooks[cid] = stream
+        self._commands.append(CreateHook(cid, token, name, kind))
+        return stream
+
+    def _dispose_hook(self, stream: HookStream[Any]) -> None:
+        if not self.finished:
+            self._commands.append(DisposeHook(stream.correlation_id, stream.token))

@@ -1,0 +1,162 @@
+"""A deterministic asyncio event loop that workflow code runs on.
+
+Why a loop of our own: replay must make the workflow see things in exactly the order
+it saw them the first time. On the process's real event loop, whether a workflow racing
+a step against a timer sees one or both done depends on scheduling accidents. Here the
+workflow only ever moves when the worker *activates* it with one logged outcome; the
+loop then runs every ready callback until nothing is ready, and the workflow is blocked
+again on durable calls. Same log, same activations, same decisions: live and replay go
+through this one path.
+
+The loop implements what asyncio's tasks, futures, ``gather``, ``wait``, ``wait_for``,
+``timeout`` and ``sleep`` need. Its clock is the run's logical time (the time of the
+outcome being delivered), and a timer asked of it (``asyncio.sleep(5)`` or a
+``wait_for`` timeout inside a workflow) becomes a durable timer, so those survive a
+crash too. Anything that would do I/O raises: I/O belongs in a step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from perdure._replay._instance import WorkflowInstance
+
+__all__ = ["WorkflowLoop"]
+
+_T = TypeVar("_T")
+logger = logging.getLogger("perdure.workflow")
+
+_NO_IO = (
+    "a workflow cannot do I/O or use threads (its code is replayed after a crash); "
+    "move this into a @step"
+)
+
+
+class WorkflowLoop(asyncio.AbstractEventLoop):
+    """The event loop of one workflow instance, stepped by `run_until_idle`."""
+
+    def __init__(self, instance: WorkflowInstance) -> None:
+        self._instance = instance
+        self._ready: collections.deque[asyncio.Handle] = collections.deque()
+        self._closed = False
+
+    # -- stepping ------------------------------------------------------------------
+
+    def run_until_idle(self) -> None:
+        """Run callbacks until none is ready: the workflow then waits on durable calls."""
+        outer = asyncio.events._get_running_loop()
+        asyncio.events._set_running_loop(self)
+        try:
+            ready = self._ready
+            while ready:
+                handle = ready.popleft()
+                if not handle._cancelled:
+                    handle._run()
+        finally:
+            asyncio.events._set_running_loop(outer)
+
+    # -- what asyncio's tasks and futures use ---------------------------------------
+
+    def call_soon(
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Handle:
+        handle = asyncio.Handle(callback, args, self, context)
+        self._ready.append(handle)
+        return handle
+
+    def call_soon_threadsafe(
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Handle:
+        raise RuntimeError(_NO_IO)
+
+    def call_later(
+        self,
+        delay: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        return self.call_at(self.time() + delay, callback, *args, context=context)
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        handle = asyncio.TimerHandle(when, callback, args, self, context)
+        self._instance._start_loop_timer(handle)
+        return handle
+
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        self._instance._cancel_loop_timer(handle)
+
+    def time(self) -> float:
+        return self._instance.now().timestamp()
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return asyncio.Future(loop=self)
+
+    def create_task(  # type: ignore[override]
+        self,
+        coro: Coroutine[Any, Any, _T],
+        *,
+        name: str | None = None,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Task[_T]:
+        return asyncio.Task(coro, loop=self, name=name, context=context)
+
+    def get_debug(self) -> bool:
+        return False
+
+    def set_debug(self, enabled: bool) -> None:  # noqa: ARG002 (asyncio's signature)
+        return
+
+    def is_running(self) -> bool:
+        return True
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.clear()
+
+    def get_exception_handler(self) -> None:
+        return None
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        self.call_exception_handler(context)
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        exception = context.get("exception")
+        logger.error(
+            "in workflow run %s: %s",
+            self._instance.run_id,
+            context.get("message", "unhandled error"),
+            exc_info=exception if isinstance(exception, BaseException) else None,
+        )
+
+    # -- what a workflow must not do -------------------------------------------------
+
+    def run_in_executor(self, executor: Any, func: Callable[..., _T], *args: Any) -> Any:  # noqa: ARG002
+        raise RuntimeError(_NO_IO)
+
+    def run_forever(self) -> None:
+        raise RuntimeError("the workflow loop is stepped by perdure; it cannot be run")
+
+    def run_until_complete(self, future: Any) -> Any:  # noqa: ARG002
+        raise RuntimeError("the workflow loop is stepped by perdure; it cannot be run")

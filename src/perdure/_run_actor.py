@@ -1,0 +1,521 @@
+"""One run held by a worker: its instance, its log writer, its steps and timers.
+
+The actor is the only writer of its run's log, and it writes in one ordered stream:
+events are buffered and a single flusher appends them, a batch at a time. Outcomes
+(a step's result, a timer, a hook payload) ride in the batch that logs them and are
+delivered to the workflow only once that batch is committed, in log order. So a
+workflow never acts on something that is not stored, and a replay sees outcomes in the
+order the live run saw them.
+
+A trivial step costs one append: its task is started before the flusher is scheduled,
+so when it finishes at once its ``step_completed`` joins its ``step_started`` in the
+same batch, and the store's group commit folds batches of concurrent runs together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from perdure._errors import HookConflictError, LeaseLostError, NonDeterminismError
+from perdure._records import EventType, InboxItem, NewEvent, RunRecord, RunStatus
+from perdure._replay import (
+    CancelRun,
+    CancelTimer,
+    Command,
+    CompleteRun,
+    Completion,
+    CreateHook,
+    DisposeHook,
+    FailRun,
+    HookPayload,
+    HookRejected,
+    ScheduleStep,
+    StartTimer,
+    StepDone,
+    StepFailed,
+    TimerFired,
+    WorkflowInstance,
+    WorkflowSpec,
+    error_record,
+    replay,
+)
+from perdure._workflow import StepMetadata, WorkflowMetadata, step_context
+from perdure.stores import FAR_FUTURE
+
+if TYPE_CHECKING:
+    from perdure._clock import TimerHandle
+    from perdure._worker import Worker
+
+__all__ = ["RunActor"]
+
+logger = logging.getLogger("perdure.worker")
+
+
+@dataclass(slots=True)
+class _Batch:
+    events: list[NewEvent] = field(default_factory=list)
+    completions: list[Completion] = field(default_factory=list)
+    inbox: list[int] = field(default_factory=list)
+    durable: bool = False
+
+
+class RunActor:
+    """Drives one run on one worker, from claim to its end, eviction or loss."""
+
+    def __init__(self, worker: Worker, record: RunRecord, spec: WorkflowSpec) -> None:
+        self.worker = worker
+        self.run_id = record.id
+        self.record = record
+        self.spec = spec
+        self.instance: WorkflowInstance | None = None
+        self.ready = False
+        self.finished = False
+        self.gone = False
+        self._buffer = _Batch()
+        self._flusher: asyncio.Task[None] | None = None
+        self._steps: dict[str, asyncio.Task[None]] = {}
+        self._timers: dict[str, tuple[datetime, TimerHandle]] = {}
+        self._inbox_seen: set[int] = set()
+        self._cancel_pending = False
+        self._evict_timer: TimerHandle | None = None
+        self._backing_off: set[str] = set()
+
+    # -- start ----------------------------------------------------------------------
+
+    async def begin(self) -> None:
+        """Start the run fresh, or bring it back from its log by replay."""
+        try:
+            if self.record.status is RunStatus.PENDING:
+                await self._start_fresh()
+            else:
+                await self._resume_from_log()
+        except LeaseLostError:
+            self._abandon()
+            return
+        except Exception as exc:  # a run that cannot even start fails, loudly and logged
+            logger.exception("run %s could not be started", self.run_id)
+            self._fail_outright(exc)
+        self.ready = True
+        if self._cancel_pending:
+            self.cancel()
+        self.worker.poke()  # inbox items may be waiting for us now that we are ready
+        self._settled()
+
+    def _make_instance(self, started_at: datetime) -> WorkflowInstance:
+        args, kwargs = self.spec.codec.decode_args(self.record.input)
+        return WorkflowInstance(self.spec, self.run_id, args, kwargs, started_at=started_at)
+
+    async def _start_fresh(self) -> None:
+        now = self.worker.clock.now()
+        await self.worker.store.append(
+            self.worker.id,
+            self.run_id,
+            [NewEvent(EventType.RUN_STARTED, data={"worker": self.worker.id})],
+            now,
+        )
+        self.instance = self._make_instance(now)
+        self._process(self.instance.start(now))
+
+    async def _resume_from_log(self) -> None:
+        events = await self.worker.store.events(self.run_id)
+        started = next((e for e in events if e.type is EventType.RUN_STARTED), None)
+        if started is None:  # claimed between run_created and run_started: start over
+            await self._start_fresh()
+            return
+        self.instance = self._make_instance(started.created_at)
+        self.worker.stats_replays += 1
+        try:
+            result = replay(self.instance, events)
+        except NonDeterminismError as exc:
+            logger.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
+            self._fail_outright(exc)
+            return
+        self._process(result.commands)
+        for cid, wake_at in result.timers.items():
+            self._arm_timer(cid, wake_at)
+        for in_flight in result.steps:
+            self._start_step(in_flight.command, in_flight.next_attempt, in_flight.not_before)
+
+    def _fail_outright(self, exc: BaseException) -> None:
+        self._emit(NewEvent(EventType.RUN_FAILED, data={"error": error_record(exc)}), durable=True)
+        self.finished = True
+
+    # -- the ordered log writer -----------------------------------------------------
+
+    def _emit(
+        self,
+        event: NewEvent,
+        *,
+        completion: Completion | None = None,
+        inbox_id: int | None = None,
+        durable: bool = False,
+    ) -> None:
+        if self.gone:
+            return
+        batch = self._buffer
+        batch.events.append(event)
+        if completion is not None:
+            batch.completions.append(completion)
+        if inbox_id is not None:
+            batch.inbox.append(inbox_id)
+        batch.durable = batch.durable or durable
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        self._cancel_evict()
+
+    async def _flush(self) -> None:
+        worker = self.worker
+        while self._buffer.events and not self.gone:
+            batch, self._buffer = self._buffer, _Batch()
+            now = worker.clock.now()
+            try:
+                await worker.store.append(
+                    worker.id,
+                    self.run_id,
+                    batch.events,
+                    now,
+                    durable=batch.durable,
+                    consume_inbox=batch.inbox or None,
+                )
+            except LeaseLostError:
+                logger.warning("run %s was taken over by another worker", self.run_id)
+                self._abandon()
+                return
+            except HookConflictError as exc:
+                self._requeue_with_conflict(batch, exc)
+                continue
+            except Exception:
+                logger.exception("could not write run %s's log; handing it back", self.run_id)
+                self._abandon()
+                return
+            for completion in batch.completions:
+                if self.gone or self.instance is None or self.instance.finished:
+                    break
+                self._process(self.instance.deliver(completion, now))
+            if any(e.type in _TERMINAL for e in batch.events):
+                self._finish()
+                return
+        self._settled()
+
+    def _requeue_with_conflict(self, batch: _Batch, exc: HookConflictError) -> None:
+        token = getattr(exc, "token", None)
+        events: list[NewEvent] = []
+        completions = list(batch.completions)
+        marked = False
+        for event in batch.events:
+            if (
+                not marked
+                and event.type is EventType.HOOK_CREATED
+                and "error" not in event.data
+                and (token is None or event.data.get("token") == token)
+            ):
+                marked = True
+                message = str(exc)
+                event = NewEvent(  # noqa: PLW2901 (the rewritten event replaces it)
+                    event.type, event.correlation_id, {**event.data, "error": message}
+                )
+                completions.append(HookRejected(event.correlation_id or "", message))
+            events.append(event)
+        rest = self._buffer
+        self._buffer = _Batch(
+            events + rest.events,
+            completions + rest.completions,
+            batch.inbox + rest.inbox,
+            batch.durable or rest.durable,
+        )
+
+    # -- commands from the workflow -------------------------------------------------
+
+    def _process(self, commands: list[Command]) -> None:
+        for command in commands:
+            match command:
+                case ScheduleStep():
+                    self._emit(
+                        NewEvent(
+                            EventType.STEP_STARTED,
+                            command.correlation_id,
+                            {"name": command.spec.name, "attempt": 1, "input": command.input},
+                        )
+                    )
+                    self._start_step(command, 1, None, logged=True)
+                case StartTimer():
+                    self._emit(
+                        NewEvent(
+                            EventType.SLEEP_STARTED,
+                            command.correlation_id,
+                            {"wake_at": command.wake_at.isoformat()},
+                        )
+                    )
+                    self._arm_timer(command.correlation_id, command.wake_at)
+                case CancelTimer():
+                    timer = self._timers.pop(command.correlation_id, None)
+                    if timer is not None:
+                        timer[1].cancel()
+                    self._emit(
+                        NewEvent(EventType.SLEEP_COMPLETED, command.correlation_id, {"cancelled": True})
+                    )
+                case CreateHook():
+                    self._emit(
+                        NewEvent(
+                            EventType.HOOK_CREATED,
+                            command.correlation_id,
+                            {"token": command.token, "name": command.name, "kind": command.kind},
+                        )
+                    )
+                case DisposeHook():
+                    self._emit(
+                        NewEvent(EventType.HOOK_DISPOSED, command.correlation_id, {"token": command.token})
+                    )
+                case CompleteRun():
+                    self._end(NewEvent(EventType.RUN_COMPLETED, data={"output": command.output}))
+                case FailRun():
+                    self._end(NewEvent(EventType.RUN_FAILED, data={"error": command.error}))
+                case CancelRun():
+                    self._end(NewEvent(EventType.RUN_CANCELLED))
+
+    def _end(self, event: NewEvent) -> None:
+        self.finished = True
+        for task in self._steps.values():
+            task.cancel()
+        for _, handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        self._emit(event, durable=True)
+
+    # -- steps ----------------------------------------------------------------------
+
+    def _start_step(
+        self,
+        command: ScheduleStep,
+        attempt: int,
+        not_before: datetime | None,
+        *,
+        logged: bool = False,
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._run_step(command, attempt, not_before, logged=logged),
+            name=f"step {command.correlation_id} of run {self.run_id}",
+        )
+        self._steps[command.correlation_id] = task
+        task.add_done_callback(lambda _: self._step_done(command.correlation_id))
+
+    def _step_done(self, cid: str) -> None:
+        self._steps.pop(cid, None)
+        self._settled()
+
+    async def _run_step(
+        self, command: ScheduleStep, attempt: int, not_before: datetime | None, *, logged: bool
+    ) -> None:
+        spec, cid, clock = command.spec, command.correlation_id, self.worker.clock
+        policy = spec.retry
+        if attempt > policy.max_attempts:
+            error = RuntimeError(
+                f"the process running attempt {attempt - 1} of step {cid} died, "
+                f"and the step has no attempts left (max_retries={policy.max_retries})"
+            )
+            self._step_failed(cid, spec.name, attempt - 1, error)
+            return
+        args, kwargs = spec.codec.decode_args(command.input)
+        while True:
+            if not_before is not None:
+                self._backing_off.add(cid)
+                self.worker.maybe_idle()
+                try:
+                    await clock.sleep_until(not_before)
+                finally:
+                    self._backing_off.discard(cid)
+            if not logged:
+                data = {"name": spec.name, "attempt": attempt, "input": command.input}
+                self._emit(NewEvent(EventType.STEP_STARTED, cid, data))
+            logged = False
+            started_at = clock.now()
+            meta = StepMetadata(f"{self.run_id}:{cid}", self.run_id, spec.name, attempt, started_at)
+            wf_meta = WorkflowMetadata(self.run_id, self.spec.name, self.started_at)
+            error: Exception
+            try:
+                async with self.worker.step_slots:
+                    token = step_context.set((meta, wf_meta))
+                    try:
+                        value = await self._call(spec.fn, spec.is_async, spec.timeout, args, kwargs)
+                    finally:
+                        step_context.reset(token)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = exc
+            else:
+                try:
+                    output = spec.codec.encode_result(value)
+                except TypeError as exc:  # a result that cannot be stored: retrying won't help
+                    self._step_failed(cid, spec.name, attempt, exc)
+                    return
+                self._emit(
+                    NewEvent(
+                        EventType.STEP_COMPLETED,
+                        cid,
+                        {"name": spec.name, "attempt": attempt, "output": output},
+                    ),
+                    completion=StepDone(cid, output),
+                )
+                return
+            delay = policy.delay_after(attempt, error)
+            if delay is None:
+                self._step_failed(cid, spec.name, attempt, error)
+                return
+            not_before = clock.now() + timedelta(seconds=delay)
+            self._emit(
+                NewEvent(
+                    EventType.STEP_RETRYING,
+                    cid,
+                    {
+                        "name": spec.name,
+                        "attempt": attempt,
+                        "error": error_record(error),
+                        "retry_at": not_before.isoformat(),
+                    },
+                )
+            )
+            attempt += 1
+
+    @staticmethod
+    async def _call(
+        fn: Callable[..., Any],
+        is_async: bool,
+        timeout: float | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        if is_async:
+            return await asyncio.wait_for(fn(*args, **kwargs), timeout)
+        # A thread cannot be stopped: on timeout the attempt is abandoned, not killed.
+        return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), timeout)
+
+    def _step_failed(self, cid: str, name: str, attempt: int, error: BaseException) -> None:
+        record = error_record(error)
+        self._emit(
+            NewEvent(
+                EventType.STEP_FAILED, cid, {"name": name, "attempt": attempt, "error": record}
+            ),
+            completion=StepFailed(cid, record, attempt),
+        )
+
+    @property
+    def started_at(self) -> datetime:
+        """When the run started (its ``run_started`` time)."""
+        return self.instance.started_at if self.instance else self.worker.clock.now()
+
+    # -- timers and hooks -----------------------------------------------------------
+
+    def _arm_timer(self, cid: str, wake_at: datetime) -> None:
+        handle = self.worker.clock.call_at(wake_at, lambda: self._timer_fired(cid))
+        self._timers[cid] = (wake_at, handle)
+
+    def _timer_fired(self, cid: str) -> None:
+        if self._timers.pop(cid, None) is None or self.gone or self.finished:
+            return
+        self._emit(
+            NewEvent(EventType.SLEEP_COMPLETED, cid, {"cancelled": False}),
+            completion=TimerFired(cid),
+        )
+
+    def receive(self, item: InboxItem) -> None:
+        """Log and deliver a payload that `resume` stored for one of our hooks."""
+        if not self.ready or self.finished or self.gone or item.id in self._inbox_seen:
+            return
+        self._inbox_seen.add(item.id)
+        self._emit(
+            NewEvent(
+                EventType.HOOK_RECEIVED,
+                item.correlation_id,
+                {"token": item.token, "payload": item.payload},
+            ),
+            completion=HookPayload(item.correlation_id, item.payload),
+            inbox_id=item.id,
+        )
+
+    # -- cancellation, eviction, the end --------------------------------------------
+
+    def cancel(self) -> None:
+        """Deliver a cancel request: CancelledError in the workflow, then the run ends."""
+        if not self.ready:
+            self._cancel_pending = True
+            return
+        if self.finished or self.gone or self.instance is None:
+            return
+        self._process(self.instance.cancel(self.worker.clock.now()))
+
+    @property
+    def suspended(self) -> bool:
+        """Waiting only on timers and hooks: nothing runs, nothing is being written."""
+        return (
+            self.ready
+            and not self.finished
+            and not self.gone
+            and not self._steps
+            and not self._buffer.events
+            and (self._flusher is None or self._flusher.done())
+        )
+
+    @property
+    def busy(self) -> bool:
+        """Doing something now, rather than waiting on the clock or the outside world.
+
+        The fake clock's autojump moves time only when no held run is busy.
+        """
+        if self.gone:
+            return False
+        return (
+            not self.ready
+            or bool(self._buffer.events)
+            or (self._flusher is not None and not self._flusher.done())
+            or len(self._steps) > len(self._backing_off)
+        )
+
+    def _settled(self) -> None:
+        self.worker.maybe_idle()
+        if self.suspended and self._evict_timer is None:
+            when = self.worker.clock.now() + self.worker.evict_after
+            self._evict_timer = self.worker.clock.call_at(when, self._evict_if_idle)
+
+    def _cancel_evict(self) -> None:
+        if self._evict_timer is not None:
+            self._evict_timer.cancel()
+            self._evict_timer = None
+
+    def _evict_if_idle(self) -> None:
+        self._evict_timer = None
+        if not self.suspended:
+            return
+        wake_at = min((w for w, _ in self._timers.values()), default=FAR_FUTURE)
+        self.worker.evict(self, wake_at)
+
+    def drop(self) -> None:
+        """Forget the run in this process (evicted or lost); the store keeps it."""
+        self._abandon()
+
+    def _abandon(self) -> None:
+        if self.gone:
+            return
+        self.gone = True
+        self._cancel_evict()
+        for task in self._steps.values():
+            task.cancel()
+        for _, handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self.instance is not None:
+            self.instance.loop.close()
+        self.worker.forget(self)
+
+    def _finish(self) -> None:
+        self.finished = True
+        self._abandon()
+        self.worker.run_finished(self.run_id)
+
+
+_TERMINAL = (EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELLED)

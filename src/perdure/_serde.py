@@ -1,0 +1,434 @@
+"""Typed JSON serialization of everything that crosses a workflow, step or hook boundary.
+
+Durable values outlive the process that produced them, so they are stored as JSON and
+never pickled: pickle runs code named by the stored bytes, ties the data to one Python
+and one class layout, and cannot be read from the CLI or another language.
+
+How a value is encoded depends on its annotation:
+
+* **A plain JSON value annotated as such** (``str``, ``int``, ``dict[str, Any]`` holding
+  JSON, ...) is returned as is, after a few exact-type checks: the hot path never
+  touches pydantic.
+* **``Any``, ``object`` or no annotation**: the self-describing form of `_serde_tags`,
+  where non-JSON builtins carry a ``{"$t": tag, "v": payload}`` tag. Dataclasses and
+  pydantic models come back as dicts there: nothing is rebuilt from a class named in
+  stored data.
+* **Any other annotation**: a pydantic ``TypeAdapter`` (cached per annotation) with
+  base64 bytes and ``"NaN"``/``"Infinity"`` strings for non-finite floats. Before use,
+  the annotation is rewritten so that every ``Any`` inside a container (``list[Any]``,
+  ``dict[str, Any]``, TypedDict fields) uses the tagged form, and dicts keyed by tuples,
+  frozensets or ``Any`` are stored as ``[key, value]`` pairs, which JSON objects cannot
+  key. A value not of the annotated type is converted as pydantic's lax mode would, or
+  refused.
+
+Known limits, each a pydantic rule for classes we do not rewrite: inside a dataclass or
+pydantic model, a field annotated ``Any`` is stored as pydantic's JSON (a ``datetime``
+there comes back as ``str``); a pydantic model's own config decides how its ``bytes``
+and non-finite floats are stored (set ``ser_json_bytes="base64"``,
+``val_json_bytes="base64"`` and ``ser_json_inf_nan="strings"`` on models that hold
+binary data or NaN); UTC offsets with seconds are truncated to minutes; a timezone comes
+back as a fixed offset. Sets under an annotation keep iteration order.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import threading
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, NotRequired, Required, TypeVar
+
+import typing_extensions
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    PlainSerializer,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+)
+
+from perdure import _serde_tags as tags
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["CallCodec", "JSONValue", "decode", "encode"]
+
+JSONValue = Any
+"""A structure of dict (str keys), list, str, int, float (finite), bool and None only."""
+
+_SUPPORTED = (
+    "None, bool, int, float, str, bytes, list, tuple, dict, set, frozenset, datetime, "
+    "date, time, timedelta, UUID, Decimal, Enum, dataclasses, pydantic models, TypedDict"
+)
+_CONFIG = ConfigDict(
+    ser_json_bytes="base64",
+    val_json_bytes="base64",
+    ser_json_inf_nan="strings",
+    allow_inf_nan=True,  # also lets Decimal("NaN") and Decimal("Infinity") through
+)
+
+
+def _validate_any(value: Any, info: ValidationInfo) -> Any:
+    # Python mode only runs to convert a live value before encoding: it is not stored data.
+    return tags.decode_any(value) if info.mode == "json" else value
+
+
+_TAGGED_ANY: Any = Annotated[
+    Any, PlainSerializer(tags.encode_any, return_type=Any), PlainValidator(_validate_any)
+]
+_CONTAINERS = (list, set, frozenset, tuple, dict)
+
+
+def encode(value: Any, annotation: Any = Any, *, where: str = "value") -> JSONValue:
+    """Encode `value` as a JSON-able structure, typed by `annotation`.
+
+    Raises:
+        TypeError: `value` cannot be stored; the message names `where` and the type.
+    """
+    plan = _plan(annotation, where)
+    error: Exception
+    try:
+        if plan.plain is not None and plan.plain(value):
+            return value
+        if plan.typed is None:
+            if not isinstance(value, plan.root):
+                raise TypeError(f"expected {_fmt(plan.root)}")  # noqa: TRY301
+            return tags.encode_any(value)
+        return plan.dump(value)
+    except RecursionError:
+        raise TypeError(f"cannot serialize {where}: it is nested too deeply or cyclic") from None
+    except Exception as exc:
+        error = exc
+    if plan.typed is not None:
+        try:  # lax conversion, e.g. a tuple passed for list[int] or 3.0 for int
+            return plan.dump(plan.adapter().validate_python((value,))[0])
+        except Exception as exc:
+            error = exc  # says what was expected better than the serializer's warning
+    raise TypeError(_cannot_encode(value, plan.annotation, where, error)) from error
+
+
+def decode(data: JSONValue, annotation: Any = Any, *, where: str = "value") -> Any:
+    """Rebuild a value of type `annotation` from what `encode` returned.
+
+    Raises:
+        TypeError: `data` does not hold a value of that type; the message names `where`.
+    """
+    plan = _plan(annotation, where)
+    try:
+        if plan.plain is not None and plan.plain(data):
+            return data
+        if plan.typed is not None:
+            return plan.adapter().validate_json(json.dumps([data]))[0]
+        value = tags.decode_any(data)
+        if isinstance(value, plan.root):
+            return value
+        reason = f"got {tags.type_name(type(value))}"
+    except ValidationError as exc:
+        reason = _summarize(exc)
+    except Exception as exc:  # malformed tags, non-JSON data, annotations pydantic refuses
+        reason = _first_line(exc)
+    raise TypeError(f"cannot deserialize {where} as {_fmt(plan.annotation)}: {reason}") from None
+
+
+class CallCodec:
+    """Encodes and decodes the calls and return values of one function.
+
+    Type hints are resolved on first use, not here: with ``from __future__ import
+    annotations`` a decorator runs before the classes named later in its module exist.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, qualname: str | None = None) -> None:
+        self._fn = fn
+        self.name: str = qualname or getattr(fn, "__qualname__", None) or repr(fn)
+        self._signature = inspect.signature(fn)
+        self._hints: dict[str, Any] | None = None
+
+    def encode_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> JSONValue:
+        """Encode the arguments actually passed (defaults are not stored), keyed by name."""
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}(): {exc}") from None
+        encoded: dict[str, Any] = {}
+        for name, value in bound.arguments.items():
+            kind, hint = self._signature.parameters[name].kind, self._hint(name)
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                encoded[name] = [
+                    encode(v, hint, where=self._where(f"{name}[{i}]")) for i, v in enumerate(value)
+                ]
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                encoded[name] = {k: encode(v, hint, where=self._where(k)) for k, v in value.items()}
+            else:
+                encoded[name] = encode(value, hint, where=self._where(name))
+        return encoded
+
+    def decode_args(self, data: JSONValue) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Rebuild ``(args, kwargs)`` that call the function as the encoded call did."""
+        parameters = self._signature.parameters
+        if type(data) is not dict or not data.keys() <= parameters.keys():
+            raise TypeError(f"cannot deserialize the arguments of {self.name}() from {data!r}")
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        positional = True  # until a positional parameter was left to its default
+        for name, param in parameters.items():
+            if name not in data:
+                positional = positional and param.kind not in _POSITIONAL
+                continue
+            raw, hint, where = data[name], self._hint(name), self._where(name)
+            if param.kind is inspect.Parameter.VAR_POSITIONAL and positional and type(raw) is list:
+                args.extend(
+                    decode(v, hint, where=self._where(f"{name}[{i}]")) for i, v in enumerate(raw)
+                )
+            elif param.kind is inspect.Parameter.VAR_KEYWORD and type(raw) is dict:
+                kwargs.update({k: decode(v, hint, where=self._where(k)) for k, v in raw.items()})
+            elif param.kind in _POSITIONAL and positional:
+                args.append(decode(raw, hint, where=where))
+            elif param.kind in {
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                inspect.Parameter.KEYWORD_ONLY,
+            }:
+                kwargs[name] = decode(raw, hint, where=where)
+            else:
+                raise TypeError(f"cannot deserialize {where}: unexpected {raw!r}")
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"stored arguments no longer fit {self.name}(): {exc}") from None
+        return tuple(args), kwargs
+
+    def encode_result(self, value: Any) -> JSONValue:
+        """Encode the function's return value, typed by its return annotation."""
+        return encode(value, self._hint("return"), where=f"return value of {self.name}()")
+
+    def decode_result(self, data: JSONValue) -> Any:
+        """Rebuild the function's return value from what `encode_result` returned."""
+        return decode(data, self._hint("return"), where=f"return value of {self.name}()")
+
+    def _where(self, argument: str) -> str:
+        return f"argument {argument!r} of {self.name}()"
+
+    def _hint(self, name: str) -> Any:
+        if self._hints is None:
+            fn = self._fn
+            if not (inspect.isroutine(fn) or inspect.isclass(fn)):
+                fn = getattr(fn, "__call__", fn)  # noqa: B004 -- a callable object's hints live there
+            try:
+                self._hints = typing.get_type_hints(fn, include_extras=True)
+            except Exception as exc:
+                raise TypeError(f"cannot resolve the annotations of {self.name}(): {exc}") from exc
+        return self._hints.get(name, Any)
+
+
+_POSITIONAL = {inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD}
+
+
+class _AnnotationError(TypeError):
+    """An annotation pydantic cannot build a schema for."""
+
+
+@dataclass
+class _Plan:
+    """What `encode` and `decode` need to know about one annotation, built once."""
+
+    annotation: Any
+    plain: Callable[[Any], bool] | None  # accepts values that are their own encoding
+    typed: Any  # the rewritten annotation for pydantic, or None to use the tagged form
+    root: type  # with the tagged form: the type a value must have (object, or dict)
+    _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
+
+    def adapter(self) -> TypeAdapter[Any]:
+        # Built lazily: most plain values never need it. The 1-tuple wrapper lets our
+        # config reach dataclasses and TypedDicts, which refuse a config of their own.
+        if self._adapter is None:
+            wrapped: Any = tuple[self.typed]  # type: ignore[name-defined]
+            try:
+                self._adapter = TypeAdapter(wrapped, config=_CONFIG)
+            except Exception as exc:  # pydantic's advice (arbitrary_types_allowed) does not apply
+                message = f"{_fmt(self.annotation)} is not serializable (supported: {_SUPPORTED})"
+                raise _AnnotationError(message) from exc
+        return self._adapter
+
+    def dump(self, value: Any) -> JSONValue:
+        return json.loads(self.adapter().dump_json((value,), warnings="error"))[0]
+
+
+_PLANS: dict[Any, _Plan] = {}
+
+
+def _plan(annotation: Any, where: str) -> _Plan:
+    try:
+        return _PLANS[annotation]
+    except KeyError:
+        plan = _PLANS[annotation] = _make_plan(annotation, where)
+    except TypeError:  # unhashable annotation, e.g. Annotated with a list in its metadata
+        plan = _make_plan(annotation, where)
+    return plan
+
+
+def _make_plan(annotation: Any, where: str) -> _Plan:
+    if isinstance(annotation, (str, typing.ForwardRef)):
+        raise TypeError(f"cannot serialize {where}: unresolved annotation {annotation!r}")
+    tp = _normalize(annotation)
+    typed = _rewrite(tp)
+    if typed is _TAGGED_ANY:
+        return _Plan(tp, _plain_check(tp), None, dict if tp is dict else object)
+    return _Plan(tp, _plain_check(tp), typed, object)
+
+
+def _normalize(tp: Any) -> Any:
+    if tp is None:
+        return type(None)
+    if tp in (Any, object, inspect.Parameter.empty) or isinstance(tp, TypeVar):
+        return Any
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    any_args = args in {(), (Any, Ellipsis)} if origin is tuple else all(a is Any for a in args)
+    if origin in _CONTAINERS and any_args:
+        return origin  # list[Any] means list, dict[Any, Any] dict, tuple[Any, ...] tuple
+    return tp
+
+
+def _plain_check(tp: Any) -> Callable[[Any], bool] | None:  # noqa: PLR0911
+    """A predicate for values of `tp` that are their own encoding, or None if there are none.
+
+    It must accept only values that the full path would encode to themselves and decode
+    back unchanged, so it uses exact type checks; everything else takes the full path.
+    """
+    if tp is Any:
+        return tags.is_plain
+    if tp in (str, int, bool, type(None)):
+        return lambda v: type(v) is tp
+    if tp is float:
+        return lambda v: type(v) is float and tags.is_plain(v)
+    if tp is list or tp is dict:
+        return lambda v: type(v) is tp and tags.is_plain(v)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is list and (item := _plain_check(_normalize(args[0]))) is not None:
+        return lambda v: type(v) is list and all(map(item, v))
+    if origin is dict and args[0] is str and (val := _plain_check(_normalize(args[1]))) is not None:
+        return lambda v: type(v) is dict and all(type(k) is str and val(x) for k, x in v.items())
+    if origin in (typing.Union, types.UnionType):
+        checks = [_plain_check(_normalize(a)) for a in args]
+        if all(c is not None for c in checks):
+            return lambda v: any(c(v) for c in checks if c is not None)
+    return None
+
+
+def _rewrite(tp: Any) -> Any:  # noqa: PLR0911
+    """Rewrite `tp` so that pydantic round-trips it exactly (see the module docstring)."""
+    tp = _normalize(tp)
+    if tp is Any or tp is dict:
+        return _TAGGED_ANY
+    if tp in _CONTAINERS:  # a bare list or tuple[...] holds anything
+        return tp[_TAGGED_ANY, ...] if tp is tuple else tp[_TAGGED_ANY]
+    if typing_extensions.is_typeddict(tp):
+        return _typeddict(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is None or origin is Literal or not args:
+        return tp
+    if origin is Annotated:
+        return Annotated[(_rewrite(args[0]), *tp.__metadata__)]
+    new = tuple(a if a is Ellipsis else _rewrite(a) for a in args)
+    if origin is dict and not _json_key(args[0]):
+        return _pairs_dict(*new)
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[new]  # noqa: UP007 -- built from a tuple at runtime
+    if new == args:
+        return tp
+    try:
+        return origin[new]
+    except TypeError:  # an origin that cannot be subscripted again; keep it as written
+        return tp
+
+
+def _json_key(tp: Any) -> bool:
+    """Whether pydantic stores dict keys of this type as JSON object keys that round-trip."""
+    tp = _normalize(tp)
+    if typing.get_origin(tp) is Annotated:
+        return _json_key(typing.get_args(tp)[0])
+    if typing.get_origin(tp) is Literal or hasattr(tp, "__supertype__"):  # Literal, NewType
+        return True
+    return isinstance(tp, type) and tp not in _CONTAINERS and tp is not Any
+
+
+def _pairs_dict(key: Any, value: Any) -> Any:
+    """A dict stored as a list of ``[key, value]`` pairs, for keys JSON objects cannot hold."""
+    pairs: Any = list[tuple[key, value]]
+    return Annotated[
+        pairs,
+        AfterValidator(dict),
+        PlainSerializer(lambda d: list(d.items()), return_type=pairs),
+    ]
+
+
+_TYPEDDICTS: dict[type, Any] = {}
+_TYPEDDICTS_LOCK = threading.RLock()
+_MAKE_TYPEDDICT: Any = typing_extensions.TypedDict  # the functional form, with computed fields
+
+
+def _typeddict(td: Any) -> Any:
+    """Rebuild a TypedDict as a ``typing_extensions`` one with rewritten field types.
+
+    pydantic refuses ``typing.TypedDict`` before Python 3.12, and a TypedDict's ``Any``
+    fields should be tagged like any other ``Any``. Decoding yields a plain dict either way.
+    """
+    with _TYPEDDICTS_LOCK:  # `def` steps encode from threads; none may see the placeholder
+        if td in _TYPEDDICTS:
+            return _TYPEDDICTS[td]
+        _TYPEDDICTS[td] = td  # a recursive TypedDict refers to itself as written
+        try:
+            fields = {}
+            for name, hint in typing.get_type_hints(td, include_extras=True).items():
+                while typing.get_origin(hint) in (Required, NotRequired):
+                    hint = typing.get_args(hint)[0]  # noqa: PLW2901
+                marker = Required if name in td.__required_keys__ else NotRequired
+                fields[name] = marker[_rewrite(hint)]
+            new: Any = _MAKE_TYPEDDICT(td.__name__, fields)
+        except Exception:
+            new = td
+        _TYPEDDICTS[td] = new
+        return new
+
+
+def _cannot_encode(value: Any, annotation: Any, where: str, error: Exception) -> str:
+    try:
+        tags.encode_any(value)  # finds the unsupported object, however deep, to name it
+    except tags.UnsupportedTypeError as exc:
+        return (
+            f"cannot serialize {where}: {exc.type_name} is not JSON-serializable "
+            f"(supported: {_SUPPORTED})"
+        )
+    except Exception as exc:
+        if annotation is Any:
+            return f"cannot serialize {where}: {exc}"
+    if isinstance(error, _AnnotationError):
+        return f"cannot serialize {where}: {error}"
+    if isinstance(error, ValidationError):
+        reason = _summarize(error, got=False)
+    else:
+        reason = _first_line(error)
+    got = tags.type_name(type(value))
+    return f"cannot serialize {where}: {got} does not fit {_fmt(annotation)} ({reason})"
+
+
+def _summarize(exc: ValidationError, *, got: bool = True) -> str:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = ".".join(str(p) for p in first["loc"][1:])  # [0] is our 1-tuple wrapper
+    more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+    what = f" (got {tags.type_name(type(first['input']))})" if got else ""
+    return f"{loc + ': ' if loc else ''}{first['msg']}{what}{more}"
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _fmt(tp: Any) -> str:
+    if tp is Any:
+        return "Any"
+    return tags.type_name(tp) if isinstance(tp, type) else repr(tp).replace("typing.", "")

@@ -1,0 +1,304 @@
+"""The worker: claims runnable runs, keeps live ones in memory, hands back the rest.
+
+One loop, woken whenever something may have changed (a commit by any process, a local
+start, resume or cancel, a timer of an unheld run coming due), does one pass:
+
+1. claim runs whose ``wake_at`` is due and start an actor for each (a fresh start, or a
+   replay of the log after a crash, a restart or an eviction);
+2. hand each held run the hook payloads waiting in its inbox;
+3. deliver cancel requests;
+4. set a timer for the next unheld run to come due.
+
+Every second it also reaps dead workers (their runs are released and claimed at once)
+and records a heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from perdure._clock import Clock, FakeClock, TimerHandle
+from perdure._errors import LeaseLostError
+from perdure._records import RunRecord
+from perdure._run_actor import RunActor
+from perdure._workflow import lookup_workflow
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from perdure.stores import Store
+
+__all__ = ["Worker", "WorkerStatistics"]
+
+logger = logging.getLogger("perdure.worker")
+
+_CLAIM_BATCH = 100
+_MAINTENANCE_SECONDS = 1.0
+_AUTOJUMP_SPINS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatistics:
+    """A snapshot of what a worker is doing."""
+
+    worker_id: str
+    held_runs: int
+    """Runs in memory on this worker."""
+    suspended_runs: int
+    """Held runs waiting only on timers or hooks."""
+    running_steps: int
+    claimed: int
+    """Runs claimed since the worker started."""
+    replays: int
+    """Runs brought back from their log (after a crash, restart or eviction)."""
+    evictions: int
+    """Suspended runs handed back to the store to free memory."""
+    finished: int
+
+
+def new_worker_id() -> str:
+    """A worker id that says where the worker runs: host, pid and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """Runs workflows from a store. Owned and started by an `Engine`."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        worker_id: str | None = None,
+        max_concurrent_steps: int = 100,
+        max_active_runs: int = 10_000,
+        evict_after: timedelta = timedelta(seconds=60),
+        on_run_finished: Callable[[str], None] | None = None,
+    ) -> None:
+        if max_concurrent_steps < 1 or max_active_runs < 1:
+            raise ValueError("max_concurrent_steps and max_active_runs must be >= 1")
+        self.id = worker_id or new_worker_id()
+        self.store = store
+        self.clock = clock
+        self.evict_after = evict_after
+        self.step_slots = asyncio.Semaphore(max_concurrent_steps)
+        self._max_active_runs = max_active_runs
+        self._on_run_finished = on_run_finished
+        self._actors: dict[str, RunActor] = {}
+        self._poked = asyncio.Event()
+        self._passing = False
+        self._stopping = False
+        self._main: asyncio.Task[None] | None = None
+        self._maintenance: asyncio.Task[None] | None = None
+        self._autojump: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._wake_timer: TimerHandle | None = None
+        self._wake_at: datetime | None = None
+        self._background: set[asyncio.Task[object]] = set()
+        self.stats_replays = 0
+        self._claimed = 0
+        self._evictions = 0
+        self._finished = 0
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Register, take over the runs of dead workers, and begin claiming."""
+        now = self.clock.now()
+        await self.store.register_worker(self.id, now)
+        released = await self.store.reap_dead_workers(self.id, now)
+        if released:
+            logger.info("recovered %d runs left by workers that died", released)
+        loop = asyncio.get_running_loop()
+        self._main = loop.create_task(self._loop(), name=f"perdure worker {self.id}")
+        self._maintenance = loop.create_task(self._maintain(), name="perdure maintenance")
+        if isinstance(self.clock, FakeClock) and self.clock.autojump:
+            self._autojump = loop.create_task(self._jump(self.clock), name="perdure autojump")
+        self.poke()
+
+    async def stop(self) -> None:
+        """Stop claiming, drop every held run and hand them all back at once."""
+        self._stopping = True
+        for task in (self._main, self._maintenance, self._autojump):
+            if task is not None:
+                task.cancel()
+        for task in (self._main, self._maintenance, self._autojump):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._wake_timer is not None:
+            self._wake_timer.cancel()
+        actors = list(self._actors.values())
+        for actor in actors:
+            actor.drop()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.store.unregister_worker(self.id, self.clock.now())
+
+    def poke(self) -> None:
+        """Something may have changed: run a pass soon."""
+        self._poked.set()
+        self._idle.clear()
+
+    # -- the pass -------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            await self._poked.wait()
+            self._poked.clear()
+            self._passing = True
+            try:
+                await self._pass()
+            except Exception:
+                logger.exception("worker pass failed; retrying on the next wake-up")
+                await asyncio.sleep(0.05)
+                self._poked.set()
+            finally:
+                self._passing = False
+                self.maybe_idle()
+
+    async def _pass(self) -> None:
+        store, now = self.store, self.clock.now()
+        room = self._max_active_runs - len(self._actors)
+        if room > 0:
+            claimed = await store.claim_runs(self.id, now, min(room, _CLAIM_BATCH))
+            for record in claimed:
+                self._adopt(record)
+            if len(claimed) == min(room, _CLAIM_BATCH):
+                self._poked.set()
+        if self._actors:
+            for item in await store.inbox(self.id):
+                actor = self._actors.get(item.run_id)
+                if actor is not None:
+                    actor.receive(item)
+            for run_id in await store.cancel_requests(self.id):
+                actor = self._actors.get(run_id)
+                if actor is not None:
+                    actor.cancel()
+        self._schedule_wake(await store.next_wake_at())
+
+    def _adopt(self, record: RunRecord) -> None:
+        self._claimed += 1
+        spec = lookup_workflow(record.workflow)
+        if spec is None:
+            logger.warning(
+                "run %s is of workflow %r, which this process does not define; handing it back",
+                record.id,
+                record.workflow,
+            )
+            self._spawn(self._hand_back(record.id, self.clock.now() + timedelta(seconds=5)))
+            return
+        actor = RunActor(self, record, spec)
+        self._actors[record.id] = actor
+        self._spawn(actor.begin())
+
+    def _schedule_wake(self, when: datetime | None) -> None:
+        if when is None or when == self._wake_at:
+            return
+        if self._wake_timer is not None:
+            self._wake_timer.cancel()
+        self._wake_at = when
+        self._wake_timer = self.clock.call_at(when, self._timer_wake)
+
+    def _timer_wake(self) -> None:
+        self._wake_at = None
+        self._wake_timer = None
+        self.poke()
+
+    def _spawn(self, coro: asyncio.Future[object] | object) -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _hand_back(self, run_id: str, wake_at: datetime) -> None:
+        with contextlib.suppress(LeaseLostError):
+            await self.store.release_run(self.id, run_id, wake_at)
+
+    # -- called by actors -----------------------------------------------------------
+
+    def evict(self, actor: RunActor, wake_at: datetime) -> None:
+        """Hand a suspended run back to the store; it is replayed when it wakes."""
+        self._evictions += 1
+        actor.drop()
+        self._spawn(self._hand_back(actor.run_id, wake_at))
+        self.poke()
+
+    def forget(self, actor: RunActor) -> None:
+        """Stop tracking an actor that is gone."""
+        if self._actors.get(actor.run_id) is actor:
+            del self._actors[actor.run_id]
+        self.maybe_idle()
+
+    def run_finished(self, run_id: str) -> None:
+        """A held run ended here."""
+        self._finished += 1
+        if self._on_run_finished is not None:
+            self._on_run_finished(run_id)
+
+    # -- idleness, for the fake clock -----------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """Whether anything is happening that does not wait on the clock."""
+        return (
+            self._poked.is_set()
+            or self._passing
+            or any(actor.busy for actor in self._actors.values())
+            or any(not t.done() for t in self._background)
+        )
+
+    def maybe_idle(self) -> None:
+        """Note that the worker may have nothing left to do but wait."""
+        if not self.busy:
+            self._idle.set()
+
+    async def _jump(self, clock: FakeClock) -> None:
+        # Jump only when the worker stays idle for several loop iterations: a step
+        # that just finished may still be handing its result over.
+        while True:
+            await self._idle.wait()
+            for _ in range(_AUTOJUMP_SPINS):
+                await asyncio.sleep(0)
+                if self.busy:
+                    break
+            else:
+                if not clock.jump():
+                    self._idle.clear()
+                continue
+            self._idle.clear()
+
+    # -- maintenance ----------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(_MAINTENANCE_SECONDS)
+            try:
+                now = self.clock.now()
+                await self.store.heartbeat(self.id, now)
+                if await self.store.reap_dead_workers(self.id, now):
+                    self.poke()
+            except Exception:
+                logger.exception("worker maintenance failed")
+
+    def statistics(self) -> WorkerStatistics:
+        """A snapshot of the worker's counters."""
+        actors = list(self._actors.values())
+        return WorkerStatistics(
+            worker_id=self.id,
+            held_runs=len(actors),
+            suspended_runs=sum(1 for a in actors if a.suspended),
+            running_steps=sum(len(a._steps) for a in actors),  # noqa: SLF001
+            claimed=self._claimed,
+            replays=self.stats_replays,
+            evictions=self._evictions,
+            finished=self._finished,
+        )

@@ -1,0 +1,70 @@
+"""Rules every store applies the same way: times, wake-up times, and error messages.
+
+Kept in one place so that the memory store, which users test with, and the database
+stores cannot drift apart on the details a test would notice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from perdure._errors import HookConflictError, HookNotFoundError, LeaseLostError
+
+__all__ = [
+    "earliest",
+    "hook_conflict",
+    "hook_not_found",
+    "lease_lost",
+    "utc",
+]
+
+
+def utc(moment: datetime) -> datetime:
+    """The same instant in UTC; a naive datetime is refused rather than guessed at.
+
+    Stores return timezone-aware UTC datetimes whatever zone they were given, so that a
+    value read back compares and prints the same on every backend.
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"perdure stores need timezone-aware datetimes, got {moment!r}")
+    return moment.astimezone(UTC)
+
+
+def earliest(*moments: datetime | None) -> datetime | None:
+    """The earliest of the given times, ignoring None; None when all are None.
+
+    A run that is woken (a resume, a cancel request) keeps an earlier ``wake_at`` it
+    already had: both mean "claimable now", and the earlier one keeps its place in the
+    oldest-first claim order.
+    """
+    present = [moment for moment in moments if moment is not None]
+    return min(present) if present else None
+
+
+def lease_lost(worker_id: str, run_id: str, owner: str | None, *, exists: bool) -> LeaseLostError:
+    """The error for a write by a worker that does not hold the run."""
+    if not exists:
+        held = "no such run exists"
+    elif owner is None:
+        held = "nobody holds it"
+    else:
+        held = f"it is held by worker {owner!r}"
+    return LeaseLostError(f"worker {worker_id!r} does not hold run {run_id!r}: {held}")
+
+
+def hook_conflict(token: str, holder_run_id: str) -> HookConflictError:
+    """The error for creating a hook whose token a live hook already holds."""
+    return HookConflictError(
+        f"hook token {token!r} is already held by a live hook of run {holder_run_id!r}"
+    )
+
+
+def hook_not_found(
+    token: str, *, name: str | None = None, actual: str | None = None
+) -> HookNotFoundError:
+    """The error for resuming a token no live hook holds, or a hook of another name."""
+    if actual is not None:
+        return HookNotFoundError(
+            f"the live hook holding token {token!r} is named {actual!r}, not {name!r}"
+        )
+    return HookNotFoundError(f"no live hook holds token {token!r}")

@@ -1,0 +1,199 @@
+"""How each event changes the tables that index a run's log, decided once for all stores.
+
+`plan` turns the events of one `append` into the index changes they cause, checking
+everything that can be checked without the store's state. A store then applies the
+changes in order. Because every backend reads the same plan, the memory store and the
+database stores agree on what a steps row or a timer looks like after each event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from perdure._records import JSON, EventType, NewEvent, RunStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "Change",
+    "HookAdded",
+    "HookRemoved",
+    "RunEnded",
+    "RunStarted",
+    "StepChanged",
+    "TimerCleared",
+    "TimerSet",
+    "plan",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    """``run_started``: the run is running; ``started_at`` is set the first time."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepChanged:
+    """A ``step_*`` event: the step's row now shows this event's state.
+
+    ``input`` is only kept from the first event that carries one; ``output`` and
+    ``error`` are those of this event (None when it has none), so a row never shows
+    the error of an attempt that a later attempt superseded.
+    """
+
+    correlation_id: str
+    name: str
+    status: str
+    attempt: int
+    input: JSON
+    output: JSON | None
+    error: dict[str, JSON] | None
+
+
+@dataclass(frozen=True, slots=True)
+class TimerSet:
+    """``sleep_started``: a timer row that fires at ``wake_at``."""
+
+    correlation_id: str
+    wake_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TimerCleared:
+    """``sleep_completed``: the timer row is gone."""
+
+    correlation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class HookAdded:
+    """``hook_created`` without ``error``: a live hook row, unique by token."""
+
+    token: str
+    correlation_id: str
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class HookRemoved:
+    """``hook_disposed``: the run's hook with this token is no longer live."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnded:
+    """A terminal event: the run's final status and result.
+
+    The run is then unheld for good, and its timers, hooks and inbox items are deleted.
+    """
+
+    status: RunStatus
+    output: JSON | None
+    error: dict[str, JSON] | None
+
+
+Change = RunStarted | StepChanged | TimerSet | TimerCleared | HookAdded | HookRemoved | RunEnded
+
+_STEP_STATUS = {
+    EventType.STEP_STARTED: "running",
+    EventType.STEP_RETRYING: "retrying",
+    EventType.STEP_COMPLETED: "completed",
+    EventType.STEP_FAILED: "failed",
+}
+
+_TERMINAL_STATUS = {
+    EventType.RUN_COMPLETED: RunStatus.COMPLETED,
+    EventType.RUN_FAILED: RunStatus.FAILED,
+    EventType.RUN_CANCELLED: RunStatus.CANCELLED,
+}
+
+
+def plan(events: list[NewEvent]) -> list[Change | None]:
+    """The index change of each event (None for events that change no index).
+
+    Raises:
+        ValueError: an event lacks what its index needs (a correlation id, a token, a
+            wake time), or an event follows a terminal event: an ended run never changes.
+    """
+    changes: list[Change | None] = []
+    for position, event in enumerate(events):
+        if position and isinstance(changes[-1], RunEnded):
+            raise ValueError(
+                f"{event.type.value} follows {events[position - 1].type.value} in one "
+                "append: nothing may be logged after a run's terminal event"
+            )
+        changes.append(_change(event))
+    return changes
+
+
+def _change(event: NewEvent) -> Change | None:
+    build = _BUILDERS.get(event.type)
+    return None if build is None else build(event)
+
+
+def _step(event: NewEvent) -> StepChanged:
+    data = event.data
+    return StepChanged(
+        correlation_id=_correlation_id(event),
+        name=str(data.get("name", "")),
+        status=_STEP_STATUS[event.type],
+        attempt=int(data.get("attempt", 1)),
+        input=data.get("input"),
+        output=data.get("output"),
+        error=data.get("error"),
+    )
+
+
+def _hook_created(event: NewEvent) -> HookAdded | None:
+    if "error" in event.data:  # the token was taken: the log says so, no hook is live
+        return None
+    return HookAdded(
+        token=_token(event),
+        correlation_id=_correlation_id(event),
+        name=str(event.data.get("name", "")),
+        kind=str(event.data.get("kind", "hook")),
+    )
+
+
+def _run_ended(event: NewEvent) -> RunEnded:
+    return RunEnded(_TERMINAL_STATUS[event.type], event.data.get("output"), event.data.get("error"))
+
+
+_BUILDERS: dict[EventType, Callable[[NewEvent], Change | None]] = {
+    EventType.RUN_STARTED: lambda _: RunStarted(),
+    **dict.fromkeys(_STEP_STATUS, _step),
+    EventType.SLEEP_STARTED: lambda e: TimerSet(_correlation_id(e), _parse_time(e, "wake_at")),
+    EventType.SLEEP_COMPLETED: lambda e: TimerCleared(_correlation_id(e)),
+    EventType.HOOK_CREATED: _hook_created,
+    EventType.HOOK_DISPOSED: lambda e: HookRemoved(_token(e)),
+    **dict.fromkeys(_TERMINAL_STATUS, _run_ended),
+}
+
+
+def _correlation_id(event: NewEvent) -> str:
+    if not event.correlation_id:
+        raise ValueError(f"a {event.type.value} event needs a correlation id")
+    return event.correlation_id
+
+
+def _token(event: NewEvent) -> str:
+    token = event.data.get("token")
+    if not isinstance(token, str) or not token:
+        raise ValueError(f"a {event.type.value} event needs a non-empty 'token' string")
+    return token
+
+
+def _parse_time(event: NewEvent, key: str) -> datetime:
+    """An ISO 8601 time from the event's data; one without an offset is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(event.data[key])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"a {event.type.value} event needs {key!r} as an ISO 8601 string") from exc
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

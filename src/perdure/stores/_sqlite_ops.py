@@ -1,0 +1,299 @@
+"""What each SQLiteStore write does, as plain functions of a connection.
+
+Each runs on the writer thread inside its own savepoint of a group-commit transaction:
+when one raises, everything it wrote is rolled back and only its caller sees the error.
+So a function may check as it goes and raise at any point, and still write nothing.
+
+`append` is the hot path (one call per step): one fenced read of the run row, one
+insert per event, the index statements the events need, and one update of the run row.
+Python's sqlite3 caches prepared statements, so these SQL strings are compiled once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from perdure._records import EventType, NewEvent, RunStatus
+from perdure.stores._common import hook_conflict, hook_not_found, lease_lost
+from perdure.stores._index import (
+    Change,
+    HookAdded,
+    HookRemoved,
+    RunEnded,
+    RunStarted,
+    StepChanged,
+    TimerCleared,
+    TimerSet,
+    plan,
+)
+from perdure.stores._sqlite_rows import (
+    HOOK_COLUMNS,
+    RUN_COLUMNS,
+    dumps,
+    get_run,
+    hook_from_row,
+    run_from_row,
+    to_us,
+)
+
+if TYPE_CHECKING:
+    import sqlite3
+    from datetime import datetime
+
+    from perdure._records import JSON, HookRecord, NewRun, RunRecord
+
+__all__ = [
+    "append",
+    "claim_runs",
+    "create_run",
+    "release_run",
+    "release_worker_runs",
+    "request_cancel",
+    "resume_hook",
+]
+
+_INSERT_EVENT = (
+    "INSERT INTO events (run_id, seq, type, correlation_id, data, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_STEP = """
+    INSERT INTO steps (run_id, correlation_id, name, status, attempt, input, output, error,
+                       started_at, updated_at, first_seq)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (run_id, correlation_id) DO UPDATE SET
+        status = excluded.status,
+        attempt = excluded.attempt,
+        input = coalesce(steps.input, excluded.input),
+        output = excluded.output,
+        error = excluded.error,
+        updated_at = excluded.updated_at
+"""
+
+
+def create_run(conn: sqlite3.Connection, run: NewRun, now: datetime) -> tuple[RunRecord, bool]:
+    """Insert a pending run due now, with its ``run_created`` event; or find the existing one."""
+    at = to_us(now)
+    inserted = conn.execute(
+        "INSERT INTO runs (id, workflow, status, input, version, created_at, updated_at, "
+        "wake_at, last_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO NOTHING",
+        (run.id, run.workflow, RunStatus.PENDING.value, dumps(run.input), run.version, at, at, at),
+    ).rowcount
+    if inserted:
+        data = {"workflow": run.workflow, "input": run.input, "version": run.version}
+        conn.execute(_INSERT_EVENT, (run.id, 1, EventType.RUN_CREATED.value, None, dumps(data), at))
+    record = get_run(conn, run.id)
+    assert record is not None  # noqa: S101 - inserted or found just above
+    return record, bool(inserted)
+
+
+def claim_runs(
+    conn: sqlite3.Connection, worker_id: str, now: datetime, limit: int
+) -> list[RunRecord]:
+    """Hold up to ``limit`` due runs, oldest ``wake_at`` first, read off the claim index."""
+    at = to_us(now)
+    due = conn.execute(
+        "SELECT id FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL AND wake_at <= ? "
+        "ORDER BY wake_at, id LIMIT ?",
+        (at, max(limit, 0)),
+    ).fetchall()
+    claim = (
+        f"UPDATE runs SET owner = ?, wake_at = NULL, updated_at = ? WHERE id = ? "  # noqa: S608 - constant columns
+        f"RETURNING {RUN_COLUMNS}"
+    )
+    return [
+        run_from_row(conn.execute(claim, (worker_id, at, run_id)).fetchone()) for (run_id,) in due
+    ]
+
+
+def append(
+    conn: sqlite3.Connection,
+    worker_id: str,
+    run_id: str,
+    events: list[NewEvent],
+    now: datetime,
+    *,
+    consume_inbox: list[int] | None,
+) -> int:
+    """Fence, log the events with their index changes, consume inbox items; the last seq."""
+    last_seq, _ = _fence(conn, worker_id, run_id)
+    changes = plan(events)
+    seq = _log(conn, run_id, last_seq, events, changes, at=to_us(now))
+    if consume_inbox:
+        conn.executemany(
+            "DELETE FROM hook_inbox WHERE id = ? AND run_id = ?",
+            [(item_id, run_id) for item_id in consume_inbox],
+        )
+    return seq
+
+
+def release_run(conn: sqlite3.Connection, worker_id: str, run_id: str, wake_at: datetime) -> None:
+    """Unhold the run, due at ``wake_at`` or, if something waits for it, at once.
+
+    No clock is given here, so "at once" is the time the first waiting inbox item or the
+    cancel request was stored: already past for the engine, and it keeps the run's place
+    in the oldest-first claim order.
+    """
+    _, cancel_requested_at = _fence(conn, worker_id, run_id)
+    (first_item,) = conn.execute(
+        "SELECT min(created_at) FROM hook_inbox WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    due = min(x for x in (to_us(wake_at), first_item, cancel_requested_at) if x is not None)
+    conn.execute("UPDATE runs SET owner = NULL, wake_at = ? WHERE id = ?", (due, run_id))
+
+
+def request_cancel(conn: sqlite3.Connection, run_id: str, now: datetime) -> RunRecord | None:
+    """Cancel a pending unheld run now; flag any other unended run (and wake it if unheld)."""
+    run = get_run(conn, run_id)
+    if run is None or run.status.is_terminal:
+        return run
+    at = to_us(now)
+    conn.execute(
+        "UPDATE runs SET cancel_requested_at = coalesce(cancel_requested_at, :at), "
+        "updated_at = :at, wake_at = CASE WHEN owner IS NULL THEN min(coalesce(wake_at, :at), :at) "
+        "END WHERE id = :id",
+        {"at": at, "id": run_id},
+    )
+    if run.owner is None and run.status is RunStatus.PENDING:
+        (last_seq,) = conn.execute("SELECT last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+        cancelled = [NewEvent(EventType.RUN_CANCELLED)]
+        _log(conn, run_id, last_seq, cancelled, plan(cancelled), at=at)
+    return get_run(conn, run_id)
+
+
+def resume_hook(
+    conn: sqlite3.Connection, token: str, payload: JSON, now: datetime, name: str | None
+) -> HookRecord:
+    """Store the payload in the inbox of the hook's run; wake the run if nobody holds it."""
+    row = conn.execute(f"SELECT {HOOK_COLUMNS} FROM hooks WHERE token = ?", (token,)).fetchone()  # noqa: S608 - constant columns
+    if row is None:
+        raise hook_not_found(token)
+    hook = hook_from_row(row)
+    if name is not None and hook.name != name:
+        raise hook_not_found(token, name=name, actual=hook.name)
+    at = to_us(now)
+    conn.execute(
+        "INSERT INTO hook_inbox (run_id, token, correlation_id, payload, created_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (hook.run_id, token, hook.correlation_id, dumps(payload), at),
+    )
+    conn.execute(
+        "UPDATE runs SET wake_at = min(wake_at, ?), updated_at = ? "
+        "WHERE id = ? AND owner IS NULL AND wake_at IS NOT NULL",
+        (at, at, hook.run_id),
+    )
+    return hook
+
+
+def release_worker_runs(conn: sqlite3.Connection, worker_id: str, now: datetime) -> int:
+    """Unhold every run ``worker_id`` holds, due at once; how many there were."""
+    at = to_us(now)
+    return conn.execute(
+        "UPDATE runs SET owner = NULL, wake_at = ?, updated_at = ? WHERE owner = ?",
+        (at, at, worker_id),
+    ).rowcount
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _fence(conn: sqlite3.Connection, worker_id: str, run_id: str) -> tuple[int, int | None]:
+    """The run's last seq and cancel request time, if ``worker_id`` holds it."""
+    row = conn.execute(
+        "SELECT owner, last_seq, cancel_requested_at FROM runs WHERE id = ?", (run_id,)
+    ).fetchone()
+    if row is None or row[0] != worker_id:
+        raise lease_lost(worker_id, run_id, row and row[0], exists=row is not None)
+    return row[1], row[2]
+
+
+def _log(
+    conn: sqlite3.Connection,
+    run_id: str,
+    last_seq: int,
+    events: list[NewEvent],
+    changes: list[Change | None],
+    *,
+    at: int,
+) -> int:
+    """Insert the events after ``last_seq`` and apply their changes; the new last seq."""
+    seq = last_seq
+    for event, change in zip(events, changes, strict=True):
+        seq += 1
+        conn.execute(
+            _INSERT_EVENT,
+            (run_id, seq, event.type.value, event.correlation_id, dumps(event.data), at),
+        )
+        if change is not None:
+            _apply(conn, run_id, seq, change, at)
+    conn.execute("UPDATE runs SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, at, run_id))
+    return seq
+
+
+def _apply(conn: sqlite3.Connection, run_id: str, seq: int, change: Change, at: int) -> None:
+    match change:
+        case RunStarted():
+            conn.execute(
+                "UPDATE runs SET status = ?, started_at = coalesce(started_at, ?) WHERE id = ?",
+                (RunStatus.RUNNING.value, at, run_id),
+            )
+        case StepChanged():
+            conn.execute(
+                _UPSERT_STEP,
+                (
+                    run_id,
+                    change.correlation_id,
+                    change.name,
+                    change.status,
+                    change.attempt,
+                    None if change.input is None else dumps(change.input),
+                    None if change.output is None else dumps(change.output),
+                    None if change.error is None else dumps(change.error),
+                    at,
+                    at,
+                    seq,
+                ),
+            )
+        case TimerSet():
+            conn.execute(
+                "INSERT OR REPLACE INTO timers (run_id, correlation_id, wake_at) VALUES (?, ?, ?)",
+                (run_id, change.correlation_id, to_us(change.wake_at)),
+            )
+        case TimerCleared():
+            conn.execute(
+                "DELETE FROM timers WHERE run_id = ? AND correlation_id = ?",
+                (run_id, change.correlation_id),
+            )
+        case HookAdded():
+            _add_hook(conn, run_id, change, at)
+        case HookRemoved():
+            conn.execute("DELETE FROM hooks WHERE token = ? AND run_id = ?", (change.token, run_id))
+        case RunEnded():
+            _end(conn, run_id, change, at)
+
+
+def _add_hook(conn: sqlite3.Connection, run_id: str, hook: HookAdded, at: int) -> None:
+    holder = conn.execute("SELECT run_id FROM hooks WHERE token = ?", (hook.token,)).fetchone()
+    if holder is not None:
+        raise hook_conflict(hook.token, holder[0])
+    conn.execute(
+        "INSERT INTO hooks (token, run_id, correlation_id, name, kind, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (hook.token, run_id, hook.correlation_id, hook.name, hook.kind, at),
+    )
+
+
+def _end(conn: sqlite3.Connection, run_id: str, end: RunEnded, at: int) -> None:
+    """The run's final state; nothing of it waits any more."""
+    conn.execute(
+        "UPDATE runs SET status = ?, output = ?, error = ?, completed_at = ?, owner = NULL, "
+        "wake_at = NULL WHERE id = ?",
+        (
+            end.status.value,
+            dumps(end.output) if end.status is RunStatus.COMPLETED else None,
+            None if end.error is None else dumps(end.error),
+            at,
+            run_id,
+        ),
+    )
+    for table in ("timers", "hooks", "hook_inbox"):
+        conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))  # noqa: S608 - constant names

@@ -1,0 +1,244 @@
+"""Between SQLite rows and perdure's records: times, JSON, and the read queries.
+
+Times are stored as integer microseconds since the Unix epoch (UTC): exact, sortable by
+the database, and turned back into timezone-aware UTC datetimes here. JSON is stored as
+compact text. Every function that takes a connection runs on one of the store's
+threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from perdure._records import (
+    JSON,
+    Event,
+    EventType,
+    HookRecord,
+    InboxItem,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+)
+from perdure.stores._common import utc
+
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = [
+    "HOOK_COLUMNS",
+    "RUN_COLUMNS",
+    "cancel_requests",
+    "dumps",
+    "events",
+    "from_us",
+    "get_hook",
+    "get_run",
+    "hook_from_row",
+    "inbox",
+    "list_hooks",
+    "list_runs",
+    "loads",
+    "next_wake_at",
+    "run_from_row",
+    "steps",
+    "timers",
+    "to_us",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+RUN_COLUMNS = (
+    "id, workflow, status, input, output, error, version, created_at, updated_at, "
+    "started_at, completed_at, owner, wake_at, cancel_requested_at"
+)
+HOOK_COLUMNS = "token, run_id, correlation_id, name, kind, created_at"
+_INBOX_COLUMNS = "i.id, i.run_id, i.token, i.correlation_id, i.payload, i.created_at"
+
+
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch; exact for every datetime, FAR_FUTURE included."""
+    return (utc(moment) - _EPOCH) // _MICROSECOND
+
+
+def from_us(value: int) -> datetime:
+    """The timezone-aware UTC datetime of a stored time."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _from_us_or_none(value: int | None) -> datetime | None:
+    return None if value is None else from_us(value)
+
+
+def dumps(value: JSON) -> str:
+    """Compact JSON text; raises TypeError for a value that is not JSON."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def loads(text: str | None) -> JSON:
+    """The value of a JSON column; SQL NULL reads as None."""
+    return None if text is None else json.loads(text)
+
+
+def run_from_row(row: tuple[Any, ...]) -> RunRecord:
+    """A `RunRecord` from a row selected with `RUN_COLUMNS`."""
+    (run_id, workflow, status, run_input, output, error, version, created_at, updated_at,
+     started_at, completed_at, owner, wake_at, cancel_requested_at) = row  # fmt: skip
+    return RunRecord(
+        id=run_id,
+        workflow=workflow,
+        status=RunStatus(status),
+        input=loads(run_input),
+        output=loads(output),
+        error=loads(error),
+        version=version,
+        created_at=from_us(created_at),
+        updated_at=from_us(updated_at),
+        started_at=_from_us_or_none(started_at),
+        completed_at=_from_us_or_none(completed_at),
+        owner=owner,
+        wake_at=_from_us_or_none(wake_at),
+        cancel_requested=cancel_requested_at is not None,
+    )
+
+
+def hook_from_row(row: tuple[Any, ...]) -> HookRecord:
+    """A `HookRecord` from a row selected with `HOOK_COLUMNS`."""
+    token, run_id, correlation_id, name, kind, created_at = row
+    return HookRecord(token, run_id, correlation_id, name, kind, from_us(created_at))
+
+
+# -- reads ----------------------------------------------------------------------------
+
+
+def get_run(conn: sqlite3.Connection, run_id: str) -> RunRecord | None:
+    """The run's record, or None."""
+    row = conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()  # noqa: S608 - constant columns
+    return None if row is None else run_from_row(row)
+
+
+def list_runs(
+    conn: sqlite3.Connection, status: RunStatus | None, workflow: str | None, limit: int
+) -> list[RunRecord]:
+    """Runs, newest first; each filter matches one of the listing indexes."""
+    where: list[str] = []
+    params: list[Any] = []
+    if status is not None:
+        where.append("status = ?")
+        params.append(RunStatus(status).value)
+    if workflow is not None:
+        where.append("workflow = ?")
+        params.append(workflow)
+    condition = f"WHERE {' AND '.join(where)}" if where else ""
+    query = (
+        f"SELECT {RUN_COLUMNS} FROM runs {condition} "  # noqa: S608 - constant fragments only
+        "ORDER BY created_at DESC, id DESC LIMIT ?"
+    )
+    return [run_from_row(row) for row in conn.execute(query, (*params, max(limit, 0)))]
+
+
+def events(conn: sqlite3.Connection, run_id: str, after_seq: int) -> list[Event]:
+    """The run's log after ``after_seq``, read along the primary key."""
+    rows = conn.execute(
+        "SELECT seq, type, correlation_id, data, created_at FROM events "
+        "WHERE run_id = ? AND seq > ? ORDER BY seq",
+        (run_id, after_seq),
+    )
+    return [
+        Event(run_id, seq, EventType(kind), correlation_id, json.loads(data), from_us(created_at))
+        for seq, kind, correlation_id, data, created_at in rows
+    ]
+
+
+def steps(conn: sqlite3.Connection, run_id: str) -> list[StepRecord]:
+    """The run's step rows in the order their first event was logged."""
+    rows = conn.execute(
+        "SELECT correlation_id, name, status, attempt, input, output, error, started_at, "
+        "updated_at FROM steps WHERE run_id = ? ORDER BY first_seq",
+        (run_id,),
+    )
+    return [
+        StepRecord(
+            run_id=run_id,
+            correlation_id=correlation_id,
+            name=name,
+            status=status,
+            attempt=attempt,
+            input=loads(step_input),
+            output=loads(output),
+            error=loads(error),
+            started_at=from_us(started_at),
+            updated_at=from_us(updated_at),
+        )
+        for (
+            correlation_id,
+            name,
+            status,
+            attempt,
+            step_input,
+            output,
+            error,
+            started_at,
+            updated_at,
+        ) in rows
+    ]
+
+
+def timers(conn: sqlite3.Connection, run_id: str) -> dict[str, datetime]:
+    """The run's pending timers, correlation id to wake time, soonest first."""
+    rows = conn.execute(
+        "SELECT correlation_id, wake_at FROM timers WHERE run_id = ? ORDER BY wake_at",
+        (run_id,),
+    )
+    return {correlation_id: from_us(wake_at) for correlation_id, wake_at in rows}
+
+
+def next_wake_at(conn: sqlite3.Connection) -> datetime | None:
+    """The earliest due time in the claim index (held and ended runs are not in it)."""
+    (value,) = conn.execute(
+        "SELECT min(wake_at) FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL"
+    ).fetchone()
+    return _from_us_or_none(value)
+
+
+def cancel_requests(conn: sqlite3.Connection, worker_id: str) -> list[str]:
+    """Ids of the runs ``worker_id`` holds that have a cancel request."""
+    rows = conn.execute(
+        "SELECT id FROM runs WHERE owner = ? AND cancel_requested_at IS NOT NULL ORDER BY id",
+        (worker_id,),
+    )
+    return [run_id for (run_id,) in rows]
+
+
+def get_hook(conn: sqlite3.Connection, token: str) -> HookRecord | None:
+    """The live hook holding ``token``, or None."""
+    row = conn.execute(f"SELECT {HOOK_COLUMNS} FROM hooks WHERE token = ?", (token,)).fetchone()  # noqa: S608 - constant columns
+    return None if row is None else hook_from_row(row)
+
+
+def list_hooks(conn: sqlite3.Connection, run_id: str | None) -> list[HookRecord]:
+    """Live hooks, oldest first; rowid breaks ties in creation order."""
+    if run_id is None:
+        rows = conn.execute(f"SELECT {HOOK_COLUMNS} FROM hooks ORDER BY created_at, rowid")  # noqa: S608 - constant columns
+    else:
+        rows = conn.execute(
+            f"SELECT {HOOK_COLUMNS} FROM hooks WHERE run_id = ? ORDER BY created_at, rowid",  # noqa: S608 - constant columns
+            (run_id,),
+        )
+    return [hook_from_row(row) for row in rows]
+
+
+def inbox(conn: sqlite3.Connection, worker_id: str) -> list[InboxItem]:
+    """Undelivered payloads of the runs ``worker_id`` holds, oldest first."""
+    rows = conn.execute(
+        f"SELECT {_INBOX_COLUMNS} FROM hook_inbox AS i JOIN runs AS r ON r.id = i.run_id "  # noqa: S608 - constant columns
+        "WHERE r.owner = ? ORDER BY i.id",
+        (worker_id,),
+    )
+    return [
+        InboxItem(item_id, run_id, token, correlation_id, json.loads(payload), from_us(created))
+        for item_id, run_id, token, correlation_id, payload, created in rows
+    ]

@@ -1,0 +1,125 @@
+"""Connections and schema migrations of the SQLite store.
+
+The schema lives in numbered ``migrations/sqlite/NNNN_name.sql`` files inside the
+package (read with `importlib.resources`, so they ship in the wheel). `migrate` applies
+the missing ones in order and records each in ``schema_migrations``, all in one
+``BEGIN IMMEDIATE`` transaction: two processes opening a new database at once are
+serialized by SQLite, and the second finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+__all__ = ["BUSY_TIMEOUT", "Migration", "connect", "migrate", "migrations"]
+
+BUSY_TIMEOUT = 10.0
+"""Seconds a connection waits for another process's write lock before giving up."""
+
+_MIGRATION_NAME = re.compile(r"(\d{4})_\w+\.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered schema file."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def connect(path: Path, *, query_only: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit) that waits on locks.
+
+    ``synchronous=NORMAL``: in WAL mode a commit is then written but not synced, and
+    the writer raises it to FULL for the commits that must be durable.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+    conn.execute("PRAGMA synchronous = NORMAL")
+    if query_only:
+        conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def migrations() -> list[Migration]:
+    """The schema files shipped with perdure, in order."""
+    folder = resources.files("perdure.stores").joinpath("migrations").joinpath("sqlite")
+    found = [
+        Migration(int(match[1]), entry.name, entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if (match := _MIGRATION_NAME.fullmatch(entry.name))
+    ]
+    found.sort(key=lambda migration: migration.version)
+    versions = [migration.version for migration in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"two SQLite migrations share a number: {[m.name for m in found]}")
+    return found
+
+
+def migrate(conn: sqlite3.Connection, known: list[Migration]) -> list[str]:
+    """Turn on WAL and apply the migrations the database lacks; their names.
+
+    Raises:
+        RuntimeError: the database records a migration this perdure does not know: it
+            was written by a newer perdure, and this one must not touch it.
+    """
+    # The journal mode is stored in the file; switching needs no transaction open.
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        done = _apply_missing(conn, known)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return done
+
+
+def _apply_missing(conn: sqlite3.Connection, known: list[Migration]) -> list[str]:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+        "name TEXT NOT NULL, applied_at TEXT NOT NULL "
+        "DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
+    )
+    applied = {version for (version,) in conn.execute("SELECT version FROM schema_migrations")}
+    if unknown := applied - {migration.version for migration in known}:
+        raise RuntimeError(
+            f"the database has schema migrations {sorted(unknown)} that this version of "
+            "perdure does not know: it was written by a newer perdure; upgrade perdure"
+        )
+    done = []
+    for migration in known:
+        if migration.version in applied:
+            continue
+        for statement in _statements(migration.sql):
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+            (migration.version, migration.name),
+        )
+        done.append(migration.name)
+    return done
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a script, one at a time, so they can run inside a transaction.
+
+    (``executescript`` would commit first.) A piece ending in ``;`` is a statement once
+    SQLite says it is complete, so semicolons inside strings, comments and triggers
+    do not split it.
+    """
+    pending = ""
+    for piece in script.split(";")[:-1]:
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""

@@ -1,0 +1,145 @@
+"""How a SQLite store tells a live worker from a dead one: OS file locks.
+
+Each registered worker holds ``flock(LOCK_EX)`` on ``<database>.workers/<id>.lock`` for
+as long as its store is open. The kernel drops the lock when the process dies, however
+it dies (SIGKILL and power cuts included), so another process can tell at once, without
+a lease running out, that the runs it held are orphans: it takes the lock itself.
+
+A worker's row also carries a heartbeat. A worker whose heartbeat is older than the
+store's ``stale_after`` is treated as dead even if its lock looks held: the fallback for
+file systems where locks do not work across machines, and for hung processes. A live
+worker wrongly reaped that way loses nothing but time: its writes are fenced, and its
+next heartbeat puts its row back.
+
+Everything here runs on the writer thread, inside the writer's transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from perdure.stores._sqlite_ops import release_worker_runs
+from perdure.stores._sqlite_rows import to_us
+
+if TYPE_CHECKING:
+    import sqlite3
+    from datetime import datetime, timedelta
+
+__all__ = ["WorkerLocks"]
+
+
+class WorkerLocks:
+    """The lock files of one SQLite database, and the ones this store holds."""
+
+    def __init__(self, database: Path) -> None:
+        self.folder = Path(f"{database}.workers")
+        self._held: dict[str, int] = {}
+
+    def path(self, worker_id: str) -> Path:
+        """The worker's lock file; the id is quoted so any id is one safe file name."""
+        return self.folder / f"{quote(worker_id, safe='')}.lock"
+
+    def register(self, conn: sqlite3.Connection, worker_id: str, now: datetime) -> None:
+        """Take the worker's lock (before its row exists, so it is never seen unlocked).
+
+        Raises:
+            RuntimeError: another live process, or another store, holds this worker id.
+        """
+        if worker_id not in self._held:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self.path(worker_id)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RuntimeError(
+                    f"worker id {worker_id!r} is in use by a live store ({path} is locked)"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())  # for people looking at the folder
+            self._held[worker_id] = fd
+        at = to_us(now)
+        conn.execute(
+            "INSERT INTO workers (id, pid, hostname, started_at, heartbeat_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, "
+            "hostname = excluded.hostname, heartbeat_at = excluded.heartbeat_at",
+            (worker_id, os.getpid(), socket.gethostname(), at, at),
+        )
+
+    def heartbeat(self, conn: sqlite3.Connection, worker_id: str, now: datetime) -> None:
+        """Record that the worker lives; bring its row back if it was reaped as stale."""
+        updated = conn.execute(
+            "UPDATE workers SET heartbeat_at = ? WHERE id = ?", (to_us(now), worker_id)
+        ).rowcount
+        if not updated:
+            self.register(conn, worker_id, now)
+
+    def reap(
+        self, conn: sqlite3.Connection, worker_id: str, now: datetime, stale_after: timedelta
+    ) -> int:
+        """Release the runs of every other worker that is dead; how many runs."""
+        stale_before = to_us(now - stale_after)
+        others = conn.execute(
+            "SELECT id, heartbeat_at FROM workers WHERE id != ?", (worker_id,)
+        ).fetchall()
+        released = 0
+        for other, heartbeat_at in others:
+            if self._is_dead(other) or heartbeat_at < stale_before:
+                released += release_worker_runs(conn, other, now)
+                conn.execute("DELETE FROM workers WHERE id = ?", (other,))
+        return released
+
+    def unregister(self, conn: sqlite3.Connection, worker_id: str, now: datetime) -> None:
+        """Release the worker's runs and delete its row; `drop` its lock after the commit."""
+        release_worker_runs(conn, worker_id, now)
+        conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+    def drop(self, worker_id: str) -> None:
+        """Delete the worker's lock file and let go of the lock.
+
+        Called only once the row's deletion is committed: until then the lock must say
+        "alive", or a reaper could release runs this worker is still handing back.
+        """
+        fd = self._held.pop(worker_id, None)
+        if fd is not None:
+            self.path(worker_id).unlink(missing_ok=True)
+            os.close(fd)
+
+    def close(self) -> None:
+        """Let go of every lock, leaving the files: to others, these workers are now dead."""
+        for fd in self._held.values():
+            os.close(fd)
+        self._held.clear()
+
+    def _is_dead(self, worker_id: str) -> bool:
+        """Whether the worker's lock is free (its process is gone); if so, remove its file.
+
+        A lock file that is missing also means dead. One that cannot be opened (another
+        user's) tells nothing, and the heartbeat decides.
+        """
+        if worker_id in self._held:
+            return False
+        path = self.path(worker_id)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            return True
+        finally:
+            os.close(fd)

@@ -1,0 +1,422 @@
+"""`MemoryStore`: the reference `Store`, in plain dicts, for tests and for reading.
+
+Everything happens on the event loop between two awaits, so each method is atomic
+without a lock. Every value a caller hands in goes through a JSON round trip, as it
+would through a database column: a test that passes on this store does not rely on
+Python objects a real store could not keep, and later mutation by the caller cannot
+reach the stored copy.
+
+A single process cannot lose a worker without losing the store with it, so workers
+are only a set: `reap_dead_workers` has nothing to reap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from perdure._records import (
+    JSON,
+    Event,
+    EventType,
+    HookRecord,
+    InboxItem,
+    NewEvent,
+    NewRun,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+)
+from perdure.stores._common import earliest, hook_conflict, hook_not_found, lease_lost, utc
+from perdure.stores._index import (
+    Change,
+    HookAdded,
+    HookRemoved,
+    RunEnded,
+    RunStarted,
+    StepChanged,
+    TimerCleared,
+    TimerSet,
+    plan,
+)
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+__all__ = ["MemoryStore"]
+
+
+def _json(value: JSON) -> JSON:
+    """A deep copy made of JSON types only; raises TypeError for anything else."""
+    return json.loads(json.dumps(value))
+
+
+class MemoryStore:
+    """An in-memory `Store`: the reference implementation and the one to test with."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, RunRecord] = {}
+        self._cancel_requested_at: dict[str, datetime] = {}
+        self._events: dict[str, list[Event]] = {}
+        self._steps: dict[str, dict[str, StepRecord]] = {}
+        self._timers: dict[str, dict[str, datetime]] = {}
+        self._hooks: dict[str, HookRecord] = {}
+        self._inbox: dict[int, InboxItem] = {}
+        self._inbox_ids = itertools.count(1)
+        self._workers: set[str] = set()
+        # Change notification: a counter of writes, the value the last wait returned
+        # on, and the futures of waiters (futures rather than an asyncio.Event so the
+        # store is not tied to the first event loop that waits on it).
+        self._version = 0
+        self._seen_version = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    # -- life cycle ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Nothing to create."""
+
+    async def close(self) -> None:
+        """Nothing to release; the data stays readable."""
+
+    # -- workers ------------------------------------------------------------------
+
+    async def register_worker(self, worker_id: str, now: datetime) -> None:  # noqa: ARG002
+        """Remember the worker; in one process it lives as long as the store."""
+        self._workers.add(worker_id)
+
+    async def reap_dead_workers(self, worker_id: str, now: datetime) -> int:  # noqa: ARG002
+        """Reap nothing: a worker sharing this process cannot have died without it."""
+        return 0
+
+    async def heartbeat(self, worker_id: str, now: datetime) -> None:  # noqa: ARG002
+        """Record nothing: there are no leases to renew."""
+        self._workers.add(worker_id)
+
+    async def unregister_worker(self, worker_id: str, now: datetime) -> None:
+        """Forget the worker and release its runs, claimable at once."""
+        now = utc(now)
+        self._workers.discard(worker_id)
+        held = [run for run in self._runs.values() if run.owner == worker_id]
+        for run in held:
+            self._runs[run.id] = replace(run, owner=None, wake_at=now, updated_at=now)
+        if held:
+            self._changed()
+
+    # -- runs ---------------------------------------------------------------------
+
+    async def create_run(self, run: NewRun, now: datetime) -> tuple[RunRecord, bool]:
+        """Create a pending run with its ``run_created`` event, unless the id exists."""
+        now = utc(now)
+        if (existing := self._runs.get(run.id)) is not None:
+            return existing, False
+        run_input = _json(run.input)
+        record = RunRecord(
+            id=run.id,
+            workflow=run.workflow,
+            status=RunStatus.PENDING,
+            input=run_input,
+            output=None,
+            error=None,
+            version=run.version,
+            created_at=now,
+            updated_at=now,
+            started_at=None,
+            completed_at=None,
+            owner=None,
+            wake_at=now,
+            cancel_requested=False,
+        )
+        data = {"workflow": run.workflow, "input": run_input, "version": run.version}
+        self._runs[run.id] = record
+        self._events[run.id] = [Event(run.id, 1, EventType.RUN_CREATED, None, data, now)]
+        self._changed()
+        return record, True
+
+    async def claim_runs(self, worker_id: str, now: datetime, limit: int) -> list[RunRecord]:
+        """Hold up to ``limit`` due, unheld runs, oldest ``wake_at`` first."""
+        now = utc(now)
+        due = sorted(
+            (
+                run
+                for run in self._runs.values()
+                if run.owner is None and run.wake_at is not None and run.wake_at <= now
+            ),
+            key=lambda run: (run.wake_at, run.id),
+        )
+        claimed = [
+            replace(run, owner=worker_id, wake_at=None, updated_at=now)
+            for run in due[: max(limit, 0)]
+        ]
+        for run in claimed:
+            self._runs[run.id] = run
+        if claimed:
+            self._changed()
+        return claimed
+
+    async def append(
+        self,
+        worker_id: str,
+        run_id: str,
+        events: list[NewEvent],
+        now: datetime,
+        *,
+        durable: bool = False,  # noqa: ARG002 - memory is as durable as it gets
+        consume_inbox: list[int] | None = None,
+    ) -> int:
+        """Append to a held run's log and update the indexes; everything or nothing."""
+        now = utc(now)
+        run = self._held(worker_id, run_id)
+        events = [replace(event, data=_json(event.data)) for event in events]
+        changes = plan(events)
+        self._check_hooks(run_id, changes)
+        # Nothing below raises: the write is all-or-nothing.
+        run = self._log(run, events, changes, now)
+        for item_id in consume_inbox or ():
+            item = self._inbox.get(item_id)
+            if item is not None and item.run_id == run_id:
+                del self._inbox[item_id]
+        self._changed()
+        return len(self._events[run_id])
+
+    async def release_run(self, worker_id: str, run_id: str, wake_at: datetime) -> None:
+        """Stop holding the run; it is due at ``wake_at``, or at once if something waits."""
+        run = self._held(worker_id, run_id)
+        first_item = min(
+            (item.created_at for item in self._inbox.values() if item.run_id == run_id),
+            default=None,
+        )
+        due = earliest(utc(wake_at), first_item, self._cancel_requested_at.get(run_id))
+        self._runs[run_id] = replace(run, owner=None, wake_at=due)
+        self._changed()
+
+    async def request_cancel(self, run_id: str, now: datetime) -> RunRecord | None:
+        """Cancel a pending unheld run now; flag any other unended run for its worker."""
+        now = utc(now)
+        run = self._runs.get(run_id)
+        if run is None or run.status.is_terminal:
+            return run
+        self._cancel_requested_at.setdefault(run_id, now)
+        run = replace(run, cancel_requested=True, updated_at=now)
+        if run.owner is None and run.status is RunStatus.PENDING:
+            cancelled = [NewEvent(EventType.RUN_CANCELLED)]
+            run = self._log(run, cancelled, plan(cancelled), now)
+        elif run.owner is None:
+            run = replace(run, wake_at=earliest(run.wake_at, now))
+        self._runs[run_id] = run
+        self._changed()
+        return run
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run's record, or None."""
+        return self._runs.get(run_id)
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Runs matching the filters, newest first (by created_at, then id)."""
+        runs = [
+            run
+            for run in self._runs.values()
+            if (status is None or run.status == status)
+            and (workflow is None or run.workflow == workflow)
+        ]
+        runs.sort(key=lambda run: (run.created_at, run.id), reverse=True)
+        return runs[: max(limit, 0)]
+
+    async def events(self, run_id: str, *, after_seq: int = 0) -> list[Event]:
+        """The run's log after ``after_seq`` (seq n sits at index n - 1)."""
+        return self._events.get(run_id, [])[max(after_seq, 0) :]
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        """The run's step rows in the order their first event was logged."""
+        return list(self._steps.get(run_id, {}).values())
+
+    async def timers(self, run_id: str) -> dict[str, datetime]:
+        """The run's pending timers, correlation id to wake time, soonest first.
+
+        Not part of `Store`: the timers table is an index nobody claims by, but a
+        run's detail shows what it sleeps on.
+        """
+        return dict(sorted(self._timers.get(run_id, {}).items(), key=lambda item: item[1]))
+
+    async def next_wake_at(self) -> datetime | None:
+        """The earliest ``wake_at`` of an unheld run (ended and held runs have none)."""
+        return min(
+            (run.wake_at for run in self._runs.values() if run.wake_at is not None),
+            default=None,
+        )
+
+    async def cancel_requests(self, worker_id: str) -> list[str]:
+        """Ids of the runs ``worker_id`` holds that have a cancel request."""
+        return sorted(
+            run.id for run in self._runs.values() if run.owner == worker_id and run.cancel_requested
+        )
+
+    # -- hooks --------------------------------------------------------------------
+
+    async def resume_hook(
+        self, token: str, payload: JSON, now: datetime, *, name: str | None = None
+    ) -> HookRecord:
+        """Put the payload in the inbox of the hook's run and wake the run if unheld."""
+        now = utc(now)
+        hook = self._hooks.get(token)
+        if hook is None:
+            raise hook_not_found(token)
+        if name is not None and hook.name != name:
+            raise hook_not_found(token, name=name, actual=hook.name)
+        item_id = next(self._inbox_ids)
+        self._inbox[item_id] = InboxItem(
+            item_id, hook.run_id, token, hook.correlation_id, _json(payload), now
+        )
+        run = self._runs[hook.run_id]
+        if run.owner is None:
+            self._runs[run.id] = replace(run, wake_at=earliest(run.wake_at, now), updated_at=now)
+        self._changed()
+        return hook
+
+    async def get_hook(self, token: str) -> HookRecord | None:
+        """The live hook holding ``token``, or None."""
+        return self._hooks.get(token)
+
+    async def list_hooks(self, *, run_id: str | None = None) -> list[HookRecord]:
+        """Live hooks, oldest first (ties in creation order)."""
+        hooks = [hook for hook in self._hooks.values() if run_id in (None, hook.run_id)]
+        return sorted(hooks, key=lambda hook: hook.created_at)
+
+    async def inbox(self, worker_id: str) -> list[InboxItem]:
+        """Undelivered payloads of the runs ``worker_id`` holds, oldest first."""
+        return [item for item in self._inbox.values() if self._runs[item.run_id].owner == worker_id]
+
+    # -- change notification ------------------------------------------------------
+
+    async def wait_for_change(self, timeout: float) -> bool:  # noqa: ASYNC109 - the protocol's
+        """Wait for a write since the last call returned, or ``timeout`` seconds."""
+        if self._version == self._seen_version:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                return False
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        self._seen_version = self._version
+        return True
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._version += 1
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    def _held(self, worker_id: str, run_id: str) -> RunRecord:
+        """The run, if ``worker_id`` holds it; the fence of every worker write."""
+        run = self._runs.get(run_id)
+        if run is None or run.owner != worker_id:
+            owner = None if run is None else run.owner
+            raise lease_lost(worker_id, run_id, owner, exists=run is not None)
+        return run
+
+    def _check_hooks(self, run_id: str, changes: list[Change | None]) -> None:
+        """Raise HookConflictError if a hook the changes add has a live token.
+
+        Follows the changes in order, so that disposing a hook and creating one with
+        the same token in one append is allowed, as it is on the database stores.
+        """
+        added: set[str] = set()
+        removed: set[str] = set()
+        for change in changes:
+            if isinstance(change, HookRemoved):
+                hook = self._hooks.get(change.token)
+                if change.token in added or (hook is not None and hook.run_id == run_id):
+                    added.discard(change.token)
+                    removed.add(change.token)
+            elif isinstance(change, HookAdded):
+                if change.token in added:
+                    raise hook_conflict(change.token, run_id)
+                hook = self._hooks.get(change.token)
+                if hook is not None and change.token not in removed:
+                    raise hook_conflict(change.token, hook.run_id)
+                added.add(change.token)
+
+    def _log(
+        self, run: RunRecord, events: list[NewEvent], changes: list[Change | None], now: datetime
+    ) -> RunRecord:
+        """Append checked events and apply their changes; return the run as it now stands."""
+        log = self._events[run.id]
+        for event, change in zip(events, changes, strict=True):
+            log.append(
+                Event(run.id, len(log) + 1, event.type, event.correlation_id, event.data, now)
+            )
+            if change is not None:
+                run = self._apply(run, change, now)
+        run = replace(run, updated_at=now)
+        self._runs[run.id] = run
+        return run
+
+    def _apply(self, run: RunRecord, change: Change, now: datetime) -> RunRecord:
+        match change:
+            case RunStarted():
+                return replace(run, status=RunStatus.RUNNING, started_at=run.started_at or now)
+            case StepChanged():
+                self._apply_step(run.id, change, now)
+            case TimerSet():
+                self._timers.setdefault(run.id, {})[change.correlation_id] = change.wake_at
+            case TimerCleared():
+                self._timers.get(run.id, {}).pop(change.correlation_id, None)
+            case HookAdded():
+                self._hooks[change.token] = HookRecord(
+                    change.token, run.id, change.correlation_id, change.name, change.kind, now
+                )
+            case HookRemoved():
+                hook = self._hooks.get(change.token)
+                if hook is not None and hook.run_id == run.id:
+                    del self._hooks[change.token]
+            case RunEnded():
+                return self._end(run, change, now)
+        return run
+
+    def _end(self, run: RunRecord, change: RunEnded, now: datetime) -> RunRecord:
+        """The run's final state; nothing of it waits any more."""
+        self._timers.pop(run.id, None)
+        for hook in [hook for hook in self._hooks.values() if hook.run_id == run.id]:
+            del self._hooks[hook.token]
+        for item in [item for item in self._inbox.values() if item.run_id == run.id]:
+            del self._inbox[item.id]
+        return replace(
+            run,
+            status=change.status,
+            output=change.output,
+            error=change.error,
+            completed_at=now,
+            owner=None,
+            wake_at=None,
+        )
+
+    def _apply_step(self, run_id: str, change: StepChanged, now: datetime) -> None:
+        steps = self._steps.setdefault(run_id, {})
+        old = steps.get(change.correlation_id)
+        steps[change.correlation_id] = StepRecord(
+            run_id=run_id,
+            correlation_id=change.correlation_id,
+            name=change.name if old is None else old.name,
+            status=change.status,
+            attempt=change.attempt,
+            input=change.input if old is None or old.input is None else old.input,
+            output=change.output,
+            error=change.error,
+            started_at=now if old is None else old.started_at,
+            updated_at=now,
+        )

@@ -1,0 +1,298 @@
+"""`SQLiteStore`: perdure's default store, one SQLite file shared by local processes.
+
+Threads, so that the event loop never waits on SQLite:
+
+- one writer thread and connection commits every write, many at a time
+  (`perdure.stores._sqlite_writer`);
+- one reader thread and connection serves reads, which WAL mode lets run while the
+  writer writes;
+- one watcher thread and connection notices commits from anywhere, while somebody
+  waits for them (`perdure.stores._sqlite_watch`).
+
+Other processes may open the same file: writes wait for each other (``busy_timeout``),
+and a worker that dies leaves its file lock free, so the next `reap_dead_workers`
+anywhere hands its runs to the living (`perdure.stores._sqlite_workers`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from perdure.stores import _sqlite_ops as ops
+from perdure.stores import _sqlite_rows as rows
+from perdure.stores._sqlite_schema import connect, migrate, migrations
+from perdure.stores._sqlite_watch import ChangeWatcher
+from perdure.stores._sqlite_workers import WorkerLocks
+from perdure.stores._sqlite_writer import Writer, WriterStatistics
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from perdure._records import (
+        JSON,
+        Event,
+        HookRecord,
+        InboxItem,
+        NewEvent,
+        NewRun,
+        RunRecord,
+        RunStatus,
+        StepRecord,
+    )
+
+__all__ = ["SQLiteStore", "WriterStatistics"]
+
+T = TypeVar("T")
+
+
+class SQLiteStore:
+    """A `Store` in one SQLite file (WAL mode), safe to share between processes.
+
+    Args:
+        path: the database file; it and its parent folders are created on `open`.
+            Worker lock files live in ``<path>.workers/``.
+        stale_after: a worker whose last heartbeat is older than this (seconds or a
+            timedelta) is reaped even if its lock file looks held.
+        batch_limit: the most writes one transaction commits together.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        stale_after: float | timedelta = 60.0,
+        batch_limit: int = 256,
+    ) -> None:
+        self.path = Path(path)
+        self.stale_after = (
+            stale_after if isinstance(stale_after, timedelta) else timedelta(seconds=stale_after)
+        )
+        self._batch_limit = batch_limit
+        self._locks = WorkerLocks(self.path)
+        self._opening = asyncio.Lock()
+        self._writer: Writer | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._reader_conn: sqlite3.Connection | None = None
+        self._watcher: ChangeWatcher | None = None
+        self._changed = asyncio.Event()
+        self._waiting = 0
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+    # -- life cycle ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create or migrate the schema and start the threads. Idempotent."""
+        async with self._opening:
+            if self._writer is not None and not self._writer.closed:
+                return
+            self._changed = asyncio.Event()
+            writer = Writer(
+                functools.partial(connect, self.path),
+                on_commit=self._changed.set,
+                batch_limit=self._batch_limit,
+            )
+            await writer.start(lambda conn: migrate(conn, migrations()))
+            self._writer = writer
+            self._reader = ThreadPoolExecutor(1, thread_name_prefix="perdure-sqlite-reader")
+            self._reader_conn = await asyncio.get_running_loop().run_in_executor(
+                self._reader, functools.partial(connect, self.path, query_only=True)
+            )
+            self._watcher = ChangeWatcher(
+                functools.partial(connect, self.path, query_only=True), self._changed.set
+            )
+            await self._watcher.start()
+
+    async def close(self) -> None:
+        """Finish queued writes, stop the threads, close the connections.
+
+        Worker locks this store holds are let go without unregistering: to other
+        processes, those workers are now dead, and their runs are reaped.
+        """
+        async with self._opening:
+            if self._writer is None or self._writer.closed:
+                return
+            await self._writer.stop()
+            if self._watcher is not None:
+                await self._watcher.stop()
+            if self._reader is not None:
+                if self._reader_conn is not None:
+                    await asyncio.get_running_loop().run_in_executor(
+                        self._reader, self._reader_conn.close
+                    )
+                await asyncio.to_thread(self._reader.shutdown)
+            self._reader = self._reader_conn = self._watcher = None
+            self._locks.close()
+            self._changed.set()  # a waiter still pending returns rather than time out
+
+    def statistics(self) -> WriterStatistics:
+        """The writer's counters: writes, batches (commits), synced batches."""
+        if self._writer is None:
+            return WriterStatistics(0, 0, 0, 0, 0, 0)
+        return self._writer.statistics()
+
+    # -- workers ------------------------------------------------------------------
+
+    async def register_worker(self, worker_id: str, now: datetime) -> None:
+        """Take the worker's lock file and insert its row."""
+        await self._write(lambda conn: self._locks.register(conn, worker_id, now))
+
+    async def reap_dead_workers(self, worker_id: str, now: datetime) -> int:
+        """Release the runs of workers whose lock is free or heartbeat stale; how many."""
+        return await self._write(
+            lambda conn: self._locks.reap(conn, worker_id, now, self.stale_after)
+        )
+
+    async def heartbeat(self, worker_id: str, now: datetime) -> None:
+        """Record that the worker is alive."""
+        await self._write(lambda conn: self._locks.heartbeat(conn, worker_id, now))
+
+    async def unregister_worker(self, worker_id: str, now: datetime) -> None:
+        """Release the worker's runs, delete its row, then drop its lock file."""
+        await self._write(lambda conn: self._locks.unregister(conn, worker_id, now))
+        await self._write(lambda _: self._locks.drop(worker_id))
+
+    # -- runs ---------------------------------------------------------------------
+
+    async def create_run(self, run: NewRun, now: datetime) -> tuple[RunRecord, bool]:
+        """Create a pending run with its ``run_created`` event, durably; idempotent on id."""
+        return await self._write(lambda conn: ops.create_run(conn, run, now), durable=True)
+
+    async def claim_runs(self, worker_id: str, now: datetime, limit: int) -> list[RunRecord]:
+        """Hold up to ``limit`` due, unheld runs, oldest ``wake_at`` first."""
+        if limit <= 0:
+            return []
+        return await self._write(lambda conn: ops.claim_runs(conn, worker_id, now, limit))
+
+    async def append(
+        self,
+        worker_id: str,
+        run_id: str,
+        events: list[NewEvent],
+        now: datetime,
+        *,
+        durable: bool = False,
+        consume_inbox: list[int] | None = None,
+    ) -> int:
+        """Append to a held run's log and update the indexes; the last seq."""
+        return await self._write(
+            lambda conn: ops.append(
+                conn, worker_id, run_id, events, now, consume_inbox=consume_inbox
+            ),
+            durable=durable,
+        )
+
+    async def release_run(self, worker_id: str, run_id: str, wake_at: datetime) -> None:
+        """Stop holding a run; due at ``wake_at``, or at once if something waits for it."""
+        await self._write(lambda conn: ops.release_run(conn, worker_id, run_id, wake_at))
+
+    async def request_cancel(self, run_id: str, now: datetime) -> RunRecord | None:
+        """Cancel a pending unheld run now, or flag the run for its worker; durably."""
+        return await self._write(lambda conn: ops.request_cancel(conn, run_id, now), durable=True)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run's record, or None."""
+        return await self._read(lambda conn: rows.get_run(conn, run_id))
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Runs, newest first (by created_at, then id)."""
+        return await self._read(lambda conn: rows.list_runs(conn, status, workflow, limit))
+
+    async def events(self, run_id: str, *, after_seq: int = 0) -> list[Event]:
+        """The run's log after ``after_seq``, in order."""
+        return await self._read(lambda conn: rows.events(conn, run_id, after_seq))
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        """The run's step rows, in the order the steps were first started."""
+        return await self._read(lambda conn: rows.steps(conn, run_id))
+
+    async def timers(self, run_id: str) -> dict[str, datetime]:
+        """The run's pending timers, correlation id to wake time, soonest first.
+
+        Not part of `Store`: the timers table is an index nobody claims by, but a
+        run's detail shows what it sleeps on.
+        """
+        return await self._read(lambda conn: rows.timers(conn, run_id))
+
+    async def next_wake_at(self) -> datetime | None:
+        """The earliest ``wake_at`` of any unheld, unended run, or None."""
+        return await self._read(rows.next_wake_at)
+
+    async def cancel_requests(self, worker_id: str) -> list[str]:
+        """Ids of unended runs held by ``worker_id`` that have a cancel request."""
+        return await self._read(lambda conn: rows.cancel_requests(conn, worker_id))
+
+    # -- hooks --------------------------------------------------------------------
+
+    async def resume_hook(
+        self, token: str, payload: JSON, now: datetime, *, name: str | None = None
+    ) -> HookRecord:
+        """Store a payload for the live hook holding ``token``, durably; wake its run."""
+        return await self._write(
+            lambda conn: ops.resume_hook(conn, token, payload, now, name), durable=True
+        )
+
+    async def get_hook(self, token: str) -> HookRecord | None:
+        """The live hook holding ``token``, or None."""
+        return await self._read(lambda conn: rows.get_hook(conn, token))
+
+    async def list_hooks(self, *, run_id: str | None = None) -> list[HookRecord]:
+        """Live hooks, oldest first."""
+        return await self._read(lambda conn: rows.list_hooks(conn, run_id))
+
+    async def inbox(self, worker_id: str) -> list[InboxItem]:
+        """Undelivered payloads of the runs ``worker_id`` holds, oldest first."""
+        return await self._read(lambda conn: rows.inbox(conn, worker_id))
+
+    # -- change notification ------------------------------------------------------
+
+    async def wait_for_change(self, timeout: float) -> bool:  # noqa: ASYNC109 - the protocol's
+        """Wait for a commit since the last call returned, or ``timeout`` seconds.
+
+        This store's own commits set the event at once; other connections' commits
+        are seen by the watcher within about 10 ms.
+        """
+        watcher = self._watcher
+        if watcher is None:
+            raise RuntimeError(f"{self!r} is not open")
+        if not self._changed.is_set():
+            self._waiting += 1
+            watcher.wanted.set()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait()
+            except TimeoutError:
+                return False
+            finally:
+                self._waiting -= 1
+                if not self._waiting:
+                    watcher.wanted.clear()
+        self._changed.clear()
+        return True
+
+    # -- helpers ------------------------------------------------------------------
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
+        if self._writer is None:
+            raise RuntimeError(f"{self!r} is not open; await its open() first")
+        return await self._writer.submit(fn, durable=durable)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        reader, conn = self._reader, self._reader_conn
+        if reader is None or conn is None:
+            raise RuntimeError(f"{self!r} is not open; await its open() first")
+        return await asyncio.get_running_loop().run_in_executor(reader, fn, conn)

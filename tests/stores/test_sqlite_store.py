@@ -1,0 +1,441 @@
+"""What only the SQLite store promises: a file that outlives the process, migrations,
+dead-process detection through file locks, cross-process wake-ups, group commit.
+
+Second processes are real: `_sqlite_child.py` run with this interpreter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from perdure._errors import LeaseLostError
+from perdure._records import EventType, NewEvent, NewRun, RunStatus
+from perdure.stores import SQLiteStore
+from perdure.stores._sqlite_schema import connect, migrate, migrations
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+CHILD = Path(__file__).with_name("_sqlite_child.py")
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "perdure.db"
+
+
+@pytest.fixture
+async def store(db: Path) -> AsyncIterator[SQLiteStore]:
+    opened = SQLiteStore(db)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def hold(store: SQLiteStore, run_id: str, worker: str = "w1", now: datetime = T0) -> None:
+    await store.create_run(NewRun(run_id, "wf", {"args": []}), now)
+    claimed = await store.claim_runs(worker, now, 100)
+    assert run_id in [run.id for run in claimed]
+
+
+def completed(cid: str) -> NewEvent:
+    return NewEvent(EventType.STEP_COMPLETED, cid, {"name": "s", "attempt": 1, "output": cid})
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for ``condition`` to hold, checking every millisecond, failing after timeout."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
+async def drain(store: SQLiteStore) -> None:
+    while await store.wait_for_change(0.2):
+        pass
+
+
+class Child:
+    """A second process on the same database (see `_sqlite_child.py`)."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, mode: str, db: Path, worker: str, run_id: str, now: datetime) -> Child:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(CHILD),
+            mode,
+            str(db),
+            worker,
+            run_id,
+            now.isoformat(),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        return cls(process)
+
+    async def line(self) -> str:
+        """The child's next line of output: it reports each step it has finished."""
+        assert self.process.stdout is not None
+        return (await asyncio.wait_for(self.process.stdout.readline(), 60)).decode().strip()
+
+    async def kill(self) -> None:
+        """SIGKILL (if still running): no cleanup runs, as in a crash."""
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
+
+    async def finish(self) -> int:
+        """Close its stdin (the signal to exit) and wait for its exit code."""
+        if self.process.returncode is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+        return await asyncio.wait_for(self.process.wait(), 60)
+
+
+# -- the file -------------------------------------------------------------------------
+
+
+async def test_everything_survives_closing_and_reopening(db: Path) -> None:
+    """Runs, logs, steps, timers, hooks, inbox and cancel flags are read back after reopen."""
+    first = SQLiteStore(db)
+    await first.open()
+    await hold(first, "r1")
+    await first.append(
+        "w1",
+        "r1",
+        [
+            NewEvent(EventType.STEP_STARTED, "s#1", {"name": "s", "attempt": 1, "input": [1]}),
+            NewEvent(EventType.SLEEP_STARTED, "sleep#1", {"wake_at": at(60).isoformat()}),
+            NewEvent(EventType.HOOK_CREATED, "h#1", {"token": "t", "name": "h", "kind": "hook"}),
+        ],
+        at(1),
+    )
+    await first.resume_hook("t", {"p": 1}, at(2))
+    await first.request_cancel("r1", at(3))
+    state = (
+        await first.get_run("r1"),
+        await first.events("r1"),
+        await first.steps("r1"),
+        await first.timers("r1"),
+        await first.list_hooks(),
+        await first.inbox("w1"),
+    )
+    await first.close()
+
+    second = SQLiteStore(db)
+    await second.open()
+    try:
+        again = (
+            await second.get_run("r1"),
+            await second.events("r1"),
+            await second.steps("r1"),
+            await second.timers("r1"),
+            await second.list_hooks(),
+            await second.inbox("w1"),
+        )
+    finally:
+        await second.close()
+    assert again == state
+    assert state[0] is not None
+    assert state[0].cancel_requested
+
+
+async def test_times_are_stored_as_utc_microseconds(store: SQLiteStore, db: Path) -> None:
+    """The file holds integer microseconds since the epoch, which sort as times do."""
+    moment = datetime(2031, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
+    await store.create_run(NewRun("r1", "wf", {}), moment)
+    with sqlite3.connect(db) as raw:
+        (created_at,) = raw.execute("SELECT created_at FROM runs").fetchone()
+    assert created_at == int(moment.timestamp()) * 1_000_000 + 789012
+
+
+async def test_the_file_is_in_wal_mode(store: SQLiteStore, db: Path) -> None:
+    """open() turns on WAL, so readers never block the writer."""
+    await store.create_run(NewRun("r1", "wf", {}), T0)
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_claims_read_the_partial_index(store: SQLiteStore, db: Path) -> None:
+    """Claiming and next_wake_at search runs_claimable, not the whole runs table."""
+    await store.create_run(NewRun("r1", "wf", {}), T0)
+    with sqlite3.connect(db) as raw:
+        claim_plan = raw.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL "
+            "AND wake_at <= ? ORDER BY wake_at, id LIMIT ?",
+            (0, 1),
+        ).fetchall()
+        wake_plan = raw.execute(
+            "EXPLAIN QUERY PLAN SELECT min(wake_at) FROM runs "
+            "WHERE owner IS NULL AND wake_at IS NOT NULL"
+        ).fetchall()
+    assert "USING INDEX runs_claimable" in str(claim_plan)
+    assert "USING INDEX runs_claimable" in str(wake_plan)
+
+
+async def test_a_store_refuses_use_before_open_and_after_close(db: Path) -> None:
+    """Calls on a store that is not open raise RuntimeError instead of hanging."""
+    store = SQLiteStore(db)
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.get_run("r1")
+    await store.open()
+    await store.close()
+    with pytest.raises(RuntimeError):
+        await store.create_run(NewRun("r1", "wf", {}), T0)
+
+
+# -- migrations -----------------------------------------------------------------------
+
+
+async def test_migrations_are_applied_once(db: Path) -> None:
+    """Opening again applies nothing: every shipped migration is recorded exactly once."""
+    for _ in range(2):
+        store = SQLiteStore(db)
+        await store.open()
+        await store.close()
+    shipped = migrations()
+    assert shipped[0].name == "0001_initial.sql"
+    with sqlite3.connect(db) as raw:
+        recorded = raw.execute("SELECT version, name FROM schema_migrations ORDER BY version")
+        assert recorded.fetchall() == [(m.version, m.name) for m in shipped]
+    conn = connect(db)
+    try:
+        assert migrate(conn, shipped) == []
+    finally:
+        conn.close()
+
+
+async def test_two_stores_may_create_one_database_at_once(db: Path) -> None:
+    """Concurrent first opens of a new file serialize on BEGIN IMMEDIATE; both succeed."""
+    stores = [SQLiteStore(db) for _ in range(3)]
+    await asyncio.gather(*(store.open() for store in stores))
+    try:
+        await stores[0].create_run(NewRun("r1", "wf", {}), T0)
+        assert await stores[2].get_run("r1") is not None
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_database_from_a_newer_perdure_is_refused(db: Path) -> None:
+    """A migration this code does not know means a newer schema: open() refuses it."""
+    store = SQLiteStore(db)
+    await store.open()
+    await store.close()
+    with sqlite3.connect(db) as raw:
+        raw.execute("INSERT INTO schema_migrations (version, name) VALUES (9999, 'future.sql')")
+    with pytest.raises(RuntimeError, match="newer perdure"):
+        await SQLiteStore(db).open()
+
+
+# -- workers and dead processes -------------------------------------------------------
+
+
+async def test_a_killed_process_has_its_runs_reaped_at_once(store: SQLiteStore, db: Path) -> None:
+    """After SIGKILL, the dead worker's lock is free and its runs are released, due now."""
+    await store.register_worker("me", T0)
+    await store.create_run(NewRun("r1", "wf", {}), T0)
+    child = await Child.start("hold", db, "child", "r1", T0)
+    try:
+        assert await child.line() == "ready r1"
+        assert await store.reap_dead_workers("me", at(1)) == 0
+        await child.kill()
+        assert await store.reap_dead_workers("me", at(2)) == 1
+    finally:
+        await child.kill()
+    run = await store.get_run("r1")
+    assert run is not None
+    assert (run.owner, run.wake_at) == (None, at(2))
+    assert not (Path(f"{db}.workers") / "child.lock").exists()
+    assert [run.id for run in await store.claim_runs("me", at(2), 5)] == ["r1"]
+    assert await store.reap_dead_workers("me", at(3)) == 0
+
+
+async def test_a_live_process_is_not_reaped(store: SQLiteStore, db: Path) -> None:
+    """A worker whose process lives keeps its runs, however often others reap."""
+    await store.register_worker("me", T0)
+    await store.create_run(NewRun("r1", "wf", {}), T0)
+    child = await Child.start("hold", db, "child", "r1", T0)
+    try:
+        assert await child.line() == "ready r1"
+        assert await store.reap_dead_workers("me", at(30)) == 0
+        run = await store.get_run("r1")
+        assert run is not None
+        assert run.owner == "child"
+        assert (Path(f"{db}.workers") / "child.lock").exists()
+        assert await child.finish() == 0
+    finally:
+        await child.kill()
+
+
+async def test_a_closed_stores_workers_are_reaped(db: Path, store: SQLiteStore) -> None:
+    """Closing a store without unregistering drops its locks: others reap its runs."""
+    other = SQLiteStore(db)
+    await other.open()
+    await other.register_worker("gone", T0)
+    await hold(other, "r1", worker="gone")
+    await other.close()
+    assert await store.reap_dead_workers("me", at(1)) == 1
+
+
+async def test_a_stale_heartbeat_is_reaped_even_with_its_lock_held(db: Path) -> None:
+    """A worker silent for longer than stale_after is reaped; its next heartbeat returns it."""
+    alive, reaper = SQLiteStore(db), SQLiteStore(db, stale_after=60)
+    await alive.open()
+    await reaper.open()
+    try:
+        await alive.register_worker("slow", T0)
+        await hold(alive, "r1", worker="slow")
+        assert await reaper.reap_dead_workers("me", at(59)) == 0
+        assert await reaper.reap_dead_workers("me", at(61)) == 1
+        with pytest.raises(LeaseLostError):
+            await alive.append("slow", "r1", [completed("s#1")], at(62))
+        await alive.heartbeat("slow", at(62))
+        await hold(alive, "r2", worker="slow", now=at(62))
+        assert await reaper.reap_dead_workers("me", at(63)) == 0
+        run = await alive.get_run("r2")
+        assert run is not None
+        assert run.owner == "slow"
+    finally:
+        await alive.close()
+        await reaper.close()
+
+
+async def test_one_worker_id_cannot_be_registered_twice(db: Path, store: SQLiteStore) -> None:
+    """A worker id whose lock another live store holds is refused."""
+    await store.register_worker("w1", T0)
+    await store.register_worker("w1", at(1))  # the same store again: fine
+    other = SQLiteStore(db)
+    await other.open()
+    try:
+        with pytest.raises(RuntimeError, match="'w1'"):
+            await other.register_worker("w1", T0)
+    finally:
+        await other.close()
+
+
+async def test_unregister_removes_the_row_and_lock_file(store: SQLiteStore, db: Path) -> None:
+    """A worker that leaves leaves no lock file and no row behind."""
+    await store.register_worker("w/1", T0)
+    lock = Path(f"{db}.workers") / "w%2F1.lock"
+    assert lock.exists()
+    await store.unregister_worker("w/1", at(1))
+    assert not lock.exists()
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("SELECT count(*) FROM workers").fetchone() == (0,)
+
+
+# -- change notification --------------------------------------------------------------
+
+
+async def test_wait_for_change_sees_another_stores_commit(db: Path, store: SQLiteStore) -> None:
+    """A commit through another connection to the file wakes wait_for_change."""
+    other = SQLiteStore(db)
+    await other.open()
+    try:
+        await drain(store)
+        waiter = asyncio.create_task(store.wait_for_change(30))
+        await other.create_run(NewRun("r1", "wf", {}), T0)
+        assert await asyncio.wait_for(waiter, 10) is True
+    finally:
+        await other.close()
+
+
+async def test_wait_for_change_sees_another_process_commit(db: Path, store: SQLiteStore) -> None:
+    """A commit by another process wakes wait_for_change, and the run is readable."""
+    await drain(store)
+    waiter = asyncio.create_task(store.wait_for_change(30))
+    child = await Child.start("create", db, "-", "r1", T0)
+    try:
+        assert await child.line() == "created"
+        assert await asyncio.wait_for(waiter, 10) is True
+        assert await child.finish() == 0
+    finally:
+        await child.kill()
+    run = await store.get_run("r1")
+    assert run is not None
+    assert run.status is RunStatus.PENDING
+
+
+# -- the writer -----------------------------------------------------------------------
+
+
+async def test_concurrent_writes_share_commits_and_a_failure_stays_alone(
+    store: SQLiteStore, db: Path
+) -> None:
+    """Writes queued together commit in one transaction; a fenced one among them fails
+    alone while the others land."""
+    for index in range(50):
+        await hold(store, f"r{index}")
+    before = store.statistics()
+    writes = [store.append("w1", f"r{index}", [completed(f"s#{index}")], T0) for index in range(50)]
+    writes.insert(25, store.append("intruder", "r7", [completed("x#1")], T0))
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the writer waits, so all 51 writes queue up
+    try:
+        gathered = asyncio.gather(*writes, return_exceptions=True)
+        await wait_until(lambda: store.statistics().queued == 51)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    results = await gathered
+    assert isinstance(results.pop(25), LeaseLostError)
+    assert results == [2] * 50
+    after = store.statistics()
+    assert after.batches - before.batches <= 2
+    assert after.largest_batch >= 26
+    assert after.failed_writes - before.failed_writes == 1
+    for index in range(50):
+        events = await store.events(f"r{index}")
+        assert [e.correlation_id for e in events[1:]] == [f"s#{index}"]
+
+
+async def test_durable_writes_are_synced(store: SQLiteStore) -> None:
+    """create_run, resume_hook, request_cancel and durable appends commit with a sync;
+    ordinary appends do not."""
+
+    def synced() -> int:
+        return store.statistics().synced_batches
+
+    count = synced()
+    await hold(store, "r1")
+    assert synced() == count + 1  # create_run; the claim is not synced
+    hook = NewEvent(EventType.HOOK_CREATED, "h#1", {"token": "t", "name": "h", "kind": "hook"})
+    await store.append("w1", "r1", [hook], T0)
+    assert synced() == count + 1
+    await store.resume_hook("t", 1, T0)
+    await store.request_cancel("r1", T0)
+    await store.append("w1", "r1", [NewEvent(EventType.RUN_CANCELLED)], T0, durable=True)
+    assert synced() == count + 4
+
+
+async def test_close_finishes_queued_writes(db: Path) -> None:
+    """Writes queued when close() is called are committed before it returns."""
+    store = SQLiteStore(db)
+    await store.open()
+    writes = asyncio.gather(
+        *(store.create_run(NewRun(f"r{index}", "wf", {}), T0) for index in range(20))
+    )
+    await wait_until(lambda: store.statistics().queued + store.statistics().writes >= 20)
+    await store.close()
+    assert all(created for _, created in await writes)
+    reopened = SQLiteStore(db)
+    await reopened.open()
+    try:
+        assert len(await reopened.list_runs()) == 20
+    finally:
+        await reopened.close()
