@@ -25,6 +25,6 @@ async def main(token: str, decision: str, notes: str | None) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3:  # noqa: PLR2004
+    if len(sys.argv) < 3:
         sys.exit("usage: approve.py TOKEN approved|changes [NOTES]")
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))  # noqa: PLR2004
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))

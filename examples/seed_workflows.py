@@ -35,7 +35,7 @@ async def summarize_draft(draft: str) -> str:
     _summarize_attempts[step_id] = _summarize_attempts.get(step_id, 0) + 1
     if _summarize_attempts[step_id] == 1:
         raise ConnectionError("Transient AI provider error")
-    return draft.split(":")[0] + "."
+    return draft.split(":", maxsplit=1)[0] + "."
 
 
 @workflow(name="ai-content")
@@ -91,7 +91,7 @@ async def publish_draft(draft: str) -> str:
 
 
 @workflow(name="ai-approval")
-async def ai_approval(topic: str, token: str = "draft-123") -> str:
+async def ai_approval(topic: str, token: str = "draft-123") -> str:  # noqa: S107 (a hook token, not a secret)
     """The seed's approval workflow: draft, wait for a decision, publish."""
     draft = await generate_draft(topic)
     async for event in approval_hook.create(token=token):

@@ -14,7 +14,7 @@ def _short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _detail(event: perdure.Event) -> str:
+def _detail(event: perdure.Event) -> str:  # noqa: PLR0911 (one line per event type)
     data = event.data
     match event.type:
         case EventType.RUN_CREATED:

@@ -188,7 +188,10 @@ class Engine:
         try:
             if self._run_worker:
                 self.worker = Worker(
-                    self.store, self.clock, on_run_finished=self._run_finished, **self._worker_options
+                    self.store,
+                    self.clock,
+                    on_run_finished=self._run_finished,
+                    **self._worker_options,
                 )
                 await self.worker.start()
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
@@ -253,7 +256,7 @@ class Engine:
 
     async def start(
         self,
-        fn: Workflow[P, R] | Any,
+        fn: Workflow[P, R],
         *args: Any,
         run_id: str | None = None,
         **kwargs: Any,
@@ -322,7 +325,9 @@ class Engine:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         self._signal()
 
-    async def resume_hook(self, token: str, payload: JSON, *, name: str | None = None) -> HookRecord:
+    async def resume_hook(
+        self, token: str, payload: JSON, *, name: str | None = None
+    ) -> HookRecord:
         """Store an encoded payload for the hook holding ``token`` and wake its run."""
         self._require_open()
         hook = await self.store.resume_hook(token, payload, self.clock.now(), name=name)
@@ -334,9 +339,7 @@ class Engine:
         return self.worker.statistics() if self.worker is not None else None
 
 
-async def start(
-    fn: Workflow[P, R] | Any, *args: Any, run_id: str | None = None, **kwargs: Any
-) -> Run[R]:
+async def start(fn: Workflow[P, R], *args: Any, run_id: str | None = None, **kwargs: Any) -> Run[R]:
     """`Engine.start` on the Engine entered most recently."""
     run: Run[R] = await current_engine().start(fn, *args, run_id=run_id, **kwargs)
     return run
@@ -345,4 +348,3 @@ async def start(
 async def get_run(run_id: str) -> Run[Any]:
     """`Engine.get_run` on the Engine entered most recently."""
     return await current_engine().get_run(run_id)
-

@@ -64,7 +64,9 @@ class Hook(Generic[T]):
         """
         return self._adapter.validate_python(payload)
 
-    async def resume(self, token: str, payload: T | dict[str, Any], *, engine: Engine | None = None) -> HookRecord:
+    async def resume(
+        self, token: str, payload: T | dict[str, Any], *, engine: Engine | None = None
+    ) -> HookRecord:
         """Send ``payload`` to the live hook holding ``token``, waking its run.
 
         The payload is validated before anything is written; the call returns once it
@@ -102,4 +104,3 @@ def create_webhook(**_: Any) -> HookStream[Any]:
     raise NotImplementedError(
         "create_webhook() needs perdure's HTTP app, which is not part of this release yet"
     )
-

@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "JSON",
     "Event",
     "EventType",
     "HookRecord",
     "InboxItem",
-    "JSON",
     "NewEvent",
     "NewRun",
     "RunRecord",

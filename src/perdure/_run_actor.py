@@ -257,7 +257,9 @@ class RunActor:
                     if timer is not None:
                         timer[1].cancel()
                     self._emit(
-                        NewEvent(EventType.SLEEP_COMPLETED, command.correlation_id, {"cancelled": True})
+                        NewEvent(
+                            EventType.SLEEP_COMPLETED, command.correlation_id, {"cancelled": True}
+                        )
                     )
                 case CreateHook():
                     self._emit(
@@ -269,7 +271,11 @@ class RunActor:
                     )
                 case DisposeHook():
                     self._emit(
-                        NewEvent(EventType.HOOK_DISPOSED, command.correlation_id, {"token": command.token})
+                        NewEvent(
+                            EventType.HOOK_DISPOSED,
+                            command.correlation_id,
+                            {"token": command.token},
+                        )
                     )
                 case CompleteRun():
                     self._end(NewEvent(EventType.RUN_COMPLETED, data={"output": command.output}))
@@ -314,11 +320,11 @@ class RunActor:
         spec, cid, clock = command.spec, command.correlation_id, self.worker.clock
         policy = spec.retry
         if attempt > policy.max_attempts:
-            error = RuntimeError(
+            died = RuntimeError(
                 f"the process running attempt {attempt - 1} of step {cid} died, "
                 f"and the step has no attempts left (max_retries={policy.max_retries})"
             )
-            self._step_failed(cid, spec.name, attempt - 1, error)
+            self._step_failed(cid, spec.name, attempt - 1, died)
             return
         args, kwargs = spec.codec.decode_args(command.input)
         while True:

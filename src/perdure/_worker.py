@@ -139,8 +139,8 @@ class Worker:
         actors = list(self._actors.values())
         for actor in actors:
             actor.drop()
-        for task in list(self._background):
-            task.cancel()
+        for pending in list(self._background):
+            pending.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.store.unregister_worker(self.id, self.clock.now())
 
@@ -296,7 +296,7 @@ class Worker:
             worker_id=self.id,
             held_runs=len(actors),
             suspended_runs=sum(1 for a in actors if a.suspended),
-            running_steps=sum(len(a._steps) for a in actors),  # noqa: SLF001
+            running_steps=sum(len(a._steps) for a in actors),
             claimed=self._claimed,
             replays=self.stats_replays,
             evictions=self._evictions,

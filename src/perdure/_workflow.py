@@ -244,7 +244,8 @@ class Step(Generic[P, R_co]):
             if spec.is_async:
                 result: R_co = await spec.fn(*args, **kwargs)
                 return result
-            return await asyncio.to_thread(spec.fn, *args, **kwargs)  # type: ignore[no-any-return]
+            threaded: R_co = await asyncio.to_thread(spec.fn, *args, **kwargs)
+            return threaded
         input_ = spec.codec.encode_args(args, kwargs)
         return await instance.call_step(spec, input_)  # type: ignore[no-any-return]
 
@@ -341,7 +342,7 @@ def _make_step(
 
 
 @overload
-def step(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Step[P, R]: ...  # type: ignore[overload-overlap]
+def step(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Step[P, R]: ...
 @overload
 def step(fn: Callable[P, R], /) -> Step[P, R]: ...
 @overload
@@ -383,4 +384,3 @@ def step(
         queue=queue,
         retry=retry,
     )
-

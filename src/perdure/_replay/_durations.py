@@ -49,7 +49,9 @@ def parse_duration(value: Duration, *, what: str = "duration") -> timedelta:
         ValueError: naming ``what`` and the value, for anything else or a negative span.
     """
     if isinstance(value, bool):
-        raise TypeError(f"{what} must be seconds, a timedelta or a string like '30s', got {value!r}")
+        raise TypeError(
+            f"{what} must be seconds, a timedelta or a string like '30s', got {value!r}"
+        )
     if isinstance(value, timedelta):
         result = value
     elif isinstance(value, int | float):
@@ -57,9 +59,8 @@ def parse_duration(value: Duration, *, what: str = "duration") -> timedelta:
     elif isinstance(value, str):
         result = _parse_text(value, what)
     else:
-        raise TypeError(
-            f"{what} must be seconds, a timedelta or a string like '30s', got {type(value).__name__}"
-        )
+        kind = type(value).__name__  # type: ignore[unreachable]  # untyped callers get here
+        raise TypeError(f"{what} must be seconds, a timedelta or a string like '30s', got {kind}")
     if result < timedelta(0):
         raise ValueError(f"{what} must not be negative, got {value!r}")
     return result

@@ -39,7 +39,7 @@ def _message(error: BaseException) -> str:
         return repr(error.args)
 
 
-def _resolve(type_name: str) -> type[BaseException] | None:
+def _resolve(type_name: str) -> type[Exception] | None:
     # The qualname itself may contain dots (nested classes): walk from the longest
     # module prefix that is imported.
     parts = type_name.split(".")

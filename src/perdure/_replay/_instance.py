@@ -215,7 +215,9 @@ class WorkflowInstance:
         self.spec = spec
         self.run_id = run_id
         self.started_at = started_at
-        self.loop = WorkflowLoop(self)
+        # typeshed marks the loop's I/O methods abstract; asyncio does not enforce it,
+        # and WorkflowLoop leaves them out on purpose (workflows do no I/O).
+        self.loop = WorkflowLoop(self)  # type: ignore[abstract]
         self._args = args
         self._kwargs = kwargs
         self._now = started_at

@@ -22,7 +22,7 @@ import collections
 import contextvars
 import logging
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
 
 if TYPE_CHECKING:
     from perdure._replay._instance import WorkflowInstance
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["WorkflowLoop"]
 
 _T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 logger = logging.getLogger("perdure.workflow")
 
 _NO_IO = (
@@ -65,8 +66,8 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
 
     def call_soon(
         self,
-        callback: Callable[..., object],
-        *args: Any,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> asyncio.Handle:
         handle = asyncio.Handle(callback, args, self, context)
@@ -75,17 +76,17 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
 
     def call_soon_threadsafe(
         self,
-        callback: Callable[..., object],
-        *args: Any,
-        context: contextvars.Context | None = None,
+        callback: Callable[[Unpack[_Ts]], object],  # noqa: ARG002 (asyncio's signature)
+        *args: *_Ts,  # noqa: ARG002
+        context: contextvars.Context | None = None,  # noqa: ARG002
     ) -> asyncio.Handle:
         raise RuntimeError(_NO_IO)
 
     def call_later(
         self,
         delay: float,
-        callback: Callable[..., object],
-        *args: Any,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
         return self.call_at(self.time() + delay, callback, *args, context=context)
@@ -93,8 +94,8 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     def call_at(
         self,
         when: float,
-        callback: Callable[..., object],
-        *args: Any,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
         handle = asyncio.TimerHandle(when, callback, args, self, context)
@@ -152,7 +153,12 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
 
     # -- what a workflow must not do -------------------------------------------------
 
-    def run_in_executor(self, executor: Any, func: Callable[..., _T], *args: Any) -> Any:  # noqa: ARG002
+    def run_in_executor(
+        self,
+        executor: Any,  # noqa: ARG002 (asyncio's signature)
+        func: Callable[[Unpack[_Ts]], _T],  # noqa: ARG002
+        *args: *_Ts,  # noqa: ARG002
+    ) -> asyncio.Future[_T]:
         raise RuntimeError(_NO_IO)
 
     def run_forever(self) -> None:

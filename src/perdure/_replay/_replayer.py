@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
+
 from perdure._errors import NonDeterminismError
 from perdure._records import Event, EventType
 from perdure._replay._instance import (
@@ -236,4 +237,3 @@ def replay(instance: WorkflowInstance, events: list[Event]) -> ReplayResult:
         NonDeterminismError: the workflow's calls do not match the log.
     """
     return _Replay(instance, events).run()
-

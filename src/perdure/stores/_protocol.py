@@ -198,7 +198,7 @@ class Store(Protocol):
 
     # -- change notification ------------------------------------------------------
 
-    async def wait_for_change(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a cancel scope
+    async def wait_for_change(self, timeout: float) -> bool:
         """Wait until any process may have committed something, or ``timeout`` seconds.
 
         Returns True when woken by a change. Used by workers to notice new runs,

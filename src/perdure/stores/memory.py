@@ -297,7 +297,7 @@ class MemoryStore:
 
     # -- change notification ------------------------------------------------------
 
-    async def wait_for_change(self, timeout: float) -> bool:  # noqa: ASYNC109 - the protocol's
+    async def wait_for_change(self, timeout: float) -> bool:
         """Wait for a write since the last call returned, or ``timeout`` seconds."""
         if self._version == self._seen_version:
             waiter = asyncio.get_running_loop().create_future()

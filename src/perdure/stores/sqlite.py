@@ -260,7 +260,7 @@ class SQLiteStore:
 
     # -- change notification ------------------------------------------------------
 
-    async def wait_for_change(self, timeout: float) -> bool:  # noqa: ASYNC109 - the protocol's
+    async def wait_for_change(self, timeout: float) -> bool:
         """Wait for a commit since the last call returned, or ``timeout`` seconds.
 
         This store's own commits set the event at once; other connections' commits
