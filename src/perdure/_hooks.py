@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pydantic import TypeAdapter
-
 from perdure._replay import HookStream, current_instance
-from perdure._serde import decode, encode
+from perdure._serde import decode, encode, validator
 
 if TYPE_CHECKING:
     from perdure._engine import Engine
@@ -28,7 +26,7 @@ class Hook(Generic[T]):
     def __init__(self, schema: type[T], name: str | None = None) -> None:
         self.schema = schema
         self.name = name or getattr(schema, "__qualname__", None) or repr(schema)
-        self._adapter: TypeAdapter[T] = TypeAdapter(schema)
+        self._adapter = validator(schema)
 
     def __repr__(self) -> str:
         return f"<perdure hook {self.name!r}>"
@@ -62,7 +60,8 @@ class Hook(Generic[T]):
         Raises:
             pydantic.ValidationError: (a ValueError) naming the fields that are wrong.
         """
-        return self._adapter.validate_python(payload)
+        value: T = self._adapter.validate_python(payload)
+        return value
 
     async def resume(
         self, token: str, payload: T | dict[str, Any], *, engine: Engine | None = None

@@ -56,7 +56,7 @@ from perdure import _serde_tags as tags
 if typing.TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["CallCodec", "JSONValue", "decode", "encode"]
+__all__ = ["CallCodec", "JSONValue", "decode", "encode", "validator"]
 
 JSONValue = Any
 """A structure of dict (str keys), list, str, int, float (finite), bool and None only."""
@@ -432,3 +432,16 @@ def _fmt(tp: Any) -> str:
     if tp is Any:
         return "Any"
     return tags.type_name(tp) if isinstance(tp, type) else repr(tp).replace("typing.", "")
+
+
+def validator(annotation: Any) -> TypeAdapter[Any]:
+    """A pydantic adapter that checks user input (a hook payload) against ``annotation``.
+
+    Unlike `decode`, it reads Python input as people write it (a dict for a model), and
+    its errors are pydantic's, naming the fields. TypedDicts are rebuilt so that this
+    works on Python 3.11 too, where pydantic refuses ``typing.TypedDict``.
+    """
+    tp = _normalize(annotation)
+    if typing_extensions.is_typeddict(tp):
+        tp = _typeddict(tp)
+    return TypeAdapter(tp)

@@ -29,7 +29,7 @@ from perdure._clock import Clock, FakeClock, TimerHandle
 from perdure._errors import LeaseLostError
 from perdure._records import RunRecord
 from perdure._run_actor import RunActor
-from perdure._workflow import lookup_workflow
+from perdure._workflow import lookup_workflow, registered_workflows
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -170,7 +170,9 @@ class Worker:
         store, now = self.store, self.clock.now()
         room = self._max_active_runs - len(self._actors)
         if room > 0:
-            claimed = await store.claim_runs(self.id, now, min(room, _CLAIM_BATCH))
+            claimed = await store.claim_runs(
+                self.id, now, min(room, _CLAIM_BATCH), workflows=registered_workflows()
+            )
             for record in claimed:
                 self._adopt(record)
             if len(claimed) == min(room, _CLAIM_BATCH):
@@ -184,7 +186,7 @@ class Worker:
                 actor = self._actors.get(run_id)
                 if actor is not None:
                     actor.cancel()
-        self._schedule_wake(await store.next_wake_at())
+        self._schedule_wake(await store.next_wake_at(workflows=registered_workflows()))
 
     def _adopt(self, record: RunRecord) -> None:
         self._claimed += 1

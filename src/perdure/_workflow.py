@@ -35,6 +35,7 @@ __all__ = [
     "lookup_workflow",
     "now",
     "random",
+    "registered_workflows",
     "sleep",
     "step",
     "uuid4",
@@ -184,6 +185,11 @@ _registry: dict[str, WorkflowSpec] = {}
 def lookup_workflow(name: str) -> WorkflowSpec | None:
     """The workflow registered under ``name`` in this process, if any."""
     return _registry.get(name)
+
+
+def registered_workflows() -> frozenset[str]:
+    """The names of the workflows this process defines: the runs its worker can run."""
+    return frozenset(_registry)
 
 
 def _origin(fn: Callable[..., Any]) -> str:

@@ -217,6 +217,19 @@ async def test_claim_with_no_room_claims_nothing(store: AnyStore) -> None:
     assert run.owner is None
 
 
+async def test_claim_and_next_wake_at_only_see_the_workflows_asked_for(store: AnyStore) -> None:
+    """With workflows=, a worker neither claims nor waits for runs whose code it lacks."""
+    await create(store, "theirs", at(1), workflow="billing")
+    await create(store, "ours", at(2), workflow="wf")
+    assert await store.next_wake_at(workflows={"wf"}) == at(2)
+    assert await store.next_wake_at(workflows=set()) is None
+    assert await store.claim_runs("w1", at(10), 5, workflows=set()) == []
+    claimed = await store.claim_runs("w1", at(10), 5, workflows={"wf"})
+    assert [run.id for run in claimed] == ["ours"]
+    assert await store.next_wake_at(workflows={"wf"}) is None
+    assert await store.next_wake_at() == at(1)
+
+
 # -- appending and fencing ------------------------------------------------------------
 
 

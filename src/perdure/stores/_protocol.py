@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from perdure._records import (
         JSON,
         Event,
@@ -103,10 +105,19 @@ class Store(Protocol):
         and the existing record comes back with ``False``.
         """
 
-    async def claim_runs(self, worker_id: str, now: datetime, limit: int) -> list[RunRecord]:
+    async def claim_runs(
+        self,
+        worker_id: str,
+        now: datetime,
+        limit: int,
+        *,
+        workflows: Collection[str] | None = None,
+    ) -> list[RunRecord]:
         """Take up to ``limit`` unheld, unended runs whose ``wake_at`` <= now.
 
         Oldest ``wake_at`` first; they become held by ``worker_id`` with ``wake_at`` None.
+        With ``workflows``, only runs of those workflows are taken: a worker never
+        claims a run whose code it does not have.
         """
 
     async def append(
@@ -169,8 +180,8 @@ class Store(Protocol):
     async def steps(self, run_id: str) -> list[StepRecord]:
         """The run's step rows, in the order the steps were first started."""
 
-    async def next_wake_at(self) -> datetime | None:
-        """The earliest ``wake_at`` of any unheld, unended run, or None."""
+    async def next_wake_at(self, *, workflows: Collection[str] | None = None) -> datetime | None:
+        """The earliest ``wake_at`` of any unheld, unended run (of ``workflows``), or None."""
 
     async def cancel_requests(self, worker_id: str) -> list[str]:
         """Ids of unended runs held by ``worker_id`` that have a cancel request."""

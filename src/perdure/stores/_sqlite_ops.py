@@ -34,6 +34,7 @@ from perdure.stores._sqlite_rows import (
     hook_from_row,
     run_from_row,
     to_us,
+    workflow_filter,
 )
 
 if TYPE_CHECKING:
@@ -87,14 +88,19 @@ def create_run(conn: sqlite3.Connection, run: NewRun, now: datetime) -> tuple[Ru
 
 
 def claim_runs(
-    conn: sqlite3.Connection, worker_id: str, now: datetime, limit: int
+    conn: sqlite3.Connection,
+    worker_id: str,
+    now: datetime,
+    limit: int,
+    workflows: list[str] | None = None,
 ) -> list[RunRecord]:
     """Hold up to ``limit`` due runs, oldest ``wake_at`` first, read off the claim index."""
     at = to_us(now)
+    only, names = workflow_filter(workflows)
     due = conn.execute(
-        "SELECT id FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL AND wake_at <= ? "
-        "ORDER BY wake_at, id LIMIT ?",
-        (at, max(limit, 0)),
+        "SELECT id FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL AND wake_at <= ? "  # noqa: S608 (placeholders only)
+        f"{only} ORDER BY wake_at, id LIMIT ?",
+        (at, *names, max(limit, 0)),
     ).fetchall()
     claim = (
         f"UPDATE runs SET owner = ?, wake_at = NULL, updated_at = ? WHERE id = ? "  # noqa: S608 - constant columns

@@ -46,6 +46,7 @@ __all__ = [
     "steps",
     "timers",
     "to_us",
+    "workflow_filter",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -196,10 +197,19 @@ def timers(conn: sqlite3.Connection, run_id: str) -> dict[str, datetime]:
     return {correlation_id: from_us(wake_at) for correlation_id, wake_at in rows}
 
 
-def next_wake_at(conn: sqlite3.Connection) -> datetime | None:
+def workflow_filter(workflows: list[str] | None) -> tuple[str, list[str]]:
+    """An ``AND workflow IN (...)`` clause and its parameters (empty for no filter)."""
+    if workflows is None:
+        return "", []
+    return f"AND workflow IN ({', '.join('?' * len(workflows))})", workflows
+
+
+def next_wake_at(conn: sqlite3.Connection, workflows: list[str] | None = None) -> datetime | None:
     """The earliest due time in the claim index (held and ended runs are not in it)."""
+    only, names = workflow_filter(workflows)
     (value,) = conn.execute(
-        "SELECT min(wake_at) FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL"
+        f"SELECT min(wake_at) FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL {only}",  # noqa: S608 (placeholders only)
+        names,
     ).fetchone()
     return _from_us_or_none(value)
 

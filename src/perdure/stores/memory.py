@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Collection
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -136,14 +137,24 @@ class MemoryStore:
         self._changed()
         return record, True
 
-    async def claim_runs(self, worker_id: str, now: datetime, limit: int) -> list[RunRecord]:
-        """Hold up to ``limit`` due, unheld runs, oldest ``wake_at`` first."""
+    async def claim_runs(
+        self,
+        worker_id: str,
+        now: datetime,
+        limit: int,
+        *,
+        workflows: Collection[str] | None = None,
+    ) -> list[RunRecord]:
+        """Hold up to ``limit`` due, unheld runs (of ``workflows``), oldest ``wake_at`` first."""
         now = utc(now)
         due = sorted(
             (
                 run
                 for run in self._runs.values()
-                if run.owner is None and run.wake_at is not None and run.wake_at <= now
+                if run.owner is None
+                and run.wake_at is not None
+                and run.wake_at <= now
+                and (workflows is None or run.workflow in workflows)
             ),
             key=lambda run: (run.wake_at, run.id),
         )
@@ -247,10 +258,14 @@ class MemoryStore:
         """
         return dict(sorted(self._timers.get(run_id, {}).items(), key=lambda item: item[1]))
 
-    async def next_wake_at(self) -> datetime | None:
+    async def next_wake_at(self, *, workflows: Collection[str] | None = None) -> datetime | None:
         """The earliest ``wake_at`` of an unheld run (ended and held runs have none)."""
         return min(
-            (run.wake_at for run in self._runs.values() if run.wake_at is not None),
+            (
+                run.wake_at
+                for run in self._runs.values()
+                if run.wake_at is not None and (workflows is None or run.workflow in workflows)
+            ),
             default=None,
         )
 

@@ -32,7 +32,7 @@ from perdure.stores._sqlite_writer import Writer, WriterStatistics
 
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
     from datetime import datetime
 
     from perdure._records import (
@@ -166,11 +166,19 @@ class SQLiteStore:
         """Create a pending run with its ``run_created`` event, durably; idempotent on id."""
         return await self._write(lambda conn: ops.create_run(conn, run, now), durable=True)
 
-    async def claim_runs(self, worker_id: str, now: datetime, limit: int) -> list[RunRecord]:
-        """Hold up to ``limit`` due, unheld runs, oldest ``wake_at`` first."""
-        if limit <= 0:
+    async def claim_runs(
+        self,
+        worker_id: str,
+        now: datetime,
+        limit: int,
+        *,
+        workflows: Collection[str] | None = None,
+    ) -> list[RunRecord]:
+        """Hold up to ``limit`` due, unheld runs (of ``workflows``), oldest ``wake_at`` first."""
+        if limit <= 0 or (workflows is not None and not workflows):
             return []
-        return await self._write(lambda conn: ops.claim_runs(conn, worker_id, now, limit))
+        names = sorted(workflows) if workflows is not None else None
+        return await self._write(lambda conn: ops.claim_runs(conn, worker_id, now, limit, names))
 
     async def append(
         self,
@@ -228,9 +236,12 @@ class SQLiteStore:
         """
         return await self._read(lambda conn: rows.timers(conn, run_id))
 
-    async def next_wake_at(self) -> datetime | None:
-        """The earliest ``wake_at`` of any unheld, unended run, or None."""
-        return await self._read(rows.next_wake_at)
+    async def next_wake_at(self, *, workflows: Collection[str] | None = None) -> datetime | None:
+        """The earliest ``wake_at`` of any unheld, unended run (of ``workflows``), or None."""
+        if workflows is not None and not workflows:
+            return None
+        names = sorted(workflows) if workflows is not None else None
+        return await self._read(lambda conn: rows.next_wake_at(conn, names))
 
     async def cancel_requests(self, worker_id: str) -> list[str]:
         """Ids of unended runs held by ``worker_id`` that have a cancel request."""
