@@ -96,7 +96,7 @@ class Run(Generic[R]):
         """
         async with asyncio.timeout(timeout):
             while True:
-                changed = self._engine.changed()
+                changed = self._engine._news  # runs ending here, and other processes' commits
                 record = await self.refresh()
                 if record.status.is_terminal:
                     return self._outcome(record)
@@ -175,6 +175,7 @@ class Engine:
         }
         self.worker: Worker | None = None
         self._changed = asyncio.Event()
+        self._news = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
         self._entered = False
 
@@ -191,6 +192,7 @@ class Engine:
                     self.store,
                     self.clock,
                     on_run_finished=self._run_finished,
+                    on_progress=self._progressed,
                     **self._worker_options,
                 )
                 await self.worker.start()
@@ -235,17 +237,29 @@ class Engine:
                 self._signal()
 
     def _signal(self) -> None:
+        news, self._news = self._news, asyncio.Event()
+        news.set()
         event, self._changed = self._changed, asyncio.Event()
         event.set()
         if self.worker is not None:
             self.worker.poke()
+
+    def _progressed(self) -> None:
+        # Wake whoever waits on `changed()`, but not the worker: a step's append is no
+        # news to it, and a pass per step would cost more than the step.
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
 
     def _run_finished(self, run_id: str) -> None:
         del run_id
         self._signal()
 
     def changed(self) -> asyncio.Event:
-        """An event set at the next change this Engine notices (used to wait on runs)."""
+        """An event set at the next change this Engine notices.
+
+        That is a run of this process making progress, or another process committing
+        something. Wait on it in a loop that re-checks what you wait for.
+        """
         return self._changed
 
     def _require_open(self) -> None:

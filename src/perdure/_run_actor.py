@@ -193,6 +193,7 @@ class RunActor:
                 logger.exception("could not write run %s's log; handing it back", self.run_id)
                 self._abandon()
                 return
+            worker.progressed()
             for completion in batch.completions:
                 if self.gone or self.instance is None or self.instance.finished:
                     break
@@ -200,6 +201,9 @@ class RunActor:
             if any(e.type in _TERMINAL for e in batch.events):
                 self._finish()
                 return
+            # One loop turn before the next batch: steps the workflow just started run
+            # first, and those that finish at once share this append with their start.
+            await asyncio.sleep(0)
         self._settled()
 
     def _requeue_with_conflict(self, batch: _Batch, exc: HookConflictError) -> None:
@@ -235,6 +239,9 @@ class RunActor:
         for command in commands:
             match command:
                 case ScheduleStep():
+                    # The step's task first: a step that finishes at once then joins its
+                    # step_started in the flusher's next batch (one append per step).
+                    self._start_step(command, 1, None, logged=True)
                     self._emit(
                         NewEvent(
                             EventType.STEP_STARTED,
@@ -242,7 +249,6 @@ class RunActor:
                             {"name": command.spec.name, "attempt": 1, "input": command.input},
                         )
                     )
-                    self._start_step(command, 1, None, logged=True)
                 case StartTimer():
                     self._emit(
                         NewEvent(

@@ -82,6 +82,7 @@ class Worker:
         max_active_runs: int = 10_000,
         evict_after: timedelta = timedelta(seconds=60),
         on_run_finished: Callable[[str], None] | None = None,
+        on_progress: Callable[[], None] | None = None,
     ) -> None:
         if max_concurrent_steps < 1 or max_active_runs < 1:
             raise ValueError("max_concurrent_steps and max_active_runs must be >= 1")
@@ -92,6 +93,7 @@ class Worker:
         self.step_slots = asyncio.Semaphore(max_concurrent_steps)
         self._max_active_runs = max_active_runs
         self._on_run_finished = on_run_finished
+        self._on_progress = on_progress
         self._actors: dict[str, RunActor] = {}
         self._poked = asyncio.Event()
         self._passing = False
@@ -239,6 +241,11 @@ class Worker:
         if self._actors.get(actor.run_id) is actor:
             del self._actors[actor.run_id]
         self.maybe_idle()
+
+    def progressed(self) -> None:
+        """A held run's log grew (waiters in this process may want to look)."""
+        if self._on_progress is not None:
+            self._on_progress()
 
     def run_finished(self, run_id: str) -> None:
         """A held run ended here."""

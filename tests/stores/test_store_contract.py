@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -782,10 +783,65 @@ async def test_next_wake_at_is_the_earliest_due_unheld_run(store: AnyStore) -> N
     assert await store.next_wake_at() == at(10)
 
 
+async def other_handle(store: AnyStore) -> AnyStore:
+    """Another handle on the same database, as another process would have."""
+    if isinstance(store, MemoryStore):
+        return store  # one process, one object: there is no other handle
+    other = SQLiteStore(store.path)
+    await other.open()
+    return other
+
+
 async def test_wait_for_change_sees_a_write_and_times_out_when_quiet(store: AnyStore) -> None:
-    """A write wakes wait_for_change at once; with no write it returns False."""
-    await drain(store)
-    assert await store.wait_for_change(0.05) is False
-    waiter = asyncio.create_task(store.wait_for_change(30))
-    await create(store)
-    assert await asyncio.wait_for(waiter, 10) is True
+    """A new run made through another handle wakes wait_for_change; quiet, it times out."""
+    other = await other_handle(store)
+    try:
+        await drain(store)
+        assert await store.wait_for_change(0.05) is False
+        waiter = asyncio.create_task(store.wait_for_change(30))
+        await create(other)
+        assert await asyncio.wait_for(waiter, 10) is True
+    finally:
+        if other is not store:
+            await other.close()
+
+
+async def test_a_step_append_wakes_nobody_but_a_finished_run_does(store: AnyStore) -> None:
+    """A step's append is nobody else's business (waking workers for it would cost a pass
+    per step); a run ending is, since others may wait for its result."""
+    other = await other_handle(store)
+    try:
+        await hold(other)
+        await drain(store)
+        quiet = asyncio.create_task(store.wait_for_change(0.3))
+        await other.append("w1", "r1", [step(EventType.STEP_STARTED)], at(1))
+        if isinstance(store, MemoryStore):
+            assert await quiet is False
+        else:
+            await quiet  # SQLite sees a commit by another connection, not what it was
+        await drain(store)
+        ended = asyncio.create_task(store.wait_for_change(30))
+        await other.append(
+            "w1", "r1", [NewEvent(EventType.RUN_COMPLETED, data={"output": 1})], at(2)
+        )
+        assert await asyncio.wait_for(ended, 10) is True
+    finally:
+        if other is not store:
+            await other.close()
+
+
+async def test_own_writes_are_not_reported_on_sqlite(tmp_path: Path) -> None:
+    """SQLite reports only other connections' commits: its own steps never wake its worker."""
+    store = SQLiteStore(tmp_path / "own.db")
+    await store.open()
+    try:
+        await hold(store)
+        await drain(store)
+        waiter = asyncio.create_task(store.wait_for_change(0.3))
+        await store.append("w1", "r1", [step(EventType.STEP_STARTED)], at(1))
+        await store.append(
+            "w1", "r1", [NewEvent(EventType.RUN_COMPLETED, data={"output": 1})], at(2)
+        )
+        assert await waiter is False
+    finally:
+        await store.close()

@@ -210,10 +210,14 @@ class Store(Protocol):
     # -- change notification ------------------------------------------------------
 
     async def wait_for_change(self, timeout: float) -> bool:
-        """Wait until any process may have committed something, or ``timeout`` seconds.
+        """Wait until someone else may have committed something, or ``timeout`` seconds.
 
         Returns True when woken by a change. Used by workers to notice new runs,
-        resumes and cancels without polling delays: SQLite watches
-        ``PRAGMA data_version`` at a few milliseconds' interval; memory uses an event;
-        PostgreSQL uses LISTEN/NOTIFY. Spurious wake-ups are allowed.
+        resumes, cancels and finished runs from other processes without polling delays.
+        Changes made through this very store object need not be reported: the Engine
+        signals its own at once, and a step's append waking every worker would cost a
+        pass per step. SQLite reads ``PRAGMA data_version`` on its writer connection
+        every few milliseconds (it moves only on other connections' commits); memory
+        reports the writes others act on (new runs, resumes, cancels, releases, ended
+        runs); PostgreSQL uses LISTEN/NOTIFY. Spurious wake-ups are allowed.
         """

@@ -11,6 +11,11 @@ steps at once cost one commit, and the event loop never waits on SQLite.
 
 A batch holding a durable write (see `Store`) commits with ``synchronous=FULL``, which
 in WAL mode syncs the log file, and with it every earlier unsynced commit.
+
+The writer also notices other connections' commits: ``PRAGMA data_version`` on a
+connection moves only when *another* connection commits, so reading it on the writer's
+own connection every few milliseconds (while somebody waits) reports other processes'
+runs, resumes and cancels, never this store's own steps.
 """
 
 from __future__ import annotations
@@ -66,20 +71,27 @@ class Writer:
 
     Args:
         connect: opens the writer's connection (called on the writer thread).
-        on_commit: called on the event loop after a batch that changed the database.
+        on_foreign_commit: called on the event loop when another connection committed,
+            noticed while `watching` is set.
         batch_limit: the most writes one transaction takes.
+        interval: seconds between two looks at ``data_version`` while watching.
     """
 
     def __init__(
         self,
         connect: Callable[[], sqlite3.Connection],
         *,
-        on_commit: Callable[[], None],
+        on_foreign_commit: Callable[[], None],
         batch_limit: int = 256,
+        interval: float = 0.005,
     ) -> None:
         self._connect = connect
-        self._on_commit = on_commit
+        self._on_foreign_commit = on_foreign_commit
         self._batch_limit = batch_limit
+        self._interval = interval
+        self._version = 0
+        self.watching = threading.Event()
+        """Set while somebody waits for other connections' commits."""
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -155,19 +167,41 @@ class Writer:
             conn.close()
             ready.set_exception(exc)
             return
+        self._version = self._data_version(conn)
         ready.set_result(None)
         try:
             stopping = False
             while not stopping:
                 batch, stopping = self._take()
                 if batch:
-                    self._answer(batch, *self._commit(conn, batch))
+                    self._answer(batch, self._commit(conn, batch))
+                if self.watching.is_set():
+                    self._look(conn)
         finally:
             conn.close()
 
+    @staticmethod
+    def _data_version(conn: sqlite3.Connection) -> int:
+        (version,) = conn.execute("PRAGMA data_version").fetchone()
+        return int(version)
+
+    def _look(self, conn: sqlite3.Connection) -> None:
+        try:
+            version = self._data_version(conn)
+        except Exception:  # cannot tell: waking the waiter is always safe
+            version = self._version + 1
+        if version != self._version:
+            self._version = version
+            assert self._loop is not None  # noqa: S101 - set by start()
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                self._loop.call_soon_threadsafe(self._on_foreign_commit)
+
     def _take(self) -> tuple[list[_Job], bool]:
-        """Wait for a write, then take whatever else is queued: the next batch."""
-        job = self._queue.get()
+        """Wait for a write (briefly, when watching), then take whatever else is queued."""
+        try:
+            job = self._queue.get(timeout=self._interval if self.watching.is_set() else 0.1)
+        except queue.Empty:
+            return [], False
         batch: list[_Job] = []
         while job is not None:
             batch.append(job)
@@ -179,10 +213,9 @@ class Writer:
                 return batch, False
         return batch, True
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> tuple[list[_Outcome], bool]:
-        """Run the batch in one transaction; each job's outcome, and whether data changed."""
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[_Outcome]:
+        """Run the batch in one transaction; each job's outcome."""
         durable = any(job.durable for job in batch)
-        changes = conn.total_changes
         try:
             if durable:
                 conn.execute("PRAGMA synchronous = FULL")
@@ -192,11 +225,11 @@ class Writer:
                 if durable:
                     conn.execute("PRAGMA synchronous = NORMAL")
         except Exception as exc:  # BEGIN, a savepoint or COMMIT failed: nothing is stored
-            return [(False, exc)] * len(batch), False
+            return [(False, exc)] * len(batch)
         self._batches += 1
         self._synced += durable
         self._largest = max(self._largest, len(batch))
-        return outcomes, conn.total_changes != changes
+        return outcomes
 
     @staticmethod
     def _transaction(conn: sqlite3.Connection, batch: list[_Job]) -> list[_Outcome]:
@@ -218,15 +251,16 @@ class Writer:
             raise
         return outcomes
 
-    def _answer(self, batch: list[_Job], outcomes: list[_Outcome], changed: bool) -> None:
+    def _answer(self, batch: list[_Job], outcomes: list[_Outcome]) -> None:
         """Hand the batch's outcomes to the event loop in one call."""
         self._answered += len(batch)
         self._failed += sum(not ok for ok, _ in outcomes)
         assert self._loop is not None  # noqa: S101 - set by start()
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-            self._loop.call_soon_threadsafe(self._resolve, batch, outcomes, changed)
+            self._loop.call_soon_threadsafe(self._resolve, batch, outcomes)
 
-    def _resolve(self, batch: list[_Job], outcomes: list[_Outcome], changed: bool) -> None:
+    @staticmethod
+    def _resolve(batch: list[_Job], outcomes: list[_Outcome]) -> None:
         for job, (ok, value) in zip(batch, outcomes, strict=True):
             if job.future.done():  # its caller was cancelled; the write stands
                 continue
@@ -234,5 +268,3 @@ class Writer:
                 job.future.set_result(value)
             else:
                 job.future.set_exception(value)
-        if changed:
-            self._on_commit()

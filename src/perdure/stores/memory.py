@@ -164,8 +164,6 @@ class MemoryStore:
         ]
         for run in claimed:
             self._runs[run.id] = run
-        if claimed:
-            self._changed()
         return claimed
 
     async def append(
@@ -190,7 +188,8 @@ class MemoryStore:
             item = self._inbox.get(item_id)
             if item is not None and item.run_id == run_id:
                 del self._inbox[item_id]
-        self._changed()
+        if run.status.is_terminal:  # others may wait for the result; a step is nobody's news
+            self._changed()
         return len(self._events[run_id])
 
     async def release_run(self, worker_id: str, run_id: str, wake_at: datetime) -> None:
@@ -318,7 +317,10 @@ class MemoryStore:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
-                await asyncio.wait_for(waiter, timeout)
+                # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives
+                # as the waiter completes, and an Engine's exit then waits forever.
+                async with asyncio.timeout(timeout):
+                    await waiter
             except TimeoutError:
                 return False
             finally:

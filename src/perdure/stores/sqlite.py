@@ -2,12 +2,11 @@
 
 Threads, so that the event loop never waits on SQLite:
 
-- one writer thread and connection commits every write, many at a time
+- one writer thread and connection commits every write, many at a time, and, while
+  somebody waits for them, notices other connections' commits
   (`perdure.stores._sqlite_writer`);
 - one reader thread and connection serves reads, which WAL mode lets run while the
-  writer writes;
-- one watcher thread and connection notices commits from anywhere, while somebody
-  waits for them (`perdure.stores._sqlite_watch`).
+  writer writes.
 
 Other processes may open the same file: writes wait for each other (``busy_timeout``),
 and a worker that dies leaves its file lock free, so the next `reap_dead_workers`
@@ -26,7 +25,6 @@ from typing import TYPE_CHECKING, TypeVar
 from perdure.stores import _sqlite_ops as ops
 from perdure.stores import _sqlite_rows as rows
 from perdure.stores._sqlite_schema import connect, migrate, migrations
-from perdure.stores._sqlite_watch import ChangeWatcher
 from perdure.stores._sqlite_workers import WorkerLocks
 from perdure.stores._sqlite_writer import Writer, WriterStatistics
 
@@ -80,7 +78,6 @@ class SQLiteStore:
         self._writer: Writer | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._reader_conn: sqlite3.Connection | None = None
-        self._watcher: ChangeWatcher | None = None
         self._changed = asyncio.Event()
         self._waiting = 0
 
@@ -97,7 +94,7 @@ class SQLiteStore:
             self._changed = asyncio.Event()
             writer = Writer(
                 functools.partial(connect, self.path),
-                on_commit=self._changed.set,
+                on_foreign_commit=self._changed.set,
                 batch_limit=self._batch_limit,
             )
             await writer.start(lambda conn: migrate(conn, migrations()))
@@ -106,10 +103,6 @@ class SQLiteStore:
             self._reader_conn = await asyncio.get_running_loop().run_in_executor(
                 self._reader, functools.partial(connect, self.path, query_only=True)
             )
-            self._watcher = ChangeWatcher(
-                functools.partial(connect, self.path, query_only=True), self._changed.set
-            )
-            await self._watcher.start()
 
     async def close(self) -> None:
         """Finish queued writes, stop the threads, close the connections.
@@ -121,15 +114,13 @@ class SQLiteStore:
             if self._writer is None or self._writer.closed:
                 return
             await self._writer.stop()
-            if self._watcher is not None:
-                await self._watcher.stop()
             if self._reader is not None:
                 if self._reader_conn is not None:
                     await asyncio.get_running_loop().run_in_executor(
                         self._reader, self._reader_conn.close
                     )
                 await asyncio.to_thread(self._reader.shutdown)
-            self._reader = self._reader_conn = self._watcher = None
+            self._reader = self._reader_conn = None
             self._locks.close()
             self._changed.set()  # a waiter still pending returns rather than time out
 
@@ -274,15 +265,15 @@ class SQLiteStore:
     async def wait_for_change(self, timeout: float) -> bool:
         """Wait for a commit since the last call returned, or ``timeout`` seconds.
 
-        This store's own commits set the event at once; other connections' commits
-        are seen by the watcher within about 10 ms.
+        Other connections' and processes' commits are seen within about 5 ms; this
+        store's own commits are not reported (see `Store.wait_for_change`).
         """
-        watcher = self._watcher
-        if watcher is None:
+        watcher = self._writer
+        if watcher is None or watcher.closed:
             raise RuntimeError(f"{self!r} is not open")
         if not self._changed.is_set():
             self._waiting += 1
-            watcher.wanted.set()
+            watcher.watching.set()
             try:
                 async with asyncio.timeout(timeout):
                     await self._changed.wait()
@@ -291,7 +282,7 @@ class SQLiteStore:
             finally:
                 self._waiting -= 1
                 if not self._waiting:
-                    watcher.wanted.clear()
+                    watcher.watching.clear()
         self._changed.clear()
         return True
 
