@@ -166,6 +166,9 @@ class RunActor:
         batch.durable = batch.durable or durable
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
+            # Settle once the task is done: from inside it, the run still looks busy, so
+            # the fake clock would never jump and a waiting run would never be evicted.
+            self._flusher.add_done_callback(lambda _: self._settled())
         self._cancel_evict()
 
     async def _flush(self) -> None:
@@ -204,7 +207,6 @@ class RunActor:
             # One loop turn before the next batch: steps the workflow just started run
             # first, and those that finish at once share this append with their start.
             await asyncio.sleep(0)
-        self._settled()
 
     def _requeue_with_conflict(self, batch: _Batch, exc: HookConflictError) -> None:
         token = getattr(exc, "token", None)

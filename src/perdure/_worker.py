@@ -30,6 +30,7 @@ from perdure._errors import LeaseLostError
 from perdure._records import RunRecord
 from perdure._run_actor import RunActor
 from perdure._workflow import lookup_workflow, registered_workflows
+from perdure.stores import FAR_FUTURE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -206,7 +207,9 @@ class Worker:
         self._spawn(actor.begin())
 
     def _schedule_wake(self, when: datetime | None) -> None:
-        if when is None or when == self._wake_at:
+        # FAR_FUTURE means "woken by a resume or a cancel", which pokes us anyway; a
+        # timer for it would make a fake clock jump there and replay the run for nothing.
+        if when is None or when >= FAR_FUTURE or when == self._wake_at:
             return
         if self._wake_timer is not None:
             self._wake_timer.cancel()

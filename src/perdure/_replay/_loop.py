@@ -143,6 +143,10 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         self.call_exception_handler(context)
 
     def call_exception_handler(self, context: dict[str, Any]) -> None:
+        if self._closed:
+            # An evicted or ended run's coroutine is dropped while it waits; asyncio
+            # then reports "Task was destroyed but it is pending", which is expected.
+            return
         exception = context.get("exception")
         logger.error(
             "in workflow run %s: %s",

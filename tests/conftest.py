@@ -1,0 +1,66 @@
+"""Fixtures for the behaviour tests: an Engine on each store, and ways to wait on it.
+
+Every Engine here runs on a `FakeClock` that jumps to the next timer whenever the
+worker is idle, so sleeps and retry backoffs take no wall time.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pytest
+
+from perdure import Engine
+from perdure.stores import Store
+from perdure.testing import FakeClock, memory_engine
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+# The seed examples live in examples/, which is not a package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+
+
+class EngineFactory(Protocol):
+    """Makes a not-yet-entered Engine on the store under test."""
+
+    def __call__(self, **options: Any) -> Engine: ...
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Which store the test runs on."""
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def make_engine(store_kind: str, tmp_path: Path) -> EngineFactory:
+    """A factory of Engines on the store under test, with an autojumping fake clock.
+
+    Engines made for one test share one store (one SQLite file, or the first Engine's
+    MemoryStore), so a second Engine sees what the first stored.
+    """
+    shared: list[Store] = []
+
+    def make(**options: Any) -> Engine:
+        if store_kind == "sqlite":
+            options.setdefault("clock", FakeClock())
+            return Engine(f"sqlite:///{tmp_path}/t.db", **options)
+        if not shared:
+            engine = memory_engine(**options)
+            shared.append(engine.store)
+            return engine
+        options["clock"] = options.get("clock") or FakeClock()
+        return Engine("memory://", store=shared[0], **options)
+
+    return make
+
+
+@pytest.fixture
+async def engine(make_engine: EngineFactory) -> AsyncIterator[Engine]:
+    """A running Engine on the store under test."""
+    async with make_engine() as running:
+        yield running

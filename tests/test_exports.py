@@ -1,0 +1,88 @@
+"""The public API: `perdure.__all__` is pinned, so a change to it is a deliberate one."""
+
+from __future__ import annotations
+
+import perdure
+
+EXPORTED = [
+    "Engine",
+    "Event",
+    "EventType",
+    "FatalError",
+    "Hook",
+    "HookConflictError",
+    "HookNotFoundError",
+    "HookStream",
+    "LeaseLostError",
+    "NonDeterminismError",
+    "PerdureError",
+    "RetryPolicy",
+    "RetryableError",
+    "Run",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunStatus",
+    "Step",
+    "StepError",
+    "StepMetadata",
+    "Workflow",
+    "WorkflowCancelled",
+    "WorkflowFailed",
+    "WorkflowMetadata",
+    "create_webhook",
+    "define_hook",
+    "get_run",
+    "get_step_metadata",
+    "get_workflow_metadata",
+    "now",
+    "random",
+    "sleep",
+    "start",
+    "step",
+    "uuid4",
+    "workflow",
+]
+
+
+def test_all_is_pinned() -> None:
+    """perdure.__all__ is exactly the public API listed here, sorted."""
+    assert EXPORTED == perdure.__all__
+    assert sorted(EXPORTED) == perdure.__all__
+
+
+def test_every_exported_name_exists() -> None:
+    """Each name in __all__ is an attribute of the package."""
+    assert [] == [name for name in perdure.__all__ if not hasattr(perdure, name)]
+
+
+def test_errors_show_as_perdure_errors() -> None:
+    """Exported exceptions name their module `perdure`, as tracebacks show them."""
+    errors = [
+        getattr(perdure, name)
+        for name in perdure.__all__
+        if isinstance(getattr(perdure, name), type)
+        and issubclass(getattr(perdure, name), Exception)
+    ]
+    assert 11 == len(errors)
+    assert {"perdure"} == {error.__module__ for error in errors}
+
+
+def test_the_error_tree() -> None:
+    """The exception hierarchy is the one drawn in perdure._errors."""
+    assert [True] * 8 == [
+        issubclass(error, perdure.PerdureError)
+        for error in (
+            perdure.WorkflowFailed,
+            perdure.WorkflowCancelled,
+            perdure.NonDeterminismError,
+            perdure.LeaseLostError,
+            perdure.RunNotFoundError,
+            perdure.HookNotFoundError,
+            perdure.HookConflictError,
+            perdure.StepError,
+        )
+    ]
+    assert issubclass(perdure.RunNotFoundError, LookupError)
+    assert issubclass(perdure.HookNotFoundError, LookupError)
+    assert not issubclass(perdure.FatalError, perdure.PerdureError)
+    assert not issubclass(perdure.RetryableError, perdure.PerdureError)
