@@ -233,9 +233,9 @@ async def test_code_unchanged_in_flight_completes(engine: Engine) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="an evicted run's coroutine is dropped while suspended; when it is collected, "
-    "Python runs its finally blocks (in no workflow's context), so they run once per "
-    "eviction as well as when the run really ends",
+    reason="Python cannot drop a suspended coroutine without running its finally blocks: "
+    "an evicted run is unwound at eviction (durable calls refused), so its finally blocks "
+    "run once per eviction as well as when the run really ends (documented in README)",
 )
 async def test_a_finally_block_runs_once_however_often_the_run_is_evicted(
     engine: Engine,

@@ -523,7 +523,7 @@ class RunActor:
             handle.cancel()
         self._timers.clear()
         if self.instance is not None:
-            self.instance.loop.close()
+            self.instance.discard()
         self.worker.forget(self)
 
     def _finish(self) -> None:

@@ -210,6 +210,9 @@ class Workflow(Generic[P, R_co]):
     Calling it directly runs the function as a plain coroutine, without durability.
     """
 
+    __name__: str
+    __qualname__: str
+
     def __init__(self, spec: WorkflowSpec) -> None:
         self.__perdure_workflow__ = spec
         functools.update_wrapper(self, spec.fn)
@@ -233,6 +236,9 @@ class Step(Generic[P, R_co]):
     Inside a workflow, awaiting a call schedules it durably. Anywhere else, the call
     simply runs the function (in a thread pool for a plain ``def``).
     """
+
+    __name__: str
+    __qualname__: str
 
     def __init__(self, spec: StepSpec) -> None:
         self.__perdure_step__ = spec

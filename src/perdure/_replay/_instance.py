@@ -311,6 +311,25 @@ class WorkflowInstance:
         self.loop.close()
         return self._take_commands()
 
+    def discard(self) -> None:
+        """Unwind the coroutine now, because its run leaves this process's memory.
+
+        Python runs a dropped coroutine's ``finally`` blocks whenever it is garbage
+        collected; unwinding here instead makes that happen at a known moment, with
+        durable calls refused (they raise CancelledError). Code in a workflow's
+        ``finally`` may therefore run once more per eviction: keep side effects in steps.
+        """
+        if self.finished and self.loop.is_closed():
+            return
+        self.cancelling = True
+        self.finished = True
+        for _ in range(3):
+            if self._main is None or self._main.done():
+                break
+            self._main.cancel()
+            self.loop.run_until_idle()
+        self.loop.close()
+
     def _run(self) -> list[Command]:
         self.loop.run_until_idle()
         main = self._main
