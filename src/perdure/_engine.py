@@ -149,6 +149,10 @@ class Engine:
         max_active_runs: runs this worker holds in memory at once.
         evict_after: how long a run waiting only on sleeps or hooks stays in memory
             before it is handed back to the store (and replayed when it wakes).
+        worker_id: the worker's id (by default host, pid and a random suffix).
+        shutdown_grace: on leaving, how long steps already running may take to finish
+            (they start no new ones) before every run is handed back; 0 hands back at
+            once and the steps in flight run again elsewhere.
     """
 
     def __init__(
@@ -162,6 +166,7 @@ class Engine:
         max_active_runs: int = 10_000,
         evict_after: Duration = "60s",
         worker_id: str | None = None,
+        shutdown_grace: Duration = 0,
     ) -> None:
         self.url = url if url is not None else default_database_url()
         self.store: Store = store if store is not None else open_store(self.url)
@@ -173,6 +178,7 @@ class Engine:
             "max_active_runs": max_active_runs,
             "evict_after": parse_duration(evict_after, what="evict_after"),
         }
+        self.shutdown_grace = parse_duration(shutdown_grace, what="shutdown_grace").total_seconds()
         self.worker: Worker | None = None
         self._changed = asyncio.Event()
         self._news = asyncio.Event()
@@ -219,7 +225,7 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         if self.worker is not None:
-            await self.worker.stop()
+            await self.worker.stop(self.shutdown_grace)
             self.worker = None
         if self._entered:
             await self.store.close()

@@ -240,6 +240,10 @@ class RunActor:
     def _process(self, commands: list[Command]) -> None:
         for command in commands:
             match command:
+                case ScheduleStep() if self.worker.draining:
+                    # Shutting down: the step is not started nor logged; the worker that
+                    # takes the run over replays to this point and starts it.
+                    continue
                 case ScheduleStep():
                     # The step's task first: a step that finishes at once then joins its
                     # step_started in the flusher's next batch (one append per step).
@@ -473,6 +477,19 @@ class RunActor:
             and not self._steps
             and not self._buffer.events
             and (self._flusher is None or self._flusher.done())
+        )
+
+    @property
+    def drained(self) -> bool:
+        """No step runs and nothing waits to be written: safe to hand back."""
+        return (
+            self.gone
+            or self.finished
+            or (
+                not self._buffer.events
+                and (self._flusher is None or self._flusher.done())
+                and len(self._steps) <= len(self._backing_off)
+            )
         )
 
     @property

@@ -103,6 +103,9 @@ class Worker:
         self._maintenance: asyncio.Task[None] | None = None
         self._autojump: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
+        self._drained = asyncio.Event()
+        self.draining = False
+        """Set once the worker is stopping: workflows start no new steps."""
         self._wake_timer: TimerHandle | None = None
         self._wake_at: datetime | None = None
         self._background: set[asyncio.Task[object]] = set()
@@ -127,9 +130,23 @@ class Worker:
             self._autojump = loop.create_task(self._jump(self.clock), name="perdure autojump")
         self.poke()
 
-    async def stop(self) -> None:
-        """Stop claiming, drop every held run and hand them all back at once."""
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop claiming, let running steps finish, and hand every held run back.
+
+        For up to ``grace`` seconds, steps already running may finish and their results
+        are logged (the workflows move on, but start no new steps); then every run is
+        released at once, so another worker continues it without waiting out a lease.
+        A step still running after the grace period is abandoned and runs again
+        elsewhere.
+        """
         self._stopping = True
+        self.draining = True
+        if grace > 0 and self._actors:
+            self._drained.clear()
+            self.maybe_idle()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._drained.wait()
         for task in (self._main, self._maintenance, self._autojump):
             if task is not None:
                 task.cancel()
@@ -270,6 +287,8 @@ class Worker:
 
     def maybe_idle(self) -> None:
         """Note that the worker may have nothing left to do but wait."""
+        if self.draining and all(actor.drained for actor in self._actors.values()):
+            self._drained.set()
         if not self.busy:
             self._idle.set()
 

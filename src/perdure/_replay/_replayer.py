@@ -155,10 +155,6 @@ class _Replay:
         for command in commands:
             if isinstance(command, SCHEDULING):
                 self.position += 1
-                if isinstance(command, ScheduleStep):
-                    self.scheduled[command.correlation_id] = command
-                elif isinstance(command, StartTimer):
-                    self.timers[command.correlation_id] = command.wake_at
                 if self.expected:
                     logged = self.expected.popleft()
                     if not _matches(command, logged):
@@ -166,7 +162,12 @@ class _Replay:
                             f"durable call #{self.position} is {_describe_command(command)}, "
                             f"but the log holds {_describe_event(logged)} there"
                         )
-                    if isinstance(command, StartTimer):  # the logged wake time rules
+                    # Logged, so in flight until the log says otherwise. (A call past
+                    # the end of the log is new: it goes to `commands`, never here, or
+                    # it would be started twice.)
+                    if isinstance(command, ScheduleStep):
+                        self.scheduled[command.correlation_id] = command
+                    elif isinstance(command, StartTimer):  # the logged wake time rules
                         self.timers[command.correlation_id] = datetime.fromisoformat(
                             str(logged.data["wake_at"])
                         )
