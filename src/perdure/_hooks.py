@@ -11,9 +11,17 @@ if TYPE_CHECKING:
     from perdure._engine import Engine
     from perdure._records import HookRecord
 
-__all__ = ["Hook", "create_webhook", "define_hook"]
+__all__ = ["Hook", "create_webhook", "define_hook", "lookup_hook"]
 
 T = TypeVar("T")
+
+_registry: dict[str, Hook[Any]] = {}
+"""Every hook defined in this process, by name (a later definition replaces an earlier)."""
+
+
+def lookup_hook(name: str) -> Hook[Any] | None:
+    """The hook defined under ``name`` in this process, if any (the CLI validates with it)."""
+    return _registry.get(name)
 
 
 class Hook(Generic[T]):
@@ -27,6 +35,7 @@ class Hook(Generic[T]):
         self.schema = schema
         self.name = name or getattr(schema, "__qualname__", None) or repr(schema)
         self._adapter = validator(schema)
+        _registry[self.name] = self
 
     def __repr__(self) -> str:
         return f"<perdure hook {self.name!r}>"

@@ -1,0 +1,29 @@
+"""The ``perdure`` command line, built on Typer and rich (see `perdure.cli`).
+
+- `_app`: the Typer application and ``main``;
+- `_common`: errors and exit codes, opening the database, importing user modules;
+- `_output`: consoles, formatting, the JSON shapes;
+- `_inspect`: ``runs``, ``show``, ``events``, ``hooks``; `_timeline` draws ``show``;
+- `_control`: ``cancel``, ``resume-hook``, ``rerun``, ``web``;
+- `_serve`: ``worker``.
+"""
+
+from __future__ import annotations
+
+from perdure._cli._app import app, main
+from perdure._cli._control import cancel, rerun, resume_hook, web
+from perdure._cli._inspect import events, hooks, runs, show
+from perdure._cli._serve import worker
+
+__all__ = ["app", "main"]
+
+# In the order `perdure --help` lists them.
+app.command()(worker)
+app.command()(runs)
+app.command()(show)
+app.command()(events)
+app.command()(hooks)
+app.command()(cancel)
+app.command("resume-hook")(resume_hook)
+app.command()(rerun)
+app.command()(web)

@@ -1,0 +1,273 @@
+"""Commands that steer runs: ``cancel``, ``resume-hook``, ``rerun``; and ``web``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import pydantic
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.text import Text
+
+from perdure._cli._common import (
+    USAGE,
+    CliError,
+    DatabaseUrl,
+    JsonFlag,
+    Modules,
+    get_run,
+    import_modules,
+    opened,
+    reporting,
+    resolve_url,
+    run,
+    utcnow,
+)
+from perdure._cli._output import err, error, note, out, print_json
+from perdure._errors import HookNotFoundError
+from perdure._hooks import lookup_hook
+from perdure._records import NewRun, RunStatus
+from perdure._serde import encode
+from perdure._workflow import lookup_workflow
+
+if TYPE_CHECKING:
+    from perdure._records import JSON, RunRecord
+    from perdure.stores import Store
+
+__all__ = ["cancel", "rerun", "resume_hook", "web"]
+
+_PROGRESS_FROM = 5
+"""Cancelling at least this many runs shows a progress bar (on a terminal)."""
+
+
+def _cancel_outcome(before: RunRecord | None, after: RunRecord | None) -> str:
+    """What a cancel request did: the ``result`` that --json prints."""
+    if before is None or after is None:
+        return "unknown"
+    if before.status.is_terminal:
+        return f"already_{before.status.value}"
+    return "cancelled" if after.status is RunStatus.CANCELLED else "requested"
+
+
+_FAILED = frozenset({"already_completed", "already_failed"})
+"""Results that are a failed operation (exit 1): the run ended before it could be cancelled."""
+
+_MESSAGES = {
+    "unknown": "no run with id {id!r}",
+    "already_cancelled": "{id}: already cancelled",
+    "already_completed": "{id}: already completed; not cancelled",
+    "already_failed": "{id}: already failed; not cancelled",
+    "cancelled": "{id}: cancelled",
+    "requested": "{id}: cancel requested; the run stops at its next await",
+}
+
+
+def cancel(
+    run_ids: Annotated[
+        list[str], typer.Argument(metavar="RUN", help="The ids of the runs to cancel.")
+    ],
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Cancel runs.
+
+    A pending run is cancelled at once; a running one at its next await (its hooks are
+    disposed and timers removed). Exit 1 if a run had already completed or failed,
+    2 if an id is unknown.
+    """
+    url = resolve_url(database_url)
+    ids = list(dict.fromkeys(run_ids))
+
+    async def one(store: Store, run_id: str) -> dict[str, JSON]:
+        before = await store.get_run(run_id)
+        after = await store.request_cancel(run_id, utcnow()) if before is not None else None
+        result = _cancel_outcome(before, after)
+        status = after.status.value if after is not None else None
+        return {"id": run_id, "result": result, "status": status}
+
+    async def main() -> list[dict[str, JSON]]:
+        results: list[dict[str, JSON]] = []
+        console = err()
+        progress = Progress(
+            TextColumn("cancelling"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=console,
+            transient=True,
+            disable=len(ids) < _PROGRESS_FROM or not console.is_terminal,
+        )
+        async with opened(url) as store:
+            with progress:
+                task = progress.add_task("cancel", total=len(ids))
+                for run_id in ids:
+                    outcome = await one(store, run_id)
+                    results.append(outcome)
+                    if not as_json:
+                        _report_cancel(outcome)
+                    progress.advance(task)
+        return results
+
+    results = run(main())
+    if as_json:
+        print_json(results)
+    if any(r["result"] == "unknown" for r in results):
+        raise typer.Exit(USAGE)
+    if any(r["result"] in _FAILED for r in results):
+        raise typer.Exit(1)
+
+
+def _report_cancel(outcome: dict[str, JSON]) -> None:
+    result = str(outcome["result"])
+    message = _MESSAGES.get(result, "{id}: " + result).format(id=outcome["id"])
+    if result == "unknown" or result in _FAILED:
+        error(message)
+    else:
+        out().print(Text(message, style="magenta" if result == "cancelled" else ""))
+
+
+def _read_data(data: str) -> JSON:
+    source = "--data"
+    text = data
+    if data.startswith("@"):
+        name = data[1:]
+        source = "standard input" if name == "-" else name
+        try:
+            text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CliError(
+                f"cannot read --data file {name}: {exc.strerror or exc}", USAGE
+            ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{source} is not valid JSON: {exc}", USAGE) from None
+
+
+def _field_errors(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for problem in exc.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "payload"
+        parts.append(f"{where}: {problem['msg']}")
+    return "; ".join(parts)
+
+
+def resume_hook(
+    token: Annotated[
+        str,
+        typer.Argument(
+            metavar="TOKEN", help="The token of the live hook to resume.", show_default=False
+        ),
+    ],
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            "-d",
+            metavar="JSON|@FILE",
+            show_default=False,
+            help="The payload: JSON text, or @path to read it from a file (@- for stdin).",
+        ),
+    ],
+    modules: Modules = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Send a payload to the live hook holding TOKEN, waking its run.
+
+    When a --module defines the hook, the payload is validated against its schema
+    first (exit 1 naming the field if it fails; nothing is written). Otherwise the
+    JSON is stored as given. Exit 2 for bad JSON or a token no live hook holds.
+    """
+    url = resolve_url(database_url)
+    with reporting():
+        payload = _read_data(data)
+        import_modules(modules or [])
+
+    async def main() -> None:
+        async with opened(url) as store:
+            hook = await store.get_hook(token)
+            if hook is None:
+                raise CliError(f"no live hook holds token {token!r}", USAGE)
+            encoded = _encode_payload(hook.name, payload)
+            try:
+                await store.resume_hook(token, encoded, utcnow(), name=hook.name)
+            except HookNotFoundError:
+                raise CliError(f"no live hook holds token {token!r}", USAGE) from None
+        out().print(f"resumed hook {hook.name!r} (token {token!r}) of run {hook.run_id}")
+
+    run(main())
+
+
+def _encode_payload(name: str, payload: JSON) -> JSON:
+    definition = lookup_hook(name)
+    if definition is None:
+        note(
+            f"hook {name!r} is not defined by any --module, so the payload was not "
+            "validated; it is stored as given"
+        )
+        return payload
+    try:
+        value: Any = definition.validate(payload)
+    except pydantic.ValidationError as exc:
+        raise CliError(f"payload does not match hook {name!r}: {_field_errors(exc)}") from None
+    except ValueError as exc:
+        raise CliError(f"payload does not match hook {name!r}: {exc}") from None
+    try:
+        return encode(value, definition.schema, where=f"payload of hook {name!r}")
+    except TypeError as exc:
+        raise CliError(str(exc)) from None
+
+
+def rerun(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run to start again.")],
+    modules: Modules = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Start a new run of the same workflow with the same input; print its id.
+
+    The new run records the version of the workflow a --module defines (the latest
+    code), else the original run's version. A worker serving the workflow runs it.
+    """
+    url = resolve_url(database_url)
+    with reporting():
+        import_modules(modules or [])
+
+    async def main() -> str:
+        async with opened(url) as store:
+            original = await get_run(store, run_id)
+            spec = lookup_workflow(original.workflow)
+            if spec is None and modules:
+                note(
+                    f"no --module defines workflow {original.workflow!r}; the new run "
+                    "records the original run's version",
+                    label="warning",
+                )
+            version = spec.version if spec is not None else original.version
+            new = NewRun(uuid.uuid4().hex, original.workflow, original.input, version)
+            record, _ = await store.create_run(new, utcnow())
+        note(
+            f"started run {record.id} of workflow {record.workflow!r} "
+            f"(version {record.version or '-'}), a re-run of {run_id}",
+            label="rerun",
+        )
+        return record.id
+
+    new_id = run(main())
+    sys.stdout.write(new_id + "\n")
+
+
+def web(
+    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The port to listen on.")] = 8000,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Serve the web dashboard (not available yet)."""
+    del host, port, database_url
+    error(
+        "the dashboard is not available yet; "
+        "use `perdure runs`, `perdure show RUN` and `perdure hooks` meanwhile"
+    )
+    raise typer.Exit(1)

@@ -1,0 +1,220 @@
+"""Commands that read: ``runs``, ``show``, ``events``, ``hooks``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from perdure._cli import _timeline
+from perdure._cli._common import (
+    DatabaseUrl,
+    JsonFlag,
+    get_run,
+    opened,
+    resolve_url,
+    run,
+    shown_url,
+    utcnow,
+)
+from perdure._cli._output import (
+    duration,
+    event_json,
+    hook_json,
+    out,
+    print_json,
+    run_duration,
+    run_json,
+    status_text,
+    step_json,
+    when,
+)
+from perdure._records import RunStatus
+from perdure._replay import parse_duration
+
+__all__ = ["events", "hooks", "runs", "show"]
+
+_WIDE = 120
+"""Terminal columns from which `runs` shows the updated time too."""
+
+RunId = Annotated[str, typer.Argument(metavar="RUN", help="The run's id.", show_default=False)]
+
+
+def _since(text: str, now: datetime) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return now - parse_duration(text, what="--since")
+        except (TypeError, ValueError):
+            raise typer.BadParameter(
+                f"{text!r} is neither an ISO 8601 time (2024-05-01T12:00) "
+                "nor a duration (30m, 1h, 7d)",
+                param_hint="'--since'",
+            ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def runs(
+    status: Annotated[
+        RunStatus | None, typer.Option(help="Only runs with this status.", show_default=False)
+    ] = None,
+    workflow: Annotated[
+        str | None, typer.Option(help="Only runs of this workflow.", show_default=False)
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TIME|DURATION",
+            show_default=False,
+            help="Only runs created since this ISO 8601 time (UTC unless it has an offset) "
+            "or this long ago (30m, 1h, 7d).",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many runs.")] = 100,
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List runs, newest first."""
+    now = utcnow()
+    cutoff = _since(since, now) if since is not None else None
+    url = resolve_url(database_url)
+
+    async def main() -> None:
+        async with opened(url) as store:
+            # Newest first, so the runs created after a cutoff are a prefix of the list.
+            found = await store.list_runs(status=status, workflow=workflow, limit=limit)
+        if cutoff is not None:
+            found = [r for r in found if r.created_at >= cutoff]
+        if as_json:
+            print_json([run_json(r) for r in found])
+            return
+        if not found:
+            out().print(
+                f"no runs in {shown_url(url)}" + (" match" if status or workflow or since else "")
+            )
+            return
+        # Ids stay whole on a narrow terminal (people copy them); times wrap instead,
+        # and the updated column goes.
+        wide = out().width >= _WIDE
+        table = Table(
+            header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0)
+        )
+        table.add_column("id", no_wrap=True, min_width=max(len(r.id) for r in found))
+        table.add_column("workflow", min_width=min(12, max(len(r.workflow) for r in found)))
+        table.add_column("status", no_wrap=True, min_width=9)
+        table.add_column("created (UTC)", min_width=10)
+        if wide:
+            table.add_column("updated (UTC)", min_width=10)
+        table.add_column("duration", justify="right", no_wrap=True)
+        for r in found:
+            times = [when(r.created_at), when(r.updated_at)] if wide else [when(r.created_at)]
+            table.add_row(
+                r.id,
+                r.workflow,
+                status_text(r.status),
+                *times,
+                duration(run_duration(r, now)) + ("" if r.status.is_terminal else " …"),
+            )
+        out().print(table)
+
+    run(main())
+
+
+def show(run_id: RunId, as_json: JsonFlag = False, database_url: DatabaseUrl = None) -> None:
+    """Show a run: its steps, sleeps and hooks in time, inputs, outputs and errors.
+
+    With --json: one object with the run's fields plus its events, steps and live hooks.
+    """
+    url = resolve_url(database_url)
+
+    async def main() -> None:
+        async with opened(url) as store:
+            record = await get_run(store, run_id)
+            log = await store.events(run_id)
+            steps = await store.steps(run_id)
+            live = await store.list_hooks(run_id=run_id)
+        if as_json:
+            shape = run_json(record, full=True)
+            shape["events"] = [event_json(e) for e in log]
+            shape["steps"] = [step_json(s) for s in steps]
+            shape["hooks"] = [hook_json(h) for h in live]
+            print_json(shape)
+            return
+        _timeline.render(record, log, live, utcnow())
+
+    run(main())
+
+
+def events(run_id: RunId, as_json: JsonFlag = False, database_url: DatabaseUrl = None) -> None:
+    """Print a run's raw event log, in order."""
+    url = resolve_url(database_url)
+
+    async def main() -> None:
+        async with opened(url) as store:
+            await get_run(store, run_id)
+            log = await store.events(run_id)
+        if as_json:
+            print_json([event_json(e) for e in log])
+            return
+        table = Table(
+            header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0)
+        )
+        for name in ("seq", "time (UTC)", "offset", "type", "call"):
+            table.add_column(name, no_wrap=True, justify="right" if name == "seq" else "left")
+        table.add_column("data", overflow="fold")
+        origin = log[0].created_at if log else None
+        for e in log:
+            offset = (e.created_at - origin).total_seconds() if origin else 0.0
+            table.add_row(
+                str(e.seq),
+                when(e.created_at),
+                f"+{offset:.3f}s",
+                e.type.value,
+                e.correlation_id or "",
+                Text(json.dumps(e.data, ensure_ascii=False, default=str)),
+            )
+        out().print(table)
+
+    run(main())
+
+
+def hooks(
+    run_id: Annotated[
+        str | None,
+        typer.Option("--run", metavar="RUN", help="Only this run's hooks.", show_default=False),
+    ] = None,
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List live hooks (oldest first) and the tokens that resume them."""
+    url = resolve_url(database_url)
+
+    async def main() -> None:
+        async with opened(url) as store:
+            if run_id is not None:
+                await get_run(store, run_id)
+            live = await store.list_hooks(run_id=run_id)
+        if as_json:
+            print_json([hook_json(h) for h in live])
+            return
+        if not live:
+            out().print(
+                "no live hooks" + (f" for run {run_id}" if run_id else f" in {shown_url(url)}")
+            )
+            return
+        table = Table(
+            header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0)
+        )
+        for name in ("token", "name", "kind", "run", "call", "created (UTC)"):
+            table.add_column(name, no_wrap=name in {"token", "run"})
+        for h in live:
+            table.add_row(h.token, h.name, h.kind, h.run_id, h.correlation_id, when(h.created_at))
+        out().print(table)
+
+    run(main())

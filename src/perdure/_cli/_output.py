@@ -1,0 +1,212 @@
+"""Consoles, formatting, and the JSON shapes the commands print.
+
+People get rich tables and colour (none when the stream is not a terminal or when
+``NO_COLOR`` is set); scripts get ``--json``: plain `json.dumps`, always the same keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any, TextIO
+
+from rich.console import Console
+from rich.text import Text
+
+from perdure._records import RunStatus
+
+if TYPE_CHECKING:
+    from perdure._records import JSON, Event, HookRecord, RunRecord, StepRecord
+
+__all__ = [
+    "STATUS_STYLES",
+    "duration",
+    "err",
+    "error",
+    "event_json",
+    "hook_json",
+    "iso",
+    "note",
+    "out",
+    "print_json",
+    "run_duration",
+    "run_json",
+    "status_text",
+    "step_json",
+    "when",
+]
+
+STATUS_STYLES: dict[RunStatus, str] = {
+    RunStatus.PENDING: "yellow",
+    RunStatus.RUNNING: "cyan",
+    RunStatus.COMPLETED: "green",
+    RunStatus.FAILED: "bold red",
+    RunStatus.CANCELLED: "magenta",
+}
+
+_PIPE_WIDTH = 200
+"""Columns for output that is not a terminal: wide enough that table rows stay whole."""
+
+
+def _width(stream: TextIO) -> int | None:
+    if "COLUMNS" in os.environ:
+        return None
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return None if tty else _PIPE_WIDTH
+
+
+@cache
+def out() -> Console:
+    """The console on stdout."""
+    return Console(highlight=False, width=_width(sys.stdout))
+
+
+@cache
+def err() -> Console:
+    """The console on stderr: errors, notes, progress."""
+    return Console(stderr=True, highlight=False, width=_width(sys.stderr))
+
+
+def error(message: str) -> None:
+    """Print ``error: message`` on one line of stderr."""
+    err().print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
+
+
+def note(message: str, *, label: str = "note") -> None:
+    """Print ``note: message`` (or another label) on stderr."""
+    err().print(Text.assemble((f"{label}:", "yellow"), " ", message), soft_wrap=True)
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on stdout, without colour."""
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+# -- formatting ---------------------------------------------------------------------
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 text, or None."""
+    return moment.isoformat() if moment is not None else None
+
+
+def when(moment: datetime | None) -> str:
+    """A time for people: UTC, to the second."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(seconds: float | None) -> str:
+    """A span for people: ``12 ms``, ``3.4 s``, ``2m 05s``, ``1h 02m``, ``3d 04h``."""
+    if seconds is None:
+        return "-"
+    seconds = max(seconds, 0.0)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:  # noqa: PLR2004
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    if whole < 3600:  # noqa: PLR2004
+        return f"{whole // 60}m {whole % 60:02d}s"
+    if whole < 86400:  # noqa: PLR2004
+        return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d {whole % 86400 // 3600:02d}h"
+
+
+def run_duration(record: RunRecord, now: datetime) -> float | None:
+    """Seconds from the run's start to its end (or to ``now`` while it runs).
+
+    None for a run that never started (pending, or cancelled before it began).
+    """
+    if record.started_at is None:
+        return None
+    end = record.completed_at or (None if record.status.is_terminal else now)
+    return None if end is None else (end - record.started_at).total_seconds()
+
+
+def status_text(status: RunStatus) -> Text:
+    """The status in its colour."""
+    return Text(status.value, style=STATUS_STYLES[status])
+
+
+# -- JSON shapes ----------------------------------------------------------------------
+
+
+def _error_summary(error: dict[str, JSON] | None) -> dict[str, JSON] | None:
+    if error is None:
+        return None
+    return {"type": error.get("type"), "message": error.get("message")}
+
+
+def run_json(record: RunRecord, *, full: bool = False) -> dict[str, JSON]:
+    """A run as JSON: the listing's keys, or with ``full`` every field of the record.
+
+    The listing's ``error`` is a summary (type and message); the full form's has the
+    traceback too.
+    """
+    shape: dict[str, JSON] = {
+        "id": record.id,
+        "workflow": record.workflow,
+        "status": record.status.value,
+        "created_at": iso(record.created_at),
+        "updated_at": iso(record.updated_at),
+        "started_at": iso(record.started_at),
+        "completed_at": iso(record.completed_at),
+        "version": record.version,
+        "cancel_requested": record.cancel_requested,
+        "error": record.error if full else _error_summary(record.error),
+    }
+    if full:
+        shape |= {
+            "input": record.input,
+            "output": record.output,
+            "owner": record.owner,
+            "wake_at": iso(record.wake_at),
+        }
+    return shape
+
+
+def event_json(event: Event) -> dict[str, JSON]:
+    """One log entry as JSON."""
+    return {
+        "seq": event.seq,
+        "type": event.type.value,
+        "correlation_id": event.correlation_id,
+        "data": event.data,
+        "created_at": iso(event.created_at),
+    }
+
+
+def step_json(step: StepRecord) -> dict[str, JSON]:
+    """A step row as JSON."""
+    return {
+        "correlation_id": step.correlation_id,
+        "name": step.name,
+        "status": step.status,
+        "attempt": step.attempt,
+        "input": step.input,
+        "output": step.output,
+        "error": step.error,
+        "started_at": iso(step.started_at),
+        "updated_at": iso(step.updated_at),
+    }
+
+
+def hook_json(hook: HookRecord) -> dict[str, JSON]:
+    """A live hook as JSON."""
+    return {
+        "token": hook.token,
+        "name": hook.name,
+        "kind": hook.kind,
+        "run_id": hook.run_id,
+        "correlation_id": hook.correlation_id,
+        "created_at": iso(hook.created_at),
+    }

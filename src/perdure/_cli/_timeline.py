@@ -1,0 +1,272 @@
+"""``perdure show``: a run's story, built from its log.
+
+The log is grouped into *spans*: one per step attempt (started until it completed,
+failed or was retried), one per sleep, one per hook (created until disposed, with the
+payloads it received). Spans are listed in the order they began.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Group
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+from perdure._cli._output import duration, out, run_duration, status_text, when
+from perdure._records import EventType, RunStatus
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from perdure._records import JSON, Event, HookRecord, RunRecord
+
+__all__ = ["Span", "render", "spans"]
+
+_MAX_LINES = 40
+"""Lines of one pretty-printed value shown before the rest is elided (--json has it all)."""
+
+_COMPACT_WIDTH = 100
+"""Values whose JSON is at most this long are printed on one line."""
+
+_OUTCOME_STYLES = {
+    "completed": "green",
+    "received": "green",
+    "disposed": "green",
+    "failed": "bold red",
+    "conflict": "bold red",
+    "retrying": "yellow",
+    "running": "cyan",
+    "sleeping": "cyan",
+    "waiting": "cyan",
+    "cancelled": "magenta",
+}
+
+
+@dataclass
+class Span:
+    """One step attempt, sleep or hook, from its first event to its last."""
+
+    kind: str
+    """``step``, ``sleep`` or ``hook``."""
+    call: str
+    """The correlation id (``summarize#2``)."""
+    start: datetime
+    end: datetime | None = None
+    outcome: str = "running"
+    attempt: int | None = None
+    detail: str = ""
+    input: JSON = None
+    output: JSON = None
+    has_output: bool = False
+    error: dict[str, JSON] | None = None
+    payloads: list[tuple[datetime, JSON]] = field(default_factory=list)
+
+
+def _step_event(open_: dict[str, Span], event: Event, cid: str) -> Span | None:
+    data = event.data
+    if event.type is EventType.STEP_STARTED:
+        span = Span("step", cid, event.created_at, attempt=data.get("attempt"))
+        span.input = data.get("input")
+        open_[cid] = span
+        return span
+    if cid not in open_:
+        return None
+    span = open_.pop(cid)
+    span.end = event.created_at
+    if event.type is EventType.STEP_COMPLETED:
+        span.outcome, span.output, span.has_output = "completed", data.get("output"), True
+    else:
+        span.outcome = "retrying" if event.type is EventType.STEP_RETRYING else "failed"
+        span.error = data.get("error")
+        if data.get("retry_at"):
+            span.detail = f"next attempt at {data['retry_at']}"
+    return None
+
+
+def _other_event(open_: dict[str, Span], event: Event, cid: str) -> Span | None:
+    data = event.data
+    match event.type:
+        case EventType.SLEEP_STARTED:
+            span = Span("sleep", cid, event.created_at, outcome="sleeping")
+            span.detail = f"until {data.get('wake_at')}"
+            open_[cid] = span
+            return span
+        case EventType.SLEEP_COMPLETED if cid in open_:
+            span = open_.pop(cid)
+            span.end = event.created_at
+            span.outcome = "cancelled" if data.get("cancelled") else "completed"
+        case EventType.HOOK_CREATED:
+            span = Span("hook", cid, event.created_at, outcome="waiting")
+            span.detail = f"{data.get('name')}, token {data.get('token')!r}"
+            if data.get("error"):
+                span.outcome, span.end, span.error = "conflict", event.created_at, data["error"]
+            else:
+                open_[cid] = span
+            return span
+        case EventType.HOOK_RECEIVED if cid in open_:
+            open_[cid].payloads.append((event.created_at, data.get("payload")))
+            open_[cid].outcome = "received"
+        case EventType.HOOK_DISPOSED if cid in open_:
+            span = open_.pop(cid)
+            span.end = event.created_at
+            span.outcome = "received" if span.payloads else "disposed"
+        case _:
+            pass
+    return None
+
+
+def spans(events: list[Event]) -> list[Span]:
+    """The run's steps, sleeps and hooks, in the order they began."""
+    found: list[Span] = []
+    open_: dict[str, Span] = {}
+    for event in events:
+        cid = event.correlation_id or str(event.data.get("token") or event.seq)
+        if event.type.value.startswith("step_"):
+            span = _step_event(open_, event, cid)
+        else:
+            span = _other_event(open_, event, cid)
+        if span is not None:
+            found.append(span)
+    return found
+
+
+# -- rendering ------------------------------------------------------------------------
+
+
+def _pretty(value: JSON) -> Text:
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    lines = text.splitlines()
+    if len(lines) > _MAX_LINES:
+        more = len(lines) - _MAX_LINES
+        text = "\n".join([*lines[:_MAX_LINES], f"… {more} more lines (see --json)"])
+    return Text(text)
+
+
+def _labelled(label: str, value: JSON) -> RenderableType:
+    compact = json.dumps(value, ensure_ascii=False, default=str)
+    if len(compact) <= _COMPACT_WIDTH:
+        return Text.assemble((f"{label}: ", "bold"), compact)
+    return Group(Text(f"{label}:", style="bold"), _indent(_pretty(value)))
+
+
+def _indent(renderable: RenderableType, bottom: int = 0) -> Padding:
+    return Padding(renderable, (0, 0, bottom, 2), expand=False)
+
+
+def _error(error: dict[str, Any]) -> Group:
+    parts: list[RenderableType] = [
+        Text.assemble(("error: ", "bold red"), f"{error.get('type')}: {error.get('message')}")
+    ]
+    if error.get("traceback"):
+        parts.append(_indent(Text(str(error["traceback"]).rstrip(), style="red")))
+    return Group(*parts)
+
+
+def _offset(span_start: datetime | None, origin: datetime) -> str:
+    if span_start is None:
+        return "-"
+    return f"+{(span_start - origin).total_seconds():.3f}s"
+
+
+def _timeline_table(found: list[Span], origin: datetime, now: datetime) -> Table:
+    table = Table(title="timeline", title_justify="left", box=None, header_style="bold")
+    for name in ("start", "end", "duration", "kind", "call", "attempt", "outcome", "detail"):
+        table.add_column(name, no_wrap=name in {"start", "end", "call", "outcome"})
+    for span in found:
+        end = span.end or now
+        table.add_row(
+            _offset(span.start, origin),
+            _offset(span.end, origin),
+            duration((end - span.start).total_seconds()) + ("" if span.end else " …"),
+            span.kind,
+            span.call,
+            str(span.attempt) if span.attempt is not None else "",
+            Text(span.outcome, style=_OUTCOME_STYLES.get(span.outcome, "")),
+            span.detail,
+        )
+    return table
+
+
+def _details(span: Span) -> list[RenderableType]:
+    attempt = f" (attempt {span.attempt})" if span.attempt is not None else ""
+    head = Text.assemble(
+        (f"{span.kind} {span.call}", "bold"),
+        attempt,
+        " ",
+        (span.outcome, _OUTCOME_STYLES.get(span.outcome, "")),
+        f"  {when(span.start)}",
+    )
+    body: list[RenderableType] = []
+    if span.kind == "step":
+        body.append(_labelled("input", span.input))
+    if span.has_output:
+        body.append(_labelled("output", span.output))
+    body.extend(_labelled(f"payload at {when(at)}", payload) for at, payload in span.payloads)
+    if span.error is not None:
+        body.append(_error(span.error))
+    if not body:
+        return []
+    return [head, _indent(Group(*body), bottom=1)]
+
+
+def _header(record: RunRecord, events: list[Event], now: datetime) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("run", Text(record.id, style="bold"))
+    grid.add_row("workflow", record.workflow)
+    status = status_text(record.status)
+    if record.cancel_requested and not record.status.is_terminal:
+        status.append(" (cancel requested)", style="magenta")
+    grid.add_row("status", status)
+    grid.add_row("version", record.version or "-")
+    grid.add_row("created", when(record.created_at) + " UTC")
+    grid.add_row("started", when(record.started_at))
+    grid.add_row("ended", when(record.completed_at))
+    grid.add_row("duration", duration(run_duration(record, now)))
+    workers = [str(e.data.get("worker")) for e in events if e.type is EventType.RUN_STARTED]
+    if workers:
+        starts = "" if len(workers) == 1 else f" (started {len(workers)} times)"
+        grid.add_row("workers", ", ".join(dict.fromkeys(workers)) + starts)
+    return grid
+
+
+def _waiting(record: RunRecord, found: list[Span], hooks: list[HookRecord]) -> Text | None:
+    if record.status is not RunStatus.RUNNING:
+        return None
+    waits = [f"hook {h.name!r} (token {h.token!r})" for h in hooks]
+    waits += [f"sleep {s.call} {s.detail}" for s in found if s.kind == "sleep" and s.end is None]
+    if not waits:
+        return None
+    return Text.assemble(("waiting on: ", "bold cyan"), "; ".join(waits))
+
+
+def render(record: RunRecord, events: list[Event], hooks: list[HookRecord], now: datetime) -> None:
+    """Print the run: its fields, what it waits on, its timeline, details and outcome."""
+    console = out()
+    found = spans(events)
+    console.print(_header(record, events, now))
+    waiting = _waiting(record, found, hooks)
+    if waiting is not None:
+        console.print(waiting)
+    console.print()
+    console.print(_labelled("input", record.input))
+    console.print()
+    if found:
+        origin = events[0].created_at if events else record.created_at
+        console.print(_timeline_table(found, origin, now))
+        console.print()
+        for span in found:
+            for part in _details(span):
+                console.print(part)
+    if record.status is RunStatus.COMPLETED:
+        console.print(_labelled("output", record.output))
+    elif record.error is not None:
+        console.print(_error(record.error))
+    elif record.status is RunStatus.CANCELLED:
+        console.print(Text("the run was cancelled", style="magenta"))
