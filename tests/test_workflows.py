@@ -90,12 +90,11 @@ async def test_calling_a_workflow_directly_runs_it_as_a_plain_coroutine() -> Non
 
 def test_decorators_keep_names_signatures_and_docstrings() -> None:
     """@workflow and @step keep the function's name, signature and docstring."""
-    # Workflow and Step do not declare __name__ for type checkers; update_wrapper sets it.
-    assert "arithmetic" == arithmetic.__name__  # type: ignore[attr-defined]
+    assert "arithmetic" == arithmetic.__name__
     assert "Mix async and plain def steps." == arithmetic.__doc__
     assert ["a", "b"] == list(inspect.signature(arithmetic).parameters)
     assert ["a", "b"] == list(inspect.signature(multiply_sync).parameters)
-    assert "multiply_sync" == multiply_sync.__name__  # type: ignore[attr-defined]
+    assert "multiply_sync" == multiply_sync.__name__
     assert "renamed-step" == configured.name
     assert "named-workflow" == named.name
     assert "arithmetic" == arithmetic.name
