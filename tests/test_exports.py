@@ -25,6 +25,8 @@ EXPORTED = [
     "Step",
     "StepError",
     "StepMetadata",
+    "Webhook",
+    "WebhookRequest",
     "Workflow",
     "WorkflowCancelled",
     "WorkflowFailed",

@@ -18,7 +18,7 @@ from perdure._errors import (
     WorkflowCancelled,
     WorkflowFailed,
 )
-from perdure._hooks import Hook, create_webhook, define_hook
+from perdure._hooks import Hook, Webhook, WebhookRequest, create_webhook, define_hook
 from perdure._records import Event, EventType, RunRecord, RunStatus
 from perdure._replay import HookStream, RetryPolicy
 from perdure._workflow import (
@@ -57,6 +57,8 @@ __all__ = [
     "Step",
     "StepError",
     "StepMetadata",
+    "Webhook",
+    "WebhookRequest",
     "Workflow",
     "WorkflowCancelled",
     "WorkflowFailed",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import uuid
@@ -23,7 +24,15 @@ if TYPE_CHECKING:
 
     from perdure._records import HookRecord
 
-__all__ = ["DEFAULT_DATABASE_URL", "Engine", "Run", "current_engine", "get_run", "start"]
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "Engine",
+    "Run",
+    "current_engine",
+    "get_run",
+    "public_url",
+    "start",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -33,10 +42,27 @@ logger = logging.getLogger("perdure")
 
 _engines: list[Engine] = []
 
+_serving: contextvars.ContextVar[Engine | None] = contextvars.ContextVar(
+    "perdure_serving_engine", default=None
+)
+"""The Engine whose worker runs the current code (its tasks inherit it)."""
+
 
 def default_database_url() -> str:
     """``$PERDURE_DATABASE_URL``, else the embedded SQLite file in ``.perdure/``."""
     return os.environ.get("PERDURE_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def public_url() -> str | None:
+    """The base URL webhooks are served under, for code running now.
+
+    The ``public_url`` of the Engine whose worker runs the calling workflow, else of
+    the Engine entered most recently, else ``$PERDURE_PUBLIC_URL``; None when unset.
+    """
+    engine = _serving.get() or (_engines[-1] if _engines else None)
+    if engine is not None and engine.public_url:
+        return engine.public_url
+    return os.environ.get("PERDURE_PUBLIC_URL", "").rstrip("/") or None
 
 
 def current_engine() -> Engine:
@@ -153,6 +179,9 @@ class Engine:
         shutdown_grace: on leaving, how long steps already running may take to finish
             (they start no new ones) before every run is handed back; 0 hands back at
             once and the steps in flight run again elsewhere.
+        public_url: the URL perdure's HTTP app is reachable at from outside, mount
+            prefix included (``https://example.com/perdure``); webhook URLs start with
+            it. Defaults to ``$PERDURE_PUBLIC_URL``.
     """
 
     def __init__(
@@ -167,6 +196,7 @@ class Engine:
         evict_after: Duration = "60s",
         worker_id: str | None = None,
         shutdown_grace: Duration = 0,
+        public_url: str | None = None,
     ) -> None:
         self.url = url if url is not None else default_database_url()
         self.store: Store = store if store is not None else open_store(self.url)
@@ -179,6 +209,8 @@ class Engine:
             "evict_after": parse_duration(evict_after, what="evict_after"),
         }
         self.shutdown_grace = parse_duration(shutdown_grace, what="shutdown_grace").total_seconds()
+        base = public_url if public_url is not None else os.environ.get("PERDURE_PUBLIC_URL", "")
+        self.public_url: str | None = base.rstrip("/") or None
         self.worker: Worker | None = None
         self._changed = asyncio.Event()
         self._news = asyncio.Event()
@@ -201,7 +233,12 @@ class Engine:
                     on_progress=self._progressed,
                     **self._worker_options,
                 )
-                await self.worker.start()
+                # The worker's tasks, and so the workflows it runs, inherit this Engine.
+                serving = _serving.set(self)
+                try:
+                    await self.worker.start()
+                finally:
+                    _serving.reset(serving)
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
         except BaseException:
             await self._shutdown()

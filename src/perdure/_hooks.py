@@ -1,17 +1,36 @@
-"""`define_hook`: typed outside events a workflow waits for, and `resume` to send them."""
+"""`define_hook`: typed outside events a workflow waits for, and `resume` to send them.
+
+`create_webhook` makes a hook that perdure's HTTP app (`perdure.http`) feeds with the
+HTTP requests sent to its URL.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import secrets
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from urllib.parse import parse_qsl
 
-from perdure._replay import HookStream, current_instance
+from perdure._replay import WEBHOOK, HookStream, current_instance
 from perdure._serde import decode, encode, validator
 
 if TYPE_CHECKING:
     from perdure._engine import Engine
-    from perdure._records import HookRecord
+    from perdure._records import JSON, HookRecord
 
-__all__ = ["Hook", "create_webhook", "define_hook", "lookup_hook"]
+__all__ = [
+    "WEBHOOK",
+    "Hook",
+    "Webhook",
+    "WebhookRequest",
+    "create_webhook",
+    "define_hook",
+    "lookup_hook",
+    "webhook_response",
+]
 
 T = TypeVar("T")
 
@@ -34,6 +53,11 @@ class Hook(Generic[T]):
     def __init__(self, schema: type[T], name: str | None = None) -> None:
         self.schema = schema
         self.name = name or getattr(schema, "__qualname__", None) or repr(schema)
+        if self.name == WEBHOOK:
+            raise ValueError(
+                f"the hook name {WEBHOOK!r} is reserved for create_webhook(); "
+                "pass define_hook(..., name=...) another name"
+            )
         self._adapter = validator(schema)
         _registry[self.name] = self
 
@@ -103,12 +127,181 @@ def define_hook(schema: type[T], *, name: str | None = None) -> Hook[T]:
     return Hook(schema, name)
 
 
-def create_webhook(**_: Any) -> HookStream[Any]:
-    """A hook with a URL that accepts HTTP requests (needs perdure's HTTP app).
+# -- webhooks ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """An HTTP request sent to a webhook's URL, as the workflow receives it.
+
+    Attributes:
+        method: ``GET``, ``POST``, ``PUT``, ``PATCH`` or ``DELETE``.
+        path: the request's path, as the server saw it.
+        query: the query parameters (the last value of a repeated one).
+        query_string: the raw query string, for repeated parameters.
+        headers: the headers, names in lower case (repeated ones joined by ``", "``).
+        body: the body, as bytes.
+    """
+
+    method: str
+    path: str
+    query: dict[str, str] = field(default_factory=dict)
+    query_string: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8 (undecodable bytes replaced)."""
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON.
+
+        Raises:
+            ValueError: the body is not JSON (`json.JSONDecodeError`).
+        """
+        return json.loads(self.body)
+
+    def to_payload(self) -> dict[str, JSON]:
+        """The JSON form stored in the log: a UTF-8 body as text, any other in base64."""
+        try:
+            body, encoding = self.body.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            body, encoding = "", "base64"
+        if encoding == "base64" or "\x00" in body:  # NUL: some databases refuse it in JSON
+            body, encoding = base64.b64encode(self.body).decode("ascii"), "base64"
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query_string": self.query_string,
+            "headers": dict(self.headers),
+            "body": body,
+            "body_encoding": encoding,
+        }
+
+    @classmethod
+    def from_payload(cls, data: Any) -> WebhookRequest:
+        """Rebuild a request from `to_payload`'s JSON form.
+
+        Raises:
+            TypeError: ``data`` is not such a form (say, a payload sent by hand).
+        """
+        try:
+            method, path = data["method"], data["path"]
+            query_string = data.get("query_string", "")
+            headers = data.get("headers", {})
+            text, encoding = data.get("body", ""), data.get("body_encoding", "utf-8")
+            if not (
+                isinstance(method, str)
+                and isinstance(path, str)
+                and isinstance(query_string, str)
+                and isinstance(text, str)
+                and isinstance(headers, dict)
+                and all(isinstance(v, str) for v in headers.values())
+            ):
+                raise TypeError("a field has the wrong type")  # noqa: TRY301
+            if encoding == "base64":
+                body = base64.b64decode(text.encode("ascii"), validate=True)
+            elif encoding == "utf-8":
+                body = text.encode("utf-8")
+            else:
+                raise TypeError(f"unknown body_encoding {encoding!r}")  # noqa: TRY301
+        except (KeyError, TypeError, AttributeError, ValueError, binascii.Error) as exc:
+            raise TypeError(f"cannot deserialize a webhook request from {data!r}: {exc}") from None
+        return cls(
+            method=method,
+            path=path,
+            query=dict(parse_qsl(query_string, keep_blank_values=True)),
+            query_string=query_string,
+            headers=headers,
+            body=body,
+        )
+
+
+class Webhook(HookStream[WebhookRequest]):
+    """A hook fed by HTTP requests to `url`: await it for one, iterate it for many.
+
+    Made by `create_webhook`. Its ``token`` is random (192 bits) and stays the same
+    when the run is replayed.
+    """
+
+    @property
+    def url(self) -> str:
+        """``{public_url}/webhooks/{token}``, where perdure's HTTP app accepts requests.
+
+        Raises:
+            RuntimeError: no public URL is configured (``Engine(public_url=...)`` or
+                ``$PERDURE_PUBLIC_URL``); ``token`` still works.
+        """
+        from perdure._engine import public_url  # noqa: PLC0415 (the engine imports us)
+
+        base = public_url()
+        if base is None:
+            raise RuntimeError(
+                "a webhook URL needs the public URL of perdure's HTTP app: pass "
+                "Engine(public_url='https://example.com/perdure') or set "
+                f"$PERDURE_PUBLIC_URL (the token alone is {self.token!r})"
+            )
+        return f"{base}/webhooks/{self.token}"
+
+
+_NO_BODY_STATUSES = frozenset({204, 205, 304})
+_MIN_STATUS, _MAX_STATUS = 200, 599
+
+
+def create_webhook(*, respond_with: int = 202, body: Any = None) -> Webhook:
+    """Open a webhook in the running workflow: a hook fed by HTTP requests to its URL.
+
+    Any ``GET``, ``POST``, ``PUT``, ``PATCH`` or ``DELETE`` to ``webhook.url`` (served
+    by `perdure.http.create_app`) is stored and delivered as a `WebhookRequest`; the
+    sender gets ``respond_with`` and ``body`` back at once. Await the webhook for one
+    request, or iterate it with ``async for`` for many.
+
+    Args:
+        respond_with: the HTTP status sent back, 200 to 599.
+        body: what is sent back: None (no body), a str (``text/plain``), or any other
+            JSON value (``application/json``). Not allowed with 204, 205 and 304.
 
     Raises:
-        NotImplementedError: always, until the HTTP surface lands.
+        RuntimeError: outside a workflow.
+        TypeError: ``body`` is not JSON, or ``respond_with`` is not an int.
+        ValueError: ``respond_with`` is out of range, or forbids a body.
     """
-    raise NotImplementedError(
-        "create_webhook() needs perdure's HTTP app, which is not part of this release yet"
+    instance = current_instance()
+    if instance is None:
+        raise RuntimeError("create_webhook() must be called inside a workflow")
+    if not isinstance(respond_with, int) or isinstance(respond_with, bool):
+        raise TypeError(f"create_webhook(respond_with=...) takes an int, got {respond_with!r}")
+    if not _MIN_STATUS <= respond_with <= _MAX_STATUS:
+        raise ValueError(
+            f"create_webhook(respond_with=...) must be an HTTP status from {_MIN_STATUS} "
+            f"to {_MAX_STATUS}, got {respond_with}"
+        )
+    if body is not None and respond_with in _NO_BODY_STATUSES:
+        raise ValueError(f"an HTTP {respond_with} response has no body; pass body=None")
+    try:
+        stored = json.loads(json.dumps(body, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"create_webhook(body=...) must be None, a str or a JSON value: {exc}"
+        ) from None
+    token = secrets.token_urlsafe(24)  # not the run's seeded generator: it must be unguessable
+    stream = instance.create_hook(
+        WEBHOOK,
+        token,
+        WEBHOOK,
+        WebhookRequest.from_payload,
+        data={"respond_with": respond_with, "body": stored},
+        stream_type=Webhook,
     )
+    assert isinstance(stream, Webhook)  # noqa: S101 (made with stream_type=Webhook)
+    return stream
+
+
+def webhook_response(data: dict[str, JSON]) -> tuple[int, JSON]:
+    """The status and body a webhook answers with, from its ``hook_created`` event data."""
+    status = data.get("respond_with", 202)
+    if not isinstance(status, int) or not _MIN_STATUS <= status <= _MAX_STATUS:
+        status = 202
+    return status, data.get("body")

@@ -278,7 +278,12 @@ class RunActor:
                         NewEvent(
                             EventType.HOOK_CREATED,
                             command.correlation_id,
-                            {"token": command.token, "name": command.name, "kind": command.kind},
+                            {
+                                **command.data,
+                                "token": command.token,
+                                "name": command.name,
+                                "kind": command.kind,
+                            },
                         )
                     )
                 case DisposeHook():

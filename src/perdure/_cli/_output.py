@@ -1,4 +1,4 @@
-"""Consoles, formatting, and the JSON shapes the commands print.
+"""Consoles, formatting, and the JSON shapes the commands print (from `perdure._views`).
 
 People get rich tables and colour (none when the stream is not a terminal or when
 ``NO_COLOR`` is set); scripts get ``--json``: plain `json.dumps`, always the same keys.
@@ -17,9 +17,10 @@ from rich.console import Console
 from rich.text import Text
 
 from perdure._records import RunStatus
+from perdure._views import event_json, hook_json, iso, run_json, step_json
 
 if TYPE_CHECKING:
-    from perdure._records import JSON, Event, HookRecord, RunRecord, StepRecord
+    from perdure._records import RunRecord
 
 __all__ = [
     "STATUS_STYLES",
@@ -92,11 +93,6 @@ def print_json(value: Any) -> None:
 # -- formatting ---------------------------------------------------------------------
 
 
-def iso(moment: datetime | None) -> str | None:
-    """ISO 8601 text, or None."""
-    return moment.isoformat() if moment is not None else None
-
-
 def when(moment: datetime | None) -> str:
     """A time for people: UTC, to the second."""
     if moment is None:
@@ -135,78 +131,3 @@ def run_duration(record: RunRecord, now: datetime) -> float | None:
 def status_text(status: RunStatus) -> Text:
     """The status in its colour."""
     return Text(status.value, style=STATUS_STYLES[status])
-
-
-# -- JSON shapes ----------------------------------------------------------------------
-
-
-def _error_summary(error: dict[str, JSON] | None) -> dict[str, JSON] | None:
-    if error is None:
-        return None
-    return {"type": error.get("type"), "message": error.get("message")}
-
-
-def run_json(record: RunRecord, *, full: bool = False) -> dict[str, JSON]:
-    """A run as JSON: the listing's keys, or with ``full`` every field of the record.
-
-    The listing's ``error`` is a summary (type and message); the full form's has the
-    traceback too.
-    """
-    shape: dict[str, JSON] = {
-        "id": record.id,
-        "workflow": record.workflow,
-        "status": record.status.value,
-        "created_at": iso(record.created_at),
-        "updated_at": iso(record.updated_at),
-        "started_at": iso(record.started_at),
-        "completed_at": iso(record.completed_at),
-        "version": record.version,
-        "cancel_requested": record.cancel_requested,
-        "error": record.error if full else _error_summary(record.error),
-    }
-    if full:
-        shape |= {
-            "input": record.input,
-            "output": record.output,
-            "owner": record.owner,
-            "wake_at": iso(record.wake_at),
-        }
-    return shape
-
-
-def event_json(event: Event) -> dict[str, JSON]:
-    """One log entry as JSON."""
-    return {
-        "seq": event.seq,
-        "type": event.type.value,
-        "correlation_id": event.correlation_id,
-        "data": event.data,
-        "created_at": iso(event.created_at),
-    }
-
-
-def step_json(step: StepRecord) -> dict[str, JSON]:
-    """A step row as JSON."""
-    return {
-        "correlation_id": step.correlation_id,
-        "name": step.name,
-        "status": step.status,
-        "attempt": step.attempt,
-        "input": step.input,
-        "output": step.output,
-        "error": step.error,
-        "started_at": iso(step.started_at),
-        "updated_at": iso(step.updated_at),
-    }
-
-
-def hook_json(hook: HookRecord) -> dict[str, JSON]:
-    """A live hook as JSON."""
-    return {
-        "token": hook.token,
-        "name": hook.name,
-        "kind": hook.kind,
-        "run_id": hook.run_id,
-        "correlation_id": hook.correlation_id,
-        "created_at": iso(hook.created_at),
-    }

@@ -7,6 +7,7 @@ be read and tested on its own.
 from perdure._replay._durations import Duration, parse_duration
 from perdure._replay._failures import error_from_record, error_record
 from perdure._replay._instance import (
+    WEBHOOK,
     Completion,
     HookPayload,
     HookRejected,
@@ -34,6 +35,7 @@ from perdure._replay._specs import (
 )
 
 __all__ = [
+    "WEBHOOK",
     "CancelRun",
     "CancelTimer",
     "Command",

@@ -42,6 +42,7 @@ from perdure._replay._specs import (
 )
 
 __all__ = [
+    "WEBHOOK",
     "Completion",
     "HookPayload",
     "HookRejected",
@@ -54,6 +55,9 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+WEBHOOK = "webhook"
+"""The kind (and name) of hooks made by `create_webhook`, whose tokens are random."""
 
 _current: contextvars.ContextVar[WorkflowInstance | None] = contextvars.ContextVar(
     "perdure_workflow_instance", default=None
@@ -224,6 +228,7 @@ class WorkflowInstance:
         self._counters: dict[str, int] = {}
         self._pending: dict[str, _Pending] = {}
         self._hooks: dict[str, HookStream[Any]] = {}
+        self._logged_tokens: dict[str, str] = {}
         self._timer_ids: dict[asyncio.TimerHandle, str] = {}
         self._commands: list[Command] = []
         seed = int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:8], "big")
@@ -397,14 +402,34 @@ class WorkflowInstance:
             self.cancel_timer(cid)
 
     def create_hook(
-        self, name: str, token: str, kind: str, decode: Callable[[Any], _T]
+        self,
+        name: str,
+        token: str,
+        kind: str,
+        decode: Callable[[Any], _T],
+        *,
+        data: dict[str, Any] | None = None,
+        stream_type: type[HookStream[Any]] = HookStream,
     ) -> HookStream[_T]:
-        """Register a hook under ``token``; payloads arrive through the stream."""
+        """Register a hook under ``token``; payloads arrive through the stream.
+
+        A webhook's token is random, not derived from the run: on replay the token the
+        log recorded for this call replaces the fresh one, so the workflow sees (and
+        may pass on) the same token as in its first life. ``data`` goes into the
+        ``hook_created`` event; ``stream_type`` is the stream's class (a subclass of
+        `HookStream` taking the same arguments).
+        """
         cid = self._next_id(f"hook.{name}")
-        stream = HookStream(self, cid, token, decode)
+        if kind == WEBHOOK:
+            token = self._logged_tokens.get(cid, token)
+        stream: HookStream[_T] = stream_type(self, cid, token, decode)
         self._hooks[cid] = stream
-        self._commands.append(CreateHook(cid, token, name, kind))
+        self._commands.append(CreateHook(cid, token, name, kind, dict(data or {})))
         return stream
+
+    def use_logged_tokens(self, tokens: dict[str, str]) -> None:
+        """Give webhooks created again on replay the tokens the log holds (by call id)."""
+        self._logged_tokens = dict(tokens)
 
     def _dispose_hook(self, stream: HookStream[Any]) -> None:
         if not self.finished:

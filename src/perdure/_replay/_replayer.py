@@ -15,10 +15,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from perdure._errors import NonDeterminismError
 from perdure._records import Event, EventType
 from perdure._replay._instance import (
+    WEBHOOK,
     Completion,
     HookPayload,
     HookRejected,
@@ -119,8 +121,14 @@ def _matches(command: Command, event: Event) -> bool:
         case StartTimer():
             return event.type is EventType.SLEEP_STARTED
         case CreateHook():
-            return event.type is EventType.HOOK_CREATED and event.data.get("token") == command.token
+            return event.type is EventType.HOOK_CREATED and _same_hook(command, event.data)
     return False  # pragma: no cover
+
+
+def _same_hook(command: CreateHook, data: dict[str, Any]) -> bool:
+    if command.kind == WEBHOOK:  # its token is random: the replay took it from this event
+        return data.get("kind") == WEBHOOK and data.get("name") == command.name
+    return data.get("token") == command.token
 
 
 class _Replay:
@@ -141,6 +149,16 @@ class _Replay:
             )
         }
         self.result = ReplayResult(last_seq=events[-1].seq if events else 0)
+        instance.use_logged_tokens(
+            {
+                e.correlation_id: str(e.data["token"])
+                for e in events
+                if e.type is EventType.HOOK_CREATED
+                and e.correlation_id
+                and e.data.get("kind") == WEBHOOK
+                and "token" in e.data
+            }
+        )
 
     def fail(self, detail: str) -> NonDeterminismError:
         spec = self.instance.spec

@@ -7,7 +7,7 @@ handed to whoever drives it (the worker, live; the replayer, after a crash).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -79,12 +79,16 @@ class CancelTimer:
 
 @dataclass(frozen=True, slots=True)
 class CreateHook:
-    """Make ``token`` resumable (``hook_created``)."""
+    """Make ``token`` resumable (``hook_created``).
+
+    ``data`` is logged in the event too: a webhook keeps its response there.
+    """
 
     correlation_id: str
     token: str
     name: str
     kind: str
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ __all__ = [
     "from_us",
     "get_hook",
     "get_run",
+    "hook_event",
     "hook_from_row",
     "inbox",
     "list_hooks",
@@ -227,6 +228,26 @@ def get_hook(conn: sqlite3.Connection, token: str) -> HookRecord | None:
     """The live hook holding ``token``, or None."""
     row = conn.execute(f"SELECT {HOOK_COLUMNS} FROM hooks WHERE token = ?", (token,)).fetchone()  # noqa: S608 - constant columns
     return None if row is None else hook_from_row(row)
+
+
+def hook_event(conn: sqlite3.Connection, token: str) -> Event | None:
+    """The ``hook_created`` event of the live hook holding ``token``, or None.
+
+    One query: the hook's row by its key, then its run's events along the primary key.
+    """
+    row = conn.execute(
+        "SELECT e.run_id, e.seq, e.correlation_id, e.data, e.created_at "
+        "FROM hooks AS h JOIN events AS e ON e.run_id = h.run_id "
+        "AND e.correlation_id = h.correlation_id AND e.type = ? "
+        "WHERE h.token = ? ORDER BY e.seq DESC LIMIT 1",
+        (EventType.HOOK_CREATED.value, token),
+    ).fetchone()
+    if row is None:
+        return None
+    run_id, seq, correlation_id, data, created_at = row
+    return Event(
+        run_id, seq, EventType.HOOK_CREATED, correlation_id, json.loads(data), from_us(created_at)
+    )
 
 
 def list_hooks(conn: sqlite3.Connection, run_id: str | None) -> list[HookRecord]:

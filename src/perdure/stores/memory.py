@@ -300,6 +300,24 @@ class MemoryStore:
         """The live hook holding ``token``, or None."""
         return self._hooks.get(token)
 
+    async def hook_event(self, token: str) -> Event | None:
+        """The ``hook_created`` event of the live hook holding ``token``, or None.
+
+        Not part of `Store`: the HTTP app reads a webhook's response from it.
+        """
+        hook = self._hooks.get(token)
+        if hook is None:
+            return None
+        return next(
+            (
+                event
+                for event in reversed(self._events.get(hook.run_id, []))
+                if event.correlation_id == hook.correlation_id
+                and event.type is EventType.HOOK_CREATED
+            ),
+            None,
+        )
+
     async def list_hooks(self, *, run_id: str | None = None) -> list[HookRecord]:
         """Live hooks, oldest first (ties in creation order)."""
         hooks = [hook for hook in self._hooks.values() if run_id in (None, hook.run_id)]

@@ -252,6 +252,13 @@ class SQLiteStore:
         """The live hook holding ``token``, or None."""
         return await self._read(lambda conn: rows.get_hook(conn, token))
 
+    async def hook_event(self, token: str) -> Event | None:
+        """The ``hook_created`` event of the live hook holding ``token``, or None.
+
+        Not part of `Store`: the HTTP app reads a webhook's response from it.
+        """
+        return await self._read(lambda conn: rows.hook_event(conn, token))
+
     async def list_hooks(self, *, run_id: str | None = None) -> list[HookRecord]:
         """Live hooks, oldest first."""
         return await self._read(lambda conn: rows.list_hooks(conn, run_id))

@@ -1,0 +1,498 @@
+"""`create_app`: the Starlette app behind `perdure.http`.
+
+Every handler either answers with what it was asked for or with a JSON
+``{"error": "..."}`` and a 4xx naming what was wrong, having written nothing: input is
+checked in full (size, JSON, shape, schema, what the store can hold) before the one
+store call that writes, and that call either stores everything or raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import inspect
+import json
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from perdure._errors import HookNotFoundError, RunNotFoundError
+from perdure._hooks import WEBHOOK, WebhookRequest, lookup_hook, webhook_response
+from perdure._records import EventType, RunStatus
+from perdure._serde import encode
+from perdure._views import event_json, hook_json, run_json
+from perdure._workflow import Workflow, lookup_workflow
+from perdure.http._openapi import openapi_document
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+    from perdure._engine import Engine, Run
+    from perdure._records import JSON, Event, RunRecord
+    from perdure._replay import WorkflowSpec
+    from perdure.stores import Store
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("perdure.http")
+
+MAX_LIMIT = 1000
+"""The most runs ``GET /runs`` lists at once."""
+
+WEBHOOK_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+_START_KEYS = frozenset({"workflow", "args", "kwargs", "run_id"})
+
+
+class _Refused(Exception):
+    """A request answered with a 4xx (or 503) and ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def _json(content: JSON, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    # ASCII escapes: stored text may hold lone surrogates, which UTF-8 cannot encode.
+    body = json.dumps(content, ensure_ascii=True, separators=(",", ":"), default=str)
+    return Response(body, status, headers, media_type="application/json")
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return _json({"error": message}, status, headers)
+
+
+# -- reading requests ---------------------------------------------------------------
+
+
+async def _read_body(request: Request, max_body: int) -> bytes:
+    too_big = f"the request body is larger than the limit of {max_body} bytes"
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise _Refused(400, f"Content-Length {declared!r} is not a number") from None
+        if size > max_body:
+            raise _Refused(413, too_big)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_body:
+            raise _Refused(413, too_big)
+    return bytes(body)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def _read_json(request: Request, max_body: int) -> JSON:
+    body = await _read_body(request, max_body)
+    if not body.strip():
+        raise _Refused(400, "the request body is empty; send JSON")
+    try:
+        value = json.loads(body, parse_constant=_no_constants)
+    except RecursionError:
+        raise _Refused(400, "the request body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _Refused(400, f"the request body is not valid JSON: {exc}") from None
+    problem = _unstorable(value, "$")
+    if problem is not None:
+        raise _Refused(422, problem)
+    return value
+
+
+def _unstorable(value: JSON, where: str) -> str | None:
+    """Where ``value`` holds text no database can keep (NUL, lone surrogates), if anywhere."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{where} contains a NUL character, which cannot be stored"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{where} contains a lone surrogate (\\ud800-\\udfff), which cannot be stored"
+        return None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = _unstorable(item, f"{where}[{index}]")
+            if problem is not None:
+                return problem
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            problem = _unstorable(key, f"a key in {where}") or _unstorable(item, f"{where}.{key}")
+            if problem is not None:
+                return problem
+    return None
+
+
+def _field_errors(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for problem in exc.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "payload"
+        parts.append(f"{where}: {problem['msg']}")
+    return "; ".join(parts)
+
+
+def _plain_key(value: str, what: str) -> None:
+    """Refuse a token or run id that no store could hold (it names nothing): 404."""
+    if not value or "\x00" in value:
+        raise _Refused(404, f"no {what} {value!r}")
+
+
+def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        number = int(text)
+    except ValueError:
+        raise _Refused(400, f"query parameter {name!r} must be an integer, got {text!r}") from None
+    if not low <= number <= high:
+        raise _Refused(400, f"query parameter {name!r} must be from {low} to {high}, got {number}")
+    return number
+
+
+# -- the JSON of a run --------------------------------------------------------------
+
+
+def _run_detail(record: RunRecord) -> dict[str, JSON]:
+    shape = run_json(record, full=True)
+    shape["result"] = record.output if record.status is RunStatus.COMPLETED else None
+    return shape
+
+
+# -- the app ------------------------------------------------------------------------
+
+
+class _Api:
+    def __init__(self, engine: Engine, token: str | None, max_body: int) -> None:
+        self.engine = engine
+        self.token = token
+        self.max_body = max_body
+
+    @property
+    def store(self) -> Store:
+        return self.engine.store
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def endpoint(
+        self,
+        handler: Callable[[Request], Awaitable[Response]],
+        *,
+        auth: bool = True,
+        needs_engine: bool = True,
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            try:
+                if auth:
+                    self.authorize(request)
+                if needs_engine and not self.engine._entered:
+                    return _error(503, "the perdure Engine is not running")
+                return await handler(request)
+            except _Refused as refused:
+                return _error(refused.status, refused.message, refused.headers)
+
+        run.__name__ = handler.__name__
+        run.__doc__ = handler.__doc__
+        return run
+
+    def authorize(self, request: Request) -> None:
+        if self.token is None:
+            return
+        header = request.headers.get("authorization")
+        challenge = {"WWW-Authenticate": 'Bearer realm="perdure"'}
+        if header is None:
+            raise _Refused(401, "missing Authorization: Bearer <token> header", challenge)
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise _Refused(401, "the Authorization header must be 'Bearer <token>'", challenge)
+        if not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+            raise _Refused(403, "the bearer token is wrong")
+
+    # -- hooks and webhooks ----------------------------------------------------------
+
+    async def resume_hook(self, request: Request) -> Response:
+        """Resume the live hook holding ``token`` with the JSON body as its payload."""
+        token = request.path_params["token"]
+        payload = await _read_json(request, self.max_body)
+        _plain_key(token, "live hook holds token")
+        hook = await self.store.get_hook(token)
+        if hook is None or hook.kind == WEBHOOK:
+            raise _Refused(404, f"no live hook holds token {token!r}")
+        encoded = _encode_payload(hook.name, payload)
+        try:
+            record = await self.engine.resume_hook(token, encoded, name=hook.name)
+        except HookNotFoundError:
+            raise _Refused(404, f"no live hook holds token {token!r}") from None
+        return _json(hook_json(record), 202)
+
+    async def webhook(self, request: Request) -> Response:
+        """Store the request for the webhook holding ``token``; answer as it was told."""
+        token = request.path_params["token"]
+        body = await _read_body(request, self.max_body)
+        _plain_key(token, "webhook has token")
+        created = await _hook_created(self.store, token)
+        if created is None or created.data.get("kind") != WEBHOOK:
+            raise _Refused(404, f"no live webhook has token {token!r}")
+        sent = WebhookRequest(
+            method=request.method,
+            path=request.url.path,
+            query=dict(request.query_params),
+            query_string=request.url.query,
+            headers={name: ", ".join(request.headers.getlist(name)) for name in request.headers},
+            body=body,
+        )
+        try:
+            await self.engine.resume_hook(token, sent.to_payload(), name=WEBHOOK)
+        except HookNotFoundError:
+            raise _Refused(404, f"no live webhook has token {token!r}") from None
+        status, content = webhook_response(created.data)
+        if content is None:
+            return Response(None, status)
+        if isinstance(content, str):
+            return Response(content, status, media_type="text/plain; charset=utf-8")
+        return _json(content, status)
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def start_run(self, request: Request) -> Response:
+        """Start a run of a workflow this process defines."""
+        body = await _read_json(request, self.max_body)
+        name, args, kwargs, run_id = _start_request(body)
+        spec = lookup_workflow(name)
+        if spec is None:
+            raise _Refused(404, f"no workflow named {name!r} is defined in this process")
+        call_args, call_kwargs = _bind(spec, args, kwargs)
+        existing = await self.store.get_run(run_id) if run_id is not None else None
+        try:
+            run: Run[Any] = await self.engine.start(
+                Workflow(spec), *call_args, run_id=run_id, **call_kwargs
+            )
+        except TypeError as exc:
+            raise _Refused(422, f"bad arguments for workflow {name!r}: {exc}") from None
+        except ValueError as exc:
+            raise _Refused(409, str(exc)) from None
+        return _json(_run_detail(run.record), 200 if existing is not None else 201)
+
+    async def list_runs(self, request: Request) -> Response:
+        """Runs, newest first."""
+        status_text = request.query_params.get("status")
+        status: RunStatus | None = None
+        if status_text is not None:
+            try:
+                status = RunStatus(status_text)
+            except ValueError:
+                choices = ", ".join(s.value for s in RunStatus)
+                raise _Refused(
+                    400, f"query parameter 'status' must be one of {choices}; got {status_text!r}"
+                ) from None
+        workflow = request.query_params.get("workflow")
+        if workflow is not None and "\x00" in workflow:
+            raise _Refused(400, "query parameter 'workflow' contains a NUL character")
+        limit = _query_int(request, "limit", 100, 1, MAX_LIMIT)
+        records = await self.store.list_runs(status=status, workflow=workflow, limit=limit)
+        return _json({"runs": [run_json(r) for r in records]})
+
+    async def get_run(self, request: Request) -> Response:
+        """One run: its status, and its result or error once it ended."""
+        return _json(_run_detail(await self._run(request)))
+
+    async def run_events(self, request: Request) -> Response:
+        """The run's log, oldest first (after ``after``, a sequence number)."""
+        after = _query_int(request, "after", 0, 0, 2**62)
+        record = await self._run(request)
+        events = await self.store.events(record.id, after_seq=after)
+        return _json({"run_id": record.id, "events": [event_json(e) for e in events]})
+
+    async def cancel_run(self, request: Request) -> Response:
+        """Ask for the run to be cancelled; the request is stored before the answer."""
+        record = await self._run(request)
+        try:
+            await self.engine.cancel(record.id)
+        except RunNotFoundError:  # pragma: no cover (runs are never deleted)
+            raise _Refused(404, f"no run with id {record.id!r}") from None
+        after = await self.store.get_run(record.id)
+        return _json(_run_detail(after or record), 202)
+
+    async def _run(self, request: Request) -> RunRecord:
+        run_id = request.path_params["run_id"]
+        _plain_key(run_id, "run with id")
+        record = await self.store.get_run(run_id)
+        if record is None:
+            raise _Refused(404, f"no run with id {run_id!r}")
+        return record
+
+
+def _encode_payload(name: str, payload: JSON) -> JSON:
+    definition = lookup_hook(name)
+    if definition is None:  # defined in another process: stored as given
+        return payload
+    try:
+        value: Any = definition.validate(payload)
+    except pydantic.ValidationError as exc:
+        raise _Refused(422, f"payload does not match hook {name!r}: {_field_errors(exc)}") from None
+    except (ValueError, TypeError) as exc:
+        raise _Refused(422, f"payload does not match hook {name!r}: {exc}") from None
+    try:
+        return encode(value, definition.schema, where=f"payload of hook {name!r}")
+    except TypeError as exc:
+        raise _Refused(422, str(exc)) from None
+
+
+async def _hook_created(store: Store, token: str) -> Event | None:
+    """The ``hook_created`` event of the live hook holding ``token``.
+
+    One query on stores that have ``hook_event`` (memory, SQLite); otherwise the
+    hook's row and then its run's log.
+    """
+    direct = getattr(store, "hook_event", None)
+    if direct is not None:
+        event: Event | None = await direct(token)
+        return event
+    hook = await store.get_hook(token)
+    if hook is None:
+        return None
+    events = await store.events(hook.run_id)
+    return next(
+        (
+            e
+            for e in reversed(events)
+            if e.correlation_id == hook.correlation_id and e.type is EventType.HOOK_CREATED
+        ),
+        None,
+    )
+
+
+def _start_request(body: JSON) -> tuple[str, list[Any], dict[str, Any], str | None]:
+    if not isinstance(body, dict):
+        raise _Refused(422, "the body must be a JSON object with 'workflow' (and 'args', ...)")
+    unknown = sorted(set(body) - _START_KEYS)
+    if unknown:
+        raise _Refused(
+            422, f"unknown field(s) {', '.join(map(repr, unknown))}; expected {sorted(_START_KEYS)}"
+        )
+    name = body.get("workflow")
+    if not isinstance(name, str) or not name:
+        raise _Refused(422, "'workflow' must be a non-empty string naming a workflow")
+    args = body.get("args", [])
+    if not isinstance(args, list):
+        raise _Refused(422, "'args' must be a JSON array of positional arguments")
+    kwargs = body.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise _Refused(422, "'kwargs' must be a JSON object of keyword arguments")
+    run_id = body.get("run_id")
+    if run_id is not None and (not isinstance(run_id, str) or not run_id.strip() or "/" in run_id):
+        raise _Refused(422, "'run_id' must be a non-empty string without '/', or null")
+    return name, args, kwargs, run_id
+
+
+def _bind(
+    spec: WorkflowSpec, args: list[Any], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The call the JSON arguments stand for, typed by the workflow's annotations."""
+    try:
+        bound = inspect.signature(spec.fn).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise _Refused(422, f"bad arguments for workflow {spec.name!r}: {exc}") from None
+    data: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        data[name] = list(value) if isinstance(value, tuple) else value
+    try:
+        return spec.codec.decode_args(data)
+    except TypeError as exc:
+        raise _Refused(422, f"bad arguments for workflow {spec.name!r}: {exc}") from None
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    del exc
+    return _error(404, f"no such endpoint: {request.method} {request.url.path}")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, HTTPException):  # pragma: no cover (registered for HTTPException)
+        raise exc
+    if exc.status_code == 405:  # noqa: PLR2004
+        return _error(
+            405, f"method {request.method} is not allowed on {request.url.path}", exc.headers
+        )
+    return _error(exc.status_code, str(exc.detail), exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    logger.error("perdure HTTP: %s %s failed", request.method, request.url.path, exc_info=exc)
+    return _error(500, "internal error; the server's log has the details")
+
+
+def create_app(engine: Engine, *, token: str | None = None, max_body: int = 1_048_576) -> Starlette:
+    """Perdure's HTTP API and webhooks as an ASGI app (see `perdure.http`).
+
+    Args:
+        engine: the Engine whose store the app reads and writes. Served on its own, the
+            app enters it for its lifetime when it is not running yet; mounted in
+            another app, enter it in that app's lifespan.
+        token: the bearer token every endpoint but the webhooks and ``/openapi.json``
+            requires; defaults to ``$PERDURE_API_TOKEN``; None (and no variable) leaves
+            the API open.
+        max_body: the largest request body accepted, in bytes (413 above it).
+    """
+    if max_body < 0:
+        raise ValueError(f"max_body must be >= 0, got {max_body}")
+    secret = token if token is not None else (os.environ.get("PERDURE_API_TOKEN") or None)
+    api = _Api(engine, secret, max_body)
+    document = openapi_document(secured=secret is not None)
+
+    async def openapi(request: Request) -> Response:
+        """This API's OpenAPI 3.1 document."""
+        del request
+        return _json(document)
+
+    routes = [
+        Route(
+            "/openapi.json",
+            api.endpoint(openapi, auth=False, needs_engine=False),
+            methods=["GET"],
+        ),
+        Route("/hooks/{token:path}/resume", api.endpoint(api.resume_hook), methods=["POST"]),
+        Route(
+            "/webhooks/{token}",
+            api.endpoint(api.webhook, auth=False),
+            methods=list(WEBHOOK_METHODS),
+        ),
+        Route("/runs", api.endpoint(api.start_run), methods=["POST"]),
+        Route("/runs", api.endpoint(api.list_runs), methods=["GET"]),
+        Route("/runs/{run_id}", api.endpoint(api.get_run), methods=["GET"]),
+        Route("/runs/{run_id}/events", api.endpoint(api.run_events), methods=["GET"]),
+        Route("/runs/{run_id}/cancel", api.endpoint(api.cancel_run), methods=["POST"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        del app
+        if engine._entered:
+            yield
+            return
+        async with engine:
+            yield
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            404: _not_found,
+            HTTPException: _http_error,
+            Exception: _server_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.perdure_engine = engine
+    return app
