@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
 from perdure import _serde
+from perdure._replay import Duration
 from perdure._serde import CallCodec, decode, encode
 
 # The first example of each annotation builds a pydantic schema: too slow for a deadline.
@@ -87,6 +88,39 @@ class Payload(TypedDict):
     count: NotRequired[int]
 
 
+@dataclasses.dataclass
+class Cat:
+    name: str
+    lives: int
+
+
+@dataclasses.dataclass
+class Dog:  # the same fields as Cat: only the tag tells them apart
+    name: str
+    lives: int
+
+
+class CatModel(BaseModel):
+    name: str
+    lives: int
+
+
+class DogModel(BaseModel):
+    name: str
+    lives: int
+
+
+class Counts(TypedDict):
+    a: int
+    b: NotRequired[int]
+
+
+class Stamped(TypedDict):
+    at: str | datetime
+    size: int | Decimal
+    note: NotRequired[str | bytes | None]
+
+
 # --- strategies -----------------------------------------------------------------------
 
 offsets_minutes = st.integers(-1439, 1439).map(lambda m: timezone(timedelta(minutes=m)))
@@ -129,6 +163,16 @@ orders = st.builds(
     due=st.none() | st.dates(),
     parent=st.none() | st.builds(Order, id=st.uuids(), amount=finite_decimals, route=routes),
 )
+
+durations = st.text() | st.integers() | st.floats() | st.timedeltas()
+cats = st.builds(Cat, name=st.text(), lives=st.integers())
+dogs = st.builds(Dog, name=st.text(), lives=st.integers())
+counts = st.fixed_dictionaries({"a": st.integers()}, optional={"b": st.integers()})
+stamped = st.fixed_dictionaries(
+    {"at": st.text() | datetimes, "size": st.integers() | decimals},
+    optional={"note": st.none() | st.text() | st.binary()},
+)
+int_or_float_lists = st.lists(st.integers()) | st.lists(st.floats(), min_size=1)
 
 # What the self-describing form must carry without any annotation.
 scalars = (
@@ -310,6 +354,155 @@ def test_decimal_keeps_exponent(value: Decimal) -> None:
         assert str(round_trip(value, annotation)) == str(value)
 
 
+# --- property tests: unions -----------------------------------------------------------
+
+UNION_CASES: list[tuple[Any, st.SearchStrategy[Any]]] = [
+    # members whose JSON forms collide: stored tagged with the member's position
+    (Duration, durations),
+    (str | datetime, st.text() | datetimes),
+    (str | uuid.UUID, st.text() | st.uuids()),
+    (str | Decimal, st.text() | decimals),
+    (str | bytes, st.text() | st.binary()),
+    (float | str, st.floats() | st.text()),
+    (bool | int | float, st.booleans() | st.integers() | st.floats()),
+    (datetime | date, datetimes | st.dates()),
+    (date | datetime, datetimes | st.dates()),
+    (list[int] | tuple[int, ...], st.lists(st.integers()) | st.lists(st.integers()).map(tuple)),
+    (set[int] | frozenset[int], st.sets(st.integers()) | st.frozensets(st.integers())),
+    (list[int] | list[float], int_or_float_lists),
+    (list[float] | list[int], int_or_float_lists),
+    (str | Mode, st.text() | st.sampled_from(Mode)),
+    (Mode | str, st.text() | st.sampled_from(Mode)),
+    (int | Level, st.integers() | st.sampled_from(Level)),
+    (Literal["fast"] | Mode | str, st.just("fast") | st.sampled_from(Mode) | st.text()),  # noqa: PYI051
+    (Cat | Dog, cats | dogs),
+    (CatModel | DogModel, st.builds(CatModel) | st.builds(DogModel)),
+    (dict[str, int] | Counts, st.dictionaries(st.text(), st.integers()) | counts),
+    (Counts | dict[str, int], st.dictionaries(st.text(), st.integers()) | counts),
+    (str | Any, st.text() | any_values),
+    # members whose JSON forms differ: stored untagged, as before
+    (int | float, st.integers() | st.floats()),
+    (float | int, st.integers() | st.floats()),
+    (int | Decimal, st.integers() | decimals),
+    (int | bytes, st.integers() | st.binary()),
+    (bool | str, st.booleans() | st.text()),
+    (list[int] | str, st.lists(st.integers()) | st.text()),
+    # nested in containers and TypedDicts
+    (list[str | datetime], st.lists(st.text() | datetimes)),
+    (dict[str, int | Decimal], st.dictionaries(st.text(), st.integers() | decimals)),
+    (dict[str, str | Decimal], st.dictionaries(st.text(), st.text() | decimals)),
+    (tuple[str | bytes, ...], st.lists(st.text() | st.binary()).map(tuple)),
+    (set[str | uuid.UUID], st.sets(st.text() | st.uuids())),
+    (dict[str | datetime, int], st.dictionaries(st.text() | datetimes, st.integers())),
+    (tuple[Duration, str | date], st.tuples(durations, st.text() | st.dates())),
+    (
+        list[list[int] | tuple[int, ...]],
+        st.lists(st.lists(st.integers()) | st.tuples(st.integers())),
+    ),
+    (list[Cat | Dog], st.lists(cats | dogs)),
+    (Stamped, stamped),
+    (list[str | datetime] | tuple[str | bytes, ...], st.lists(st.text() | datetimes)),
+    # optional
+    (Optional[str | datetime], st.none() | st.text() | datetimes),  # noqa: UP045
+    (Optional[Cat | Dog], st.none() | cats | dogs),  # noqa: UP045
+    (Duration | None, st.none() | durations),
+    (list[str | datetime] | None, st.none() | st.lists(st.text() | datetimes)),
+    (dict[str, Duration | None], st.dictionaries(st.text(), st.none() | durations)),
+    (list[Optional[str | bytes]], st.lists(st.none() | st.text() | st.binary())),  # noqa: UP045
+]
+
+
+@pytest.mark.parametrize(
+    ("annotation", "strategy"), UNION_CASES, ids=[repr(a) for a, _ in UNION_CASES]
+)
+@relaxed
+@given(data=st.data())
+def test_union_round_trip(
+    annotation: Any, strategy: st.SearchStrategy[Any], data: st.DataObject
+) -> None:
+    """A value of any member of a union comes back as that member, exact types all the way down."""
+    value = data.draw(strategy)
+    assert_same(round_trip(value, annotation), value)
+
+
+def test_ambiguous_union_format() -> None:
+    """Members whose JSON forms collide are stored as {"$u": position, "v": value}, others as is."""
+    assert encode(timedelta(hours=3), Duration) == {"$u": 3, "v": "PT3H"}
+    assert encode("PT3H", Duration) == {"$u": 0, "v": "PT3H"}
+    assert encode(1.5, Duration) == {"$u": 2, "v": 1.5}
+    assert encode(90, Duration) == 90  # the only member stored as a JSON integer
+    assert encode(None, Optional[str | datetime]) is None  # noqa: UP045
+    assert encode([NAIVE, "x"], list[str | datetime]) == [
+        {"$u": 1, "v": "2021-01-01T00:00:00"},
+        {"$u": 0, "v": "x"},
+    ]
+    assert encode(Dog("rex", 1), Cat | Dog) == {"$u": 1, "v": {"name": "rex", "lives": 1}}
+    assert encode([1, 2], list[int] | str | datetime) == [1, 2]
+    assert encode({"k": [1]}, dict[str, list[int]] | str | datetime) == {"$u": 0, "v": {"k": [1]}}
+
+
+def test_unambiguous_union_format_is_unchanged() -> None:
+    """Unions whose members' JSON forms cannot collide are stored untagged, as they always were."""
+    for value, annotation in [
+        (1.0, int | float),
+        (1, int | float),
+        ("x", str | int),
+        (3, int | None),
+        (b"\x00", bytes | int),
+        (Decimal("1.5"), Decimal | int),
+        (Cat("tom", 9), Cat | None),
+        ({"a": 1}, dict[str, Any] | list[int]),
+    ]:
+        assert encode(value, annotation) == encode(value, type(value))
+
+
+def test_union_member_is_chosen_by_exact_fit() -> None:
+    """When several members take the value's type, the first it fits exactly (items too) wins."""
+    assert encode([1], list[float] | list[int]) == {"$u": 1, "v": [1]}
+    assert encode([1.0], list[int] | list[float]) == {"$u": 1, "v": [1.0]}
+    assert encode([], list[float] | list[int]) == {"$u": 0, "v": []}
+    assert encode({"a": 1}, Counts | dict[str, int]) == {"$u": 0, "v": {"a": 1}}
+    assert encode({"a": 1, "z": 2}, Counts | dict[str, int]) == {"$u": 1, "v": {"a": 1, "z": 2}}
+    assert encode(Mode.FAST, Literal["fast"] | Mode) == {"$u": 1, "v": "fast"}
+    yes = True
+    assert encode(yes, bool | int | float) is True
+    assert encode(yes, int | float | str) == 1  # int is untagged; a bool is stored as an int
+
+
+def test_untagged_union_data_still_decodes() -> None:
+    """Data stored untagged before unions were tagged still decodes, as pydantic chose then."""
+    assert decode("7 days", Duration) == "7 days"
+    assert decode(1.5, Duration) == 1.5
+    assert decode({"name": "rex", "lives": 1}, Cat | Dog) == Cat("rex", 1)
+    assert decode(["x"], list[str | datetime]) == ["x"]
+
+
+def test_wrong_union_values_are_converted_or_refused() -> None:
+    """A value of no member is converted as pydantic's lax mode would, or refused naming it."""
+    assert round_trip((NAIVE, "x"), list[str | datetime]) == [NAIVE, "x"]
+    with socket.socket() as conn, pytest.raises(TypeError) as info:
+        encode(conn, str | datetime, where="w")
+    assert str(info.value).startswith("cannot serialize w: socket.socket is not JSON-serializable")
+    with pytest.raises(TypeError, match="cannot serialize w: list does not fit"):
+        encode(["a"], list[int] | tuple[int, ...], where="w")
+
+
+@pytest.mark.parametrize(
+    ("data", "annotation"),
+    [
+        ({"$u": 1, "v": "not a date"}, str | datetime),
+        ({"$u": 7, "v": "x"}, str | datetime),
+        ([{"$u": 0, "v": 5}], list[str | datetime]),
+        ([5], str | datetime),
+        ({"name": "rex"}, Cat | Dog),
+    ],
+)
+def test_wrong_union_data_is_refused(data: Any, annotation: Any) -> None:
+    """Stored data that is neither a valid tag nor a member's untagged value raises TypeError."""
+    with pytest.raises(TypeError, match=r"cannot deserialize argument 'a' of f\(\)"):
+        decode(data, annotation, where="argument 'a' of f()")
+
+
 # --- property tests: Any (self-describing) --------------------------------------------
 
 
@@ -386,9 +579,24 @@ def test_plain_values_skip_pydantic(monkeypatch: pytest.MonkeyPatch) -> None:
         (payload, Any),
         ([1, 2], list[int]),
         ("x", str | None),
+        (1.0, int | float),
+        ("x", str | int),
+        (None, Optional[str | datetime]),  # noqa: UP045 -- an untagged member of a tagged union
+        (90, Duration),
     ]:
         assert encode(value, annotation) is value
         assert decode(value, annotation) is value
+
+
+def test_tagged_json_values_skip_pydantic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JSON value under a tagged union of JSON types is tagged and untagged without pydantic."""
+
+    def no_pydantic(self: object) -> None:
+        raise AssertionError("pydantic used on the fast path")
+
+    monkeypatch.setattr(_serde._Plan, "adapter", no_pydantic)
+    for value, annotation in [("7 days", Duration), (1.5, Duration), (2.5, str | float)]:
+        assert decode(encode(value, annotation), annotation) == value
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -503,6 +711,12 @@ def untyped(a, b=2, *rest, key=None, **more):  # type: ignore[no-untyped-def]
     raise NotImplementedError
 
 
+async def wait_for(
+    timeout: Duration, *backoff: Duration, deadline: Duration | None = None, **limits: Duration
+) -> Duration:
+    raise NotImplementedError
+
+
 @st.composite
 def calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Valid calls of generate_draft: every mix of positional, keyword and variadic arguments."""
@@ -538,6 +752,26 @@ def test_call_round_trip(call: tuple[tuple[Any, ...], dict[str, Any]]) -> None:
     assert list(actual.arguments) == list(expected.arguments)
     for name, value in expected.arguments.items():
         assert_same(actual.arguments[name], value)
+
+
+@relaxed
+@given(
+    args=st.lists(durations, min_size=1, max_size=4).map(tuple),
+    kwargs=st.fixed_dictionaries(
+        {}, optional={"deadline": st.none() | durations, "retry": durations, "idle": durations}
+    ),
+    result=durations,
+)
+def test_duration_arguments_round_trip(
+    args: tuple[Any, ...], kwargs: dict[str, Any], result: Any
+) -> None:
+    """Duration arguments and results come back as the very str, int, float or timedelta passed."""
+    codec = CallCodec(wait_for)
+    stored = json.loads(json.dumps(codec.encode_args(args, kwargs)))
+    new_args, new_kwargs = codec.decode_args(stored)
+    assert_same(list(new_args), list(args))
+    assert_same(new_kwargs, kwargs)
+    assert_same(codec.decode_result(json.loads(json.dumps(codec.encode_result(result)))), result)
 
 
 def test_call_stores_only_what_was_passed() -> None:

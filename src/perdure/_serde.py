@@ -20,25 +20,44 @@ How a value is encoded depends on its annotation:
   frozensets or ``Any`` are stored as ``[key, value]`` pairs, which JSON objects cannot
   key. A value not of the annotated type is converted as pydantic's lax mode would, or
   refused.
+* **A union whose members' JSON forms can collide** (``str | datetime``, ``Duration``
+  that is ``str | int | float | timedelta``, two dataclasses with the same fields,
+  ``list[int] | tuple[int, ...]``), wherever it occurs: pydantic picks a member by trying
+  them, so ``timedelta(hours=3)``, stored as ``"PT3H"``, would come back as a ``str``.
+  The value of each member that could be mistaken for another is stored as
+  ``{"$u": <position of the member in the union, from 0>, "v": <the value encoded under
+  that member>}``; the others stay as they are (``None``, or ``90`` under ``Duration``,
+  whose only member stored as a JSON integer is ``int``). The member is the first whose
+  class is the value's exact type, else the first the value is an instance of, and, when
+  several qualify, the first whose annotation the value fits exactly, items included
+  (see `_serde_unions`). Decoding goes by position, never by a class name, so positions
+  follow the annotation as written: appending a member keeps tagged data readable,
+  reordering members does not. A
+  union whose members' forms cannot collide (``str | None``, ``int | str``,
+  ``int | float``, ``Model | None``) is stored untagged, as it always was, and untagged
+  data stored under a now-tagged union before this form existed is still read as
+  pydantic reads it.
 
 Known limits, each a pydantic rule for classes we do not rewrite: inside a dataclass or
 pydantic model, a field annotated ``Any`` is stored as pydantic's JSON (a ``datetime``
-there comes back as ``str``); a pydantic model's own config decides how its ``bytes``
-and non-finite floats are stored (set ``ser_json_bytes="base64"``,
-``val_json_bytes="base64"`` and ``ser_json_inf_nan="strings"`` on models that hold
-binary data or NaN); UTC offsets with seconds are truncated to minutes; a timezone comes
-back as a fixed offset. Sets under an annotation keep iteration order.
+there comes back as ``str``), and a field annotated with a union is untagged and read as
+pydantic chooses (a ``datetime`` in a ``str | datetime`` field comes back as ``str``); a
+pydantic model's own config decides how its ``bytes`` and non-finite floats are stored
+(set ``ser_json_bytes="base64"``, ``val_json_bytes="base64"`` and
+``ser_json_inf_nan="strings"`` on models that hold binary data or NaN); UTC offsets with
+seconds are truncated to minutes; a timezone comes back as a fixed offset. Sets under an
+annotation keep iteration order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import threading
-import types
 import typing
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, NotRequired, Required, TypeVar
+from typing import Annotated, Any, Literal, NotRequired, Required
 
 import typing_extensions
 from pydantic import (
@@ -52,6 +71,7 @@ from pydantic import (
 )
 
 from perdure import _serde_tags as tags
+from perdure import _serde_unions as unions
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable
@@ -81,7 +101,9 @@ def _validate_any(value: Any, info: ValidationInfo) -> Any:
 _TAGGED_ANY: Any = Annotated[
     Any, PlainSerializer(tags.encode_any, return_type=Any), PlainValidator(_validate_any)
 ]
-_CONTAINERS = (list, set, frozenset, tuple, dict)
+_CONTAINERS = unions.CONTAINERS
+_normalize = unions.normalize
+_json_key = unions.json_key
 
 
 def encode(value: Any, annotation: Any = Any, *, where: str = "value") -> JSONValue:
@@ -93,13 +115,7 @@ def encode(value: Any, annotation: Any = Any, *, where: str = "value") -> JSONVa
     plan = _plan(annotation, where)
     error: Exception
     try:
-        if plan.plain is not None and plan.plain(value):
-            return value
-        if plan.typed is None:
-            if not isinstance(value, plan.root):
-                raise TypeError(f"expected {_fmt(plan.root)}")  # noqa: TRY301
-            return tags.encode_any(value)
-        return plan.dump(value)
+        return _encode_exact(plan, value)
     except RecursionError:
         raise TypeError(f"cannot serialize {where}: it is nested too deeply or cyclic") from None
     except Exception as exc:
@@ -120,14 +136,7 @@ def decode(data: JSONValue, annotation: Any = Any, *, where: str = "value") -> A
     """
     plan = _plan(annotation, where)
     try:
-        if plan.plain is not None and plan.plain(data):
-            return data
-        if plan.typed is not None:
-            return plan.adapter().validate_json(json.dumps([data]))[0]
-        value = tags.decode_any(data)
-        if isinstance(value, plan.root):
-            return value
-        reason = f"got {tags.type_name(type(value))}"
+        return _decode_exact(plan, data)
     except ValidationError as exc:
         reason = _summarize(exc)
     except Exception as exc:  # malformed tags, non-JSON data, annotations pydantic refuses
@@ -239,35 +248,77 @@ class _Plan:
     plain: Callable[[Any], bool] | None  # accepts values that are their own encoding
     typed: Any  # the rewritten annotation for pydantic, or None to use the tagged form
     root: type  # with the tagged form: the type a value must have (object, or dict)
+    union: _UnionCodec | None = None  # for an ambiguous union: picks and tags its member
+    source: Any = None  # the annotation as given, when it holds a union with tagged members
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
 
     def adapter(self) -> TypeAdapter[Any]:
         # Built lazily: most plain values never need it. The 1-tuple wrapper lets our
         # config reach dataclasses and TypedDicts, which refuse a config of their own.
         if self._adapter is None:
-            wrapped: Any = tuple[self.typed]  # type: ignore[name-defined]
-            try:
-                self._adapter = TypeAdapter(wrapped, config=_CONFIG)
-            except Exception as exc:  # pydantic's advice (arbitrary_types_allowed) does not apply
-                message = f"{_fmt(self.annotation)} is not serializable (supported: {_SUPPORTED})"
-                raise _AnnotationError(message) from exc
+            self._adapter = _adapter(self.typed, self.annotation)
         return self._adapter
 
     def dump(self, value: Any) -> JSONValue:
         return json.loads(self.adapter().dump_json((value,), warnings="error"))[0]
 
 
+def _adapter(typed: Any, annotation: Any) -> TypeAdapter[Any]:
+    wrapped: Any = tuple[typed]
+    try:
+        return TypeAdapter(wrapped, config=_CONFIG)
+    except Exception as exc:  # pydantic's advice (arbitrary_types_allowed) does not apply
+        message = f"{_fmt(annotation)} is not serializable (supported: {_SUPPORTED})"
+        raise _AnnotationError(message) from exc
+
+
+def _encode_exact(plan: _Plan, value: Any) -> JSONValue:
+    """Encode a value of the planned type, without converting one that is not."""
+    if plan.plain is not None and plan.plain(value):
+        return value
+    if plan.union is not None:
+        return plan.union.encode(value)
+    if plan.typed is None:
+        if not isinstance(value, plan.root):
+            raise TypeError(f"expected {_fmt(plan.root)}")
+        return tags.encode_any(value)
+    return plan.dump(value)
+
+
+def _decode_exact(plan: _Plan, data: JSONValue) -> Any:
+    """Invert `_encode_exact`; raise ValueError (or pydantic's ValidationError) if impossible."""
+    if plan.plain is not None and plan.plain(data):
+        return data
+    if plan.union is not None:
+        return plan.union.decode(data)
+    if plan.typed is not None:
+        return plan.adapter().validate_json(json.dumps([data]))[0]
+    value = tags.decode_any(data)
+    if not isinstance(value, plan.root):
+        raise ValueError(f"got {tags.type_name(type(value))}")  # noqa: TRY004 -- for pydantic
+    return value
+
+
 _PLANS: dict[Any, _Plan] = {}
+_ORDERED_PLANS: dict[Any, _Plan] = {}  # plans with tagged unions, by `unions.cache_key`
 
 
 def _plan(annotation: Any, where: str) -> _Plan:
     try:
-        return _PLANS[annotation]
+        plan = _PLANS[annotation]
     except KeyError:
         plan = _PLANS[annotation] = _make_plan(annotation, where)
     except TypeError:  # unhashable annotation, e.g. Annotated with a list in its metadata
-        plan = _make_plan(annotation, where)
-    return plan
+        return _make_plan(annotation, where)
+    if plan.source is None or plan.source is annotation:
+        return plan
+    # Equal to what the plan was made for, but perhaps with union members in another
+    # order, which changes the positions that tagged members are stored by.
+    key = unions.cache_key(annotation)
+    try:
+        return _ORDERED_PLANS[key]
+    except (KeyError, TypeError):  # TypeError: an unhashable argument, e.g. in Callable[[...]]
+        return _make_plan(annotation, where)  # which adds it to _ORDERED_PLANS if it can
 
 
 def _make_plan(annotation: Any, where: str) -> _Plan:
@@ -277,19 +328,144 @@ def _make_plan(annotation: Any, where: str) -> _Plan:
     typed = _rewrite(tp)
     if typed is _TAGGED_ANY:
         return _Plan(tp, _plain_check(tp), None, dict if tp is dict else object)
-    return _Plan(tp, _plain_check(tp), typed, object)
+    plan = _Plan(tp, _plain_check(tp), typed, object, _union_codec(tp))
+    if unions.has_tagged_union(annotation):
+        plan.source = annotation
+        with contextlib.suppress(TypeError):  # an unhashable argument: not cached by order
+            _ORDERED_PLANS.setdefault(unions.cache_key(annotation), plan)
+    return plan
 
 
-def _normalize(tp: Any) -> Any:
-    if tp is None:
-        return type(None)
-    if tp in (Any, object, inspect.Parameter.empty) or isinstance(tp, TypeVar):
-        return Any
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    any_args = args in {(), (Any, Ellipsis)} if origin is tuple else all(a is Any for a in args)
-    if origin in _CONTAINERS and any_args:
-        return origin  # list[Any] means list, dict[Any, Any] dict, tuple[Any, ...] tuple
-    return tp
+class _UnionCodec:
+    """Stores the values of an ambiguous union in the form `_serde_unions` describes.
+
+    Used directly for a union annotation and, through `annotation`, by pydantic for a
+    union nested in a container or TypedDict.
+    """
+
+    def __init__(self, union: Any, tagged: tuple[bool, ...]) -> None:
+        self.union = union
+        self.members: tuple[Any, ...] = typing.get_args(union)
+        self.tagged = tagged
+        self._kinds = [unions.kinds(m) for m in self.members]
+        self._classes = [unions.member_classes(m) for m in self.members]
+        self._candidates: dict[type, tuple[int, ...]] = {}
+        self._plans: list[_Plan] | None = None
+        self._legacy: TypeAdapter[Any] | None = None
+        self.annotation: Any = Annotated[
+            Any,
+            PlainSerializer(self.encode, return_type=Any),
+            PlainValidator(self._validate),
+        ]
+
+    def encode(self, value: Any) -> JSONValue:
+        """Encode `value` under the member chosen for it; raise if no member takes it as is."""
+        candidates = self._candidates_for(type(value))
+        plans = self._member_plans()
+        several = len(candidates) > 1
+        error: Exception | None = None
+        for i in candidates:
+            if several and not unions.fits(value, self.members[i]):
+                continue
+            try:
+                encoded = _encode_exact(plans[i], value)
+            except RecursionError:
+                raise
+            except Exception as exc:
+                error = error or exc
+                continue
+            return unions.wrap(i, encoded) if self.tagged[i] else encoded
+        got = tags.type_name(type(value))
+        reason = f": {_first_line(error)}" if error is not None else ""
+        raise TypeError(f"{got} is not a value of any member of {_fmt(self.union)}{reason}")
+
+    def decode(self, data: JSONValue) -> Any:
+        """Invert `encode`; data stored before unions were tagged is read as pydantic would."""
+        plans = self._member_plans()
+        if (tagged := unions.unwrap(data, len(self.members))) is not None:
+            index, payload = tagged
+            return _decode_exact(plans[index], payload)
+        kind = unions.json_kind(data)
+        for i, (tagged_member, kinds) in enumerate(zip(self.tagged, self._kinds, strict=True)):
+            if not tagged_member and kind in kinds:
+                return _decode_exact(plans[i], data)
+        # Stored before this form existed, or written by hand (a hook payload sent for a
+        # hook no loaded module defines): read it as pydantic reads the union.
+        return self._legacy_adapter().validate_json(json.dumps([data]))[0]
+
+    def convert(self, value: Any) -> Any:
+        """Convert a live value as pydantic's lax mode would, unless it fits a member as is."""
+        try:
+            self.encode(value)
+        except RecursionError:
+            raise
+        except Exception:
+            return self._legacy_adapter().validate_python((value,))[0]
+        return value
+
+    def _validate(self, value: Any, info: ValidationInfo) -> Any:
+        # JSON mode decodes stored data; Python mode only converts a live value before
+        # encoding it (the lax path of `encode`).
+        try:
+            return self.decode(value) if info.mode == "json" else self.convert(value)
+        except ValidationError as exc:  # a ValueError, but pydantic would keep only its title
+            raise ValueError(_summarize(exc)) from None
+
+    def _candidates_for(self, cls: type) -> tuple[int, ...]:
+        """The members a value of type `cls` may go to, best first (see `_serde_unions`)."""
+        try:
+            return self._candidates[cls]
+        except KeyError:
+            pass
+        exact, instance, unknown = [], [], []
+        for i, classes in enumerate(self._classes):
+            if classes is None:
+                unknown.append(i)
+            elif cls in classes:
+                exact.append(i)
+            else:
+                try:
+                    if issubclass(cls, classes):
+                        instance.append(i)
+                except TypeError:  # e.g. a Protocol that is not runtime-checkable
+                    unknown.append(i)
+        found = self._candidates[cls] = (*exact, *instance, *unknown)
+        return found
+
+    def _member_plans(self) -> list[_Plan]:
+        if self._plans is None:  # lazily: a member may be a class still being defined
+            where = f"a member of {_fmt(self.union)}"
+            self._plans = [_plan(m, where) for m in self.members]
+        return self._plans
+
+    def _legacy_adapter(self) -> TypeAdapter[Any]:
+        if self._legacy is None:
+            members = tuple(_rewrite(m) for m in self.members)
+            self._legacy = _adapter(typing.Union[members], self.union)  # noqa: UP007
+        return self._legacy
+
+
+_UNION_CODECS: dict[Any, _UnionCodec | None] = {}
+_UNION_CODECS_LOCK = threading.Lock()
+
+
+def _union_codec(tp: Any) -> _UnionCodec | None:
+    """The codec of `tp` if it is an ambiguous union, one per annotation, else None."""
+    if typing.get_origin(tp) not in unions.UNIONS:
+        return None
+    key = unions.cache_key(tp)  # `int | str == str | int`, but positions differ
+    try:
+        return _UNION_CODECS[key]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable
+        tagged = unions.layout(typing.get_args(tp))
+        return None if tagged is None else _UnionCodec(tp, tagged)
+    with _UNION_CODECS_LOCK:
+        if key not in _UNION_CODECS:
+            tagged = unions.layout(typing.get_args(tp))
+            _UNION_CODECS[key] = None if tagged is None else _UnionCodec(tp, tagged)
+        return _UNION_CODECS[key]
 
 
 def _plain_check(tp: Any) -> Callable[[Any], bool] | None:  # noqa: PLR0911
@@ -311,11 +487,25 @@ def _plain_check(tp: Any) -> Callable[[Any], bool] | None:  # noqa: PLR0911
         return lambda v: type(v) is list and all(map(item, v))
     if origin is dict and args[0] is str and (val := _plain_check(_normalize(args[1]))) is not None:
         return lambda v: type(v) is dict and all(type(k) is str and val(x) for k, x in v.items())
-    if origin in (typing.Union, types.UnionType):
-        checks = [_plain_check(_normalize(a)) for a in args]
-        if all(c is not None for c in checks):
-            return lambda v: any(c(v) for c in checks if c is not None)
+    if origin in unions.UNIONS:
+        return _union_plain_check(args)
     return None
+
+
+def _union_plain_check(members: tuple[Any, ...]) -> Callable[[Any], bool] | None:
+    tagged = unions.layout(members)
+    if tagged is None:  # all or nothing, so that pydantic's choice of member stays as it was
+        checks = [_plain_check(_normalize(m)) for m in members]
+        if any(c is None for c in checks):
+            return None
+    else:  # untagged members are the only ones of their JSON kinds: any subset is safe
+        found = [_plain_check(_normalize(m)) for m, t in zip(members, tagged, strict=True) if not t]
+        checks = [c for c in found if c is not None]
+        if not checks:
+            return None
+    if len(checks) == 1:
+        return checks[0]
+    return lambda v: any(c(v) for c in checks if c is not None)
 
 
 def _rewrite(tp: Any) -> Any:  # noqa: PLR0911
@@ -332,10 +522,12 @@ def _rewrite(tp: Any) -> Any:  # noqa: PLR0911
         return tp
     if origin is Annotated:
         return Annotated[(_rewrite(args[0]), *tp.__metadata__)]
+    if (codec := _union_codec(tp)) is not None:
+        return codec.annotation
     new = tuple(a if a is Ellipsis else _rewrite(a) for a in args)
     if origin is dict and not _json_key(args[0]):
         return _pairs_dict(*new)
-    if origin in (typing.Union, types.UnionType):
+    if origin in unions.UNIONS:
         return typing.Union[new]  # noqa: UP007 -- built from a tuple at runtime
     if new == args:
         return tp
@@ -343,16 +535,6 @@ def _rewrite(tp: Any) -> Any:  # noqa: PLR0911
         return origin[new]
     except TypeError:  # an origin that cannot be subscripted again; keep it as written
         return tp
-
-
-def _json_key(tp: Any) -> bool:
-    """Whether pydantic stores dict keys of this type as JSON object keys that round-trip."""
-    tp = _normalize(tp)
-    if typing.get_origin(tp) is Annotated:
-        return _json_key(typing.get_args(tp)[0])
-    if typing.get_origin(tp) is Literal or hasattr(tp, "__supertype__"):  # Literal, NewType
-        return True
-    return isinstance(tp, type) and tp not in _CONTAINERS and tp is not Any
 
 
 def _pairs_dict(key: Any, value: Any) -> Any:
@@ -420,6 +602,7 @@ def _summarize(exc: ValidationError, *, got: bool = True) -> str:
     first = errors[0]
     loc = ".".join(str(p) for p in first["loc"][1:])  # [0] is our 1-tuple wrapper
     more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+    got = got and first["type"] != "value_error"  # our validators' messages say what they got
     what = f" (got {tags.type_name(type(first['input']))})" if got else ""
     return f"{loc + ': ' if loc else ''}{first['msg']}{what}{more}"
 
