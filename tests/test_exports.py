@@ -19,6 +19,7 @@ EXPORTED = [
     "RetryPolicy",
     "RetryableError",
     "Run",
+    "RunContextFilter",
     "RunNotFoundError",
     "RunRecord",
     "RunStatus",

@@ -19,6 +19,7 @@ from perdure._errors import (
     WorkflowFailed,
 )
 from perdure._hooks import Hook, Webhook, WebhookRequest, create_webhook, define_hook
+from perdure._logging import RunContextFilter
 from perdure._records import Event, EventType, RunRecord, RunStatus
 from perdure._replay import HookStream, RetryPolicy
 from perdure._workflow import (
@@ -51,6 +52,7 @@ __all__ = [
     "RetryPolicy",
     "RetryableError",
     "Run",
+    "RunContextFilter",
     "RunNotFoundError",
     "RunRecord",
     "RunStatus",

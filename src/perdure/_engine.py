@@ -15,6 +15,7 @@ from perdure._errors import RunNotFoundError, WorkflowCancelled, WorkflowFailed
 from perdure._records import JSON, Event, NewRun, RunRecord, RunStatus
 from perdure._replay import Duration, parse_duration
 from perdure._serde import decode
+from perdure._tracing import link_current_span_to_run, resume_hook_span, start_run_span
 from perdure._worker import Worker, WorkerStatistics
 from perdure._workflow import Workflow, lookup_workflow
 from perdure.stores import Store, open_store
@@ -336,7 +337,8 @@ class Engine:
             raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
         encoded: JSON = spec.codec.encode_args(args, kwargs)
         new = NewRun(run_id or uuid.uuid4().hex, spec.name, encoded, spec.version)
-        record, created = await self.store.create_run(new, self.clock.now())
+        with start_run_span(new.id, spec.name):
+            record, created = await self.store.create_run(new, self.clock.now())
         if not created and record.workflow != spec.name:
             raise ValueError(
                 f"run id {new.id!r} already belongs to a run of workflow {record.workflow!r}"
@@ -387,7 +389,9 @@ class Engine:
     ) -> HookRecord:
         """Store an encoded payload for the hook holding ``token`` and wake its run."""
         self._require_open()
-        hook = await self.store.resume_hook(token, payload, self.clock.now(), name=name)
+        with resume_hook_span(token):
+            hook = await self.store.resume_hook(token, payload, self.clock.now(), name=name)
+            link_current_span_to_run(hook.run_id)
         self._signal()
         return hook
 

@@ -44,6 +44,7 @@ from perdure._replay import (
     error_record,
     replay,
 )
+from perdure._tracing import RunSpan
 from perdure._workflow import StepMetadata, WorkflowMetadata, step_context
 from perdure.stores import FAR_FUTURE
 
@@ -84,6 +85,7 @@ class RunActor:
         self._cancel_pending = False
         self._evict_timer: TimerHandle | None = None
         self._backing_off: set[str] = set()
+        self._span = RunSpan(record.id, spec.name, replayed=record.status is not RunStatus.PENDING)
 
     # -- start ----------------------------------------------------------------------
 
@@ -201,8 +203,9 @@ class RunActor:
                 if self.gone or self.instance is None or self.instance.finished:
                     break
                 self._process(self.instance.deliver(completion, now))
-            if any(e.type in _TERMINAL for e in batch.events):
-                self._finish()
+            terminal = next((e for e in batch.events if e.type in _TERMINAL), None)
+            if terminal is not None:
+                self._finish(terminal)
                 return
             # One loop turn before the next batch: steps the workflow just started run
             # first, and those that finish at once share this append with their start.
@@ -364,7 +367,10 @@ class RunActor:
                 async with self.worker.step_slots:
                     token = step_context.set((meta, wf_meta))
                     try:
-                        value = await self._call(spec.fn, spec.is_async, spec.timeout, args, kwargs)
+                        with self._span.step(spec.name, meta.step_id, attempt):
+                            value = await self._call(
+                                spec.fn, spec.is_async, spec.timeout, args, kwargs
+                            )
                     finally:
                         step_context.reset(token)
             except asyncio.CancelledError:
@@ -546,10 +552,13 @@ class RunActor:
         self._timers.clear()
         if self.instance is not None:
             self.instance.discard()
+        self._span.end(outcome="released")  # no-op when the run ended here
         self.worker.forget(self)
 
-    def _finish(self) -> None:
+    def _finish(self, terminal: NewEvent) -> None:
         self.finished = True
+        outcome = terminal.type.value.removeprefix("run_")
+        self._span.end(outcome=outcome, error=terminal.data.get("error"))
         self._abandon()
         self.worker.run_finished(self.run_id)
 
