@@ -335,12 +335,6 @@ def test_resume_hook_rejects_bad_input_and_writes_nothing(db: Populated) -> None
     assert _inbox_rows(db.path) == 0
 
 
-def test_web_is_not_available_yet(db: Populated) -> None:
-    """`perdure web` accepts --host and --port but says the dashboard is not there (exit 1)."""
-    result = cli(db.url, "web", "--host", "localhost", "--port", "8123")
-    assert_clean_error(result, 1, "dashboard is not available yet")
-
-
 # -- changing runs ----------------------------------------------------------------------
 
 

@@ -687,6 +687,90 @@ async def test_cancel_a_waiting_run(engine: Engine, client: httpx.AsyncClient) -
     assert 404 == unknown.status_code
 
 
+async def test_live_hooks_are_listed_with_their_payload_schema(
+    engine: Engine, client: httpx.AsyncClient
+) -> None:
+    """GET /hooks lists live hooks (?run= narrows), with the schema this process knows."""
+    token = await waiting_approval(engine)
+    url = await waiting_webhook(engine)
+
+    every = await client.get("/hooks")
+    mine = await client.get("/hooks", params={"run": "approve-run-d1"})
+    unknown = await client.get("/hooks", params={"run": "nope"})
+
+    assert 200 == every.status_code
+    assert {token, token_of(url)} == {h["token"] for h in every.json()["hooks"]}
+    [hook] = mine.json()["hooks"]
+    assert {"token": token, "name": "http-approval", "kind": "hook"}.items() <= hook.items()
+    assert ["approved", "changes"] == hook["schema"]["properties"]["decision"]["enum"]
+    webhook = next(h for h in every.json()["hooks"] if h["kind"] == "webhook")
+    assert webhook["schema"] is None
+    assert 404 == unknown.status_code
+    assert "'nope'" in unknown.json()["error"]
+
+
+async def test_a_run_timeline_shows_steps_and_hooks_with_their_values(
+    engine: Engine, client: httpx.AsyncClient
+) -> None:
+    """GET /runs/{id}/timeline gives one span per step attempt and hook, values included."""
+    greeted = await engine.start(greet, "ada")
+    await greeted.result(timeout=5)
+    token = await waiting_approval(engine)
+    waiting = (await client.get("/runs/approve-run-d1/timeline")).json()
+    await approval.resume(token, {"decision": "changes", "notes": "shorter"}, engine=engine)
+    approved = await engine.get_run("approve-run-d1")
+    await approved.result(timeout=5)
+
+    steps = await client.get(f"/runs/{greeted.id}/timeline")
+    hooks = await client.get("/runs/approve-run-d1/timeline")
+    unknown = await client.get("/runs/nope/timeline")
+
+    assert 200 == steps.status_code
+    [step_span] = steps.json()["spans"]
+    assert {
+        "kind": "step",
+        "call": "shout#1",
+        "name": "shout",
+        "outcome": "completed",
+        "attempt": 1,
+        "output": "HELLO ADA",
+        "has_output": True,
+    }.items() <= step_span.items()
+    assert step_span["end"] is not None
+    [open_hook] = waiting["spans"]
+    assert ("waiting", None, token) == (open_hook["outcome"], open_hook["end"], open_hook["token"])
+    assert waiting["now"] == fake_clock(engine).now().isoformat()
+    [hook_span] = hooks.json()["spans"]
+    assert "received" == hook_span["outcome"]
+    assert [{"decision": "changes", "notes": "shorter"}] == [
+        p["payload"] for p in hook_span["payloads"]
+    ]
+    assert 404 == unknown.status_code
+
+
+async def test_rerun_starts_a_new_run_with_the_same_input(
+    engine: Engine, client: httpx.AsyncClient
+) -> None:
+    """POST /runs/{id}/rerun makes a new run of the workflow with the stored input (201)."""
+    first = await engine.start(greet, "bo", 2)
+    await first.result(timeout=5)
+
+    response = await client.post(f"/runs/{first.id}/rerun")
+    unknown = await client.post("/runs/nope/rerun")
+
+    assert 201 == response.status_code, response.text
+    again = response.json()
+    assert again["id"] != first.id
+    assert ("http-greet", first.record.input, first.record.version) == (
+        again["workflow"],
+        again["input"],
+        again["version"],
+    )
+    assert "HELLO BO HELLO BO" == await (await engine.get_run(again["id"])).result(timeout=5)
+    assert 404 == unknown.status_code
+    assert 2 == len(await engine.list_runs())
+
+
 async def test_unknown_paths_and_methods_get_json_errors(client: httpx.AsyncClient) -> None:
     """A path or method the API does not have is a JSON 404 or 405, not HTML."""
     missing = await client.get("/nowhere")
@@ -757,7 +841,7 @@ def test_generated_requests_never_get_a_server_error(tmp_path: Path) -> None:
                 assert http.post("/runs", json=body).status_code == 201
         results = list(schema.get_all_operations())
         operations = [result.ok() for result in results if isinstance(result, Ok)]
-        assert len(operations) == 11
+        assert len(operations) == 14
         for operation in operations:
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 

@@ -4,16 +4,17 @@
 - `_common`: errors and exit codes, opening the database, importing user modules;
 - `_output`: consoles, formatting, the JSON shapes;
 - `_inspect`: ``runs``, ``show``, ``events``, ``hooks``; `_timeline` draws ``show``;
-- `_control`: ``cancel``, ``resume-hook``, ``rerun``, ``web``;
-- `_serve`: ``worker``.
+- `_control`: ``cancel``, ``resume-hook``, ``rerun``;
+- `_serve`: ``worker``; `_web`: ``web`` (the dashboard and the HTTP API).
 """
 
 from __future__ import annotations
 
 from perdure._cli._app import app, main
-from perdure._cli._control import cancel, rerun, resume_hook, web
+from perdure._cli._control import cancel, rerun, resume_hook
 from perdure._cli._inspect import events, hooks, runs, show
 from perdure._cli._serve import worker
+from perdure._cli._web import web
 
 __all__ = ["app", "main"]
 

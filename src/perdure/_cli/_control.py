@@ -1,4 +1,4 @@
-"""Commands that steer runs: ``cancel``, ``resume-hook``, ``rerun``; and ``web``."""
+"""Commands that steer runs: ``cancel``, ``resume-hook``, ``rerun``."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from perdure._records import JSON, RunRecord
     from perdure.stores import Store
 
-__all__ = ["cancel", "rerun", "resume_hook", "web"]
+__all__ = ["cancel", "rerun", "resume_hook"]
 
 _PROGRESS_FROM = 5
 """Cancelling at least this many runs shows a progress bar (on a terminal)."""
@@ -257,17 +257,3 @@ def rerun(
 
     new_id = run(main())
     sys.stdout.write(new_id + "\n")
-
-
-def web(
-    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="The port to listen on.")] = 8000,
-    database_url: DatabaseUrl = None,
-) -> None:
-    """Serve the web dashboard (not available yet)."""
-    del host, port, database_url
-    error(
-        "the dashboard is not available yet; "
-        "use `perdure runs`, `perdure show RUN` and `perdure hooks` meanwhile"
-    )
-    raise typer.Exit(1)

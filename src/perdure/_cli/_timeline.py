@@ -1,15 +1,12 @@
 """``perdure show``: a run's story, built from its log.
 
-The log is grouped into *spans*: one per step attempt (started until it completed,
-failed or was retried), one per sleep, one per hook (created until disposed, with the
-payloads it received). Spans are listed in the order they began.
+The log is grouped into *spans* (`perdure._views.spans`, shared with the dashboard):
+one per step attempt, one per sleep, one per hook, in the order they began.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
@@ -19,8 +16,11 @@ from rich.text import Text
 
 from perdure._cli._output import duration, out, run_duration, status_text, when
 from perdure._records import EventType, RunStatus
+from perdure._views import Span, spans
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from rich.console import RenderableType
 
     from perdure._records import JSON, Event, HookRecord, RunRecord
@@ -45,94 +45,6 @@ _OUTCOME_STYLES = {
     "waiting": "cyan",
     "cancelled": "magenta",
 }
-
-
-@dataclass
-class Span:
-    """One step attempt, sleep or hook, from its first event to its last."""
-
-    kind: str
-    """``step``, ``sleep`` or ``hook``."""
-    call: str
-    """The correlation id (``summarize#2``)."""
-    start: datetime
-    end: datetime | None = None
-    outcome: str = "running"
-    attempt: int | None = None
-    detail: str = ""
-    input: JSON = None
-    output: JSON = None
-    has_output: bool = False
-    error: dict[str, JSON] | None = None
-    payloads: list[tuple[datetime, JSON]] = field(default_factory=list)
-
-
-def _step_event(open_: dict[str, Span], event: Event, cid: str) -> Span | None:
-    data = event.data
-    if event.type is EventType.STEP_STARTED:
-        span = Span("step", cid, event.created_at, attempt=data.get("attempt"))
-        span.input = data.get("input")
-        open_[cid] = span
-        return span
-    if cid not in open_:
-        return None
-    span = open_.pop(cid)
-    span.end = event.created_at
-    if event.type is EventType.STEP_COMPLETED:
-        span.outcome, span.output, span.has_output = "completed", data.get("output"), True
-    else:
-        span.outcome = "retrying" if event.type is EventType.STEP_RETRYING else "failed"
-        span.error = data.get("error")
-        if data.get("retry_at"):
-            span.detail = f"next attempt at {data['retry_at']}"
-    return None
-
-
-def _other_event(open_: dict[str, Span], event: Event, cid: str) -> Span | None:
-    data = event.data
-    match event.type:
-        case EventType.SLEEP_STARTED:
-            span = Span("sleep", cid, event.created_at, outcome="sleeping")
-            span.detail = f"until {data.get('wake_at')}"
-            open_[cid] = span
-            return span
-        case EventType.SLEEP_COMPLETED if cid in open_:
-            span = open_.pop(cid)
-            span.end = event.created_at
-            span.outcome = "cancelled" if data.get("cancelled") else "completed"
-        case EventType.HOOK_CREATED:
-            span = Span("hook", cid, event.created_at, outcome="waiting")
-            span.detail = f"{data.get('name')}, token {data.get('token')!r}"
-            if data.get("error"):
-                span.outcome, span.end, span.error = "conflict", event.created_at, data["error"]
-            else:
-                open_[cid] = span
-            return span
-        case EventType.HOOK_RECEIVED if cid in open_:
-            open_[cid].payloads.append((event.created_at, data.get("payload")))
-            open_[cid].outcome = "received"
-        case EventType.HOOK_DISPOSED if cid in open_:
-            span = open_.pop(cid)
-            span.end = event.created_at
-            span.outcome = "received" if span.payloads else "disposed"
-        case _:
-            pass
-    return None
-
-
-def spans(events: list[Event]) -> list[Span]:
-    """The run's steps, sleeps and hooks, in the order they began."""
-    found: list[Span] = []
-    open_: dict[str, Span] = {}
-    for event in events:
-        cid = event.correlation_id or str(event.data.get("token") or event.seq)
-        if event.type.value.startswith("step_"):
-            span = _step_event(open_, event, cid)
-        else:
-            span = _other_event(open_, event, cid)
-        if span is not None:
-            found.append(span)
-    return found
 
 
 # -- rendering ------------------------------------------------------------------------

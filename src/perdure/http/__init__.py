@@ -16,10 +16,15 @@ Endpoints (JSON; ``GET /openapi.json`` describes them):
 - ``POST /hooks/{token}/resume``: resume a hook made with ``hook.create()``;
 - ``GET|POST|PUT|PATCH|DELETE /webhooks/{token}``: feed a webhook (`create_webhook`);
 - ``POST /runs``, ``GET /runs``, ``GET /runs/{id}``, ``GET /runs/{id}/events``,
-  ``POST /runs/{id}/cancel``.
+  ``GET /runs/{id}/timeline``, ``POST /runs/{id}/cancel``, ``POST /runs/{id}/rerun``;
+- ``GET /hooks?run=``: live hooks.
+
+The web dashboard (`perdure.web`) is served by the same app: ``/`` lists runs, and
+``/runs/{id}`` answers a browser asking for HTML with the run's page.
 
 With a token (``create_app(engine, token=...)`` or ``$PERDURE_API_TOKEN``) every
-endpoint but the webhooks and the OpenAPI document needs ``Authorization: Bearer ...``.
+endpoint but the webhooks and the OpenAPI document needs ``Authorization: Bearer ...``;
+browsers sign in at ``/login`` instead (see `perdure.http._dashboard`).
 """
 
 from perdure._hooks import Webhook, WebhookRequest

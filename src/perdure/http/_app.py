@@ -14,6 +14,7 @@ import inspect
 import json
 import logging
 import os
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pydantic
@@ -25,17 +26,25 @@ from starlette.routing import Route
 
 from perdure._errors import HookNotFoundError, RunNotFoundError
 from perdure._hooks import WEBHOOK, WebhookRequest, lookup_hook, webhook_response
-from perdure._records import EventType, RunStatus
+from perdure._records import EventType, NewRun, RunStatus
 from perdure._serde import encode
-from perdure._views import event_json, hook_json, run_json
+from perdure._views import event_json, hook_json, iso, run_json, span_json, spans
 from perdure._workflow import Workflow, lookup_workflow
+from perdure.http._dashboard import (
+    SESSION_COOKIE,
+    Dashboard,
+    cross_site,
+    session_problem,
+    wants_html,
+)
 from perdure.http._openapi import openapi_document
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
     from perdure._engine import Engine, Run
-    from perdure._records import JSON, Event, RunRecord
+    from perdure._hooks import Hook
+    from perdure._records import JSON, Event, HookRecord, RunRecord
     from perdure._replay import WorkflowSpec
     from perdure.stores import Store
 
@@ -209,9 +218,21 @@ class _Api:
 
     def authorize(self, request: Request) -> None:
         if self.token is None:
+            refused = cross_site(request)
+            if refused is not None:
+                raise _Refused(
+                    403,
+                    f"{refused}: with no API token, changes are accepted only from this "
+                    "server's own pages and from clients that are not browsers",
+                )
             return
         header = request.headers.get("authorization")
         challenge = {"WWW-Authenticate": 'Bearer realm="perdure"'}
+        if header is None and SESSION_COOKIE in request.cookies:
+            problem = session_problem(request, self.token)
+            if problem is not None:
+                raise _Refused(*problem)
+            return
         if header is None:
             raise _Refused(401, "missing Authorization: Bearer <token> header", challenge)
         scheme, _, given = header.partition(" ")
@@ -325,6 +346,39 @@ class _Api:
         after = await self.store.get_run(record.id)
         return _json(_run_detail(after or record), 202)
 
+    async def rerun(self, request: Request) -> Response:
+        """Start a new run of the run's workflow with the same stored input."""
+        record = await self._run(request)
+        spec = lookup_workflow(record.workflow)
+        # The latest code's version when this process defines the workflow.
+        version = spec.version if spec is not None else record.version
+        new = NewRun(uuid.uuid4().hex, record.workflow, record.input, version)
+        created, _ = await self.store.create_run(new, self.engine.clock.now())
+        self.engine._signal()  # wake this process's worker; others hear of it from the store
+        return _json(_run_detail(created), 201)
+
+    async def run_timeline(self, request: Request) -> Response:
+        """The run's steps, sleeps and hooks in time, built from its log."""
+        record = await self._run(request)
+        events = await self.store.events(record.id)
+        return _json(
+            {
+                "run_id": record.id,
+                "now": iso(self.engine.clock.now()),
+                "spans": [span_json(span) for span in spans(events)],
+            }
+        )
+
+    async def list_hooks(self, request: Request) -> Response:
+        """Live hooks, oldest first; with ``run``, only that run's."""
+        run_id = request.query_params.get("run")
+        if run_id is not None:
+            _plain_key(run_id, "run with id")
+            if await self.store.get_run(run_id) is None:
+                raise _Refused(404, f"no run with id {run_id!r}")
+        hooks = await self.store.list_hooks(run_id=run_id)
+        return _json({"hooks": [_hook_detail(hook) for hook in hooks]})
+
     async def _run(self, request: Request) -> RunRecord:
         run_id = request.path_params["run_id"]
         _plain_key(run_id, "run with id")
@@ -332,6 +386,29 @@ class _Api:
         if record is None:
             raise _Refused(404, f"no run with id {run_id!r}")
         return record
+
+
+def _hook_detail(hook: HookRecord) -> dict[str, JSON]:
+    shape = hook_json(hook)
+    definition = lookup_hook(hook.name) if hook.kind != WEBHOOK else None
+    shape["schema"] = _json_schema(definition) if definition is not None else None
+    return shape
+
+
+_schemas: dict[int, tuple[Hook[Any], JSON]] = {}
+
+
+def _json_schema(definition: Hook[Any]) -> JSON:
+    """The JSON Schema of a hook's payload type, or None when pydantic cannot say."""
+    cached = _schemas.get(id(definition))
+    if cached is not None and cached[0] is definition:
+        return cached[1]
+    try:
+        document: JSON = pydantic.TypeAdapter(definition.schema).json_schema()
+    except Exception:  # a type pydantic cannot describe: the form goes without a hint
+        document = None
+    _schemas[id(definition)] = (definition, document)
+    return document
 
 
 def _encode_payload(name: str, payload: JSON) -> JSON:
@@ -434,8 +511,14 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return _error(500, "internal error; the server's log has the details")
 
 
-def create_app(engine: Engine, *, token: str | None = None, max_body: int = 1_048_576) -> Starlette:
-    """Perdure's HTTP API and webhooks as an ASGI app (see `perdure.http`).
+def create_app(
+    engine: Engine,
+    *,
+    token: str | None = None,
+    max_body: int = 1_048_576,
+    dashboard: bool = True,
+) -> Starlette:
+    """Perdure's HTTP API, webhooks and web dashboard as an ASGI app (see `perdure.http`).
 
     Args:
         engine: the Engine whose store the app reads and writes. Served on its own, the
@@ -443,8 +526,10 @@ def create_app(engine: Engine, *, token: str | None = None, max_body: int = 1_04
             another app, enter it in that app's lifespan.
         token: the bearer token every endpoint but the webhooks and ``/openapi.json``
             requires; defaults to ``$PERDURE_API_TOKEN``; None (and no variable) leaves
-            the API open.
+            the API open. Browsers sign in to the dashboard with it at ``/login``.
         max_body: the largest request body accepted, in bytes (413 above it).
+        dashboard: serve the web dashboard (``/``, ``/runs/{id}`` for browsers,
+            ``/static/...``, ``/login``); False serves the API alone.
     """
     if max_body < 0:
         raise ValueError(f"max_body must be >= 0, got {max_body}")
@@ -456,6 +541,18 @@ def create_app(engine: Engine, *, token: str | None = None, max_body: int = 1_04
         """This API's OpenAPI 3.1 document."""
         del request
         return _json(document)
+
+    pages = Dashboard(secret) if dashboard else None
+    get_run_json = api.endpoint(api.get_run)
+
+    async def get_run(request: Request) -> Response:
+        """One run as JSON, or its dashboard page for a browser that asks for HTML."""
+        if pages is not None and wants_html(request):
+            return await pages.run_page(request)
+        response = await get_run_json(request)
+        if pages is not None:
+            response.headers["Vary"] = "Accept"
+        return response
 
     routes = [
         Route(
@@ -469,11 +566,15 @@ def create_app(engine: Engine, *, token: str | None = None, max_body: int = 1_04
             api.endpoint(api.webhook, auth=False),
             methods=list(WEBHOOK_METHODS),
         ),
+        Route("/hooks", api.endpoint(api.list_hooks), methods=["GET"]),
         Route("/runs", api.endpoint(api.start_run), methods=["POST"]),
         Route("/runs", api.endpoint(api.list_runs), methods=["GET"]),
-        Route("/runs/{run_id}", api.endpoint(api.get_run), methods=["GET"]),
+        Route("/runs/{run_id}", get_run, methods=["GET"]),
         Route("/runs/{run_id}/events", api.endpoint(api.run_events), methods=["GET"]),
+        Route("/runs/{run_id}/timeline", api.endpoint(api.run_timeline), methods=["GET"]),
         Route("/runs/{run_id}/cancel", api.endpoint(api.cancel_run), methods=["POST"]),
+        Route("/runs/{run_id}/rerun", api.endpoint(api.rerun), methods=["POST"]),
+        *(pages.routes() if pages is not None else []),
     ]
 
     @contextlib.asynccontextmanager

@@ -111,6 +111,86 @@ _SCHEMAS: dict[str, Any] = {
             "created_at": _TIME,
         },
     },
+    "HookList": {
+        "type": "object",
+        "required": ["hooks"],
+        "properties": {
+            "hooks": {
+                "type": "array",
+                "items": {
+                    "allOf": [
+                        _ref("Hook"),
+                        {
+                            "type": "object",
+                            "properties": {
+                                "schema": {
+                                    "description": "The payload's JSON Schema when this "
+                                    "process defines the hook, else null.",
+                                    "type": ["object", "null"],
+                                }
+                            },
+                        },
+                    ]
+                },
+            }
+        },
+    },
+    "Span": {
+        "type": "object",
+        "description": "One step attempt, sleep or hook of a run, from its first event "
+        "to its last (end is null while it lasts).",
+        "required": ["kind", "call", "start", "end", "outcome", "payloads"],
+        "properties": {
+            "kind": {"type": "string", "enum": ["step", "sleep", "hook"]},
+            "call": {"type": "string", "description": "The correlation id (name#n)."},
+            "name": _nullable("string"),
+            "start": _TIME,
+            "end": _MAYBE_TIME,
+            "outcome": {
+                "type": "string",
+                "enum": [
+                    "running",
+                    "completed",
+                    "retrying",
+                    "failed",
+                    "sleeping",
+                    "cancelled",
+                    "waiting",
+                    "received",
+                    "disposed",
+                    "conflict",
+                ],
+            },
+            "attempt": _nullable("integer"),
+            "detail": {"type": "string"},
+            "token": _nullable("string"),
+            "wake_at": _nullable(
+                "string",
+                description="When a sleep ends, or a retried step's next attempt starts.",
+            ),
+            "input": {"description": "A step's encoded call."},
+            "output": {"description": "A completed step's encoded value."},
+            "has_output": {"type": "boolean"},
+            "error": {"type": ["object", "null"]},
+            "payloads": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["at", "payload"],
+                    "properties": {"at": _TIME, "payload": {}},
+                },
+            },
+        },
+    },
+    "Timeline": {
+        "type": "object",
+        "required": ["run_id", "now", "spans"],
+        "properties": {
+            "run_id": {"type": "string"},
+            "now": {**_TIME, "description": "The server's time, the end of open spans."},
+            "spans": {"type": "array", "items": _ref("Span")},
+        },
+    },
     "StartRun": {
         "type": "object",
         "required": ["workflow"],
@@ -221,6 +301,27 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/hooks": {
+            "get": {
+                "operationId": "list_hooks",
+                "summary": "List live hooks, oldest first",
+                "tags": ["hooks"],
+                "parameters": [
+                    {
+                        "name": "run",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only this run's hooks.",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _ok("The live hooks.", "HookList"),
+                    **_AUTH_ERRORS,
+                    "404": _error("No run has this id."),
+                },
+            }
+        },
         "/webhooks/{token}": {
             method: _webhook_operation(method)
             for method in ("get", "post", "put", "patch", "delete")
@@ -278,6 +379,8 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "get_run",
                 "summary": "One run: status, and result or error once ended",
+                "description": "A browser asking for HTML (Accept: text/html) gets the "
+                "run's dashboard page instead.",
                 "tags": ["runs"],
                 "parameters": [_RUN_ID],
                 "responses": {
@@ -305,6 +408,37 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": _ok("The events.", "EventList"),
                     "400": _error("A query parameter is invalid."),
+                    **_AUTH_ERRORS,
+                    "404": _error("No run has this id."),
+                },
+            }
+        },
+        "/runs/{run_id}/timeline": {
+            "get": {
+                "operationId": "run_timeline",
+                "summary": "A run's steps, sleeps and hooks in time",
+                "description": "Built from the run's log: one span per step attempt, per "
+                "sleep and per hook, in the order they began.",
+                "tags": ["runs"],
+                "parameters": [_RUN_ID],
+                "responses": {
+                    "200": _ok("The timeline.", "Timeline"),
+                    **_AUTH_ERRORS,
+                    "404": _error("No run has this id."),
+                },
+            }
+        },
+        "/runs/{run_id}/rerun": {
+            "post": {
+                "operationId": "rerun_run",
+                "summary": "Start a new run of the same workflow with the same input",
+                "description": "The new run records the version of the workflow this "
+                "process defines (the latest code), else the original run's version. A "
+                "worker serving the workflow runs it.",
+                "tags": ["runs"],
+                "parameters": [_RUN_ID],
+                "responses": {
+                    "201": _ok("The new run.", "Run"),
                     **_AUTH_ERRORS,
                     "404": _error("No run has this id."),
                 },
@@ -349,8 +483,10 @@ def openapi_document(*, secured: bool) -> dict[str, Any]:
         "info": {
             "title": "perdure",
             "version": "1",
-            "description": "Resume hooks, feed webhooks, and start, inspect and cancel "
-            'runs of durable workflows. Errors are JSON: {"error": "..."}.',
+            "description": "Resume hooks, feed webhooks, and start, inspect, cancel "
+            'and rerun runs of durable workflows. Errors are JSON: {"error": "..."}. '
+            "The web dashboard's pages (/, and /runs/{run_id} for browsers) call this "
+            "API with a session cookie set by /login and an X-Perdure-Dashboard header.",
         },
         "paths": _paths(),
         "components": {

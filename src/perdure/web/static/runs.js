@@ -1,0 +1,137 @@
+// The runs list: newest first, filtered by status and workflow, refreshed every second.
+// Rows are kept by run id and updated in place, so focus and selection survive.
+
+import {
+  api,
+  base,
+  clearError,
+  formatAgo,
+  formatDuration,
+  formatTime,
+  h,
+  isTerminal,
+  parseTime,
+  poll,
+  runDuration,
+  setText,
+  showError,
+  statusBadge,
+} from "./dashboard.js";
+
+const LIMIT = 200;
+
+const form = document.getElementById("filters");
+const statusSelect = document.getElementById("status");
+const workflowSelect = document.getElementById("workflow");
+const tbody = document.getElementById("rows");
+const empty = document.getElementById("empty");
+const count = document.getElementById("count");
+
+const rows = new Map(); // run id -> {tr, cells}
+const workflows = new Set();
+
+// The filters live in the address, so a reload or a bookmark keeps them.
+const params = new URLSearchParams(location.search);
+statusSelect.value = params.get("status") || "";
+if (params.get("workflow")) addWorkflow(params.get("workflow"));
+workflowSelect.value = params.get("workflow") || "";
+
+function addWorkflow(name) {
+  if (workflows.has(name)) return;
+  workflows.add(name);
+  const options = [...workflowSelect.options].slice(1);
+  const before = options.find((option) => option.value.localeCompare(name) > 0) || null;
+  workflowSelect.insertBefore(h("option", { value: name }, name), before);
+}
+
+function query() {
+  const search = new URLSearchParams();
+  if (statusSelect.value) search.set("status", statusSelect.value);
+  if (workflowSelect.value) search.set("workflow", workflowSelect.value);
+  return search;
+}
+
+function makeRow(run) {
+  const link = h("a", { href: `${base}/runs/${encodeURIComponent(run.id)}`, class: "mono" }, run.id);
+  const cells = {
+    workflow: h("td"),
+    status: statusBadge(run.status),
+    created: h("time"),
+    duration: h("td", { class: "num" }),
+  };
+  const tr = h(
+    "tr",
+    { "data-run-id": run.id },
+    h("th", { scope: "row" }, link),
+    cells.workflow,
+    h("td", {}, cells.status),
+    h("td", {}, cells.created),
+    cells.duration,
+  );
+  return { tr, cells };
+}
+
+function updateRow(row, run, now) {
+  setText(row.cells.workflow, run.workflow);
+  const cancelling = run.cancel_requested && !isTerminal(run.status);
+  statusBadge(run.status, row.cells.status, cancelling ? "cancelling" : run.status);
+  if (run.error) row.cells.status.title = `${run.error.type}: ${run.error.message}`;
+  const created = parseTime(run.created_at);
+  row.cells.created.dateTime = run.created_at;
+  row.cells.created.title = formatTime(created);
+  setText(row.cells.created, formatAgo(created, now));
+  const took = runDuration(run, now);
+  setText(row.cells.duration, formatDuration(took) + (took !== null && !isTerminal(run.status) ? " …" : ""));
+}
+
+function render(runs) {
+  const now = Date.now();
+  const seen = new Set();
+  runs.forEach((run, index) => {
+    addWorkflow(run.workflow);
+    seen.add(run.id);
+    let row = rows.get(run.id);
+    if (!row) {
+      row = makeRow(run);
+      rows.set(run.id, row);
+    }
+    updateRow(row, run, now);
+    if (tbody.children[index] !== row.tr) tbody.insertBefore(row.tr, tbody.children[index] || null);
+  });
+  for (const [id, row] of rows) {
+    if (!seen.has(id)) {
+      row.tr.remove();
+      rows.delete(id);
+    }
+  }
+  const filtered = statusSelect.value || workflowSelect.value;
+  empty.hidden = runs.length > 0;
+  setText(
+    empty,
+    filtered
+      ? "No runs match these filters."
+      : "No runs yet. Start one with engine.start(...), POST /runs, or perdure rerun.",
+  );
+  const shown = runs.length === LIMIT ? `the newest ${LIMIT} runs` : `${runs.length} run${runs.length === 1 ? "" : "s"}`;
+  setText(count, `${shown}${filtered ? " matching the filters" : ""}, newest first`);
+}
+
+async function tick() {
+  const filters = query().toString();
+  const search = query();
+  search.set("limit", String(LIMIT));
+  const data = await api(`/runs?${search}`);
+  clearError();
+  if (query().toString() === filters) render(data.runs); // else the filters changed meanwhile
+}
+
+const refresh = poll(tick, (error) => showError("Could not load the runs:", error));
+
+form.addEventListener("change", () => {
+  const search = query().toString();
+  history.replaceState(null, "", search ? `?${search}` : location.pathname);
+  for (const row of rows.values()) row.tr.remove();
+  rows.clear();
+  refresh();
+});
+form.addEventListener("submit", (event) => event.preventDefault());
