@@ -6,18 +6,23 @@ worker is idle, so sleeps and retry backoffs take no wall time.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import asyncpg
 import pytest
 
 from perdure import Engine
 from perdure.stores import Store
 from perdure.testing import FakeClock, memory_engine
+from pg import clear_tables, postgres_database, run_in_thread
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+__all__ = ["EngineFactory", "engine", "make_engine", "postgres_database", "store_kind"]
 
 # The seed examples live in examples/, which is not a package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
@@ -29,23 +34,37 @@ class EngineFactory(Protocol):
     def __call__(self, **options: Any) -> Engine: ...
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store_kind(request: pytest.FixtureRequest) -> str:
     """Which store the test runs on."""
     kind: str = request.param
     return kind
 
 
+async def _clear(url: str) -> None:
+    """Empty perdure's tables, if an earlier test created them (else there is nothing)."""
+    with contextlib.suppress(asyncpg.UndefinedTableError):
+        await clear_tables(url)
+
+
 @pytest.fixture
-def make_engine(store_kind: str, tmp_path: Path) -> EngineFactory:
+def make_engine(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> EngineFactory:
     """A factory of Engines on the store under test, with an autojumping fake clock.
 
-    Engines made for one test share one store (one SQLite file, or the first Engine's
-    MemoryStore), so a second Engine sees what the first stored.
+    Engines made for one test share one store (one SQLite file, this session's
+    PostgreSQL database with its tables emptied, or the first Engine's MemoryStore), so
+    a second Engine sees what the first stored.
     """
     shared: list[Store] = []
+    postgres_url = ""
+    if store_kind == "postgres":
+        postgres_url = request.getfixturevalue("postgres_database")
+        run_in_thread(_clear(postgres_url))
 
     def make(**options: Any) -> Engine:
+        if store_kind == "postgres":
+            options.setdefault("clock", FakeClock())
+            return Engine(postgres_url, **options)
         if store_kind == "sqlite":
             options.setdefault("clock", FakeClock())
             return Engine(f"sqlite:///{tmp_path}/t.db", **options)

@@ -44,6 +44,7 @@ logger = logging.getLogger("perdure.worker")
 _CLAIM_BATCH = 100
 _MAINTENANCE_SECONDS = 1.0
 _AUTOJUMP_SPINS = 8
+_MAX_RETRY_PAUSE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +173,7 @@ class Worker:
     # -- the pass -------------------------------------------------------------------
 
     async def _loop(self) -> None:
+        failures = 0
         while not self._stopping:
             await self._poked.wait()
             self._poked.clear()
@@ -179,9 +181,17 @@ class Worker:
             try:
                 await self._pass()
             except Exception:
-                logger.exception("worker pass failed; retrying on the next wake-up")
-                await asyncio.sleep(0.05)
+                # The database may be down or restarting: retry with a growing pause
+                # (at most a few seconds), and say so once per outage, not per retry.
+                failures += 1
+                if failures == 1:
+                    logger.exception("worker pass failed; retrying until the store answers")
+                await asyncio.sleep(min(_MAX_RETRY_PAUSE, 0.05 * 2 ** (failures - 1)))
                 self._poked.set()
+            else:
+                if failures:
+                    logger.info("the store answers again after %d failed passes", failures)
+                failures = 0
             finally:
                 self._passing = False
                 self.maybe_idle()
@@ -246,6 +256,9 @@ class Worker:
     async def _hand_back(self, run_id: str, wake_at: datetime) -> None:
         with contextlib.suppress(LeaseLostError):
             await self.store.release_run(self.id, run_id, wake_at)
+        # Released now: a pass that ran while the release was in flight may have missed
+        # the run's wake time, so look again.
+        self.poke()
 
     # -- called by actors -----------------------------------------------------------
 

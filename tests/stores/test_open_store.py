@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from perdure._records import NewRun
-from perdure.stores import MemoryStore, SQLiteStore, open_store
+from perdure.stores import MemoryStore, PostgresStore, SQLiteStore, open_store
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -46,10 +46,14 @@ async def test_sqlite_url_with_four_slashes_is_absolute(tmp_path: Path) -> None:
     assert target.is_file()
 
 
-def test_postgresql_is_not_available_yet() -> None:
-    """A PostgreSQL URL says plainly that support has not landed yet."""
-    with pytest.raises(ValueError, match="not available yet"):
-        open_store("postgresql://user@localhost/db")
+@pytest.mark.parametrize(
+    "url", ["postgresql://user@localhost:5432/db", "postgres://user:pw@db.example/app"]
+)
+def test_postgresql_urls_give_a_postgres_store(url: str) -> None:
+    """postgresql:// and postgres:// URLs are a PostgresStore on that URL (not yet opened)."""
+    store = open_store(url)
+    assert isinstance(store, PostgresStore)
+    assert store.url == url
 
 
 @pytest.mark.parametrize(

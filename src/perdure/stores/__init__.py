@@ -1,16 +1,27 @@
-"""Storage backends behind one `Store` protocol: memory and SQLite (PostgreSQL to come)."""
+"""Storage backends behind one `Store` protocol: memory, SQLite and PostgreSQL.
+
+`PostgresStore` is imported on first use, so asyncpg (the ``perdure[postgres]``
+extra) is needed only by those who use PostgreSQL.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from perdure.stores._protocol import FAR_FUTURE, Store
 from perdure.stores.memory import MemoryStore
 from perdure.stores.sqlite import SQLiteStore
 
-__all__ = ["FAR_FUTURE", "MemoryStore", "SQLiteStore", "Store", "open_store"]
+if TYPE_CHECKING:
+    from perdure.stores.postgres import PostgresStore
 
-_SUPPORTED = "sqlite:///relative/path.db, sqlite:////absolute/path.db, memory://"
+__all__ = ["FAR_FUTURE", "MemoryStore", "PostgresStore", "SQLiteStore", "Store", "open_store"]
+
+_SUPPORTED = (
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db, memory://, "
+    "postgresql://user@host:port/database (or postgres://)"
+)
 
 
 def open_store(url: str) -> Store:
@@ -18,10 +29,12 @@ def open_store(url: str) -> Store:
 
     ``sqlite:///`` is followed by the file's path: ``sqlite:///app.db`` is relative to
     the working directory, ``sqlite:////var/app.db`` absolute. The file's parent
-    folders are created.
+    folders are created. ``postgresql://`` and ``postgres://`` URLs (libpq's form) name
+    a PostgreSQL database, whose schema is created or migrated on `open`.
 
     Raises:
-        ValueError: naming the URL, for a scheme perdure does not support (yet).
+        ValueError: naming the URL, for a scheme perdure does not support.
+        ImportError: for a PostgreSQL URL when asyncpg is not installed.
     """
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
@@ -31,9 +44,26 @@ def open_store(url: str) -> Store:
         return SQLiteStore(path)
     if url in {"memory://", "memory:"}:
         return MemoryStore()
-    if url.startswith(("postgresql://", "postgres://", "postgresql+")):
-        raise ValueError(
-            f"database URL {url!r}: PostgreSQL support is not available yet; "
-            f"supported: {_SUPPORTED}"
-        )
+    if url.startswith(("postgresql://", "postgres://")):
+        return _postgres_store_class()(url)
     raise ValueError(f"unsupported database URL {url!r}; supported: {_SUPPORTED}")
+
+
+def _postgres_store_class() -> type[PostgresStore]:
+    try:
+        from perdure.stores.postgres import PostgresStore  # noqa: PLC0415 - asyncpg is optional
+    except ModuleNotFoundError as exc:
+        if exc.name != "asyncpg":
+            raise
+        raise ImportError(
+            "PostgreSQL support needs asyncpg: install the perdure[postgres] extra "
+            "(pip install 'perdure[postgres]')",
+            name="asyncpg",
+        ) from exc
+    return PostgresStore
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PostgresStore":
+        return _postgres_store_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

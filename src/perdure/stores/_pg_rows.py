@@ -1,0 +1,197 @@
+"""Between PostgreSQL rows and perdure's records: JSON, the read queries, row decoding.
+
+JSON columns are PostgreSQL ``json`` (text kept as written): values go in as compact
+JSON text and come back through `json.loads`, so no codec is registered on connections
+and a dict keeps its key order. asyncpg returns ``timestamptz`` as timezone-aware UTC
+datetimes, which is what records hold.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from perdure._records import (
+    JSON,
+    Event,
+    EventType,
+    HookRecord,
+    InboxItem,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+)
+
+if TYPE_CHECKING:
+    from asyncpg import Record
+
+__all__ = [
+    "CANCEL_REQUESTS",
+    "CLAIM",
+    "CLAIM_OF",
+    "EVENTS",
+    "GET_HOOK",
+    "GET_RUN",
+    "HOOK_COLUMNS",
+    "HOOK_EVENT",
+    "INBOX",
+    "LIST_HOOKS",
+    "LIST_HOOKS_OF",
+    "NEXT_WAKE_AT",
+    "NEXT_WAKE_AT_OF",
+    "RUN_COLUMNS",
+    "STEPS",
+    "TIMERS",
+    "dumps",
+    "event_from_row",
+    "hook_from_row",
+    "inbox_from_row",
+    "list_runs_query",
+    "loads",
+    "run_from_row",
+    "step_from_row",
+]
+
+RUN_COLUMNS = (
+    "id, workflow, status, input::text, output::text, error::text, version, created_at, "
+    "updated_at, started_at, completed_at, owner, wake_at, cancel_requested_at"
+)
+HOOK_COLUMNS = "token, run_id, correlation_id, name, kind, created_at"
+
+GET_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"  # noqa: S608 - constant columns
+
+# The due runs, locked without waiting for rows another claimer is taking, then held.
+# RETURNING has no order, so the due time comes back too, to sort by.
+_CLAIM = """
+    WITH due AS (
+        SELECT id, wake_at FROM runs
+         WHERE owner IS NULL AND wake_at IS NOT NULL AND wake_at <= $2 {only}
+         ORDER BY wake_at, id
+         LIMIT $3
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE runs SET owner = $1, wake_at = NULL, updated_at = $2
+      FROM due WHERE runs.id = due.id
+    RETURNING due.wake_at AS due_at, {columns}
+"""
+_RUNS_COLUMNS = ", ".join(f"runs.{column.strip()}" for column in RUN_COLUMNS.split(","))
+CLAIM = _CLAIM.format(only="", columns=_RUNS_COLUMNS)
+CLAIM_OF = _CLAIM.format(only="AND workflow = ANY($4::text[])", columns=_RUNS_COLUMNS)
+
+NEXT_WAKE_AT = "SELECT min(wake_at) FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL"
+NEXT_WAKE_AT_OF = f"{NEXT_WAKE_AT} AND workflow = ANY($1::text[])"
+
+EVENTS = (
+    "SELECT run_id, seq, type, correlation_id, data::text, created_at FROM events "
+    "WHERE run_id = $1 AND seq > $2 ORDER BY seq"
+)
+STEPS = (
+    "SELECT run_id, correlation_id, name, status, attempt, input::text, output::text, "
+    "error::text, started_at, updated_at FROM steps WHERE run_id = $1 ORDER BY first_seq"
+)
+TIMERS = "SELECT correlation_id, wake_at FROM timers WHERE run_id = $1 ORDER BY wake_at"
+CANCEL_REQUESTS = (
+    "SELECT id FROM runs WHERE owner = $1 AND cancel_requested_at IS NOT NULL ORDER BY id"
+)
+GET_HOOK = f"SELECT {HOOK_COLUMNS} FROM hooks WHERE token = $1"  # noqa: S608 - constant columns
+# The hook_created event of a live hook: its row by key, then its run's log backwards.
+HOOK_EVENT = (
+    "SELECT e.run_id, e.seq, e.type, e.correlation_id, e.data::text, e.created_at "
+    "FROM hooks AS h JOIN events AS e ON e.run_id = h.run_id "
+    "AND e.correlation_id = h.correlation_id AND e.type = 'hook_created' "
+    "WHERE h.token = $1 ORDER BY e.seq DESC LIMIT 1"
+)
+LIST_HOOKS = f"SELECT {HOOK_COLUMNS} FROM hooks ORDER BY created_at, position"  # noqa: S608
+LIST_HOOKS_OF = f"SELECT {HOOK_COLUMNS} FROM hooks WHERE run_id = $1 ORDER BY created_at, position"  # noqa: S608
+INBOX = (
+    "SELECT i.id, i.run_id, i.token, i.correlation_id, i.payload::text, i.created_at "
+    "FROM hook_inbox AS i JOIN runs AS r ON r.id = i.run_id WHERE r.owner = $1 ORDER BY i.id"
+)
+
+
+def list_runs_query(*, status: bool, workflow: bool) -> str:
+    """The listing query for the filters given: $1 is the limit, then status, workflow.
+
+    One constant statement per combination, so each is prepared once and its plan uses
+    the matching index.
+    """
+    where = []
+    if status:
+        where.append("status = $2")
+    if workflow:
+        where.append(f"workflow = ${2 + status}")
+    condition = f"WHERE {' AND '.join(where)}" if where else ""
+    return (
+        f"SELECT {RUN_COLUMNS} FROM runs {condition} "  # noqa: S608 - constant fragments only
+        "ORDER BY created_at DESC, id DESC LIMIT $1"
+    )
+
+
+def dumps(value: JSON) -> str:
+    """Compact JSON text; raises TypeError for a value that is not JSON."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def loads(text: str | None) -> JSON:
+    """The value of a JSON column; SQL NULL reads as None."""
+    return None if text is None else json.loads(text)
+
+
+def run_from_row(row: Record) -> RunRecord:
+    """A `RunRecord` from a row selected with `RUN_COLUMNS`."""
+    return RunRecord(
+        id=row["id"],
+        workflow=row["workflow"],
+        status=RunStatus(row["status"]),
+        input=loads(row["input"]),
+        output=loads(row["output"]),
+        error=loads(row["error"]),
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        owner=row["owner"],
+        wake_at=row["wake_at"],
+        cancel_requested=row["cancel_requested_at"] is not None,
+    )
+
+
+def hook_from_row(row: Record) -> HookRecord:
+    """A `HookRecord` from a row selected with `HOOK_COLUMNS`."""
+    return HookRecord(
+        row["token"], row["run_id"], row["correlation_id"], row["name"], row["kind"],
+        row["created_at"],
+    )  # fmt: skip
+
+
+def event_from_row(row: Record) -> Event:
+    """An `Event` from a row selected by `EVENTS`."""
+    return Event(
+        row["run_id"], row["seq"], EventType(row["type"]), row["correlation_id"],
+        json.loads(row["data"]), row["created_at"],
+    )  # fmt: skip
+
+
+def step_from_row(row: Record) -> StepRecord:
+    """A `StepRecord` from a row selected by `STEPS`."""
+    return StepRecord(
+        run_id=row["run_id"],
+        correlation_id=row["correlation_id"],
+        name=row["name"],
+        status=row["status"],
+        attempt=row["attempt"],
+        input=loads(row["input"]),
+        output=loads(row["output"]),
+        error=loads(row["error"]),
+        started_at=row["started_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def inbox_from_row(row: Record) -> InboxItem:
+    """An `InboxItem` from a row selected by `INBOX`."""
+    return InboxItem(
+        row["id"], row["run_id"], row["token"], row["correlation_id"],
+        json.loads(row["payload"]), row["created_at"],
+    )  # fmt: skip

@@ -1,0 +1,87 @@
+"""Schema migrations of the PostgreSQL store.
+
+The schema lives in numbered ``migrations/postgres/NNNN_name.sql`` files inside the
+package. `apply_migrations` applies the missing ones in order and records each in
+``schema_migrations``, in one transaction that first takes a transaction-level advisory
+lock: workers starting together on a new database wait for each other, and all but the
+first find nothing left to do.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from asyncpg import Connection, Record
+    from asyncpg.pool import PoolConnectionProxy
+
+__all__ = ["MIGRATION_LOCK", "Migration", "apply_migrations", "migrations"]
+
+MIGRATION_LOCK = 0x7065_7264_7572_65
+"""The advisory lock key migrations hold ("perdure" in ASCII)."""
+
+_MIGRATION_NAME = re.compile(r"(\d{4})_\w+\.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered schema file."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def migrations() -> list[Migration]:
+    """The PostgreSQL schema files shipped with perdure, in order."""
+    folder = resources.files("perdure.stores").joinpath("migrations").joinpath("postgres")
+    found = [
+        Migration(int(match[1]), entry.name, entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if (match := _MIGRATION_NAME.fullmatch(entry.name))
+    ]
+    found.sort(key=lambda migration: migration.version)
+    versions = [migration.version for migration in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"two PostgreSQL migrations share a number: {[m.name for m in found]}")
+    return found
+
+
+async def apply_migrations(
+    conn: Connection[Record] | PoolConnectionProxy[Record], known: list[Migration]
+) -> list[str]:
+    """Apply the migrations the database lacks, in one transaction; their names.
+
+    Raises:
+        RuntimeError: the database records a migration this perdure does not know: it
+            was written by a newer perdure, and this one must not touch it.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        applied = {
+            row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")
+        }
+        if unknown := applied - {migration.version for migration in known}:
+            raise RuntimeError(
+                f"the database has schema migrations {sorted(unknown)} that this version of "
+                "perdure does not know: it was written by a newer perdure; upgrade perdure"
+            )
+        done = []
+        for migration in known:
+            if migration.version in applied:
+                continue
+            await conn.execute(migration.sql)  # no arguments: a script of many statements
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
+            done.append(migration.name)
+        return done

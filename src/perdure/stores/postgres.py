@@ -1,0 +1,387 @@
+"""`PostgresStore`: the store many workers on many machines share, on PostgreSQL.
+
+Built on asyncpg, with a connection pool for reads and writes and one more connection
+that LISTENs for changes (`perdure.stores._pg_listener`).
+
+- **Writes** are one round trip each: a PL/pgSQL function (migration 0001) that takes
+  the run row's lock, checks the fence, writes the log and its indexes, and notifies,
+  all in the statement's own transaction. The index changes come from the plan every
+  store shares (`perdure.stores._index`), so the database applies exactly what the
+  other stores apply. asyncpg prepares each statement once per connection.
+- **Claims** lock due runs with ``FOR UPDATE SKIP LOCKED``: workers claiming at once
+  take different runs and never wait for each other.
+- **Leases**: a worker's lease is its row's ``heartbeat_at``. Once it is older than
+  ``lease``, any other worker's `reap_dead_workers` releases the worker's runs (due at
+  once) and deletes its row. A stale worker's next write to such a run waits for the
+  reaper's lock, then finds it no longer holds the run: `LeaseLostError`, nothing written.
+- **Durability**: `create_run`, `resume_hook`, `request_cancel` and durable appends
+  commit with the server's ``synchronous_commit`` (on by default); other appends and
+  releases set it off for their transaction: committed and visible at once, synced
+  with the next synced commit.
+- **Change notification**: LISTEN/NOTIFY (`perdure.stores._pg_listener`); every
+  write others act on notifies at commit, a step's append does not.
+- **Connections**: a broken connection makes the operation using it raise; the pool
+  replaces it, so calls succeed again once the server is back. Nothing is retried here:
+  a write whose connection broke may or may not have committed, and the worker's next
+  pass reads the database again.
+
+Times are never read from a clock: every write is given ``now``, and leases compare the
+``now`` of the reaper with the ``now`` of the heartbeat, so workers' clocks should agree
+to well within ``lease``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from perdure._records import RunRecord, RunStatus
+from perdure.stores import _pg_ops as ops
+from perdure.stores import _pg_rows as rows
+from perdure.stores._common import hook_not_found, utc
+from perdure.stores._pg_connect import (
+    connect_options_of,
+    keep_session,
+    redacted,
+    translated,
+    with_defaults,
+)
+from perdure.stores._pg_listener import Listener
+from perdure.stores._pg_schema import apply_migrations, migrations
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+    from datetime import datetime
+
+    from asyncpg import Pool, Record
+
+    from perdure._records import (
+        JSON,
+        Event,
+        HookRecord,
+        InboxItem,
+        NewEvent,
+        NewRun,
+        StepRecord,
+    )
+
+__all__ = ["PostgresStore", "migrate"]
+
+
+async def migrate(url: str, **connect_options: Any) -> list[str]:
+    """Bring the database at ``url`` to perdure's schema; the migrations applied.
+
+    Safe to run while workers start: migrations hold an advisory lock. `PostgresStore`
+    does the same on `open`; this is for running it on its own (a deploy step).
+    """
+    conn: asyncpg.Connection[Record] = await asyncpg.connect(
+        url, **connect_options_of(with_defaults(connect_options))
+    )
+    try:
+        return await apply_migrations(conn, migrations())
+    finally:
+        await conn.close()
+
+
+class PostgresStore:
+    """A `Store` in a PostgreSQL database, shared by any number of workers.
+
+    Args:
+        url: a ``postgresql://`` or ``postgres://`` URL (libpq form, as asyncpg takes it).
+        lease: how long a worker that stopped heartbeating keeps its runs (seconds or
+            a timedelta) before other workers take them.
+        min_size: connections the pool keeps open.
+        max_size: the most connections the pool opens (plus one that listens).
+        connect_options: passed to `asyncpg.create_pool` (and, but for pool-only ones,
+            to `asyncpg.connect` for the listening connection), e.g.
+            ``ssl``, ``command_timeout``, ``server_settings``, or
+            ``statement_cache_size=0`` behind a pgbouncer in transaction mode.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        lease: float | timedelta = 10.0,
+        min_size: int = 1,
+        max_size: int = 10,
+        **connect_options: Any,
+    ) -> None:
+        self.url = url
+        self.lease = lease if isinstance(lease, timedelta) else timedelta(seconds=lease)
+        if self.lease <= timedelta(0):
+            raise ValueError(f"lease must be positive, got {lease!r}")
+        self._min_size = min_size
+        self._max_size = max_size
+        self._options = with_defaults(connect_options)
+        self._opening = asyncio.Lock()
+        self._pool: Pool[Record] | None = None
+        self._listener: Listener | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redacted(self.url)!r})"
+
+    # -- life cycle ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Migrate the schema, open the pool and start listening. Idempotent."""
+        async with self._opening:
+            if self._pool is not None:
+                return
+            pool: Pool[Record] = await asyncpg.create_pool(
+                self.url,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                **{"reset": keep_session, **self._options},
+            )
+            try:
+                async with pool.acquire() as conn:
+                    await apply_migrations(conn, migrations())
+                listener = Listener(self.url, connect_options_of(self._options))
+                await listener.start()
+            except BaseException:
+                await pool.close()
+                raise
+            self._pool, self._listener = pool, listener
+
+    async def close(self) -> None:
+        """Stop listening and close the pool once the operations under way are done."""
+        async with self._opening:
+            pool, listener = self._pool, self._listener
+            self._pool = self._listener = None
+            if listener is not None:
+                await listener.close()
+            if pool is not None:
+                await pool.close()
+
+    # -- workers ------------------------------------------------------------------
+
+    async def register_worker(self, worker_id: str, now: datetime) -> None:
+        """Insert (or refresh) the worker's row: its lease starts now."""
+        await self._db.execute(ops.REGISTER, worker_id, socket.gethostname(), os.getpid(), utc(now))
+
+    async def reap_dead_workers(self, worker_id: str, now: datetime) -> int:
+        """Release the runs of every other worker whose lease ran out; how many runs."""
+        now = utc(now)
+        released = await self._db.fetchval(ops.REAP, worker_id, now - self.lease, now)
+        return int(released)
+
+    async def heartbeat(self, worker_id: str, now: datetime) -> None:
+        """Renew the worker's lease; bring its row back if it was reaped meanwhile.
+
+        A reaped worker gets its row back but not its runs: its writes to them are
+        fenced off, and it lets them go.
+        """
+        await self._db.execute(
+            ops.HEARTBEAT, worker_id, socket.gethostname(), os.getpid(), utc(now)
+        )
+
+    async def unregister_worker(self, worker_id: str, now: datetime) -> None:
+        """Release the worker's runs, due now, and delete its row."""
+        await self._db.fetchval(ops.UNREGISTER, worker_id, utc(now))
+
+    # -- runs ---------------------------------------------------------------------
+
+    async def create_run(self, run: NewRun, now: datetime) -> tuple[RunRecord, bool]:
+        """Create a pending run with its ``run_created`` event, durably; idempotent on id."""
+        now = utc(now)
+        run_input = rows.dumps(run.input)
+        data = rows.dumps({"workflow": run.workflow, "input": run.input, "version": run.version})
+        created = await self._db.fetchval(
+            ops.CREATE_RUN, run.id, run.workflow, run_input, run.version, data, now
+        )
+        if not created:
+            existing = await self.get_run(run.id)
+            if existing is None:  # pragma: no cover - runs are never deleted
+                raise RuntimeError(f"run {run.id!r} exists and yet cannot be read")
+            return existing, False
+        record = RunRecord(
+            id=run.id,
+            workflow=run.workflow,
+            status=RunStatus.PENDING,
+            input=json.loads(run_input),
+            output=None,
+            error=None,
+            version=run.version,
+            created_at=now,
+            updated_at=now,
+            started_at=None,
+            completed_at=None,
+            owner=None,
+            wake_at=now,
+            cancel_requested=False,
+        )
+        return record, True
+
+    async def claim_runs(
+        self,
+        worker_id: str,
+        now: datetime,
+        limit: int,
+        *,
+        workflows: Collection[str] | None = None,
+    ) -> list[RunRecord]:
+        """Hold up to ``limit`` due, unheld runs (of ``workflows``), oldest ``wake_at`` first."""
+        now = utc(now)
+        if limit <= 0 or (workflows is not None and not workflows):
+            return []
+        if workflows is None:
+            claimed = await self._db.fetch(rows.CLAIM, worker_id, now, limit)
+        else:
+            claimed = await self._db.fetch(rows.CLAIM_OF, worker_id, now, limit, sorted(workflows))
+        claimed.sort(key=lambda row: (row["due_at"], row["id"]))
+        return [rows.run_from_row(row) for row in claimed]
+
+    async def append(
+        self,
+        worker_id: str,
+        run_id: str,
+        events: list[NewEvent],
+        now: datetime,
+        *,
+        durable: bool = False,
+        consume_inbox: list[int] | None = None,
+    ) -> int:
+        """Append to a held run's log and update the indexes, in one round trip; the last seq."""
+        arguments = ops.append_arguments(
+            worker_id,
+            run_id,
+            events,
+            utc(now),
+            durable=durable,
+            consume_inbox=consume_inbox,
+        )
+        with translated(worker_id, run_id):
+            seq = await self._db.fetchval(ops.APPEND, *arguments)
+        return int(seq)
+
+    async def release_run(self, worker_id: str, run_id: str, wake_at: datetime) -> None:
+        """Stop holding a run; due at ``wake_at``, or at once if something waits for it."""
+        with translated(worker_id, run_id):
+            await self._db.fetchval(ops.RELEASE_RUN, worker_id, run_id, utc(wake_at))
+
+    async def request_cancel(self, run_id: str, now: datetime) -> RunRecord | None:
+        """Cancel a pending unheld run now, or flag the run for its worker; durably."""
+        row = await self._db.fetchrow(ops.REQUEST_CANCEL, run_id, utc(now))
+        return None if row is None else rows.run_from_row(row)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run's record, or None."""
+        row = await self._db.fetchrow(rows.GET_RUN, run_id)
+        return None if row is None else rows.run_from_row(row)
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Runs, newest first (by created_at, then id)."""
+        query = rows.list_runs_query(status=status is not None, workflow=workflow is not None)
+        filters = [value for value in (status, workflow) if value is not None]
+        if status is not None:
+            filters[0] = RunStatus(status).value
+        found = await self._db.fetch(query, max(limit, 0), *filters)
+        return [rows.run_from_row(row) for row in found]
+
+    async def events(self, run_id: str, *, after_seq: int = 0) -> list[Event]:
+        """The run's log after ``after_seq``, in order."""
+        return [
+            rows.event_from_row(row) for row in await self._db.fetch(rows.EVENTS, run_id, after_seq)
+        ]
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        """The run's step rows, in the order the steps were first started."""
+        return [rows.step_from_row(row) for row in await self._db.fetch(rows.STEPS, run_id)]
+
+    async def timers(self, run_id: str) -> dict[str, datetime]:
+        """The run's pending timers, correlation id to wake time, soonest first.
+
+        Not part of `Store`: the timers table is an index nobody claims by, but a
+        run's detail shows what it sleeps on.
+        """
+        found = await self._db.fetch(rows.TIMERS, run_id)
+        return {row["correlation_id"]: row["wake_at"] for row in found}
+
+    async def next_wake_at(self, *, workflows: Collection[str] | None = None) -> datetime | None:
+        """The earliest ``wake_at`` of any unheld, unended run (of ``workflows``), or None."""
+        if workflows is None:
+            moment: datetime | None = await self._db.fetchval(rows.NEXT_WAKE_AT)
+        elif not workflows:
+            return None
+        else:
+            moment = await self._db.fetchval(rows.NEXT_WAKE_AT_OF, sorted(workflows))
+        return moment
+
+    async def cancel_requests(self, worker_id: str) -> list[str]:
+        """Ids of unended runs held by ``worker_id`` that have a cancel request."""
+        return [row["id"] for row in await self._db.fetch(rows.CANCEL_REQUESTS, worker_id)]
+
+    # -- hooks --------------------------------------------------------------------
+
+    async def resume_hook(
+        self, token: str, payload: JSON, now: datetime, *, name: str | None = None
+    ) -> HookRecord:
+        """Store a payload for the live hook holding ``token``, durably; wake its run."""
+        row = await self._db.fetchrow(ops.RESUME_HOOK, token, rows.dumps(payload), utc(now), name)
+        if row is None:
+            raise hook_not_found(token)
+        hook = rows.hook_from_row(row)
+        if name is not None and hook.name != name:
+            raise hook_not_found(token, name=name, actual=hook.name)
+        return hook
+
+    async def get_hook(self, token: str) -> HookRecord | None:
+        """The live hook holding ``token``, or None."""
+        row = await self._db.fetchrow(rows.GET_HOOK, token)
+        return None if row is None else rows.hook_from_row(row)
+
+    async def hook_event(self, token: str) -> Event | None:
+        """The ``hook_created`` event of the live hook holding ``token``, or None.
+
+        Not part of `Store`: the HTTP app reads a webhook's response from it.
+        """
+        row = await self._db.fetchrow(rows.HOOK_EVENT, token)
+        return None if row is None else rows.event_from_row(row)
+
+    async def list_hooks(self, *, run_id: str | None = None) -> list[HookRecord]:
+        """Live hooks, oldest first."""
+        if run_id is None:
+            found = await self._db.fetch(rows.LIST_HOOKS)
+        else:
+            found = await self._db.fetch(rows.LIST_HOOKS_OF, run_id)
+        return [rows.hook_from_row(row) for row in found]
+
+    async def inbox(self, worker_id: str) -> list[InboxItem]:
+        """Undelivered payloads of the runs ``worker_id`` holds, oldest first."""
+        return [rows.inbox_from_row(row) for row in await self._db.fetch(rows.INBOX, worker_id)]
+
+    # -- change notification ------------------------------------------------------
+
+    async def wait_for_change(self, timeout: float) -> bool:
+        """Wait for a notification since the last call returned, or ``timeout`` seconds.
+
+        Reported: new runs, resumes, cancel requests, releases, ended runs, reaped and
+        leaving workers, this store's own included (see `perdure.stores._pg_listener`);
+        steps' appends are not. After the listening connection broke, the next call
+        reconnects and returns True, since notifications may have been missed.
+        """
+        listener = self._listener
+        if listener is None:
+            raise RuntimeError(f"{self!r} is not open; await its open() first")
+        return await listener.wait(timeout)
+
+    # -- helpers ------------------------------------------------------------------
+
+    @property
+    def _db(self) -> Pool[Record]:
+        if self._pool is None:
+            raise RuntimeError(f"{self!r} is not open; await its open() first")
+        return self._pool
