@@ -9,10 +9,9 @@ first find nothing left to do.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from importlib import resources
 from typing import TYPE_CHECKING
+
+from perdure.stores._migrations import Migration, load_migrations
 
 if TYPE_CHECKING:
     from asyncpg import Connection, Record
@@ -23,31 +22,10 @@ __all__ = ["MIGRATION_LOCK", "Migration", "apply_migrations", "migrations"]
 MIGRATION_LOCK = 0x7065_7264_7572_65
 """The advisory lock key migrations hold ("perdure" in ASCII)."""
 
-_MIGRATION_NAME = re.compile(r"(\d{4})_\w+\.sql")
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One numbered schema file."""
-
-    version: int
-    name: str
-    sql: str
-
 
 def migrations() -> list[Migration]:
     """The PostgreSQL schema files shipped with perdure, in order."""
-    folder = resources.files("perdure.stores").joinpath("migrations").joinpath("postgres")
-    found = [
-        Migration(int(match[1]), entry.name, entry.read_text(encoding="utf-8"))
-        for entry in folder.iterdir()
-        if (match := _MIGRATION_NAME.fullmatch(entry.name))
-    ]
-    found.sort(key=lambda migration: migration.version)
-    versions = [migration.version for migration in found]
-    if len(set(versions)) != len(versions):
-        raise RuntimeError(f"two PostgreSQL migrations share a number: {[m.name for m in found]}")
-    return found
+    return load_migrations("postgres")
 
 
 async def apply_migrations(

@@ -9,11 +9,10 @@ serialized by SQLite, and the second finds nothing left to do.
 
 from __future__ import annotations
 
-import re
 import sqlite3
-from dataclasses import dataclass
-from importlib import resources
 from typing import TYPE_CHECKING
+
+from perdure.stores._migrations import Migration, load_migrations
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -23,17 +22,6 @@ __all__ = ["BUSY_TIMEOUT", "Migration", "connect", "migrate", "migrations"]
 
 BUSY_TIMEOUT = 10.0
 """Seconds a connection waits for another process's write lock before giving up."""
-
-_MIGRATION_NAME = re.compile(r"(\d{4})_\w+\.sql")
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One numbered schema file."""
-
-    version: int
-    name: str
-    sql: str
 
 
 def connect(path: Path, *, query_only: bool = False) -> sqlite3.Connection:
@@ -51,18 +39,8 @@ def connect(path: Path, *, query_only: bool = False) -> sqlite3.Connection:
 
 
 def migrations() -> list[Migration]:
-    """The schema files shipped with perdure, in order."""
-    folder = resources.files("perdure.stores").joinpath("migrations").joinpath("sqlite")
-    found = [
-        Migration(int(match[1]), entry.name, entry.read_text(encoding="utf-8"))
-        for entry in folder.iterdir()
-        if (match := _MIGRATION_NAME.fullmatch(entry.name))
-    ]
-    found.sort(key=lambda migration: migration.version)
-    versions = [migration.version for migration in found]
-    if len(set(versions)) != len(versions):
-        raise RuntimeError(f"two SQLite migrations share a number: {[m.name for m in found]}")
-    return found
+    """The SQLite schema files shipped with perdure, in order."""
+    return load_migrations("sqlite")
 
 
 def migrate(conn: sqlite3.Connection, known: list[Migration]) -> list[str]:
