@@ -45,7 +45,16 @@ __all__ = [
 ]
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-TABLES = ("runs", "events", "steps", "timers", "hooks", "hook_inbox", "workers")
+TABLES = (
+    "runs",
+    "events",
+    "steps",
+    "timers",
+    "hooks",
+    "hook_inbox",
+    "step_tasks",
+    "workers",
+)
 """perdure's tables, which `clear_tables` empties between tests."""
 
 T = TypeVar("T")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from perdure._clock import Clock, SystemClock
 from perdure._errors import RunNotFoundError, WorkflowCancelled, WorkflowFailed
+from perdure._queues import validate_queues
 from perdure._records import JSON, Event, NewRun, RunRecord, RunStatus
 from perdure._replay import Duration, parse_duration
 from perdure._serde import decode
@@ -21,6 +22,7 @@ from perdure._workflow import Workflow, lookup_workflow
 from perdure.stores import Store, open_store
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
     from types import TracebackType
 
     from perdure._records import HookRecord
@@ -172,17 +174,28 @@ class Engine:
             runs or resumes hooks.
         store: a store object to use instead of ``url`` (tests, custom backends).
         clock: the clock; `perdure.testing.FakeClock` makes sleeps instant in tests.
-        max_concurrent_steps: steps this worker runs at once.
+        max_concurrent_steps: steps this worker runs at once (its runs' steps and the
+            step tasks of its queues together).
         max_active_runs: runs this worker holds in memory at once.
-        evict_after: how long a run waiting only on sleeps or hooks stays in memory
-            before it is handed back to the store (and replayed when it wakes).
+        evict_after: how long a run waiting only on sleeps, hooks or steps routed to
+            queues stays in memory before it is handed back to the store (and
+            replayed when it wakes).
         worker_id: the worker's id (by default host, pid and a random suffix).
         shutdown_grace: on leaving, how long steps already running may take to finish
             (they start no new ones) before every run is handed back; 0 hands back at
             once and the steps in flight run again elsewhere.
+        lease: on PostgreSQL, how long a worker that stops heartbeating (dead, hung,
+            or cut off from the database) keeps its runs before other workers take
+            them over (default 10 s). Workers heartbeat several times per lease.
+            Ignored with ``store`` and on SQLite, which sees a dead process at once.
         public_url: the URL perdure's HTTP app is reachable at from outside, mount
             prefix included (``https://example.com/perdure``); webhook URLs start with
             it. Defaults to ``$PERDURE_PUBLIC_URL``.
+        queues: the queues this worker serves: it runs the steps marked
+            ``@step(queue=name)`` for any of them, whichever worker holds their run.
+            A step with a queue never runs on the run's worker itself (unless that
+            worker serves the queue and claims the task like any other); steps
+            without a queue always do.
     """
 
     def __init__(
@@ -198,9 +211,12 @@ class Engine:
         worker_id: str | None = None,
         shutdown_grace: Duration = 0,
         public_url: str | None = None,
+        lease: Duration | None = None,
+        queues: Collection[str] = (),
     ) -> None:
         self.url = url if url is not None else default_database_url()
-        self.store: Store = store if store is not None else open_store(self.url)
+        lease_time = parse_duration(lease, what="lease") if lease is not None else None
+        self.store: Store = store if store is not None else open_store(self.url, lease=lease_time)
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._run_worker = worker
         self._worker_options: dict[str, Any] = {
@@ -208,7 +224,10 @@ class Engine:
             "max_concurrent_steps": max_concurrent_steps,
             "max_active_runs": max_active_runs,
             "evict_after": parse_duration(evict_after, what="evict_after"),
+            "queues": validate_queues(queues),
         }
+        if self._worker_options["queues"] and not worker:
+            raise ValueError("queues= needs a worker to serve them; drop worker=False")
         self.shutdown_grace = parse_duration(shutdown_grace, what="shutdown_grace").total_seconds()
         base = public_url if public_url is not None else os.environ.get("PERDURE_PUBLIC_URL", "")
         self.public_url: str | None = base.rstrip("/") or None

@@ -22,7 +22,9 @@ __all__ = [
     "NewRun",
     "RunRecord",
     "RunStatus",
+    "StepOutcome",
     "StepRecord",
+    "StepTask",
 ]
 
 JSON = Any
@@ -54,7 +56,9 @@ class EventType(enum.StrEnum):
 
     - ``run_created``: ``workflow``, ``input`` (encoded call), ``version``
     - ``run_started``: ``worker``
-    - ``step_started``: ``name``, ``attempt`` (1-based), ``input`` (encoded call)
+    - ``step_started``: ``name``, ``attempt`` (1-based), ``input`` (encoded call), and
+      ``queue`` for a step routed to the workers serving that queue (then the store
+      queues a `StepTask` for it)
     - ``step_retrying``: ``name``, ``attempt`` (the one that failed), ``error``, ``retry_at``
     - ``step_completed``: ``name``, ``attempt``, ``output`` (encoded value)
     - ``step_failed``: ``name``, ``attempt``, ``error``
@@ -179,3 +183,55 @@ class InboxItem:
     correlation_id: str
     payload: JSON
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    """How a step task ended, as the worker that ran it reports it.
+
+    ``error`` is None when the step succeeded (``output`` is then its encoded value,
+    which may be JSON null); otherwise it is the error record of the last attempt.
+    ``retries`` are the attempts that failed before the last one, in order, each as
+    ``{"attempt": n, "error": {...}, "retry_at": "<ISO 8601>"}``: the holder of the
+    run logs one ``step_retrying`` event for each.
+    """
+
+    attempt: int
+    """The last attempt made (1-based)."""
+    output: JSON | None = None
+    error: dict[str, JSON] | None = None
+    retries: tuple[dict[str, JSON], ...] = ()
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the step returned (rather than failed for good)."""
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class StepTask:
+    """A step call routed to a queue: the row a queue's workers claim and finish.
+
+    Written by the ``step_started`` event that carries a ``queue``, in the same
+    transaction; deleted when the run's holder logs the outcome (``append(...,
+    consume_tasks=[id])``) or when the run ends.
+    """
+
+    id: int
+    """Never reused, so consuming or finishing a stale id cannot touch a newer task."""
+    run_id: str
+    correlation_id: str
+    queue: str
+    name: str
+    """The step's name: a queue worker finds the step's code by it."""
+    input: JSON
+    attempt: int
+    """While queued or claimed, the attempt to start with; once finished, the last one made."""
+    status: str
+    """``queued`` (claimable), ``claimed`` (a worker runs it) or ``finished``."""
+    owner: str | None
+    """The worker that claimed it (and, once finished, the one that ran it)."""
+    created_at: datetime
+    updated_at: datetime
+    outcome: StepOutcome | None = None
+    """Set once finished."""

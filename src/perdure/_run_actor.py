@@ -15,14 +15,16 @@ same batch, and the store's group commit folds batches of concurrent runs togeth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from perdure._errors import HookConflictError, LeaseLostError, NonDeterminismError
-from perdure._records import EventType, InboxItem, NewEvent, RunRecord, RunStatus
+from perdure._queues import outcome_events
+from perdure._records import EventType, InboxItem, NewEvent, RunRecord, RunStatus, StepTask
 from perdure._replay import (
     CancelRun,
     CancelTimer,
@@ -57,12 +59,28 @@ __all__ = ["RunActor"]
 logger = logging.getLogger("perdure.worker")
 
 
+class _StoreFailed(Exception):
+    """The store failed, not the run: the run is handed back and tried again."""
+
+
+@contextlib.contextmanager
+def _store_call() -> Iterator[None]:
+    """Tell the store's failures (the database down, a connection lost) from the run's."""
+    try:
+        yield
+    except LeaseLostError:
+        raise
+    except Exception as exc:
+        raise _StoreFailed(f"{type(exc).__name__}: {exc}") from exc
+
+
 @dataclass(slots=True)
 class _Batch:
     events: list[NewEvent] = field(default_factory=list)
     completions: list[Completion] = field(default_factory=list)
     inbox: list[int] = field(default_factory=list)
     durable: bool = False
+    tasks: list[int] = field(default_factory=list)
 
 
 class RunActor:
@@ -82,6 +100,9 @@ class RunActor:
         self._steps: dict[str, asyncio.Task[None]] = {}
         self._timers: dict[str, tuple[datetime, TimerHandle]] = {}
         self._inbox_seen: set[int] = set()
+        self._remote: dict[str, ScheduleStep] = {}
+        """Steps a queue's workers run for this run, by correlation id, until logged."""
+        self._tasks_seen: set[int] = set()
         self._cancel_pending = False
         self._evict_timer: TimerHandle | None = None
         self._backing_off: set[str] = set()
@@ -99,6 +120,10 @@ class RunActor:
         except LeaseLostError:
             self._abandon()
             return
+        except _StoreFailed as exc:
+            logger.warning("could not start run %s (%s); handing it back", self.run_id, exc)
+            self.worker.hand_back(self)
+            return
         except Exception as exc:  # a run that cannot even start fails, loudly and logged
             logger.exception("run %s could not be started", self.run_id)
             self._fail_outright(exc)
@@ -114,17 +139,19 @@ class RunActor:
 
     async def _start_fresh(self) -> None:
         now = self.worker.clock.now()
-        await self.worker.store.append(
-            self.worker.id,
-            self.run_id,
-            [NewEvent(EventType.RUN_STARTED, data={"worker": self.worker.id})],
-            now,
-        )
+        with _store_call():
+            await self.worker.store.append(
+                self.worker.id,
+                self.run_id,
+                [NewEvent(EventType.RUN_STARTED, data={"worker": self.worker.id})],
+                now,
+            )
         self.instance = self._make_instance(now)
         self._process(self.instance.start(now))
 
     async def _resume_from_log(self) -> None:
-        events = await self.worker.store.events(self.run_id)
+        with _store_call():
+            events = await self.worker.store.events(self.run_id)
         started = next((e for e in events if e.type is EventType.RUN_STARTED), None)
         if started is None:  # claimed between run_created and run_started: start over
             await self._start_fresh()
@@ -141,6 +168,9 @@ class RunActor:
         for cid, wake_at in result.timers.items():
             self._arm_timer(cid, wake_at)
         for in_flight in result.steps:
+            if in_flight.queue is not None:  # its task waits in the store: await its outcome
+                self._remote[in_flight.command.correlation_id] = in_flight.command
+                continue
             self._start_step(in_flight.command, in_flight.next_attempt, in_flight.not_before)
 
     def _fail_outright(self, exc: BaseException) -> None:
@@ -155,6 +185,7 @@ class RunActor:
         *,
         completion: Completion | None = None,
         inbox_id: int | None = None,
+        task_id: int | None = None,
         durable: bool = False,
     ) -> None:
         if self.gone:
@@ -165,6 +196,8 @@ class RunActor:
             batch.completions.append(completion)
         if inbox_id is not None:
             batch.inbox.append(inbox_id)
+        if task_id is not None:
+            batch.tasks.append(task_id)
         batch.durable = batch.durable or durable
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
@@ -186,6 +219,7 @@ class RunActor:
                     now,
                     durable=batch.durable,
                     consume_inbox=batch.inbox or None,
+                    consume_tasks=batch.tasks or None,
                 )
             except LeaseLostError:
                 logger.warning("run %s was taken over by another worker", self.run_id)
@@ -195,10 +229,14 @@ class RunActor:
                 self._requeue_with_conflict(batch, exc)
                 continue
             except Exception:
+                # The append may or may not have committed: whoever takes the run next
+                # replays whatever the log holds.
                 logger.exception("could not write run %s's log; handing it back", self.run_id)
-                self._abandon()
+                self.worker.hand_back(self)
                 return
             worker.progressed()
+            if any(_queues_a_task(event) for event in batch.events):
+                worker.poke()  # it may serve the queue, and a store hides its own writes
             for completion in batch.completions:
                 if self.gone or self.instance is None or self.instance.finished:
                     break
@@ -236,6 +274,7 @@ class RunActor:
             completions + rest.completions,
             batch.inbox + rest.inbox,
             batch.durable or rest.durable,
+            batch.tasks + rest.tasks,
         )
 
     # -- commands from the workflow -------------------------------------------------
@@ -247,6 +286,22 @@ class RunActor:
                     # Shutting down: the step is not started nor logged; the worker that
                     # takes the run over replays to this point and starts it.
                     continue
+                case ScheduleStep() if command.spec.queue is not None:
+                    # Routed to the queue's workers, even if this one serves the queue:
+                    # the store queues a task with this event, and the run awaits it.
+                    self._remote[command.correlation_id] = command
+                    self._emit(
+                        NewEvent(
+                            EventType.STEP_STARTED,
+                            command.correlation_id,
+                            {
+                                "name": command.spec.name,
+                                "attempt": 1,
+                                "input": command.input,
+                                "queue": command.spec.queue,
+                            },
+                        )
+                    )
                 case ScheduleStep():
                     # The step's task first: a step that finishes at once then joins its
                     # step_started in the flusher's next batch (one append per step).
@@ -467,6 +522,40 @@ class RunActor:
             inbox_id=item.id,
         )
 
+    @property
+    def awaiting_remote(self) -> bool:
+        """Whether a queue's worker runs a step for this run (its outcome is not logged)."""
+        return bool(self._remote) and self.ready and not self.finished and not self.gone
+
+    def receive_result(self, task: StepTask) -> None:
+        """Log and deliver the outcome of a step a queue's worker ran for this run.
+
+        The failed attempts are logged as ``step_retrying`` and the outcome as
+        ``step_completed`` or ``step_failed``, and the task is deleted in that append.
+        """
+        if (
+            not self.ready
+            or self.finished
+            or self.gone
+            or task.outcome is None
+            or task.id in self._tasks_seen
+        ):
+            return
+        self._tasks_seen.add(task.id)
+        command = self._remote.pop(task.correlation_id, None)
+        made = None if command is None else outcome_events(task, command.spec.name)
+        if made is None:  # the workflow awaits no such step: the log cannot take it
+            logger.warning(
+                "run %s has a result for step %s it does not await; ignoring it",
+                self.run_id,
+                task.correlation_id,
+            )
+            return
+        events, completion = made
+        for event in events[:-1]:
+            self._emit(event)
+        self._emit(events[-1], completion=completion, task_id=task.id)
+
     # -- cancellation, eviction, the end --------------------------------------------
 
     def cancel(self) -> None:
@@ -480,7 +569,7 @@ class RunActor:
 
     @property
     def suspended(self) -> bool:
-        """Waiting only on timers and hooks: nothing runs, nothing is being written."""
+        """Waiting only on timers, hooks and queues' workers: nothing runs or is written."""
         return (
             self.ready
             and not self.finished
@@ -564,3 +653,7 @@ class RunActor:
 
 
 _TERMINAL = (EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELLED)
+
+
+def _queues_a_task(event: NewEvent) -> bool:
+    return event.type is EventType.STEP_STARTED and "queue" in event.data

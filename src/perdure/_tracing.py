@@ -13,7 +13,8 @@ Spans:
   the run ends, is evicted, or is handed back; ``perdure.replayed`` says whether that
   life began with a replay;
 - ``perdure.step <name>``: one per step attempt, a child of the run span, with the step
-  id and attempt, the error recorded on failure;
+  id and attempt, the error recorded on failure; an attempt of a step routed to a queue
+  runs on another worker, and its span is in the run's trace with the queue named;
 - ``perdure.resume_hook`` (caller's trace, linked to the run's trace).
 
 Without OpenTelemetry installed, every function here is a no-op.
@@ -50,6 +51,7 @@ __all__ = [
     "resume_hook_span",
     "run_trace_id",
     "start_run_span",
+    "step_task_span",
 ]
 
 _TRACER_NAME = "perdure"
@@ -110,6 +112,31 @@ def link_current_span_to_run(run_id: str) -> None:
     span = trace.get_current_span()
     span.set_attribute("perdure.run_id", run_id)
     span.add_link(_link(run_id).context)
+
+
+@contextlib.contextmanager
+def step_task_span(run_id: str, name: str, step_id: str, attempt: int, queue: str) -> Iterator[Any]:
+    """A span around one attempt of a step a queue's worker runs, in the run's trace."""
+    if not _ENABLED:
+        yield None
+        return
+    tracer = trace.get_tracer(_TRACER_NAME)
+    attributes: dict[str, str | int] = {
+        "perdure.run_id": run_id,
+        "perdure.step": name,
+        "perdure.step_id": step_id,
+        "perdure.attempt": attempt,
+        "perdure.queue": queue,
+    }
+    with tracer.start_as_current_span(
+        f"perdure.step {name}",
+        context=_run_parent(run_id),
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
+        record_exception=True,
+        set_status_on_exception=True,
+    ) as span:
+        yield span
 
 
 class RunSpan:

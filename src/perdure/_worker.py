@@ -5,12 +5,15 @@ start, resume or cancel, a timer of an unheld run coming due), does one pass:
 
 1. claim runs whose ``wake_at`` is due and start an actor for each (a fresh start, or a
    replay of the log after a crash, a restart or an eviction);
-2. hand each held run the hook payloads waiting in its inbox;
-3. deliver cancel requests;
-4. set a timer for the next unheld run to come due.
+2. claim the step tasks of the queues it serves, as its step slots allow, and run them
+   (`perdure._queues.QueueRunner`);
+3. hand each held run the hook payloads waiting in its inbox, and the outcomes of its
+   steps that queues' workers ran;
+4. deliver cancel requests;
+5. set a timer for the next unheld run to come due.
 
-Every second it also reaps dead workers (their runs are released and claimed at once)
-and records a heartbeat.
+Every second (at least three times per lease, on stores with leases) it also records a
+heartbeat and reaps dead workers (their runs are released and claimed at once).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from perdure._clock import Clock, FakeClock, TimerHandle
 from perdure._errors import LeaseLostError
+from perdure._queues import QueueRunner
 from perdure._records import RunRecord
 from perdure._run_actor import RunActor
 from perdure._workflow import lookup_workflow, registered_workflows
@@ -55,8 +59,9 @@ class WorkerStatistics:
     held_runs: int
     """Runs in memory on this worker."""
     suspended_runs: int
-    """Held runs waiting only on timers or hooks."""
+    """Held runs waiting only on timers, hooks or steps that queues' workers run."""
     running_steps: int
+    """Steps running here: those of held runs, and step tasks of the queues served."""
     claimed: int
     """Runs claimed since the worker started."""
     replays: int
@@ -64,6 +69,12 @@ class WorkerStatistics:
     evictions: int
     """Suspended runs handed back to the store to free memory."""
     finished: int
+
+
+def _lease_seconds(store: Store) -> float:
+    """The store's lease in seconds (0 for stores that tell dead workers otherwise)."""
+    lease = getattr(store, "lease", None)  # not part of `Store`: only PostgreSQL has one
+    return lease.total_seconds() if isinstance(lease, timedelta) else 0.0
 
 
 def new_worker_id() -> str:
@@ -85,6 +96,7 @@ class Worker:
         evict_after: timedelta = timedelta(seconds=60),
         on_run_finished: Callable[[str], None] | None = None,
         on_progress: Callable[[], None] | None = None,
+        queues: frozenset[str] = frozenset(),
     ) -> None:
         if max_concurrent_steps < 1 or max_active_runs < 1:
             raise ValueError("max_concurrent_steps and max_active_runs must be >= 1")
@@ -92,7 +104,14 @@ class Worker:
         self.store = store
         self.clock = clock
         self.evict_after = evict_after
+        self._lease = _lease_seconds(store)
+        self._heartbeat_every = (
+            min(_MAINTENANCE_SECONDS, self._lease / 3) if self._lease else _MAINTENANCE_SECONDS
+        )
         self.step_slots = asyncio.Semaphore(max_concurrent_steps)
+        self.queues = queues
+        """The queues whose step tasks this worker claims and runs."""
+        self._queue_runner = QueueRunner(self, queues, max_concurrent_steps)
         self._max_active_runs = max_active_runs
         self._on_run_finished = on_run_finished
         self._on_progress = on_progress
@@ -123,7 +142,7 @@ class Worker:
         await self.store.register_worker(self.id, now)
         released = await self.store.reap_dead_workers(self.id, now)
         if released:
-            logger.info("recovered %d runs left by workers that died", released)
+            logger.info("recovered %d runs and step tasks left by workers that died", released)
         loop = asyncio.get_running_loop()
         self._main = loop.create_task(self._loop(), name=f"perdure worker {self.id}")
         self._maintenance = loop.create_task(self._maintain(), name="perdure maintenance")
@@ -142,7 +161,7 @@ class Worker:
         """
         self._stopping = True
         self.draining = True
-        if grace > 0 and self._actors:
+        if grace > 0 and (self._actors or self._queue_runner.running):
             self._drained.clear()
             self.maybe_idle()
             with contextlib.suppress(TimeoutError):
@@ -163,6 +182,7 @@ class Worker:
         for pending in list(self._background):
             pending.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        await self._queue_runner.stop()  # unregistering puts its tasks back in their queues
         await self.store.unregister_worker(self.id, self.clock.now())
 
     def poke(self) -> None:
@@ -199,7 +219,7 @@ class Worker:
     async def _pass(self) -> None:
         store, now = self.store, self.clock.now()
         room = self._max_active_runs - len(self._actors)
-        if room > 0:
+        if room > 0 and not self._stopping:  # a stopping worker only finishes what it holds
             claimed = await store.claim_runs(
                 self.id, now, min(room, _CLAIM_BATCH), workflows=registered_workflows()
             )
@@ -207,11 +227,18 @@ class Worker:
                 self._adopt(record)
             if len(claimed) == min(room, _CLAIM_BATCH):
                 self._poked.set()
+        if self.queues and not self._stopping and await self._queue_runner.claim():
+            self._poked.set()
         if self._actors:
             for item in await store.inbox(self.id):
                 actor = self._actors.get(item.run_id)
                 if actor is not None:
                     actor.receive(item)
+            if any(actor.awaiting_remote for actor in self._actors.values()):
+                for task in await store.step_results(self.id):
+                    actor = self._actors.get(task.run_id)
+                    if actor is not None:
+                        actor.receive_result(task)
             for run_id in await store.cancel_requests(self.id):
                 actor = self._actors.get(run_id)
                 if actor is not None:
@@ -254,13 +281,36 @@ class Worker:
         task.add_done_callback(self._background.discard)
 
     async def _hand_back(self, run_id: str, wake_at: datetime) -> None:
-        with contextlib.suppress(LeaseLostError):
-            await self.store.release_run(self.id, run_id, wake_at)
+        # Retried until the store answers: a run given up but not released would stay
+        # held by this live worker, and no other worker would ever take it.
+        failures = 0
+        while True:
+            try:
+                await self.store.release_run(self.id, run_id, wake_at)
+            except LeaseLostError:
+                pass  # another worker holds it now, or it ended: nothing to hand back
+            except Exception as exc:
+                failures += 1
+                if failures == 1:
+                    logger.warning(
+                        "could not hand back run %s (%s: %s); retrying until the store answers",
+                        run_id,
+                        type(exc).__name__,
+                        exc,
+                    )
+                await asyncio.sleep(min(_MAX_RETRY_PAUSE, 0.05 * 2 ** (failures - 1)))
+                continue
+            break
         # Released now: a pass that ran while the release was in flight may have missed
         # the run's wake time, so look again.
         self.poke()
 
     # -- called by actors -----------------------------------------------------------
+
+    def hand_back(self, actor: RunActor) -> None:
+        """Hand back a run whose actor gave up (the store failed); it is due at once."""
+        actor.drop()
+        self._spawn(self._hand_back(actor.run_id, self.clock.now()))
 
     def evict(self, actor: RunActor, wake_at: datetime) -> None:
         """Hand a suspended run back to the store; it is replayed when it wakes."""
@@ -296,11 +346,16 @@ class Worker:
             or self._passing
             or any(actor.busy for actor in self._actors.values())
             or any(not t.done() for t in self._background)
+            or self._queue_runner.busy
         )
 
     def maybe_idle(self) -> None:
         """Note that the worker may have nothing left to do but wait."""
-        if self.draining and all(actor.drained for actor in self._actors.values()):
+        if (
+            self.draining
+            and all(actor.drained for actor in self._actors.values())
+            and self._queue_runner.drained
+        ):
             self._drained.set()
         if not self.busy:
             self._idle.set()
@@ -323,15 +378,27 @@ class Worker:
     # -- maintenance ----------------------------------------------------------------
 
     async def _maintain(self) -> None:
+        loop = asyncio.get_running_loop()
+        reap_from = 0.0  # the loop time before which this worker reaps nobody
+        failures = 0
         while True:
-            await asyncio.sleep(_MAINTENANCE_SECONDS)
+            await asyncio.sleep(self._heartbeat_every)
             try:
                 now = self.clock.now()
                 await self.store.heartbeat(self.id, now)
-                if await self.store.reap_dead_workers(self.id, now):
+                if loop.time() >= reap_from and await self.store.reap_dead_workers(self.id, now):
                     self.poke()
             except Exception:
-                logger.exception("worker maintenance failed")
+                failures += 1
+                if failures == 1:
+                    logger.exception("worker maintenance failed; retrying until the store answers")
+                # Cut off from the store, this worker cannot tell who else was: the others
+                # get a whole lease to heartbeat again before it reaps anyone.
+                reap_from = loop.time() + self._lease
+            else:
+                if failures:
+                    logger.info("worker maintenance works again after %d failures", failures)
+                failures = 0
 
     def statistics(self) -> WorkerStatistics:
         """A snapshot of the worker's counters."""
@@ -340,7 +407,7 @@ class Worker:
             worker_id=self.id,
             held_runs=len(actors),
             suspended_runs=sum(1 for a in actors if a.suspended),
-            running_steps=sum(len(a._steps) for a in actors),
+            running_steps=sum(len(a._steps) for a in actors) + self._queue_runner.running,
             claimed=self._claimed,
             replays=self.stats_replays,
             evictions=self._evictions,

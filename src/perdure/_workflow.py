@@ -32,8 +32,10 @@ __all__ = [
     "WorkflowMetadata",
     "get_step_metadata",
     "get_workflow_metadata",
+    "lookup_step",
     "lookup_workflow",
     "now",
+    "queued_steps",
     "random",
     "registered_workflows",
     "sleep",
@@ -180,6 +182,8 @@ async def sleep(duration: Duration | None = None, *, until: datetime | None = No
 # -- the decorators ---------------------------------------------------------------
 
 _registry: dict[str, WorkflowSpec] = {}
+_queued_steps: dict[str, StepSpec] = {}
+"""Steps with a queue, by name: a queue's worker finds a step task's code here."""
 
 
 def lookup_workflow(name: str) -> WorkflowSpec | None:
@@ -190,6 +194,18 @@ def lookup_workflow(name: str) -> WorkflowSpec | None:
 def registered_workflows() -> frozenset[str]:
     """The names of the workflows this process defines: the runs its worker can run."""
     return frozenset(_registry)
+
+
+def lookup_step(name: str) -> StepSpec | None:
+    """The step with a queue registered under ``name`` in this process, if any."""
+    return _queued_steps.get(name)
+
+
+def queued_steps(queues: frozenset[str] | None = None) -> frozenset[str]:
+    """The names of the steps with a queue this process defines (for any of ``queues``)."""
+    return frozenset(
+        name for name, spec in _queued_steps.items() if queues is None or spec.queue in queues
+    )
 
 
 def _origin(fn: Callable[..., Any]) -> str:
@@ -340,6 +356,8 @@ def _make_step(
         seconds = span.total_seconds()
         if seconds <= 0:
             raise ValueError(f"timeout of step {step_name!r} must be positive")
+    if queue is not None and (not isinstance(queue, str) or not queue.strip()):
+        raise ValueError(f"queue of step {step_name!r} must be a non-empty string, got {queue!r}")
     policy = retry if retry is not None else RetryPolicy(max_retries=max_retries)
     spec = StepSpec(
         fn=fn,
@@ -350,6 +368,15 @@ def _make_step(
         queue=queue,
         is_async=inspect.iscoroutinefunction(fn),
     )
+    if queue is not None:
+        # A queue's worker finds the code of a step task by the step's name alone.
+        existing = _queued_steps.get(step_name)
+        if existing is not None and _origin(existing.fn) != _origin(fn):
+            raise ValueError(
+                f"step name {step_name!r} is taken by {_origin(existing.fn)}, another step "
+                f"with a queue; give {_origin(fn)} another name with @step(name=...)"
+            )
+        _queued_steps[step_name] = spec  # a re-definition (a reload) replaces the old one
     return Step(spec)
 
 
@@ -383,7 +410,10 @@ def step(
         name: the name in correlation ids and the log; defaults to the qualified name.
         max_retries: attempts after the first; backoff is exponential with jitter.
         timeout: seconds, a timedelta or text (``"30s"``) an attempt may take.
-        queue: run the step only on workers serving this queue.
+        queue: run the step on the workers serving this queue (``Engine(queues=...)``,
+            ``perdure worker --queue``) rather than on the worker holding the run; the
+            run waits (and may be evicted) meanwhile. Its name must be unique among
+            steps with a queue: a queue's worker finds the code by it.
         retry: a full `RetryPolicy`, instead of ``max_retries``.
     """
     if fn is not None:

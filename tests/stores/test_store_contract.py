@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from perdure._errors import HookConflictError, HookNotFoundError, LeaseLostError
-from perdure._records import EventType, NewEvent, NewRun, RunRecord, RunStatus
+from perdure._records import (
+    EventType,
+    NewEvent,
+    NewRun,
+    RunRecord,
+    RunStatus,
+    StepOutcome,
+    StepTask,
+)
 from perdure.stores import FAR_FUTURE, MemoryStore, PostgresStore, SQLiteStore, Store
 
 AnyStore = MemoryStore | SQLiteStore | PostgresStore
@@ -880,3 +888,336 @@ async def test_own_writes_are_not_reported_on_sqlite(tmp_path: Path) -> None:
         assert await waiter is False
     finally:
         await store.close()
+
+
+# -- step tasks (steps routed to queues) ----------------------------------------------
+
+
+def queued_step(cid: str = "embed#1", queue: object = "gpu", attempt: int = 1) -> NewEvent:
+    """A step_started routed to ``queue``: the event that queues a step task."""
+    return step(EventType.STEP_STARTED, cid, attempt, queue=queue, input={"args": [cid]})
+
+
+async def queue_task(
+    store: AnyStore, cid: str = "embed#1", queue: str = "gpu", run_id: str = "r1"
+) -> StepTask:
+    """Log a step routed to ``queue`` for a run w1 holds; the task it queued."""
+    await store.append("w1", run_id, [queued_step(cid, queue)], T0)
+    (task,) = [task for task in await store.step_tasks(run_id) if task.correlation_id == cid]
+    return task
+
+
+async def claim_one(store: AnyStore, worker: str = "q1", now: datetime = T0) -> StepTask:
+    """Have queue worker ``worker`` claim the one queued task of queue gpu."""
+    (task,) = await store.claim_step_tasks(worker, ["gpu"], now, 10)
+    return task
+
+
+DONE = StepOutcome(attempt=1, output={"vector": [1, 2]})
+ERROR = {"type": "builtins.ValueError", "message": "no", "traceback": "..."}
+
+
+async def test_a_step_started_with_a_queue_queues_a_task(store: AnyStore) -> None:
+    """step_started naming a queue inserts a queued, unowned task with the step's call;
+    one without a queue inserts none."""
+    await hold(store)
+    await store.append("w1", "r1", [step(EventType.STEP_STARTED, "local#1")], at(1))
+    await store.append("w1", "r1", [queued_step()], at(2))
+    (task,) = await store.step_tasks("r1")
+    assert (task.run_id, task.correlation_id, task.queue, task.name) == (
+        "r1",
+        "embed#1",
+        "gpu",
+        "embed",
+    )
+    assert (task.input, task.attempt, task.status, task.owner, task.outcome) == (
+        {"args": ["embed#1"]},
+        1,
+        "queued",
+        None,
+        None,
+    )
+    assert (task.created_at, task.updated_at) == (at(2), at(2))
+    (_, row) = await store.steps("r1")
+    assert (row.correlation_id, row.status) == ("embed#1", "running")
+
+
+async def test_claim_step_tasks_takes_the_oldest_of_the_queues_asked_for(store: AnyStore) -> None:
+    """claim_step_tasks claims queued tasks of the given queues only, oldest first, up
+    to the limit, and marks them claimed by the worker."""
+    await hold(store)
+    await store.append(
+        "w1",
+        "r1",
+        [queued_step("a#1"), queued_step("b#1", "cpu"), queued_step("c#1"), queued_step("d#1")],
+        T0,
+    )
+    claimed = await store.claim_step_tasks("q1", ["gpu"], at(1), 2)
+    assert [task.correlation_id for task in claimed] == ["a#1", "c#1"]
+    assert all((t.status, t.owner, t.updated_at) == ("claimed", "q1", at(1)) for t in claimed)
+    assert claimed[0].id < claimed[1].id
+    assert [t.correlation_id for t in await store.claim_step_tasks("q2", ["gpu"], at(1), 9)] == [
+        "d#1"
+    ]
+    assert await store.claim_step_tasks("q3", ["gpu"], at(1), 9) == []
+    assert await store.claim_step_tasks("q3", ["gpu", "cpu"], at(1), 0) == []
+    assert await store.claim_step_tasks("q3", [], at(1), 9) == []
+    statuses = {t.correlation_id: (t.status, t.owner) for t in await store.step_tasks("r1")}
+    assert statuses == {
+        "a#1": ("claimed", "q1"),
+        "b#1": ("queued", None),
+        "c#1": ("claimed", "q1"),
+        "d#1": ("claimed", "q2"),
+    }
+
+
+async def test_claim_step_tasks_only_takes_the_steps_named(store: AnyStore) -> None:
+    """With names=, a worker never claims a step whose code it does not have."""
+    await hold(store)
+    await store.append("w1", "r1", [queued_step("a#1"), queued_step("b#1")], T0)
+    assert await store.claim_step_tasks("q1", ["gpu"], T0, 9, names=set()) == []
+    claimed = await store.claim_step_tasks("q1", ["gpu"], T0, 9, names={"b", "other"})
+    assert [task.correlation_id for task in claimed] == ["b#1"]
+
+
+async def test_workers_claiming_at_once_take_different_tasks(store: AnyStore) -> None:
+    """Concurrent claims never hand one task to two workers."""
+    await hold(store)
+    await store.append("w1", "r1", [queued_step(f"s#{n}") for n in range(1, 11)], T0)
+    claims = await asyncio.gather(
+        *(store.claim_step_tasks(f"q{n}", ["gpu"], T0, 3) for n in range(5))
+    )
+    ids = [task.id for claim in claims for task in claim]
+    assert len(ids) == len(set(ids)) == 10
+
+
+async def test_finish_stores_the_outcome_for_the_holder(store: AnyStore) -> None:
+    """A finished task shows in step_results of the run's holder only, with its outcome,
+    the retries of a failed step included."""
+    await hold(store)
+    await store.append("w1", "r1", [queued_step("a#1"), queued_step("b#1")], T0)
+    first, second = await store.claim_step_tasks("q1", ["gpu"], T0, 2)
+    assert await store.step_results("w1") == []
+    retries = (
+        {"attempt": 1, "error": ERROR, "retry_at": at(2).isoformat()},
+        {"attempt": 2, "error": ERROR, "retry_at": at(4).isoformat()},
+    )
+    failed = StepOutcome(attempt=3, error=ERROR, retries=retries)
+    await store.finish_step_task("q1", second.id, failed, at(5))
+    await store.finish_step_task("q1", first.id, StepOutcome(attempt=1, output=None), at(6))
+    results = await store.step_results("w1")
+    assert [task.correlation_id for task in results] == ["b#1", "a#1"]
+    assert [(task.status, task.owner, task.updated_at) for task in results] == [
+        ("finished", "q1", at(5)),
+        ("finished", "q1", at(6)),
+    ]
+    assert results[0].outcome == failed
+    assert results[0].attempt == 3
+    assert not failed.succeeded
+    assert results[1].outcome == StepOutcome(attempt=1, output=None)
+    assert results[1].outcome.succeeded
+    assert await store.step_results("q1") == []
+    assert await store.step_results("w2") == []
+
+
+async def test_finish_is_fenced_by_the_tasks_owner(store: AnyStore) -> None:
+    """Finishing a task that is not claimed by the caller (another worker's, a queued
+    one, an unknown id, one already finished) raises LeaseLostError and writes nothing."""
+    await hold(store)
+    queued = await queue_task(store, "a#1")
+    await queue_task(store, "b#1")
+    (claimed,) = await store.claim_step_tasks("q1", ["gpu"], T0, 1)
+    before = await store.step_tasks("r1")
+    with pytest.raises(LeaseLostError, match=rf"'q2'.*step task {claimed.id}"):
+        await store.finish_step_task("q2", claimed.id, DONE, at(1))
+    unclaimed = next(task for task in before if task.id != claimed.id)
+    with pytest.raises(LeaseLostError):
+        await store.finish_step_task("q1", unclaimed.id, DONE, at(1))
+    with pytest.raises(LeaseLostError):
+        await store.finish_step_task("q1", 10_000 + queued.id, DONE, at(1))
+    assert await store.step_tasks("r1") == before
+    await store.finish_step_task("q1", claimed.id, DONE, at(2))
+    with pytest.raises(LeaseLostError):
+        await store.finish_step_task("q1", claimed.id, DONE, at(3))
+    (result,) = await store.step_results("w1")
+    assert result.updated_at == at(2)
+
+
+async def test_finish_wakes_a_run_nobody_holds(store: AnyStore) -> None:
+    """A run handed back while it waits on a step task becomes due when the task finishes,
+    as on a resume; an earlier wake_at is kept."""
+    await hold(store)
+    await queue_task(store)
+    task = await claim_one(store)
+    await store.release_run("w1", "r1", FAR_FUTURE)
+    assert await store.next_wake_at() == FAR_FUTURE
+    await store.finish_step_task("q1", task.id, DONE, at(5))
+    run = await store.get_run("r1")
+    assert run is not None
+    assert (run.owner, run.wake_at) == (None, at(5))
+    assert [run.id for run in await store.claim_runs("w2", at(5), 5)] == ["r1"]
+    assert [task.outcome for task in await store.step_results("w2")] == [DONE]
+
+
+async def test_finish_keeps_an_earlier_wake_at_and_leaves_a_held_run_alone(
+    store: AnyStore,
+) -> None:
+    """A finished task never delays an unheld run, and never unholds a held one."""
+    await hold(store, "r1")
+    await queue_task(store, "a#1", run_id="r1")
+    await hold(store, "r2")
+    await queue_task(store, "b#1", run_id="r2")
+    first, second = await store.claim_step_tasks("q1", ["gpu"], T0, 2)
+    await store.release_run("w1", "r1", at(3))
+    await store.finish_step_task("q1", first.id, DONE, at(9))
+    await store.finish_step_task("q1", second.id, DONE, at(9))
+    r1, r2 = await store.get_run("r1"), await store.get_run("r2")
+    assert r1 is not None
+    assert r2 is not None
+    assert (r1.owner, r1.wake_at) == (None, at(3))
+    assert (r2.owner, r2.wake_at) == ("w1", None)
+
+
+async def test_release_with_a_finished_task_is_due_at_once(store: AnyStore) -> None:
+    """A run handed back with a step outcome not yet logged is claimable right away."""
+    await hold(store)
+    await queue_task(store)
+    task = await claim_one(store)
+    await store.finish_step_task("q1", task.id, DONE, at(1))
+    await store.release_run("w1", "r1", FAR_FUTURE)
+    run = await store.get_run("r1")
+    assert run is not None
+    assert run.wake_at is not None
+    assert run.wake_at <= at(1)
+
+
+async def test_append_consumes_step_tasks(store: AnyStore) -> None:
+    """consume_tasks deletes the tasks whose outcome the append logs, and only those of
+    the appending run."""
+    await hold(store, "r1")
+    await store.append("w1", "r1", [queued_step("a#1"), queued_step("b#1")], T0)
+    await hold(store, "r2")
+    await queue_task(store, "c#1", run_id="r2")
+    a, b, c = await store.claim_step_tasks("q1", ["gpu"], T0, 3)
+    for task in (a, b, c):
+        await store.finish_step_task("q1", task.id, DONE, at(1))
+    completed = step(EventType.STEP_COMPLETED, "a#1", output={"vector": [1, 2]})
+    await store.append("w1", "r1", [completed], at(2), consume_tasks=[a.id, c.id])
+    assert [task.correlation_id for task in await store.step_tasks("r1")] == ["b#1"]
+    assert [task.correlation_id for task in await store.step_tasks("r2")] == ["c#1"]
+    assert {task.id for task in await store.step_results("w1")} == {b.id, c.id}
+
+
+async def test_consume_tasks_is_fenced_like_the_append(store: AnyStore) -> None:
+    """An append refused for its lease consumes nothing."""
+    await hold(store)
+    await queue_task(store)
+    task = await claim_one(store)
+    await store.finish_step_task("q1", task.id, DONE, at(1))
+    with pytest.raises(LeaseLostError):
+        await store.append("w2", "r1", [step(EventType.STEP_COMPLETED)], at(2), consume_tasks=[1])
+    assert [t.id for t in await store.step_tasks("r1")] == [task.id]
+
+
+async def test_a_terminal_event_deletes_the_runs_tasks(store: AnyStore) -> None:
+    """When the run ends, its tasks go (queued, claimed and finished alike), and the
+    queue worker still running one can no longer finish it."""
+    await hold(store)
+    await store.append("w1", "r1", [queued_step("a#1"), queued_step("b#1")], T0)
+    await queue_task(store, "c#1")
+    a, b = await store.claim_step_tasks("q1", ["gpu"], T0, 2)
+    await store.finish_step_task("q1", a.id, DONE, at(1))
+    await store.append("w1", "r1", [NewEvent(EventType.RUN_CANCELLED)], at(2), durable=True)
+    assert await store.step_tasks("r1") == []
+    assert await store.claim_step_tasks("q2", ["gpu"], at(3), 9) == []
+    with pytest.raises(LeaseLostError, match="no such task"):
+        await store.finish_step_task("q1", b.id, DONE, at(3))
+
+
+async def test_a_new_step_started_replaces_the_steps_task(store: AnyStore) -> None:
+    """Queuing a step again (same correlation id) replaces its task with a fresh one."""
+    await hold(store)
+    old = await queue_task(store)
+    await claim_one(store)
+    await store.append("w1", "r1", [queued_step(attempt=2)], at(1))
+    (new,) = await store.step_tasks("r1")
+    assert new.id != old.id
+    assert (new.status, new.owner, new.attempt) == ("queued", None, 2)
+
+
+async def test_unregister_puts_the_workers_claimed_tasks_back(store: AnyStore) -> None:
+    """A queue worker leaving requeues the tasks it claimed and did not finish, their
+    attempt counted; finished tasks and other workers' claims stay as they are."""
+    await store.register_worker("q1", T0)
+    await hold(store)
+    await store.append("w1", "r1", [queued_step(f"s#{n}") for n in (1, 2, 3)], T0)
+    mine = await store.claim_step_tasks("q1", ["gpu"], T0, 2)
+    (theirs,) = await store.claim_step_tasks("q2", ["gpu"], T0, 1)
+    await store.finish_step_task("q1", mine[0].id, DONE, at(1))
+    await store.unregister_worker("q1", at(5))
+    tasks = {task.id: task for task in await store.step_tasks("r1")}
+    assert (tasks[mine[0].id].status, tasks[mine[0].id].outcome) == ("finished", DONE)
+    put_back = tasks[mine[1].id]
+    assert (put_back.status, put_back.owner, put_back.attempt) == ("queued", None, 2)
+    assert put_back.updated_at == at(5)
+    assert (tasks[theirs.id].status, tasks[theirs.id].owner) == ("claimed", "q2")
+    (again,) = await store.claim_step_tasks("q3", ["gpu"], at(6), 9)
+    assert (again.id, again.attempt) == (put_back.id, 2)
+    run = await store.get_run("r1")
+    assert run is not None
+    assert run.owner == "w1"
+
+
+async def test_reaping_a_dead_worker_puts_its_claimed_tasks_back(store: AnyStore) -> None:
+    """A queue worker that stopped heartbeating long ago is reaped: its claimed tasks
+    are queued again, counted in what reap_dead_workers returns."""
+    if isinstance(store, MemoryStore):
+        pytest.skip("a memory store's workers live in its process: none can die alone")
+    await store.register_worker("w1", T0)
+    await store.register_worker("q1", T0)
+    await hold(store)
+    await queue_task(store)
+    task = await claim_one(store)
+    later = T0 + timedelta(hours=1)
+    await store.heartbeat("w1", later)
+    assert await store.reap_dead_workers("w1", later) == 1
+    (put_back,) = await store.step_tasks("r1")
+    assert (put_back.id, put_back.status, put_back.owner, put_back.attempt) == (
+        task.id,
+        "queued",
+        None,
+        2,
+    )
+    with pytest.raises(LeaseLostError):
+        await store.finish_step_task("q1", task.id, DONE, later)
+
+
+async def test_queued_and_finished_tasks_wake_other_processes(store: AnyStore) -> None:
+    """Queue workers hear of a queued task, and holders of a finished one, through
+    wait_for_change, though a step's append is otherwise nobody's news."""
+    other = await other_handle(store)
+    try:
+        await hold(other)
+        await drain(store)
+        queued = asyncio.create_task(store.wait_for_change(30))
+        await other.append("w1", "r1", [queued_step()], at(1))
+        assert await asyncio.wait_for(queued, 10) is True
+        (task,) = await other.claim_step_tasks("q1", ["gpu"], at(2), 1)
+        await drain(store)
+        finished = asyncio.create_task(store.wait_for_change(30))
+        await other.finish_step_task("q1", task.id, DONE, at(3))
+        assert await asyncio.wait_for(finished, 10) is True
+    finally:
+        if other is not store:
+            await other.close()
+
+
+async def test_a_queue_must_be_a_non_empty_string(store: AnyStore) -> None:
+    """A step_started whose queue is empty or not a string is refused whole."""
+    await hold(store)
+    before = await snapshot(store, "r1")
+    for bad in ("", 7):
+        with pytest.raises(ValueError, match="queue"):
+            await store.append("w1", "r1", [queued_step(queue=bad)], T0)
+    assert await snapshot(store, "r1") == before
+    assert await store.step_tasks("r1") == []

@@ -55,7 +55,8 @@ DatabaseUrl = Annotated[
         "--database-url",
         metavar="URL",
         show_default=False,
-        help="The database: sqlite:///relative.db or sqlite:////absolute.db. "
+        help="The database: sqlite:///relative.db, sqlite:////absolute.db or "
+        "postgresql://user@host:port/database. "
         "Defaults to $PERDURE_DATABASE_URL, else sqlite:///.perdure/perdure.db.",
     ),
 ]

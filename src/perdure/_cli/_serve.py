@@ -1,4 +1,4 @@
-"""``perdure worker``: import the user's workflows and run them until told to stop."""
+"""``perdure worker``: import the user's workflows and queued steps, run them until stopped."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from perdure._cli._common import (
 )
 from perdure._cli._output import err, out
 from perdure._engine import Engine
-from perdure._workflow import registered_workflows
+from perdure._workflow import queued_steps, registered_workflows
 
 __all__ = ["worker"]
 
@@ -35,8 +35,9 @@ def worker(
         typer.Argument(
             metavar="MODULE",
             show_default=False,
-            help="Modules that define the workflows to run: dotted names (the current "
-            "directory is on the path) or path/to/file.py.",
+            help="Modules that define the workflows to run (and the steps of the queues "
+            "served): dotted names (the current directory is on the path) or "
+            "path/to/file.py.",
         ),
     ],
     queues: Annotated[
@@ -46,11 +47,31 @@ def worker(
             "-q",
             metavar="QUEUE",
             show_default=False,
-            help="A queue to serve (repeatable). Accepted and shown; queue routing is "
-            "not implemented yet, so every step runs on the worker holding its run.",
+            help="A queue to serve (repeatable): this worker runs the steps marked "
+            "@step(queue=QUEUE) that MODULE... define, for runs held by any worker.",
         ),
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Steps this worker runs at once.")] = 100,
+    lease: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1,
+            metavar="SECONDS",
+            show_default=False,
+            help="PostgreSQL: how long the runs of a worker that stops heartbeating (dead, "
+            "hung or cut off) stay held before other workers take them over. Give every "
+            "worker the same value. Default: 10.",
+        ),
+    ] = None,
+    grace: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            metavar="SECONDS",
+            help="On SIGTERM or Ctrl-C: how long steps already running may take to finish "
+            "(no new ones start) before every run is handed back.",
+        ),
+    ] = 30.0,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log what the worker does (INFO level).")
     ] = False,
@@ -58,8 +79,12 @@ def worker(
 ) -> None:
     """Run a worker for the workflows MODULE... define, until SIGTERM or Ctrl-C.
 
-    On stop, the runs the worker holds are handed back at once, so another worker
-    continues them without waiting.
+    With --queue, it also runs the steps of those queues (@step(queue=...)) for every
+    run, whichever worker holds it; MODULE... may then define only such steps.
+
+    On SIGTERM or Ctrl-C the worker stops claiming runs, lets the steps already running
+    finish (up to --grace seconds), then hands every run it holds back, so another
+    worker continues them at once. A second signal exits at once.
     """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -69,12 +94,22 @@ def worker(
     with reporting():
         import_modules(modules)
         served = sorted(registered_workflows())
-        if not served:
-            raise CliError(f"{', '.join(modules)} define no @workflow: nothing to serve", USAGE)
-    run(_serve(url, served, queues or ["default"], concurrency))
+        if not served and not queued_steps(frozenset(queues or ())):
+            on_queues = f" nor @step(queue=...) for {', '.join(queues)}" if queues else ""
+            raise CliError(
+                f"{', '.join(modules)} define no @workflow{on_queues}: nothing to serve", USAGE
+            )
+    run(_serve(url, served, sorted(set(queues or ())), concurrency, lease, grace))
 
 
-async def _serve(url: str, served: list[str], queues: list[str], concurrency: int) -> None:
+async def _serve(
+    url: str,
+    served: list[str],
+    queues: list[str],
+    concurrency: int,
+    lease: float | None,
+    grace: float,
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -90,19 +125,31 @@ async def _serve(url: str, served: list[str], queues: list[str], concurrency: in
 
     async with contextlib.AsyncExitStack() as stack:
         try:
-            engine = await stack.enter_async_context(Engine(url, max_concurrent_steps=concurrency))
+            engine = await stack.enter_async_context(
+                Engine(
+                    url,
+                    max_concurrent_steps=concurrency,
+                    lease=lease,
+                    shutdown_grace=grace,
+                    queues=queues,
+                )
+            )
         except Exception as exc:
             raise database_error(url, exc) from None
         worker_id = engine.worker.id if engine.worker is not None else "?"
         out().print(
             f"perdure worker {worker_id} ready on {shown_url(url)}; serving {len(served)} "
             f"workflow{'s' if len(served) != 1 else ''}: {', '.join(served)} "
-            f"(queues: {', '.join(queues)}; concurrency {concurrency}). "
+            f"(queues: {', '.join(queues) or 'none'}; concurrency {concurrency}). "
             "Ctrl-C or SIGTERM stops it.",
             soft_wrap=True,
         )
         await stop.wait()
         statistics = engine.statistics()
         held = statistics.held_runs if statistics is not None else 0
-        out().print(f"stopping: handing back {held} run{'s' if held != 1 else ''}", soft_wrap=True)
+        out().print(
+            f"stopping: {held} run{'s' if held != 1 else ''} held; steps running may finish "
+            f"within {grace:g}s, then every run is handed back",
+            soft_wrap=True,
+        )
     out().print(f"perdure worker {worker_id} stopped", soft_wrap=True)

@@ -44,12 +44,18 @@ __all__ = ["InFlightStep", "ReplayResult", "replay"]
 
 @dataclass(frozen=True, slots=True)
 class InFlightStep:
-    """A step the log shows started but not finished: it must run again."""
+    """A step the log shows started but not finished: it must run again.
+
+    Unless it has a ``queue``: then a queue's worker runs it (its task waits in the
+    store, queued or claimed) and the run only waits for the outcome.
+    """
 
     command: ScheduleStep
     next_attempt: int
     not_before: datetime | None
     """The ``retry_at`` of its last logged failure, if it was waiting to retry."""
+    queue: str | None = None
+    """The queue its ``step_started`` named: the log decides, not today's code."""
 
 
 @dataclass(slots=True)
@@ -238,6 +244,14 @@ class _Replay:
 def _in_flight(command: ScheduleStep, events: list[Event]) -> InFlightStep:
     attempt = 0
     not_before: datetime | None = None
+    queue = next(
+        (
+            str(event.data["queue"])
+            for event in events
+            if event.type is EventType.STEP_STARTED and event.data.get("queue")
+        ),
+        None,
+    )
     for event in events:
         attempt = max(attempt, int(event.data.get("attempt", 1)))
         if event.type is EventType.STEP_RETRYING:
@@ -246,7 +260,9 @@ def _in_flight(command: ScheduleStep, events: list[Event]) -> InFlightStep:
             not_before = None
     # An attempt that was started and never finished counts: a step that kills its
     # process every time must not crash-loop forever.
-    return InFlightStep(command, next_attempt=attempt + 1 if attempt else 1, not_before=not_before)
+    return InFlightStep(
+        command, next_attempt=attempt + 1 if attempt else 1, not_before=not_before, queue=queue
+    )
 
 
 def replay(instance: WorkflowInstance, events: list[Event]) -> ReplayResult:

@@ -14,6 +14,8 @@ from perdure.stores.memory import MemoryStore
 from perdure.stores.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from perdure.stores.postgres import PostgresStore
 
 __all__ = ["FAR_FUTURE", "MemoryStore", "PostgresStore", "SQLiteStore", "Store", "open_store"]
@@ -24,13 +26,16 @@ _SUPPORTED = (
 )
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, lease: timedelta | None = None) -> Store:
     """The store a database URL names, not yet opened (``await store.open()``).
 
     ``sqlite:///`` is followed by the file's path: ``sqlite:///app.db`` is relative to
     the working directory, ``sqlite:////var/app.db`` absolute. The file's parent
     folders are created. ``postgresql://`` and ``postgres://`` URLs (libpq's form) name
     a PostgreSQL database, whose schema is created or migrated on `open`.
+
+    ``lease`` is the PostgreSQL store's lease (its default when None); the other stores
+    tell a dead worker by other means and ignore it.
 
     Raises:
         ValueError: naming the URL, for a scheme perdure does not support.
@@ -45,7 +50,8 @@ def open_store(url: str) -> Store:
     if url in {"memory://", "memory:"}:
         return MemoryStore()
     if url.startswith(("postgresql://", "postgres://")):
-        return _postgres_store_class()(url)
+        store_class = _postgres_store_class()
+        return store_class(url) if lease is None else store_class(url, lease=lease)
     raise ValueError(f"unsupported database URL {url!r}; supported: {_SUPPORTED}")
 
 

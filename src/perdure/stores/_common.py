@@ -15,6 +15,7 @@ __all__ = [
     "hook_conflict",
     "hook_not_found",
     "lease_lost",
+    "task_lost",
     "utc",
 ]
 
@@ -50,6 +51,19 @@ def lease_lost(worker_id: str, run_id: str, owner: str | None, *, exists: bool) 
     else:
         held = f"it is held by worker {owner!r}"
     return LeaseLostError(f"worker {worker_id!r} does not hold run {run_id!r}: {held}")
+
+
+def task_lost(
+    worker_id: str, task_id: int, owner: str | None, status: str | None
+) -> LeaseLostError:
+    """The error for finishing a step task the worker does not hold (``status`` None: gone)."""
+    if status is None:
+        held = "no such task exists (the run ended, or its outcome was logged)"
+    elif status != "claimed":
+        held = f"it is {status}"
+    else:
+        held = f"it is held by worker {owner!r}"
+    return LeaseLostError(f"worker {worker_id!r} does not hold step task {task_id}: {held}")
 
 
 def hook_conflict(token: str, holder_run_id: str) -> HookConflictError:

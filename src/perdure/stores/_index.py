@@ -42,6 +42,10 @@ class StepChanged:
     ``input`` is only kept from the first event that carries one; ``output`` and
     ``error`` are those of this event (None when it has none), so a row never shows
     the error of an attempt that a later attempt superseded.
+
+    ``queue`` is set for a ``step_started`` whose data names a queue: the step is run
+    by that queue's workers, so the store also queues a step task for it (replacing
+    any task of the same step), with this event's name, input and attempt.
     """
 
     correlation_id: str
@@ -51,6 +55,7 @@ class StepChanged:
     input: JSON
     output: JSON | None
     error: dict[str, JSON] | None
+    queue: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +151,17 @@ def _step(event: NewEvent) -> StepChanged:
         input=data.get("input"),
         output=data.get("output"),
         error=data.get("error"),
+        queue=_queue(event) if event.type is EventType.STEP_STARTED else None,
     )
+
+
+def _queue(event: NewEvent) -> str | None:
+    queue = event.data.get("queue")
+    if queue is None:
+        return None
+    if not isinstance(queue, str) or not queue:
+        raise ValueError(f"a {event.type.value} event's 'queue' must be a non-empty string")
+    return queue
 
 
 def _hook_created(event: NewEvent) -> HookAdded | None:

@@ -9,12 +9,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from perdure.stores._common import hook_conflict, lease_lost
+from perdure.stores._common import hook_conflict, lease_lost, task_lost
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["connect_options_of", "keep_session", "redacted", "translated", "with_defaults"]
+__all__ = [
+    "connect_options_of",
+    "keep_session",
+    "redacted",
+    "translated",
+    "translated_task",
+    "with_defaults",
+]
 
 _APPLICATION_NAME = "perdure"
 
@@ -72,3 +79,15 @@ def translated(worker_id: str, run_id: str) -> Iterator[None]:
         if exc.sqlstate == "PD002" and detail is not None:
             raise hook_conflict(str(detail.get("token")), str(detail.get("holder"))) from None
         raise
+
+
+@contextlib.contextmanager
+def translated_task(worker_id: str, task_id: int) -> Iterator[None]:
+    """Turn ``perdure_finish_step_task``'s lost-task SQLSTATE into `LeaseLostError`."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        if exc.sqlstate != "PD003":
+            raise
+        detail = json.loads(exc.detail or "{}")
+        raise task_lost(worker_id, task_id, detail.get("owner"), detail.get("status")) from None

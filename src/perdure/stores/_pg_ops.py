@@ -1,4 +1,4 @@
-"""The parameters of the PostgreSQL store's write functions (see the 0001 migration).
+"""The parameters of the PostgreSQL store's write functions (see the migrations).
 
 `append_arguments` turns one `append` into the arguments of ``perdure_append``: the
 events as parallel arrays and, next to each, the index change `perdure.stores._index`
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "APPEND",
     "CREATE_RUN",
+    "FINISH_STEP_TASK",
     "HEARTBEAT",
     "REAP",
     "REGISTER",
@@ -46,8 +47,9 @@ __all__ = [
 CREATE_RUN = "SELECT perdure_create_run($1, $2, $3, $4, $5, $6)"
 APPEND = (
     "SELECT perdure_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
-    "$16, $17)"
+    "$16, $17, $18, $19)"
 )
+FINISH_STEP_TASK = "SELECT perdure_finish_step_task($1, $2, $3, $4, $5, $6, $7)"
 RELEASE_RUN = "SELECT perdure_release_run($1, $2, $3)"
 REQUEST_CANCEL = f"SELECT {RUN_COLUMNS} FROM perdure_request_cancel($1, $2)"  # noqa: S608
 RESUME_HOOK = (
@@ -84,6 +86,7 @@ class _Index(NamedTuple):
     input: str | None = None
     output: str | None = None
     error: str | None = None
+    queue: str | None = None
 
 
 def _index_columns(change: Change | None) -> _Index:  # noqa: PLR0911 - one return per kind
@@ -102,6 +105,7 @@ def _index_columns(change: Change | None) -> _Index:  # noqa: PLR0911 - one retu
                 input=json_or_none(change.input),
                 output=json_or_none(change.output),
                 error=json_or_none(change.error),
+                queue=change.queue,
             )
         case TimerSet():
             return _Index("timer_set", change.correlation_id, when=change.wake_at)
@@ -129,6 +133,7 @@ def append_arguments(
     *,
     durable: bool,
     consume_inbox: list[int] | None,
+    consume_tasks: list[int] | None = None,
 ) -> tuple[Any, ...]:
     """The arguments of `APPEND`, checked and encoded.
 
@@ -139,7 +144,11 @@ def append_arguments(
     changes = plan(events)
     data = [dumps(event.data) for event in events]
     index = [_index_columns(change) for change in changes]
-    columns = [list(column) for column in zip(*index, strict=True)] if index else [[]] * 9
+    columns = (
+        [list(column) for column in zip(*index, strict=True)]
+        if index
+        else [[]] * len(_Index._fields)
+    )
     return (
         worker_id,
         run_id,
@@ -150,4 +159,5 @@ def append_arguments(
         data,
         *columns,
         consume_inbox or None,
+        consume_tasks or None,
     )

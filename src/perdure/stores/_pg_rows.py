@@ -19,7 +19,9 @@ from perdure._records import (
     InboxItem,
     RunRecord,
     RunStatus,
+    StepOutcome,
     StepRecord,
+    StepTask,
 )
 
 if TYPE_CHECKING:
@@ -29,6 +31,8 @@ __all__ = [
     "CANCEL_REQUESTS",
     "CLAIM",
     "CLAIM_OF",
+    "CLAIM_TASKS",
+    "CLAIM_TASKS_OF",
     "EVENTS",
     "GET_HOOK",
     "GET_RUN",
@@ -41,6 +45,8 @@ __all__ = [
     "NEXT_WAKE_AT_OF",
     "RUN_COLUMNS",
     "STEPS",
+    "STEP_RESULTS",
+    "STEP_TASKS",
     "TIMERS",
     "dumps",
     "event_from_row",
@@ -50,6 +56,7 @@ __all__ = [
     "loads",
     "run_from_row",
     "step_from_row",
+    "task_from_row",
 ]
 
 RUN_COLUMNS = (
@@ -107,6 +114,36 @@ INBOX = (
     "SELECT i.id, i.run_id, i.token, i.correlation_id, i.payload::text, i.created_at "
     "FROM hook_inbox AS i JOIN runs AS r ON r.id = i.run_id WHERE r.owner = $1 ORDER BY i.id"
 )
+
+_TASK_COLUMNS = (
+    "id", "run_id", "correlation_id", "queue", "name", "input::text AS input", "attempt",
+    "status", "owner", "output::text AS output", "error::text AS error",
+    "retries::text AS retries", "created_at", "updated_at",
+)  # fmt: skip
+_TASKS = ", ".join(f"t.{column}" for column in _TASK_COLUMNS)
+
+# The queued tasks of the queues (and steps) asked for, oldest first, locked without
+# waiting for rows another claimer is taking, then claimed. RETURNING has no order:
+# the caller sorts by id.
+_CLAIM_TASKS = """
+    WITH due AS (
+        SELECT id FROM step_tasks
+         WHERE status = 'queued' AND queue = ANY($2::text[]) {only}
+         ORDER BY id
+         LIMIT $4
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE step_tasks AS t SET status = 'claimed', owner = $1, updated_at = $3
+      FROM due WHERE t.id = due.id
+    RETURNING {columns}
+"""
+CLAIM_TASKS = _CLAIM_TASKS.format(only="", columns=_TASKS)
+CLAIM_TASKS_OF = _CLAIM_TASKS.format(only="AND name = ANY($5::text[])", columns=_TASKS)
+STEP_RESULTS = (
+    f"SELECT {_TASKS} FROM step_tasks AS t JOIN runs AS r ON r.id = t.run_id "  # noqa: S608
+    "WHERE r.owner = $1 AND t.status = 'finished' ORDER BY t.updated_at, t.id"
+)
+STEP_TASKS = f"SELECT {_TASKS} FROM step_tasks AS t WHERE t.run_id = $1 ORDER BY t.id"  # noqa: S608
 
 
 def list_runs_query(*, status: bool, workflow: bool) -> str:
@@ -195,3 +232,29 @@ def inbox_from_row(row: Record) -> InboxItem:
         row["id"], row["run_id"], row["token"], row["correlation_id"],
         json.loads(row["payload"]), row["created_at"],
     )  # fmt: skip
+
+
+def task_from_row(row: Record) -> StepTask:
+    """A `StepTask` from a row selected by `STEP_TASKS`, `STEP_RESULTS` or a claim."""
+    outcome = None
+    if row["status"] == "finished":
+        outcome = StepOutcome(
+            attempt=row["attempt"],
+            output=loads(row["output"]),
+            error=loads(row["error"]),
+            retries=tuple(loads(row["retries"]) or ()),
+        )
+    return StepTask(
+        id=row["id"],
+        run_id=row["run_id"],
+        correlation_id=row["correlation_id"],
+        queue=row["queue"],
+        name=row["name"],
+        input=loads(row["input"]),
+        attempt=row["attempt"],
+        status=row["status"],
+        owner=row["owner"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        outcome=outcome,
+    )

@@ -7,20 +7,33 @@ the same transaction as the events that cause them, the tables that index it:
 - steps: one row per step call (correlation id), its latest attempt and outcome;
 - timers: one row per started, uncompleted sleep, with its wake time;
 - hooks: one row per live hook token (unique among live hooks);
-- hook inbox: payloads `resume_hook` accepted that the run's worker has not yet logged.
+- hook inbox: payloads `resume_hook` accepted that the run's worker has not yet logged;
+- step tasks: one row per step call routed to a queue (``step_started`` with a
+  ``queue``) whose outcome the run's worker has not yet logged.
 
-The inbox is the one table that is not an index over the log, and that is on purpose:
-only the worker holding a run appends to its log, in the order it delivers things to
-the workflow, so a replay after a crash sees them in the same order. `resume_hook`
-from any process therefore stores the payload in the inbox (durably, so the caller may
-forget it), and the holding worker moves it into the log as ``hook_received``.
+The inbox is not an index over the log, and that is on purpose: only the worker
+holding a run appends to its log, in the order it delivers things to the workflow, so
+a replay after a crash sees them in the same order. `resume_hook` from any process
+therefore stores the payload in the inbox (durably, so the caller may forget it), and
+the holding worker moves it into the log as ``hook_received``.
+
+Step tasks follow the same model. The holder logs ``step_started`` with the queue, and
+the store queues a task in the same transaction. Workers serving that queue take it
+(`claim_step_tasks`), run the step, and store its outcome in the task
+(`finish_step_task`), which wakes the run like a resume. The holder reads finished
+tasks (`step_results`) and logs a ``step_retrying`` per failed attempt, then
+``step_completed`` or ``step_failed``, deleting the task in the same append
+(``consume_tasks``). A claimed task whose worker dies or leaves is put back in its
+queue, its attempt counted. A step with a queue is always run that way, even when the
+holder serves the queue itself, so a replay on any worker treats it the same.
 
 Ownership: a run is *held* by at most one worker (``owner``). Every write that a worker
 makes for a run is fenced: it raises `LeaseLostError` and changes nothing unless that
 worker still holds the run. A run nobody holds becomes claimable when its ``wake_at`` is
 due: pending runs are created with ``wake_at`` = now; a released run gets the time of
-its next timer (or `FAR_FUTURE` when it waits only on hooks); a resume or a cancel
-request on an unheld run sets ``wake_at`` to now.
+its next timer (or `FAR_FUTURE` when it waits only on hooks and step tasks); a
+resume, a finished step task or a cancel request on an unheld run sets ``wake_at`` to
+now.
 
 Durability: a call whose result a user is told about (`create_run`, `resume_hook`,
 `request_cancel`, and `append(..., durable=True)` for a run's final event) is synced to
@@ -48,7 +61,9 @@ if TYPE_CHECKING:
         NewRun,
         RunRecord,
         RunStatus,
+        StepOutcome,
         StepRecord,
+        StepTask,
     )
 
 __all__ = ["FAR_FUTURE", "Store"]
@@ -84,17 +99,23 @@ class Store(Protocol):
         """
 
     async def reap_dead_workers(self, worker_id: str, now: datetime) -> int:
-        """Release every run held by a worker that is gone; return how many.
+        """Release every run held by a worker that is gone; return how many runs and tasks.
 
         ``worker_id`` is the caller (never reaped). Released runs get ``wake_at`` = now
-        so they are claimed and replayed at once.
+        so they are claimed and replayed at once. The step tasks a dead worker claimed
+        and did not finish are put back in their queues (``queued``, no owner), their
+        ``attempt`` one higher: the attempt that died counts.
         """
 
     async def heartbeat(self, worker_id: str, now: datetime) -> None:
         """Record that the worker is alive (and, on stores with leases, renew them)."""
 
     async def unregister_worker(self, worker_id: str, now: datetime) -> None:
-        """Forget the worker and release every run it still holds (``wake_at`` = now)."""
+        """Forget the worker and release every run it still holds (``wake_at`` = now).
+
+        Step tasks it claimed and did not finish are put back in their queues, as by
+        `reap_dead_workers`.
+        """
 
     # -- runs ---------------------------------------------------------------------
 
@@ -129,29 +150,35 @@ class Store(Protocol):
         *,
         durable: bool = False,
         consume_inbox: list[int] | None = None,
+        consume_tasks: list[int] | None = None,
     ) -> int:
         """Append events to a held run's log and update the indexes; return the last seq.
 
         Fenced: raises `LeaseLostError` (and writes nothing) unless ``worker_id`` holds
         the run. Raises `HookConflictError` (and writes nothing) when a
         ``hook_created`` event without ``error`` names a token another live hook
-        holds. ``consume_inbox`` deletes those inbox items in the same transaction
-        (their ``hook_received`` events are among ``events``).
+        holds. ``consume_inbox`` deletes those inbox items, and ``consume_tasks`` those
+        step tasks, in the same transaction (their ``hook_received`` and step outcome
+        events are among ``events``); ids of other runs are ignored.
 
         Index updates by event type: ``run_started`` -> status running, started_at;
-        ``step_*`` -> the steps row; ``sleep_started``/``sleep_completed`` -> insert or
-        delete the timer row; ``hook_created`` -> insert the hook row (unless
-        ``error``); ``hook_disposed`` -> delete it; a terminal event
-        (``run_completed``/``run_failed``/``run_cancelled``) -> status, output or
-        error, completed_at, owner and wake_at None, and deletes the run's timers,
-        hooks and inbox items.
+        ``step_*`` -> the steps row, and a ``step_started`` with a ``queue`` also
+        queues a step task (replacing any task of that correlation id);
+        ``sleep_started``/``sleep_completed`` -> insert or delete the timer row;
+        ``hook_created`` -> insert the hook row (unless ``error``); ``hook_disposed``
+        -> delete it; a terminal event (``run_completed``/``run_failed``/
+        ``run_cancelled``) -> status, output or error, completed_at, owner and wake_at
+        None, and deletes the run's timers, hooks, inbox items and step tasks.
+
+        Other processes are told (`wait_for_change`) of a queued step task, and of a
+        terminal event; not of other steps.
         """
 
     async def release_run(self, worker_id: str, run_id: str, wake_at: datetime) -> None:
         """Stop holding a run (evicted or handed back); fenced like `append`.
 
-        The run becomes claimable at ``wake_at``, or at once if it has inbox items or
-        a cancel request.
+        The run becomes claimable at ``wake_at``, or at once if it has inbox items,
+        finished step tasks or a cancel request.
         """
 
     async def request_cancel(self, run_id: str, now: datetime) -> RunRecord | None:
@@ -207,6 +234,46 @@ class Store(Protocol):
     async def inbox(self, worker_id: str) -> list[InboxItem]:
         """Undelivered payloads of the runs ``worker_id`` holds, oldest first."""
 
+    # -- step tasks ---------------------------------------------------------------
+
+    async def claim_step_tasks(
+        self,
+        worker_id: str,
+        queues: Collection[str],
+        now: datetime,
+        limit: int,
+        *,
+        names: Collection[str] | None = None,
+    ) -> list[StepTask]:
+        """Take up to ``limit`` queued step tasks of ``queues``, oldest (lowest id) first.
+
+        They become ``claimed`` with ``owner`` = ``worker_id`` and ``updated_at`` =
+        now, and come back so. With ``names``, only tasks of those steps are taken: a
+        worker never claims a step whose code it does not have. Workers claiming at
+        once take different tasks (on PostgreSQL without waiting for each other).
+        """
+
+    async def finish_step_task(
+        self, worker_id: str, task_id: int, outcome: StepOutcome, now: datetime
+    ) -> None:
+        """Store how a step task ended, and wake its run.
+
+        Fenced by the task: raises `LeaseLostError` and writes nothing unless the task
+        exists and is ``claimed`` by ``worker_id`` (it is gone once its run ended; it
+        was put back in its queue if its worker was reaped). The task becomes
+        ``finished`` with ``outcome`` (``attempt`` = ``outcome.attempt``,
+        ``updated_at`` = now). When nobody holds the run, it becomes due now (an
+        earlier ``wake_at`` is kept), as on `resume_hook`; other processes are told.
+        Not synced before returning: losing it to a power cut only makes the step
+        run again.
+        """
+
+    async def step_results(self, worker_id: str) -> list[StepTask]:
+        """Finished step tasks of the runs ``worker_id`` holds, in the order they finished."""
+
+    async def step_tasks(self, run_id: str) -> list[StepTask]:
+        """The run's step tasks, whatever their status, oldest first."""
+
     # -- change notification ------------------------------------------------------
 
     async def wait_for_change(self, timeout: float) -> bool:
@@ -219,5 +286,6 @@ class Store(Protocol):
         pass per step. SQLite reads ``PRAGMA data_version`` on its writer connection
         every few milliseconds (it moves only on other connections' commits); memory
         reports the writes others act on (new runs, resumes, cancels, releases, ended
-        runs); PostgreSQL uses LISTEN/NOTIFY. Spurious wake-ups are allowed.
+        runs, queued and finished step tasks); PostgreSQL uses LISTEN/NOTIFY.
+        Spurious wake-ups are allowed.
         """

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from perdure._records import EventType, NewEvent, RunStatus
-from perdure.stores._common import hook_conflict, hook_not_found, lease_lost
+from perdure.stores._common import hook_conflict, hook_not_found, lease_lost, task_lost
 from perdure.stores._index import (
     Change,
     HookAdded,
@@ -29,10 +29,12 @@ from perdure.stores._index import (
 from perdure.stores._sqlite_rows import (
     HOOK_COLUMNS,
     RUN_COLUMNS,
+    TASK_COLUMNS,
     dumps,
     get_run,
     hook_from_row,
     run_from_row,
+    task_from_row,
     to_us,
     workflow_filter,
 )
@@ -41,12 +43,14 @@ if TYPE_CHECKING:
     import sqlite3
     from datetime import datetime
 
-    from perdure._records import JSON, HookRecord, NewRun, RunRecord
+    from perdure._records import JSON, HookRecord, NewRun, RunRecord, StepOutcome, StepTask
 
 __all__ = [
     "append",
     "claim_runs",
+    "claim_step_tasks",
     "create_run",
+    "finish_step_task",
     "release_run",
     "release_worker_runs",
     "request_cancel",
@@ -119,8 +123,9 @@ def append(
     now: datetime,
     *,
     consume_inbox: list[int] | None,
+    consume_tasks: list[int] | None = None,
 ) -> int:
-    """Fence, log the events with their index changes, consume inbox items; the last seq."""
+    """Fence, log the events with their index changes, consume inbox items and tasks."""
     last_seq, _ = _fence(conn, worker_id, run_id)
     changes = plan(events)
     seq = _log(conn, run_id, last_seq, events, changes, at=to_us(now))
@@ -129,21 +134,31 @@ def append(
             "DELETE FROM hook_inbox WHERE id = ? AND run_id = ?",
             [(item_id, run_id) for item_id in consume_inbox],
         )
+    if consume_tasks:
+        conn.executemany(
+            "DELETE FROM step_tasks WHERE id = ? AND run_id = ?",
+            [(task_id, run_id) for task_id in consume_tasks],
+        )
     return seq
 
 
 def release_run(conn: sqlite3.Connection, worker_id: str, run_id: str, wake_at: datetime) -> None:
     """Unhold the run, due at ``wake_at`` or, if something waits for it, at once.
 
-    No clock is given here, so "at once" is the time the first waiting inbox item or the
-    cancel request was stored: already past for the engine, and it keeps the run's place
-    in the oldest-first claim order.
+    No clock is given here, so "at once" is the time the first waiting inbox item, step
+    result or the cancel request was stored: already past for the engine, and it keeps
+    the run's place in the oldest-first claim order.
     """
     _, cancel_requested_at = _fence(conn, worker_id, run_id)
     (first_item,) = conn.execute(
         "SELECT min(created_at) FROM hook_inbox WHERE run_id = ?", (run_id,)
     ).fetchone()
-    due = min(x for x in (to_us(wake_at), first_item, cancel_requested_at) if x is not None)
+    (first_result,) = conn.execute(
+        "SELECT min(updated_at) FROM step_tasks WHERE run_id = ? AND status = 'finished'",
+        (run_id,),
+    ).fetchone()
+    waiting = (to_us(wake_at), first_item, first_result, cancel_requested_at)
+    due = min(x for x in waiting if x is not None)
     conn.execute("UPDATE runs SET owner = NULL, wake_at = ? WHERE id = ?", (due, run_id))
 
 
@@ -191,12 +206,82 @@ def resume_hook(
 
 
 def release_worker_runs(conn: sqlite3.Connection, worker_id: str, now: datetime) -> int:
-    """Unhold every run ``worker_id`` holds, due at once; how many there were."""
+    """Unhold ``worker_id``'s runs, due at once, and requeue its tasks; how many of both.
+
+    A requeued task's attempt is one higher: the attempt that was cut short counts.
+    """
     at = to_us(now)
-    return conn.execute(
+    runs = conn.execute(
         "UPDATE runs SET owner = NULL, wake_at = ?, updated_at = ? WHERE owner = ?",
         (at, at, worker_id),
     ).rowcount
+    tasks = conn.execute(
+        "UPDATE step_tasks SET status = 'queued', owner = NULL, attempt = attempt + 1, "
+        "updated_at = ? WHERE owner = ? AND status = 'claimed'",
+        (at, worker_id),
+    ).rowcount
+    return runs + tasks
+
+
+def claim_step_tasks(
+    conn: sqlite3.Connection,
+    worker_id: str,
+    queues: list[str],
+    now: datetime,
+    limit: int,
+    names: list[str] | None,
+) -> list[StepTask]:
+    """Claim up to ``limit`` queued tasks of ``queues`` (and ``names``), oldest first."""
+    at = to_us(now)
+    only = ""
+    if names is not None:
+        only = f"AND name IN ({', '.join('?' * len(names))})"
+    due = conn.execute(
+        f"SELECT id FROM step_tasks WHERE status = 'queued' "  # noqa: S608 - placeholders only
+        f"AND queue IN ({', '.join('?' * len(queues))}) {only} ORDER BY id LIMIT ?",
+        (*queues, *(names or ()), max(limit, 0)),
+    ).fetchall()
+    claim = (
+        f"UPDATE step_tasks SET status = 'claimed', owner = ?, updated_at = ? WHERE id = ? "  # noqa: S608 - constant columns
+        f"RETURNING {TASK_COLUMNS}"
+    )
+    return [
+        task_from_row(conn.execute(claim, (worker_id, at, task_id)).fetchone())
+        for (task_id,) in due
+    ]
+
+
+def finish_step_task(
+    conn: sqlite3.Connection,
+    worker_id: str,
+    task_id: int,
+    outcome: StepOutcome,
+    now: datetime,
+) -> None:
+    """Fenced by the task: store its outcome, and wake its run if nobody holds it."""
+    row = conn.execute(
+        "SELECT run_id, status, owner FROM step_tasks WHERE id = ?", (task_id,)
+    ).fetchone()
+    if row is None or row[1] != "claimed" or row[2] != worker_id:
+        raise task_lost(worker_id, task_id, row and row[2], row and row[1])
+    at = to_us(now)
+    conn.execute(
+        "UPDATE step_tasks SET status = 'finished', attempt = ?, output = ?, error = ?, "
+        "retries = ?, updated_at = ? WHERE id = ?",
+        (
+            outcome.attempt,
+            dumps(outcome.output) if outcome.error is None else None,
+            None if outcome.error is None else dumps(outcome.error),
+            dumps(list(outcome.retries)),
+            at,
+            task_id,
+        ),
+    )
+    conn.execute(
+        "UPDATE runs SET wake_at = min(wake_at, ?), updated_at = ? "
+        "WHERE id = ? AND owner IS NULL AND wake_at IS NOT NULL",
+        (at, at, row[0]),
+    )
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -243,6 +328,8 @@ def _apply(conn: sqlite3.Connection, run_id: str, seq: int, change: Change, at: 
                 (RunStatus.RUNNING.value, at, run_id),
             )
         case StepChanged():
+            if change.queue is not None:
+                _queue_task(conn, run_id, change, at)
             conn.execute(
                 _UPSERT_STEP,
                 (
@@ -277,6 +364,28 @@ def _apply(conn: sqlite3.Connection, run_id: str, seq: int, change: Change, at: 
             _end(conn, run_id, change, at)
 
 
+def _queue_task(conn: sqlite3.Connection, run_id: str, change: StepChanged, at: int) -> None:
+    """A queued task for a step routed to ``change.queue``, replacing any of that step."""
+    conn.execute(
+        "DELETE FROM step_tasks WHERE run_id = ? AND correlation_id = ?",
+        (run_id, change.correlation_id),
+    )
+    conn.execute(
+        "INSERT INTO step_tasks (run_id, correlation_id, queue, name, input, attempt, status, "
+        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+        (
+            run_id,
+            change.correlation_id,
+            change.queue,
+            change.name,
+            None if change.input is None else dumps(change.input),
+            change.attempt,
+            at,
+            at,
+        ),
+    )
+
+
 def _add_hook(conn: sqlite3.Connection, run_id: str, hook: HookAdded, at: int) -> None:
     holder = conn.execute("SELECT run_id FROM hooks WHERE token = ?", (hook.token,)).fetchone()
     if holder is not None:
@@ -301,5 +410,5 @@ def _end(conn: sqlite3.Connection, run_id: str, end: RunEnded, at: int) -> None:
             run_id,
         ),
     )
-    for table in ("timers", "hooks", "hook_inbox"):
+    for table in ("timers", "hooks", "hook_inbox", "step_tasks"):
         conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))  # noqa: S608 - constant names

@@ -20,7 +20,9 @@ from perdure._records import (
     InboxItem,
     RunRecord,
     RunStatus,
+    StepOutcome,
     StepRecord,
+    StepTask,
 )
 from perdure.stores._common import utc
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HOOK_COLUMNS",
     "RUN_COLUMNS",
+    "TASK_COLUMNS",
     "cancel_requests",
     "dumps",
     "events",
@@ -44,7 +47,10 @@ __all__ = [
     "loads",
     "next_wake_at",
     "run_from_row",
+    "step_results",
+    "step_tasks",
     "steps",
+    "task_from_row",
     "timers",
     "to_us",
     "workflow_filter",
@@ -59,6 +65,10 @@ RUN_COLUMNS = (
 )
 HOOK_COLUMNS = "token, run_id, correlation_id, name, kind, created_at"
 _INBOX_COLUMNS = "i.id, i.run_id, i.token, i.correlation_id, i.payload, i.created_at"
+TASK_COLUMNS = (
+    "id, run_id, correlation_id, queue, name, input, attempt, status, owner, output, error, "
+    "retries, created_at, updated_at"
+)
 
 
 def to_us(moment: datetime) -> int:
@@ -104,6 +114,34 @@ def run_from_row(row: tuple[Any, ...]) -> RunRecord:
         owner=owner,
         wake_at=_from_us_or_none(wake_at),
         cancel_requested=cancel_requested_at is not None,
+    )
+
+
+def task_from_row(row: tuple[Any, ...]) -> StepTask:
+    """A `StepTask` from a row selected with `TASK_COLUMNS`."""
+    (task_id, run_id, correlation_id, queue, name, task_input, attempt, status, owner, output,
+     error, retries, created_at, updated_at) = row  # fmt: skip
+    outcome = None
+    if status == "finished":
+        outcome = StepOutcome(
+            attempt=attempt,
+            output=loads(output),
+            error=loads(error),
+            retries=tuple(loads(retries) or ()),
+        )
+    return StepTask(
+        id=task_id,
+        run_id=run_id,
+        correlation_id=correlation_id,
+        queue=queue,
+        name=name,
+        input=loads(task_input),
+        attempt=attempt,
+        status=status,
+        owner=owner,
+        created_at=from_us(created_at),
+        updated_at=from_us(updated_at),
+        outcome=outcome,
     )
 
 
@@ -273,3 +311,23 @@ def inbox(conn: sqlite3.Connection, worker_id: str) -> list[InboxItem]:
         InboxItem(item_id, run_id, token, correlation_id, json.loads(payload), from_us(created))
         for item_id, run_id, token, correlation_id, payload, created in rows
     ]
+
+
+def step_results(conn: sqlite3.Connection, worker_id: str) -> list[StepTask]:
+    """Finished step tasks of the runs ``worker_id`` holds, in the order they finished."""
+    columns = ", ".join(f"t.{column.strip()}" for column in TASK_COLUMNS.split(","))
+    rows = conn.execute(
+        f"SELECT {columns} FROM step_tasks AS t JOIN runs AS r ON r.id = t.run_id "  # noqa: S608 - constant columns
+        "WHERE r.owner = ? AND t.status = 'finished' ORDER BY t.updated_at, t.id",
+        (worker_id,),
+    )
+    return [task_from_row(row) for row in rows]
+
+
+def step_tasks(conn: sqlite3.Connection, run_id: str) -> list[StepTask]:
+    """The run's step tasks, oldest first."""
+    rows = conn.execute(
+        f"SELECT {TASK_COLUMNS} FROM step_tasks WHERE run_id = ? ORDER BY id",  # noqa: S608 - constant columns
+        (run_id,),
+    )
+    return [task_from_row(row) for row in rows]

@@ -84,7 +84,7 @@ class WorkerLocks:
     def reap(
         self, conn: sqlite3.Connection, worker_id: str, now: datetime, stale_after: timedelta
     ) -> int:
-        """Release the runs of every other worker that is dead; how many runs."""
+        """Release the runs and requeue the tasks of every other dead worker; how many."""
         stale_before = to_us(now - stale_after)
         others = conn.execute(
             "SELECT id, heartbeat_at FROM workers WHERE id != ?", (worker_id,)
@@ -97,7 +97,7 @@ class WorkerLocks:
         return released
 
     def unregister(self, conn: sqlite3.Connection, worker_id: str, now: datetime) -> None:
-        """Release the worker's runs and delete its row; `drop` its lock after the commit."""
+        """Release the worker's runs, requeue its tasks, delete its row; `drop` the lock next."""
         release_worker_runs(conn, worker_id, now)
         conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
 

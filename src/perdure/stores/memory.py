@@ -8,6 +8,9 @@ reach the stored copy.
 
 A single process cannot lose a worker without losing the store with it, so workers
 are only a set: `reap_dead_workers` has nothing to reap.
+
+Change notification (`wait_for_change`) reports the writes others act on: new runs,
+resumes, cancels, releases, ended runs, and queued and finished step tasks.
 """
 
 from __future__ import annotations
@@ -29,9 +32,18 @@ from perdure._records import (
     NewRun,
     RunRecord,
     RunStatus,
+    StepOutcome,
     StepRecord,
+    StepTask,
 )
-from perdure.stores._common import earliest, hook_conflict, hook_not_found, lease_lost, utc
+from perdure.stores._common import (
+    earliest,
+    hook_conflict,
+    hook_not_found,
+    lease_lost,
+    task_lost,
+    utc,
+)
 from perdure.stores._index import (
     Change,
     HookAdded,
@@ -67,6 +79,8 @@ class MemoryStore:
         self._hooks: dict[str, HookRecord] = {}
         self._inbox: dict[int, InboxItem] = {}
         self._inbox_ids = itertools.count(1)
+        self._tasks: dict[int, StepTask] = {}
+        self._task_ids = itertools.count(1)
         self._workers: set[str] = set()
         # Change notification: a counter of writes, the value the last wait returned
         # on, and the futures of waiters (futures rather than an asyncio.Event so the
@@ -98,13 +112,22 @@ class MemoryStore:
         self._workers.add(worker_id)
 
     async def unregister_worker(self, worker_id: str, now: datetime) -> None:
-        """Forget the worker and release its runs, claimable at once."""
+        """Forget the worker, release its runs (claimable at once), requeue its tasks."""
         now = utc(now)
         self._workers.discard(worker_id)
         held = [run for run in self._runs.values() if run.owner == worker_id]
         for run in held:
             self._runs[run.id] = replace(run, owner=None, wake_at=now, updated_at=now)
-        if held:
+        claimed = [
+            task
+            for task in self._tasks.values()
+            if task.status == "claimed" and task.owner == worker_id
+        ]
+        for task in claimed:
+            self._tasks[task.id] = replace(
+                task, status="queued", owner=None, attempt=task.attempt + 1, updated_at=now
+            )
+        if held or claimed:
             self._changed()
 
     # -- runs ---------------------------------------------------------------------
@@ -175,6 +198,7 @@ class MemoryStore:
         *,
         durable: bool = False,  # noqa: ARG002 - memory is as durable as it gets
         consume_inbox: list[int] | None = None,
+        consume_tasks: list[int] | None = None,
     ) -> int:
         """Append to a held run's log and update the indexes; everything or nothing."""
         now = utc(now)
@@ -188,7 +212,13 @@ class MemoryStore:
             item = self._inbox.get(item_id)
             if item is not None and item.run_id == run_id:
                 del self._inbox[item_id]
-        if run.status.is_terminal:  # others may wait for the result; a step is nobody's news
+        for task_id in consume_tasks or ():
+            task = self._tasks.get(task_id)
+            if task is not None and task.run_id == run_id:
+                del self._tasks[task_id]
+        # Others may wait for the result, or serve the queue; a step is nobody's news.
+        queued = any(isinstance(change, StepChanged) and change.queue for change in changes)
+        if run.status.is_terminal or queued:
             self._changed()
         return len(self._events[run_id])
 
@@ -199,7 +229,17 @@ class MemoryStore:
             (item.created_at for item in self._inbox.values() if item.run_id == run_id),
             default=None,
         )
-        due = earliest(utc(wake_at), first_item, self._cancel_requested_at.get(run_id))
+        first_result = min(
+            (
+                task.updated_at
+                for task in self._tasks.values()
+                if task.run_id == run_id and task.status == "finished"
+            ),
+            default=None,
+        )
+        due = earliest(
+            utc(wake_at), first_item, first_result, self._cancel_requested_at.get(run_id)
+        )
         self._runs[run_id] = replace(run, owner=None, wake_at=due)
         self._changed()
 
@@ -327,6 +367,78 @@ class MemoryStore:
         """Undelivered payloads of the runs ``worker_id`` holds, oldest first."""
         return [item for item in self._inbox.values() if self._runs[item.run_id].owner == worker_id]
 
+    # -- step tasks ---------------------------------------------------------------
+
+    async def claim_step_tasks(
+        self,
+        worker_id: str,
+        queues: Collection[str],
+        now: datetime,
+        limit: int,
+        *,
+        names: Collection[str] | None = None,
+    ) -> list[StepTask]:
+        """Claim up to ``limit`` queued tasks of ``queues`` (and ``names``), oldest first."""
+        now = utc(now)
+        queued = [
+            task
+            for task in self._tasks.values()
+            if task.status == "queued"
+            and task.queue in queues
+            and (names is None or task.name in names)
+        ]
+        queued.sort(key=lambda task: task.id)
+        claimed = [
+            replace(task, status="claimed", owner=worker_id, updated_at=now)
+            for task in queued[: max(limit, 0)]
+        ]
+        for task in claimed:
+            self._tasks[task.id] = task
+        return claimed
+
+    async def finish_step_task(
+        self, worker_id: str, task_id: int, outcome: StepOutcome, now: datetime
+    ) -> None:
+        """Store the outcome of a task ``worker_id`` claimed; wake its run if unheld."""
+        now = utc(now)
+        task = self._tasks.get(task_id)
+        if task is None or task.status != "claimed" or task.owner != worker_id:
+            raise task_lost(
+                worker_id,
+                task_id,
+                None if task is None else task.owner,
+                None if task is None else task.status,
+            )
+        stored = StepOutcome(
+            attempt=outcome.attempt,
+            output=_json(outcome.output),
+            error=_json(outcome.error),
+            retries=tuple(_json(list(outcome.retries))),
+        )
+        self._tasks[task_id] = replace(
+            task, status="finished", attempt=outcome.attempt, updated_at=now, outcome=stored
+        )
+        run = self._runs[task.run_id]
+        if run.owner is None and run.wake_at is not None:
+            self._runs[run.id] = replace(run, wake_at=earliest(run.wake_at, now), updated_at=now)
+        self._changed()
+
+    async def step_results(self, worker_id: str) -> list[StepTask]:
+        """Finished tasks of the runs ``worker_id`` holds, in the order they finished."""
+        finished = [
+            task
+            for task in self._tasks.values()
+            if task.status == "finished" and self._runs[task.run_id].owner == worker_id
+        ]
+        return sorted(finished, key=lambda task: (task.updated_at, task.id))
+
+    async def step_tasks(self, run_id: str) -> list[StepTask]:
+        """The run's step tasks, oldest first."""
+        return sorted(
+            (task for task in self._tasks.values() if task.run_id == run_id),
+            key=lambda task: task.id,
+        )
+
     # -- change notification ------------------------------------------------------
 
     async def wait_for_change(self, timeout: float) -> bool:
@@ -407,6 +519,8 @@ class MemoryStore:
                 return replace(run, status=RunStatus.RUNNING, started_at=run.started_at or now)
             case StepChanged():
                 self._apply_step(run.id, change, now)
+                if change.queue is not None:
+                    self._queue_task(run.id, change, now)
             case TimerSet():
                 self._timers.setdefault(run.id, {})[change.correlation_id] = change.wake_at
             case TimerCleared():
@@ -430,6 +544,8 @@ class MemoryStore:
             del self._hooks[hook.token]
         for item in [item for item in self._inbox.values() if item.run_id == run.id]:
             del self._inbox[item.id]
+        for task in [task for task in self._tasks.values() if task.run_id == run.id]:
+            del self._tasks[task.id]
         return replace(
             run,
             status=change.status,
@@ -453,5 +569,29 @@ class MemoryStore:
             output=change.output,
             error=change.error,
             started_at=now if old is None else old.started_at,
+            updated_at=now,
+        )
+
+    def _queue_task(self, run_id: str, change: StepChanged, now: datetime) -> None:
+        """A queued task for a step routed to ``change.queue``, replacing any of that step."""
+        for task in [
+            task
+            for task in self._tasks.values()
+            if task.run_id == run_id and task.correlation_id == change.correlation_id
+        ]:
+            del self._tasks[task.id]
+        assert change.queue is not None  # noqa: S101 - checked by the caller
+        task_id = next(self._task_ids)
+        self._tasks[task_id] = StepTask(
+            id=task_id,
+            run_id=run_id,
+            correlation_id=change.correlation_id,
+            queue=change.queue,
+            name=change.name,
+            input=change.input,
+            attempt=change.attempt,
+            status="queued",
+            owner=None,
+            created_at=now,
             updated_at=now,
         )

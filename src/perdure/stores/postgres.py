@@ -3,13 +3,13 @@
 Built on asyncpg, with a connection pool for reads and writes and one more connection
 that LISTENs for changes (`perdure.stores._pg_listener`).
 
-- **Writes** are one round trip each: a PL/pgSQL function (migration 0001) that takes
+- **Writes** are one round trip each: a PL/pgSQL function (migrations) that takes
   the run row's lock, checks the fence, writes the log and its indexes, and notifies,
   all in the statement's own transaction. The index changes come from the plan every
   store shares (`perdure.stores._index`), so the database applies exactly what the
   other stores apply. asyncpg prepares each statement once per connection.
-- **Claims** lock due runs with ``FOR UPDATE SKIP LOCKED``: workers claiming at once
-  take different runs and never wait for each other.
+- **Claims** lock due runs, and queued step tasks, with ``FOR UPDATE SKIP LOCKED``:
+  workers claiming at once take different ones and never wait for each other.
 - **Leases**: a worker's lease is its row's ``heartbeat_at``. Once it is older than
   ``lease``, any other worker's `reap_dead_workers` releases the worker's runs (due at
   once) and deletes its row. A stale worker's next write to such a run waits for the
@@ -50,6 +50,7 @@ from perdure.stores._pg_connect import (
     keep_session,
     redacted,
     translated,
+    translated_task,
     with_defaults,
 )
 from perdure.stores._pg_listener import Listener
@@ -68,7 +69,9 @@ if TYPE_CHECKING:
         InboxItem,
         NewEvent,
         NewRun,
+        StepOutcome,
         StepRecord,
+        StepTask,
     )
 
 __all__ = ["PostgresStore", "migrate"]
@@ -247,6 +250,7 @@ class PostgresStore:
         *,
         durable: bool = False,
         consume_inbox: list[int] | None = None,
+        consume_tasks: list[int] | None = None,
     ) -> int:
         """Append to a held run's log and update the indexes, in one round trip; the last seq."""
         arguments = ops.append_arguments(
@@ -256,6 +260,7 @@ class PostgresStore:
             utc(now),
             durable=durable,
             consume_inbox=consume_inbox,
+            consume_tasks=consume_tasks,
         )
         with translated(worker_id, run_id):
             seq = await self._db.fetchval(ops.APPEND, *arguments)
@@ -363,15 +368,68 @@ class PostgresStore:
         """Undelivered payloads of the runs ``worker_id`` holds, oldest first."""
         return [rows.inbox_from_row(row) for row in await self._db.fetch(rows.INBOX, worker_id)]
 
+    # -- step tasks ---------------------------------------------------------------
+
+    async def claim_step_tasks(
+        self,
+        worker_id: str,
+        queues: Collection[str],
+        now: datetime,
+        limit: int,
+        *,
+        names: Collection[str] | None = None,
+    ) -> list[StepTask]:
+        """Claim up to ``limit`` queued tasks of ``queues`` (and ``names``), oldest first."""
+        now = utc(now)
+        if limit <= 0 or not queues or (names is not None and not names):
+            return []
+        if names is None:
+            claimed = await self._db.fetch(rows.CLAIM_TASKS, worker_id, sorted(queues), now, limit)
+        else:
+            claimed = await self._db.fetch(
+                rows.CLAIM_TASKS_OF, worker_id, sorted(queues), now, limit, sorted(names)
+            )
+        tasks = [rows.task_from_row(row) for row in claimed]
+        tasks.sort(key=lambda task: task.id)
+        return tasks
+
+    async def finish_step_task(
+        self, worker_id: str, task_id: int, outcome: StepOutcome, now: datetime
+    ) -> None:
+        """Store the outcome of a task ``worker_id`` claimed, in one round trip; wake its run."""
+        failed = outcome.error is not None
+        arguments = (
+            worker_id,
+            task_id,
+            outcome.attempt,
+            None if failed else rows.dumps(outcome.output),
+            ops.json_or_none(outcome.error),
+            rows.dumps(list(outcome.retries)),
+            utc(now),
+        )
+        with translated_task(worker_id, task_id):
+            await self._db.fetchval(ops.FINISH_STEP_TASK, *arguments)
+
+    async def step_results(self, worker_id: str) -> list[StepTask]:
+        """Finished step tasks of the runs ``worker_id`` holds, in the order they finished."""
+        return [
+            rows.task_from_row(row) for row in await self._db.fetch(rows.STEP_RESULTS, worker_id)
+        ]
+
+    async def step_tasks(self, run_id: str) -> list[StepTask]:
+        """The run's step tasks, whatever their status, oldest first."""
+        return [rows.task_from_row(row) for row in await self._db.fetch(rows.STEP_TASKS, run_id)]
+
     # -- change notification ------------------------------------------------------
 
     async def wait_for_change(self, timeout: float) -> bool:
         """Wait for a notification since the last call returned, or ``timeout`` seconds.
 
         Reported: new runs, resumes, cancel requests, releases, ended runs, reaped and
-        leaving workers, this store's own included (see `perdure.stores._pg_listener`);
-        steps' appends are not. After the listening connection broke, the next call
-        reconnects and returns True, since notifications may have been missed.
+        leaving workers, queued and finished step tasks, this store's own included (see
+        `perdure.stores._pg_listener`); other steps' appends are not. After the
+        listening connection broke, the next call reconnects and returns True, since
+        notifications may have been missed.
         """
         listener = self._listener
         if listener is None:

@@ -42,7 +42,9 @@ if TYPE_CHECKING:
         NewRun,
         RunRecord,
         RunStatus,
+        StepOutcome,
         StepRecord,
+        StepTask,
     )
 
 __all__ = ["SQLiteStore", "WriterStatistics"]
@@ -137,7 +139,10 @@ class SQLiteStore:
         await self._write(lambda conn: self._locks.register(conn, worker_id, now))
 
     async def reap_dead_workers(self, worker_id: str, now: datetime) -> int:
-        """Release the runs of workers whose lock is free or heartbeat stale; how many."""
+        """Release the runs and requeue the tasks of dead workers; how many of both.
+
+        A worker is dead when its lock is free or its heartbeat is stale.
+        """
         return await self._write(
             lambda conn: self._locks.reap(conn, worker_id, now, self.stale_after)
         )
@@ -147,7 +152,7 @@ class SQLiteStore:
         await self._write(lambda conn: self._locks.heartbeat(conn, worker_id, now))
 
     async def unregister_worker(self, worker_id: str, now: datetime) -> None:
-        """Release the worker's runs, delete its row, then drop its lock file."""
+        """Release the worker's runs, requeue its tasks, delete its row, drop its lock file."""
         await self._write(lambda conn: self._locks.unregister(conn, worker_id, now))
         await self._write(lambda _: self._locks.drop(worker_id))
 
@@ -180,11 +185,18 @@ class SQLiteStore:
         *,
         durable: bool = False,
         consume_inbox: list[int] | None = None,
+        consume_tasks: list[int] | None = None,
     ) -> int:
         """Append to a held run's log and update the indexes; the last seq."""
         return await self._write(
             lambda conn: ops.append(
-                conn, worker_id, run_id, events, now, consume_inbox=consume_inbox
+                conn,
+                worker_id,
+                run_id,
+                events,
+                now,
+                consume_inbox=consume_inbox,
+                consume_tasks=consume_tasks,
             ),
             durable=durable,
         )
@@ -266,6 +278,40 @@ class SQLiteStore:
     async def inbox(self, worker_id: str) -> list[InboxItem]:
         """Undelivered payloads of the runs ``worker_id`` holds, oldest first."""
         return await self._read(lambda conn: rows.inbox(conn, worker_id))
+
+    # -- step tasks ---------------------------------------------------------------
+
+    async def claim_step_tasks(
+        self,
+        worker_id: str,
+        queues: Collection[str],
+        now: datetime,
+        limit: int,
+        *,
+        names: Collection[str] | None = None,
+    ) -> list[StepTask]:
+        """Claim up to ``limit`` queued tasks of ``queues`` (and ``names``), oldest first."""
+        if limit <= 0 or not queues or (names is not None and not names):
+            return []
+        wanted = sorted(queues)
+        steps = sorted(names) if names is not None else None
+        return await self._write(
+            lambda conn: ops.claim_step_tasks(conn, worker_id, wanted, now, limit, steps)
+        )
+
+    async def finish_step_task(
+        self, worker_id: str, task_id: int, outcome: StepOutcome, now: datetime
+    ) -> None:
+        """Store the outcome of a task ``worker_id`` claimed; wake its run if unheld."""
+        await self._write(lambda conn: ops.finish_step_task(conn, worker_id, task_id, outcome, now))
+
+    async def step_results(self, worker_id: str) -> list[StepTask]:
+        """Finished step tasks of the runs ``worker_id`` holds, in the order they finished."""
+        return await self._read(lambda conn: rows.step_results(conn, worker_id))
+
+    async def step_tasks(self, run_id: str) -> list[StepTask]:
+        """The run's step tasks, whatever their status, oldest first."""
+        return await self._read(lambda conn: rows.step_tasks(conn, run_id))
 
     # -- change notification ------------------------------------------------------
 

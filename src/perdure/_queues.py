@@ -1,0 +1,295 @@
+"""Steps routed to queues: the queue side, and the events the run's holder logs.
+
+A step marked ``@step(queue="gpu")`` never runs on the worker holding its run. The
+holder logs ``step_started`` with ``"queue": "gpu"``, and the store queues a step task
+in the same transaction. A worker serving that queue (``Engine(queues=("gpu",))``,
+``perdure worker --queue gpu``) claims the task, runs every attempt the step's retry
+policy allows, and stores the outcome in the task, which wakes the run
+(`QueueRunner`). The holder then logs the outcome as if it had run the step itself: a
+``step_retrying`` per failed attempt, then ``step_completed`` or ``step_failed``
+(`outcome_events`), deleting the task in the same append.
+
+The step is remote even when the holder serves the queue: that way a replay on any
+worker treats it the same, and the log says where each step was meant to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Collection
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from perdure._errors import LeaseLostError
+from perdure._records import EventType, NewEvent, StepOutcome, StepTask
+from perdure._replay import StepDone, StepFailed, error_record
+from perdure._tracing import step_task_span
+from perdure._workflow import (
+    StepMetadata,
+    WorkflowMetadata,
+    lookup_step,
+    queued_steps,
+    step_context,
+)
+
+if TYPE_CHECKING:
+    from perdure._replay import Completion, StepSpec
+    from perdure._worker import Worker
+
+__all__ = ["QueueRunner", "outcome_events", "validate_queues"]
+
+logger = logging.getLogger("perdure.worker")
+
+_CLAIM_BATCH = 100
+_MAX_RETRY_PAUSE = 2.0
+
+
+def validate_queues(queues: Collection[str]) -> frozenset[str]:
+    """The queue names given to an Engine, checked.
+
+    Raises:
+        TypeError: a single string rather than a collection of names.
+        ValueError: a name that is empty or not a string.
+    """
+    if isinstance(queues, str):
+        raise TypeError(f"queues takes a collection of queue names, e.g. ({queues!r},)")
+    names = frozenset(queues)
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"a queue name must be a non-empty string, got {name!r}")
+    return names
+
+
+def outcome_events(task: StepTask, name: str) -> tuple[list[NewEvent], Completion] | None:
+    """What the holder logs for a finished step task, and what it delivers; None if unfinished.
+
+    The events are those the holder would have logged running the step itself: one
+    ``step_retrying`` per failed attempt, then ``step_completed`` or ``step_failed``.
+    """
+    outcome, cid = task.outcome, task.correlation_id
+    if outcome is None:
+        return None
+    events = [
+        NewEvent(
+            EventType.STEP_RETRYING,
+            cid,
+            {
+                "name": name,
+                "attempt": retry.get("attempt"),
+                "error": retry.get("error"),
+                "retry_at": retry.get("retry_at"),
+            },
+        )
+        for retry in outcome.retries
+    ]
+    completion: Completion
+    if outcome.error is None:
+        data = {"name": name, "attempt": outcome.attempt, "output": outcome.output}
+        events.append(NewEvent(EventType.STEP_COMPLETED, cid, data))
+        completion = StepDone(cid, outcome.output)
+    else:
+        data = {"name": name, "attempt": outcome.attempt, "error": outcome.error}
+        events.append(NewEvent(EventType.STEP_FAILED, cid, data))
+        completion = StepFailed(cid, outcome.error, outcome.attempt)
+    return events, completion
+
+
+class QueueRunner:
+    """Claims the step tasks of a worker's queues and runs them. Owned by a `Worker`.
+
+    Tasks run in the worker's step slots (``max_concurrent_steps``, shared with the
+    steps of the runs it holds), and it claims no more tasks than it has slots, so a
+    busy worker leaves the rest of the queue to the others.
+    """
+
+    def __init__(self, worker: Worker, queues: frozenset[str], max_tasks: int) -> None:
+        self.worker = worker
+        self.queues = queues
+        self._max_tasks = max_tasks
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._backing_off: set[int] = set()
+
+    # -- claiming ---------------------------------------------------------------------
+
+    async def claim(self) -> bool:
+        """Claim as many tasks as there are free slots and start them; whether more may wait."""
+        room = self._max_tasks - len(self._running)
+        # Every step with a queue this process has the code of: the queue a task is in
+        # is the one its run logged, which today's code may name differently.
+        names = queued_steps()
+        if room <= 0 or not names:
+            return False
+        limit = min(room, _CLAIM_BATCH)
+        worker = self.worker
+        tasks = await worker.store.claim_step_tasks(
+            worker.id, self.queues, worker.clock.now(), limit, names=names
+        )
+        for task in tasks:
+            if task.id in self._running:
+                # Still running here: this worker was taken for dead (a stale heartbeat),
+                # its task requeued, and it claimed it back. The runner carries on.
+                continue
+            runner = asyncio.get_running_loop().create_task(
+                self._run(task), name=f"step task {task.id} ({task.correlation_id})"
+            )
+            self._running[task.id] = runner
+            runner.add_done_callback(functools.partial(self._done, task.id))
+        return len(tasks) == limit
+
+    def _done(self, task_id: int, _: object) -> None:
+        self._running.pop(task_id, None)
+        self.worker.maybe_idle()
+        self.worker.poke()  # a slot is free: claim what waits
+
+    # -- state, for the worker ----------------------------------------------------------
+
+    @property
+    def running(self) -> int:
+        """Tasks claimed and not yet finished here."""
+        return len(self._running)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a task runs now (rather than waiting out a retry's backoff)."""
+        return len(self._running) > len(self._backing_off)
+
+    @property
+    def drained(self) -> bool:
+        """No attempt runs now: tasks waiting to retry are handed back with the worker."""
+        return not self.busy
+
+    async def stop(self) -> None:
+        """Abandon the tasks still running; unregistering the worker requeues them."""
+        runners = list(self._running.values())
+        for runner in runners:
+            runner.cancel()
+        await asyncio.gather(*runners, return_exceptions=True)
+
+    # -- running ----------------------------------------------------------------------
+
+    async def _run(self, task: StepTask) -> None:
+        try:
+            outcome = await self._attempts(task)
+        except Exception as exc:  # perdure's own failure (the store, decoding): report it
+            logger.exception("step task %s of run %s failed to run", task.id, task.run_id)
+            outcome = StepOutcome(task.attempt, error=error_record(exc))
+        await self._finish(task, outcome)
+
+    async def _attempts(self, task: StepTask) -> StepOutcome:
+        spec = lookup_step(task.name)
+        if spec is None:  # claims ask only for known steps: the code changed since
+            missing = RuntimeError(
+                f"step {task.name!r} (queue {task.queue!r}) is not defined on worker "
+                f"{self.worker.id!r}"
+            )
+            return StepOutcome(task.attempt, error=error_record(missing))
+        cid, policy, clock = task.correlation_id, spec.retry, self.worker.clock
+        attempt = task.attempt
+        if attempt > policy.max_attempts:
+            died = RuntimeError(
+                f"the worker running attempt {attempt - 1} of step {cid} (queue "
+                f"{task.queue!r}) died or left, and the step has no attempts left "
+                f"(max_retries={policy.max_retries})"
+            )
+            return StepOutcome(attempt - 1, error=error_record(died))
+        args, kwargs = spec.codec.decode_args(task.input)
+        run = await self.worker.store.get_run(task.run_id)
+        workflow_meta = WorkflowMetadata(
+            task.run_id,
+            run.workflow if run is not None else "",
+            (run.started_at or run.created_at) if run is not None else task.created_at,
+        )
+        retries: list[dict[str, Any]] = []
+        while True:
+            meta = StepMetadata(
+                f"{task.run_id}:{cid}", task.run_id, spec.name, attempt, clock.now()
+            )
+            try:
+                value = await self._attempt(task, spec, meta, workflow_meta, args, kwargs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error: Exception = exc
+            else:
+                try:
+                    output = spec.codec.encode_result(value)
+                except TypeError as exc:  # a result that cannot be stored: retrying won't help
+                    return StepOutcome(attempt, error=error_record(exc), retries=tuple(retries))
+                return StepOutcome(attempt, output=output, retries=tuple(retries))
+            delay = policy.delay_after(attempt, error)
+            if delay is None:
+                return StepOutcome(attempt, error=error_record(error), retries=tuple(retries))
+            not_before = clock.now() + timedelta(seconds=delay)
+            retries.append(
+                {
+                    "attempt": attempt,
+                    "error": error_record(error),
+                    "retry_at": not_before.isoformat(),
+                }
+            )
+            self._backing_off.add(task.id)
+            self.worker.maybe_idle()
+            try:
+                await clock.sleep_until(not_before)
+            finally:
+                self._backing_off.discard(task.id)
+            attempt += 1
+
+    async def _attempt(
+        self,
+        task: StepTask,
+        spec: StepSpec,
+        meta: StepMetadata,
+        workflow_meta: WorkflowMetadata,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        async with self.worker.step_slots:
+            token = step_context.set((meta, workflow_meta))
+            try:
+                with step_task_span(task.run_id, spec.name, meta.step_id, meta.attempt, task.queue):
+                    return await _call(spec.fn, spec.is_async, spec.timeout, args, kwargs)
+            finally:
+                step_context.reset(token)
+
+    async def _finish(self, task: StepTask, outcome: StepOutcome) -> None:
+        # Retried until the store answers: a task finished here but not stored would stay
+        # claimed by this live worker, and its run would wait for ever.
+        worker, failures = self.worker, 0
+        while True:
+            try:
+                await worker.store.finish_step_task(worker.id, task.id, outcome, worker.clock.now())
+            except LeaseLostError as exc:
+                logger.info("the outcome of step %s is dropped: %s", task.correlation_id, exc)
+                return
+            except Exception:
+                failures += 1
+                if failures == 1:
+                    logger.warning(
+                        "could not store the outcome of step task %s; retrying until the "
+                        "store answers",
+                        task.id,
+                        exc_info=True,
+                    )
+                await asyncio.sleep(min(_MAX_RETRY_PAUSE, 0.05 * 2 ** (failures - 1)))
+                continue
+            break
+        # The run's holder may be this very worker, and a store does not report its own
+        # writes to itself.
+        worker.poke()
+
+
+async def _call(
+    fn: Callable[..., Any],
+    is_async: bool,
+    timeout: float | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """One attempt of a step function, as `RunActor` makes it (threads for plain ``def``)."""
+    if is_async:
+        return await asyncio.wait_for(fn(*args, **kwargs), timeout)
+    # A thread cannot be stopped: on timeout the attempt is abandoned, not killed.
+    return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), timeout)
