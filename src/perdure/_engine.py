@@ -44,6 +44,8 @@ DEFAULT_DATABASE_URL = "sqlite:///.perdure/perdure.db"
 logger = logging.getLogger("perdure")
 
 _engines: list[Engine] = []
+_POLL_FALLBACK = 5.0
+"""Seconds of quiet after which the worker looks at the store anyway."""
 
 _serving: contextvars.ContextVar[Engine | None] = contextvars.ContextVar(
     "perdure_serving_engine", default=None
@@ -289,14 +291,25 @@ class Engine:
             self._entered = False
 
     async def _watch(self) -> None:
+        # Notifications (LISTEN/NOTIFY, data_version) wake the worker at once; a poke
+        # after every `_POLL_FALLBACK` seconds of quiet bounds the delay should one ever
+        # be missed.
+        loop = asyncio.get_running_loop()
+        last_signal = loop.time()
+        failing = False
         while True:
             try:
                 changed = await self.store.wait_for_change(1.0)
             except Exception:
-                logger.exception("watching the store for changes failed")
+                if not failing:  # once per outage, not once a second
+                    logger.exception("watching the store for changes failed; retrying")
+                failing = True
                 await asyncio.sleep(1.0)
                 changed = True
-            if changed:
+            else:
+                failing = False
+            if changed or loop.time() - last_signal >= _POLL_FALLBACK:
+                last_signal = loop.time()
                 self._signal()
 
     def _signal(self) -> None:

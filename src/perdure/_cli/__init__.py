@@ -5,7 +5,8 @@
 - `_output`: consoles, formatting, the JSON shapes;
 - `_inspect`: ``runs``, ``show``, ``events``, ``hooks``; `_timeline` draws ``show``;
 - `_control`: ``cancel``, ``resume-hook``, ``rerun``;
-- `_serve`: ``worker``; `_web`: ``web`` (the dashboard and the HTTP API).
+- `_serve`: ``worker``; `_web`: ``web`` (the dashboard and the HTTP API);
+- `_migrate`: ``migrate`` (apply schema migrations as a deploy step).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from perdure._cli._app import app, main
 from perdure._cli._control import cancel, rerun, resume_hook
 from perdure._cli._inspect import events, hooks, runs, show
+from perdure._cli._migrate import migrate
 from perdure._cli._serve import worker
 from perdure._cli._web import web
 
@@ -28,3 +30,4 @@ app.command()(cancel)
 app.command("resume-hook")(resume_hook)
 app.command()(rerun)
 app.command()(web)
+app.command()(migrate)
