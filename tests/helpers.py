@@ -7,7 +7,6 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from perdure import Engine, Event, EventType
-from perdure.stores import MemoryStore, PostgresStore, SQLiteStore
 from perdure.testing import FakeClock
 
 if TYPE_CHECKING:
@@ -76,10 +75,8 @@ def fake_clock(engine: Engine) -> FakeClock:
 
 
 async def timers_of(engine: Engine, run_id: str) -> dict[str, datetime]:
-    """The run's pending timers (not part of `Store`, but every test store has it)."""
-    store = engine.store
-    assert isinstance(store, MemoryStore | SQLiteStore | PostgresStore)
-    return await store.timers(run_id)
+    """The run's pending timers."""
+    return await engine.store.timers(run_id)
 
 
 async def evicted(engine: Engine) -> int:

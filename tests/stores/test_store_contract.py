@@ -483,6 +483,34 @@ async def test_hook_created_makes_a_live_hook_and_disposed_removes_it(store: Any
     assert await store.list_hooks() == []
 
 
+async def test_hook_event_is_the_live_hooks_created_event(store: AnyStore) -> None:
+    """hook_event gives the hook_created event of the hook holding the token now, with
+    its data; none once the hook is gone or for an unknown token."""
+    await hold(store)
+    first = NewEvent(
+        EventType.HOOK_CREATED,
+        "web#1",
+        {"token": "tok", "name": "webhook", "kind": "webhook", "respond_with": 201},
+    )
+    await store.append("w1", "r1", [step(EventType.STEP_STARTED), first], at(1))
+    event = await store.hook_event("tok")
+    assert event is not None
+    assert (event.seq, event.correlation_id, event.data["respond_with"]) == (3, "web#1", 201)
+    again = NewEvent(
+        EventType.HOOK_CREATED,
+        "web#2",
+        {"token": "tok", "name": "webhook", "kind": "webhook", "respond_with": 204},
+    )
+    disposed = NewEvent(EventType.HOOK_DISPOSED, "web#1", {"token": "tok"})
+    await store.append("w1", "r1", [disposed, again], at(2))
+    event = await store.hook_event("tok")
+    assert event is not None
+    assert (event.correlation_id, event.data["respond_with"]) == ("web#2", 204)
+    assert await store.hook_event("unknown") is None
+    await store.append("w1", "r1", [NewEvent(EventType.RUN_COMPLETED, data={"output": 1})], at(3))
+    assert await store.hook_event("tok") is None
+
+
 async def test_hook_created_with_error_makes_no_hook(store: AnyStore) -> None:
     """A hook_created that records a taken token is logged but adds no hook row."""
     await hold(store)

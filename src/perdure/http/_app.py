@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from perdure._errors import HookNotFoundError, RunNotFoundError
 from perdure._hooks import WEBHOOK, WebhookRequest, lookup_hook, webhook_response
-from perdure._records import EventType, NewRun, RunStatus
+from perdure._records import NewRun, RunStatus
 from perdure._serde import encode
 from perdure._views import event_json, hook_json, iso, run_json, span_json, spans
 from perdure._workflow import Workflow, lookup_workflow
@@ -428,27 +428,8 @@ def _encode_payload(name: str, payload: JSON) -> JSON:
 
 
 async def _hook_created(store: Store, token: str) -> Event | None:
-    """The ``hook_created`` event of the live hook holding ``token``.
-
-    One query on stores that have ``hook_event`` (memory, SQLite); otherwise the
-    hook's row and then its run's log.
-    """
-    direct = getattr(store, "hook_event", None)
-    if direct is not None:
-        event: Event | None = await direct(token)
-        return event
-    hook = await store.get_hook(token)
-    if hook is None:
-        return None
-    events = await store.events(hook.run_id)
-    return next(
-        (
-            e
-            for e in reversed(events)
-            if e.correlation_id == hook.correlation_id and e.type is EventType.HOOK_CREATED
-        ),
-        None,
-    )
+    """The ``hook_created`` event of the live hook holding ``token``."""
+    return await store.hook_event(token)
 
 
 def _start_request(body: JSON) -> tuple[str, list[Any], dict[str, Any], str | None]:

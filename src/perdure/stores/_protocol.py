@@ -207,6 +207,13 @@ class Store(Protocol):
     async def steps(self, run_id: str) -> list[StepRecord]:
         """The run's step rows, in the order the steps were first started."""
 
+    async def timers(self, run_id: str) -> dict[str, datetime]:
+        """The run's pending timers: correlation id -> wake time, soonest first.
+
+        Nobody claims by this index (a released run carries its next wake time), but a
+        run's detail shows what it sleeps on.
+        """
+
     async def next_wake_at(self, *, workflows: Collection[str] | None = None) -> datetime | None:
         """The earliest ``wake_at`` of any unheld, unended run (of ``workflows``), or None."""
 
@@ -227,6 +234,13 @@ class Store(Protocol):
 
     async def get_hook(self, token: str) -> HookRecord | None:
         """The live hook holding ``token``, or None."""
+
+    async def hook_event(self, token: str) -> Event | None:
+        """The ``hook_created`` event of the live hook holding ``token``, or None.
+
+        A webhook's configured response lives in that event; one lookup, not a scan of
+        the run's log.
+        """
 
     async def list_hooks(self, *, run_id: str | None = None) -> list[HookRecord]:
         """Live hooks, oldest first."""
