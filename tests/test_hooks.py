@@ -109,6 +109,21 @@ async def conflicting(token: str) -> str:
 
 
 @workflow
+async def opens_free_and_taken(free: str, taken: str) -> str:
+    """Open two hooks in one go, the second under a token another run holds."""
+    first = decision_hook.create(token=free)
+    second = decision_hook.create(token=taken)
+    try:
+        await second
+    except HookConflictError as exc:
+        outcome = f"conflict on {exc.token}"
+    else:
+        outcome = "no conflict"
+    decision = await first
+    return f"{outcome}; {free} got {decision.decision}"
+
+
+@workflow
 async def opens_then_fails(token: str) -> None:
     """Open a hook without waiting on it, then fail."""
     decision_hook.create(token=token)
@@ -291,6 +306,26 @@ async def test_a_second_live_hook_with_the_same_token_conflicts(engine: Engine) 
     assert "error" in created.data
 
     await decision_hook.resume("t-taken", {"decision": "approved"})
+    assert "approved" == (await holder.result(timeout=5)).decision
+
+
+async def test_a_conflict_marks_only_the_hook_whose_token_is_taken(engine: Engine) -> None:
+    """Of two hooks opened together, only the one whose token is taken fails; the other
+    is live and receives its payload."""
+    holder = await engine.start(wait_once, "t-held")
+    await wait_for_hook(engine, "t-held")
+
+    both = await engine.start(opens_free_and_taken, "t-free", "t-held")
+    await wait_for_hook(engine, "t-free")
+    await decision_hook.resume("t-free", {"decision": "changes"})
+
+    assert "conflict on t-held; t-free got changes" == await both.result(timeout=5)
+    created = {
+        e.data["token"]: e.data for e in of_type(await both.events(), EventType.HOOK_CREATED)
+    }
+    assert "error" not in created["t-free"]
+    assert "error" in created["t-held"]
+    await decision_hook.resume("t-held", {"decision": "approved"})
     assert "approved" == (await holder.result(timeout=5)).decision
 
 

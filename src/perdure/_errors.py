@@ -151,4 +151,16 @@ class HookNotFoundError(PerdureError, LookupError):
 
 
 class HookConflictError(PerdureError):
-    """A hook was created with a token that another live hook already holds."""
+    """A hook was created with a token that another live hook already holds.
+
+    Attributes:
+        token: the token asked for, when known.
+        holder_run_id: the run whose live hook holds it, when known.
+    """
+
+    def __init__(
+        self, message: str, *, token: str | None = None, holder_run_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.token = token
+        self.holder_run_id = holder_run_id

@@ -250,7 +250,7 @@ class RunActor:
             await asyncio.sleep(0)
 
     def _requeue_with_conflict(self, batch: _Batch, exc: HookConflictError) -> None:
-        token = getattr(exc, "token", None)
+        token = exc.token
         events: list[NewEvent] = []
         completions = list(batch.completions)
         marked = False

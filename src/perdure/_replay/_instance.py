@@ -276,7 +276,7 @@ class WorkflowInstance:
             if isinstance(completion, HookPayload):
                 stream._push(completion.payload)
             else:
-                stream._fail(HookConflictError(completion.error))
+                stream._fail(HookConflictError(completion.error, token=stream.token))
             return self._run()
         pending = self._pending.pop(cid)
         if isinstance(completion, TimerFired):

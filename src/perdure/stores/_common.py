@@ -69,7 +69,9 @@ def task_lost(
 def hook_conflict(token: str, holder_run_id: str) -> HookConflictError:
     """The error for creating a hook whose token a live hook already holds."""
     return HookConflictError(
-        f"hook token {token!r} is already held by a live hook of run {holder_run_id!r}"
+        f"hook token {token!r} is already held by a live hook of run {holder_run_id!r}",
+        token=token,
+        holder_run_id=holder_run_id,
     )
 
 
