@@ -4,7 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check clean
+# The benchmark's own environment: perdure from this tree, and DBOS Transact to compare.
+BENCH_VENV := bench/.venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+DBOS_VERSION ?= 3.4.0
+BENCH_ARGS ?=
+
+.PHONY: demo test lint typecheck check clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,8 +33,18 @@ check: lint typecheck
 test: $(STAMP) check
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
-	$(BIN)/python bench/step_overhead.py
+$(BENCH_STAMP): pyproject.toml Makefile
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[postgres]'
+	$(BENCH_VENV)/bin/python -m pip install --quiet 'dbos==$(DBOS_VERSION)' \
+		|| echo '!! DBOS Transact (PyPI dbos==$(DBOS_VERSION)) could not be installed: the benchmark measures perdure alone'
+	touch $(BENCH_STAMP)
+
+# perdure and DBOS Transact side by side, on SQLite and PostgreSQL (about 10 minutes).
+# make bench BENCH_ARGS='--quick'  or  BENCH_ARGS='--only a,b --stores sqlite'
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .perdure .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) .perdure .mypy_cache .pytest_cache .ruff_cache
