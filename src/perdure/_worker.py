@@ -124,6 +124,7 @@ class Worker:
         self._autojump: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._drained = asyncio.Event()
+        self._idle_check_pending = False
         self.draining = False
         """Set once the worker is stopping: workflows start no new steps."""
         self._wake_timer: TimerHandle | None = None
@@ -350,7 +351,17 @@ class Worker:
         )
 
     def maybe_idle(self) -> None:
-        """Note that the worker may have nothing left to do but wait."""
+        """Note that the worker may have nothing left to do but wait.
+
+        The check looks at every held run, and runs settle by the thousand at start
+        and shutdown: it is done once per loop turn, however often it is asked for.
+        """
+        if not self._idle_check_pending:
+            self._idle_check_pending = True
+            asyncio.get_running_loop().call_soon(self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._idle_check_pending = False
         if (
             self.draining
             and all(actor.drained for actor in self._actors.values())
