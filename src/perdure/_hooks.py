@@ -18,6 +18,8 @@ from perdure._replay import WEBHOOK, HookStream, current_instance
 from perdure._serde import decode, encode, validator
 
 if TYPE_CHECKING:
+    import pydantic
+
     from perdure._engine import Engine
     from perdure._records import JSON, HookRecord
 
@@ -29,6 +31,7 @@ __all__ = [
     "create_webhook",
     "define_hook",
     "lookup_hook",
+    "payload_errors",
     "webhook_response",
 ]
 
@@ -305,3 +308,12 @@ def webhook_response(data: dict[str, JSON]) -> tuple[int, JSON]:
     if not isinstance(status, int) or not _MIN_STATUS <= status <= _MAX_STATUS:
         status = 202
     return status, data.get("body")
+
+
+def payload_errors(exc: pydantic.ValidationError) -> str:
+    """A payload's schema failure as one line naming each wrong field and why."""
+    parts = []
+    for problem in exc.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "payload"
+        parts.append(f"{where}: {problem['msg']}")
+    return "; ".join(parts)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -250,7 +250,7 @@ class QueueRunner:
             token = step_context.set((meta, workflow_meta))
             try:
                 with step_task_span(task.run_id, spec.name, meta.step_id, meta.attempt, task.queue):
-                    return await _call(spec.fn, spec.is_async, spec.timeout, args, kwargs)
+                    return await call_attempt(spec, args, kwargs)
             finally:
                 step_context.reset(token)
 
@@ -281,15 +281,12 @@ class QueueRunner:
         worker.poke()
 
 
-async def _call(
-    fn: Callable[..., Any],
-    is_async: bool,
-    timeout: float | None,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Any:
-    """One attempt of a step function, as `RunActor` makes it (threads for plain ``def``)."""
-    if is_async:
-        return await asyncio.wait_for(fn(*args, **kwargs), timeout)
+async def call_attempt(spec: StepSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """One attempt of a step, inline or for a queue, bounded by the step's timeout.
+
+    A plain ``def`` runs in a thread.
+    """
+    if spec.is_async:
+        return await asyncio.wait_for(spec.fn(*args, **kwargs), spec.timeout)
     # A thread cannot be stopped: on timeout the attempt is abandoned, not killed.
-    return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), timeout)
+    return await asyncio.wait_for(asyncio.to_thread(spec.fn, *args, **kwargs), spec.timeout)

@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from perdure._errors import HookConflictError, LeaseLostError, NonDeterminismError
-from perdure._queues import outcome_events
+from perdure._queues import call_attempt, outcome_events
 from perdure._records import EventType, InboxItem, NewEvent, RunRecord, RunStatus, StepTask
 from perdure._replay import (
     CancelRun,
@@ -423,9 +423,7 @@ class RunActor:
                     token = step_context.set((meta, wf_meta))
                     try:
                         with self._span.step(spec.name, meta.step_id, attempt):
-                            value = await self._call(
-                                spec.fn, spec.is_async, spec.timeout, args, kwargs
-                            )
+                            value = await call_attempt(spec, args, kwargs)
                     finally:
                         step_context.reset(token)
             except asyncio.CancelledError:
@@ -465,19 +463,6 @@ class RunActor:
                 )
             )
             attempt += 1
-
-    @staticmethod
-    async def _call(
-        fn: Callable[..., Any],
-        is_async: bool,
-        timeout: float | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        if is_async:
-            return await asyncio.wait_for(fn(*args, **kwargs), timeout)
-        # A thread cannot be stopped: on timeout the attempt is abandoned, not killed.
-        return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), timeout)
 
     def _step_failed(self, cid: str, name: str, attempt: int, error: BaseException) -> None:
         record = error_record(error)

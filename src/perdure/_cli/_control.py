@@ -29,7 +29,7 @@ from perdure._cli._common import (
 )
 from perdure._cli._output import err, error, note, out, print_json
 from perdure._errors import HookNotFoundError
-from perdure._hooks import lookup_hook
+from perdure._hooks import lookup_hook, payload_errors
 from perdure._records import NewRun, RunStatus
 from perdure._serde import encode
 from perdure._workflow import lookup_workflow
@@ -147,14 +147,6 @@ def _read_data(data: str) -> JSON:
         raise CliError(f"{source} is not valid JSON: {exc}", USAGE) from None
 
 
-def _field_errors(exc: pydantic.ValidationError) -> str:
-    parts = []
-    for problem in exc.errors():
-        where = ".".join(str(part) for part in problem["loc"]) or "payload"
-        parts.append(f"{where}: {problem['msg']}")
-    return "; ".join(parts)
-
-
 def resume_hook(
     token: Annotated[
         str,
@@ -212,7 +204,7 @@ def _encode_payload(name: str, payload: JSON) -> JSON:
     try:
         value: Any = definition.validate(payload)
     except pydantic.ValidationError as exc:
-        raise CliError(f"payload does not match hook {name!r}: {_field_errors(exc)}") from None
+        raise CliError(f"payload does not match hook {name!r}: {payload_errors(exc)}") from None
     except ValueError as exc:
         raise CliError(f"payload does not match hook {name!r}: {exc}") from None
     try:

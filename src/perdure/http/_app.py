@@ -25,7 +25,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from perdure._errors import HookNotFoundError, RunNotFoundError
-from perdure._hooks import WEBHOOK, WebhookRequest, lookup_hook, webhook_response
+from perdure._hooks import (
+    WEBHOOK,
+    WebhookRequest,
+    lookup_hook,
+    payload_errors,
+    webhook_response,
+)
 from perdure._records import NewRun, RunStatus
 from perdure._serde import encode
 from perdure._views import event_json, hook_json, iso, run_json, span_json, spans
@@ -142,14 +148,6 @@ def _unstorable(value: JSON, where: str) -> str | None:
             if problem is not None:
                 return problem
     return None
-
-
-def _field_errors(exc: pydantic.ValidationError) -> str:
-    parts = []
-    for problem in exc.errors():
-        where = ".".join(str(part) for part in problem["loc"]) or "payload"
-        parts.append(f"{where}: {problem['msg']}")
-    return "; ".join(parts)
 
 
 def _plain_key(value: str, what: str) -> None:
@@ -418,7 +416,9 @@ def _encode_payload(name: str, payload: JSON) -> JSON:
     try:
         value: Any = definition.validate(payload)
     except pydantic.ValidationError as exc:
-        raise _Refused(422, f"payload does not match hook {name!r}: {_field_errors(exc)}") from None
+        raise _Refused(
+            422, f"payload does not match hook {name!r}: {payload_errors(exc)}"
+        ) from None
     except (ValueError, TypeError) as exc:
         raise _Refused(422, f"payload does not match hook {name!r}: {exc}") from None
     try:
