@@ -3,7 +3,7 @@
     .venv/bin/python bench/cross_process_resume.py [--rounds 200] [--store sqlite|postgres|both]
         [--postgres-server postgresql://postgres@127.0.0.1:5432/postgres]
 
-For each store it starts a ``perdure worker`` process serving this file on a fresh
+For each store it starts a ``perdure worker`` process serving ``workloads_perdure.py`` on a fresh
 database (a SQLite file in a temporary folder; a throwaway PostgreSQL database, dropped
 at the end), and one run that waits on a hook, then a step, ``rounds`` times over. This
 process, an Engine without a worker, waits until the run's next hook is live, notes the
@@ -24,55 +24,27 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from benchlib import drop_database, make_database, percentile
+from workloads_perdure import Ping, ping, waiter
 
 import perdure
 
-HERE = Path(__file__).resolve()
+BENCH = Path(__file__).resolve().parent
+WORKFLOWS = BENCH / "workloads_perdure.py"
+"""The module the worker serves: its ``bench-resume`` workflow is the one measured."""
 WARM_UP = 5
 """Rounds run first and left out of the figures (connections, prepared statements)."""
 
 
-@dataclass
-class Ping:
-    """A hook payload: which round this is."""
-
-    round: int
-
-
-ping = perdure.define_hook(Ping, name="bench-ping")
-
-
-@perdure.step(name="bench-stamp")
-async def stamp(round_: int) -> float:
-    """The time this step began (the workflow has received round ``round_``'s payload)."""
-    del round_
-    return time.time()
-
-
-@perdure.workflow(name="bench-resume")
-async def waiter(rounds: int, prefix: str) -> list[float]:
-    """Wait on hook ``PREFIX-i`` then stamp the time, for i in range(rounds)."""
-    stamps = []
-    for i in range(rounds):
-        await ping.create(token=f"{prefix}-{i}")
-        stamps.append(await stamp(i))
-    return stamps
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """The value at ``fraction`` of the sorted values (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
-
-
 async def start_worker(url: str) -> asyncio.subprocess.Process:
-    """Start ``perdure worker`` on this file; return once it says it is ready."""
+    """Start ``perdure worker`` on the workloads module; return once it is ready."""
+    path = os.pathsep.join(filter(None, [str(BENCH), os.environ.get("PYTHONPATH")]))
     worker = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "perdure", "worker", str(HERE), "--database-url", url),
+        *(sys.executable, "-m", "perdure", "worker", str(WORKFLOWS), "--database-url", url),
         stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "NO_COLOR": "1"},
+        env={**os.environ, "NO_COLOR": "1", "PYTHONPATH": path},
     )
     if worker.stdout is None:  # pragma: no cover - stdout=PIPE gives one
         raise RuntimeError("no pipe from the worker")
@@ -111,30 +83,6 @@ async def measure(url: str, rounds: int) -> tuple[list[float], list[float]]:
     return latencies[WARM_UP:], calls[WARM_UP:]
 
 
-async def postgres_database(server: str) -> tuple[str, str]:
-    """Create a throwaway database on ``server``; its URL and name."""
-    import asyncpg  # noqa: PLC0415 - only the PostgreSQL measurement needs it
-
-    name = f"perdure_bench_{secrets.token_hex(6)}"
-    conn = await asyncpg.connect(server)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return server.rsplit("/", 1)[0] + f"/{name}", name
-
-
-async def drop_database(server: str, name: str) -> None:
-    """Drop the throwaway database."""
-    import asyncpg  # noqa: PLC0415 - only the PostgreSQL measurement needs it
-
-    conn = await asyncpg.connect(server)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 def report(store: str, latencies: list[float], calls: list[float]) -> None:
     """Print one line of figures, in milliseconds."""
     ms = [x * 1000 for x in latencies]
@@ -155,7 +103,7 @@ async def main_async(stores: list[str], rounds: int, server: str) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 latencies, calls = await measure(f"sqlite:///{Path(tmp) / 'bench.db'}", rounds)
         else:
-            url, name = await postgres_database(server)
+            url, name = await make_database(server, "perdure_bench")
             try:
                 latencies, calls = await measure(url, rounds)
             finally:
