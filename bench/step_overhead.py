@@ -16,22 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from workloads_perdure import sequential
+
 import perdure
-
-
-@perdure.step
-async def noop(i: int) -> int:
-    """A step that does nothing: all that is measured is perdure's own cost."""
-    return i
-
-
-@perdure.workflow(name="bench-sequential")
-async def sequential(n: int) -> int:
-    """N trivial steps, one after the other."""
-    total = 0
-    for i in range(n):
-        total += await noop(i)
-    return total
 
 
 async def measure(url: str, sizes: list[int], repeat: int) -> None:
