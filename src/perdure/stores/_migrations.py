@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["Migration", "load_migrations"]
+__all__ = ["Migration", "load_migrations", "missing_migrations"]
 
 _MIGRATION_NAME = re.compile(r"(\d{4})_\w+\.sql")
 
@@ -41,3 +41,18 @@ def load_migrations(dialect: str) -> list[Migration]:
     if len(set(versions)) != len(versions):
         raise RuntimeError(f"two {dialect} migrations share a number: {[m.name for m in found]}")
     return found
+
+
+def missing_migrations(known: list[Migration], applied: set[int]) -> list[Migration]:
+    """Of ``known`` (in order), the migrations whose versions are not in ``applied``.
+
+    Raises:
+        RuntimeError: the database records a migration this perdure does not know: it
+            was written by a newer perdure, and this one must not touch it.
+    """
+    if unknown := applied - {migration.version for migration in known}:
+        raise RuntimeError(
+            f"the database has schema migrations {sorted(unknown)} that this version of "
+            "perdure does not know: it was written by a newer perdure; upgrade perdure"
+        )
+    return [migration for migration in known if migration.version not in applied]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from perdure.stores._migrations import Migration, load_migrations
+from perdure.stores._migrations import Migration, load_migrations, missing_migrations
 
 if TYPE_CHECKING:
     from asyncpg import Connection, Record
@@ -46,15 +46,8 @@ async def apply_migrations(
         applied = {
             row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")
         }
-        if unknown := applied - {migration.version for migration in known}:
-            raise RuntimeError(
-                f"the database has schema migrations {sorted(unknown)} that this version of "
-                "perdure does not know: it was written by a newer perdure; upgrade perdure"
-            )
         done = []
-        for migration in known:
-            if migration.version in applied:
-                continue
+        for migration in missing_migrations(known, applied):
             await conn.execute(migration.sql)  # no arguments: a script of many statements
             await conn.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING
 
-from perdure.stores._migrations import Migration, load_migrations
+from perdure.stores._migrations import Migration, load_migrations, missing_migrations
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -69,15 +69,8 @@ def _apply_missing(conn: sqlite3.Connection, known: list[Migration]) -> list[str
         "DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
     )
     applied = {version for (version,) in conn.execute("SELECT version FROM schema_migrations")}
-    if unknown := applied - {migration.version for migration in known}:
-        raise RuntimeError(
-            f"the database has schema migrations {sorted(unknown)} that this version of "
-            "perdure does not know: it was written by a newer perdure; upgrade perdure"
-        )
     done = []
-    for migration in known:
-        if migration.version in applied:
-            continue
+    for migration in missing_migrations(known, applied):
         for statement in _statements(migration.sql):
             conn.execute(statement)
         conn.execute(
