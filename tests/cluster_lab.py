@@ -16,7 +16,6 @@ Every wait polls a condition with a deadline (`eventually`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import secrets
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
 import pytest
+
+import helpers
 
 PROGRAMS = Path(__file__).resolve().parent / "cluster_programs"
 sys.path.insert(0, str(PROGRAMS))  # the test process imports the workers' workflows too
@@ -59,16 +60,8 @@ T = TypeVar("T")
 
 
 async def eventually(condition: Callable[[], Awaitable[T | None]], what: str, timeout: float) -> T:
-    """Poll ``condition`` every 20 ms until it returns something truthy; return that."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(0.02)
+    """`helpers.eventually`, every 20 ms."""
+    return await helpers.eventually(condition, what, timeout, every=0.02)
 
 
 # -- worker processes ---------------------------------------------------------------------

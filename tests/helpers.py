@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from perdure import Engine, Event, EventType
 from perdure.testing import FakeClock
@@ -18,6 +18,28 @@ if TYPE_CHECKING:
 
 WAIT = 5.0
 """Seconds a test waits for a condition before it fails."""
+
+
+T = TypeVar("T")
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[T | None]], what: str, timeout: float, *, every: float
+) -> T:
+    """Check ``condition`` every ``every`` seconds until it returns something truthy, and
+    return that; fail naming ``what`` after ``timeout`` seconds.
+
+    For what no Engine announces: other processes' output, their exit, their files.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await condition()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"gave up after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(every)
 
 
 async def wait_until(

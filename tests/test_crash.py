@@ -26,6 +26,7 @@ from typing import IO, TYPE_CHECKING, TypeVar
 
 import pytest
 
+import helpers
 from perdure import Engine, Event, EventType, HookNotFoundError, RunStatus, WorkflowFailed
 
 if TYPE_CHECKING:
@@ -45,16 +46,8 @@ DEADLINE = 15.0
 async def eventually(
     condition: Callable[[], Awaitable[T | None]], what: str, timeout: float = DEADLINE
 ) -> T:
-    """Poll ``condition`` every few ms until it returns something truthy; return that."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.005)
+    """`helpers.eventually`, every 5 ms, within this file's deadline by default."""
+    return await helpers.eventually(condition, what, timeout, every=0.005)
 
 
 def utcnow() -> datetime:
