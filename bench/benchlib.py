@@ -13,6 +13,7 @@ bench/workloads_LIB.py ROLE ...``) with the same interpreter.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import json
@@ -20,6 +21,7 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +122,32 @@ async def read_line_with(process: asyncio.subprocess.Process, word: str, timeout
 def run_sync(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     """Run a command, capturing its output as text."""
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+Workload = Callable[[str, dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]
+
+
+def run_workload(
+    workloads: Mapping[str, Workload],
+    description: str,
+    version: Callable[[], str],
+    *,
+    exit_at_once: bool = False,
+) -> None:
+    """A workload module's command line: run the workload named, print its figures.
+
+    Helper roles (names longer than one letter) print what they print themselves.
+    ``exit_at_once`` ends the process without joining a library's threads: the
+    database is thrown away anyway.
+    """
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
+    parser.add_argument("workload", choices=sorted(workloads))
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--params", default="{}")
+    args = parser.parse_args()
+    figures = asyncio.run(workloads[args.workload](args.url, json.loads(args.params)))
+    if len(args.workload) == 1:
+        figures["version"] = version()
+        emit(figures)
+    if exit_at_once:
+        os._exit(0)

@@ -16,7 +16,6 @@ here as ``Any`` (see ``[[tool.mypy.overrides]]`` in pyproject.toml).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -28,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
 
-from benchlib import emit, percentile, read_line_with, rss_mib, spawn
+from benchlib import emit, percentile, read_line_with, rss_mib, run_workload, spawn
 from dbos import DBOS, DBOSClient, SetWorkflowID
 
 Params = dict[str, Any]
@@ -480,20 +479,6 @@ WORKLOADS = {
 }
 
 
-def main() -> None:
-    """Run one workload and print its figures."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("workload", choices=sorted(WORKLOADS))
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--params", default="{}")
-    args = parser.parse_args()
-    figures = asyncio.run(WORKLOADS[args.workload](args.url, json.loads(args.params)))
-    if len(args.workload) == 1:
-        figures["version"] = version()
-        emit(figures)
-    # Leave at once: the database is thrown away, and DBOS's threads need not be joined.
-    os._exit(0)
-
-
 if __name__ == "__main__":
-    main()
+    # Leave at once: the database is thrown away, and DBOS's threads need not be joined.
+    run_workload(WORKLOADS, __doc__ or "", version, exit_at_once=True)

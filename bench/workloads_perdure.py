@@ -10,7 +10,6 @@ Every workflow here uses perdure's defaults unless a comment says otherwise.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -21,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from benchlib import emit, percentile, read_line_with, rss_mib, spawn
+from benchlib import emit, percentile, read_line_with, rss_mib, run_workload, spawn
 
 import perdure
 
@@ -440,18 +439,5 @@ WORKLOADS = {
 }
 
 
-def main() -> None:
-    """Run one workload and print its figures."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("workload", choices=sorted(WORKLOADS))
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--params", default="{}")
-    args = parser.parse_args()
-    figures = asyncio.run(WORKLOADS[args.workload](args.url, json.loads(args.params)))
-    if len(args.workload) == 1:
-        figures["version"] = perdure.__version__
-        emit(figures)
-
-
 if __name__ == "__main__":
-    main()
+    run_workload(WORKLOADS, __doc__ or "", lambda: perdure.__version__)
