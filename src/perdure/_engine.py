@@ -313,10 +313,10 @@ class Engine:
                 self._signal()
 
     def _signal(self) -> None:
+        """Something others may act on happened: wake run waiters and the worker too."""
         news, self._news = self._news, asyncio.Event()
         news.set()
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()
+        self._progressed()
         if self.worker is not None:
             self.worker.poke()
 
