@@ -127,7 +127,8 @@ class Run(Generic[R]):
         """
         async with asyncio.timeout(timeout):
             while True:
-                changed = self._engine._news  # runs ending here, and other processes' commits
+                # Set when this run ends here, or when other processes commit something.
+                changed = self._engine._ending(self.id)
                 record = await self.refresh()
                 if record.status.is_terminal:
                     return self._outcome(record)
@@ -235,7 +236,10 @@ class Engine:
         self.public_url: str | None = base.rstrip("/") or None
         self.worker: Worker | None = None
         self._changed = asyncio.Event()
-        self._news = asyncio.Event()
+        self._changed_handed_out = False
+        self._ends: dict[str, asyncio.Event] = {}
+        """For each run some `Run.result` waits on: an event set when it ends here, or
+        at the next news from elsewhere (which may be its end in another process)."""
         self._watcher: asyncio.Task[None] | None = None
         self._entered = False
 
@@ -314,21 +318,38 @@ class Engine:
 
     def _signal(self) -> None:
         """Something others may act on happened: wake run waiters and the worker too."""
-        news, self._news = self._news, asyncio.Event()
-        news.set()
+        ends, self._ends = self._ends, {}
+        for event in ends.values():
+            event.set()
         self._progressed()
         if self.worker is not None:
             self.worker.poke()
 
     def _progressed(self) -> None:
         # Wake whoever waits on `changed()`, but not the worker: a step's append is no
-        # news to it, and a pass per step would cost more than the step.
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()
+        # news to it, and a pass per step would cost more than the step. An event that
+        # `changed()` never handed out has nobody to wake, and stays for the next one.
+        if self._changed_handed_out:
+            self._changed_handed_out = False
+            event, self._changed = self._changed, asyncio.Event()
+            event.set()
 
     def _run_finished(self, run_id: str) -> None:
-        del run_id
-        self._signal()
+        # Only this run's waiters look again: waking every `result()` at every end made
+        # a thousand concurrent runs cost a million reads.
+        ended = self._ends.pop(run_id, None)
+        if ended is not None:
+            ended.set()
+        self._progressed()
+        if self.worker is not None:
+            self.worker.poke()  # a slot is free for another run
+
+    def _ending(self, run_id: str) -> asyncio.Event:
+        """The event `_run_finished` (or any news from elsewhere) sets for ``run_id``."""
+        event = self._ends.get(run_id)
+        if event is None:
+            event = self._ends[run_id] = asyncio.Event()
+        return event
 
     def changed(self) -> asyncio.Event:
         """An event set at the next change this Engine notices.
@@ -336,6 +357,7 @@ class Engine:
         That is a run of this process making progress, or another process committing
         something. Wait on it in a loop that re-checks what you wait for.
         """
+        self._changed_handed_out = True
         return self._changed
 
     def _require_open(self) -> None:

@@ -287,6 +287,8 @@ async def call_attempt(spec: StepSpec, args: tuple[Any, ...], kwargs: dict[str, 
     A plain ``def`` runs in a thread.
     """
     if spec.is_async:
+        if spec.timeout is None:  # wait_for would only add a coroutine to every step
+            return await spec.fn(*args, **kwargs)
         return await asyncio.wait_for(spec.fn(*args, **kwargs), spec.timeout)
     # A thread cannot be stopped: on timeout the attempt is abandoned, not killed.
     return await asyncio.wait_for(asyncio.to_thread(spec.fn, *args, **kwargs), spec.timeout)

@@ -156,9 +156,18 @@ class CallCodec:
         self.name: str = qualname or getattr(fn, "__qualname__", None) or repr(fn)
         self._signature = inspect.signature(fn)
         self._hints: dict[str, Any] | None = None
+        self._simple: _SimpleCall | Literal[False] | None = None
 
     def encode_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> JSONValue:
         """Encode the arguments actually passed (defaults are not stored), keyed by name."""
+        simple = self._simple_call()
+        if simple and not kwargs and simple.required <= len(args) <= len(simple.names):
+            return {
+                name: encode(value, hint, where=where)
+                for value, name, hint, where in zip(
+                    args, simple.names, simple.hints, simple.wheres, strict=False
+                )
+            }
         try:
             bound = self._signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -178,6 +187,16 @@ class CallCodec:
 
     def decode_args(self, data: JSONValue) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Rebuild ``(args, kwargs)`` that call the function as the encoded call did."""
+        simple = self._simple_call()
+        if simple and type(data) is dict and simple.required <= len(data) <= len(simple.names):
+            count = len(data)
+            if all(name in data for name in simple.names[:count]):
+                return tuple(
+                    decode(data[name], hint, where=where)
+                    for name, hint, where in zip(
+                        simple.names[:count], simple.hints, simple.wheres, strict=False
+                    )
+                ), {}
         parameters = self._signature.parameters
         if type(data) is not dict or not data.keys() <= parameters.keys():
             raise TypeError(f"cannot deserialize the arguments of {self.name}() from {data!r}")
@@ -218,6 +237,26 @@ class CallCodec:
         """Rebuild the function's return value from what `encode_result` returned."""
         return decode(data, self._hint("return"), where=f"return value of {self.name}()")
 
+    def _simple_call(self) -> _SimpleCall | Literal[False]:
+        """The fast path's view of the signature, or False if it has no fast path.
+
+        The fast path serves signatures of positional-or-keyword parameters only (the
+        common case), called positionally.
+        """
+        if self._simple is None:
+            parameters = list(self._signature.parameters.values())
+            if all(p.kind in _POSITIONAL for p in parameters):
+                names = tuple(p.name for p in parameters)
+                self._simple = _SimpleCall(
+                    names=names,
+                    hints=tuple(self._hint(name) for name in names),
+                    wheres=tuple(self._where(name) for name in names),
+                    required=sum(p.default is inspect.Parameter.empty for p in parameters),
+                )
+            else:
+                self._simple = False
+        return self._simple
+
     def _where(self, argument: str) -> str:
         return f"argument {argument!r} of {self.name}()"
 
@@ -234,6 +273,21 @@ class CallCodec:
 
 
 _POSITIONAL = {inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD}
+
+
+@dataclass(frozen=True, slots=True)
+class _SimpleCall:
+    """A signature of positional-or-keyword parameters only, as the fast path reads it.
+
+    A call passing positional arguments binds them to the first names in order, and is
+    valid when it passes at least the ``required`` ones (those without a default, which
+    can only come first).
+    """
+
+    names: tuple[str, ...]
+    hints: tuple[Any, ...]
+    wheres: tuple[str, ...]
+    required: int
 
 
 class _AnnotationError(TypeError):

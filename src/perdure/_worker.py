@@ -356,6 +356,8 @@ class Worker:
         The check looks at every held run, and runs settle by the thousand at start
         and shutdown: it is done once per loop turn, however often it is asked for.
         """
+        if self._autojump is None and not self.draining:
+            return  # nobody waits for idleness: no fake clock to move, no drain to finish
         if not self._idle_check_pending:
             self._idle_check_pending = True
             asyncio.get_running_loop().call_soon(self._check_idle)

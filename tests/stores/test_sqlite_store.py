@@ -19,6 +19,7 @@ from perdure._errors import LeaseLostError
 from perdure._records import EventType, NewEvent, NewRun, RunStatus
 from perdure.stores import SQLiteStore
 from perdure.stores._sqlite_schema import connect, migrate, migrations
+from perdure.stores._sqlite_writer import CHECKPOINT_EVERY
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -402,6 +403,48 @@ async def test_concurrent_writes_share_commits_and_a_failure_stays_alone(
     for index in range(50):
         events = await store.events(f"r{index}")
         assert [e.correlation_id for e in events[1:]] == [f"s#{index}"]
+
+
+async def test_writes_commit_on_the_event_loop_unless_another_process_holds_the_lock(
+    store: SQLiteStore, db: Path
+) -> None:
+    """An uncontended write commits inline (no thread hop); one that meets another
+    connection's write lock waits for it on the writer's thread, and still lands."""
+    await hold(store, "r1")
+    before = store.statistics()
+    for index in range(5):
+        await store.append("w1", "r1", [completed(f"s#{index}")], T0)
+    inline = store.statistics()
+    assert inline.batches - before.batches == 5
+    assert inline.threaded_batches == before.threaded_batches
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        write = asyncio.ensure_future(store.append("w1", "r1", [completed("s#5")], T0))
+        await wait_until(lambda: store.statistics().threaded_batches > inline.threaded_batches)
+        assert not write.done()  # it waits for the lock on the thread, not on the loop
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert await write == 7
+    events = await store.events("r1")
+    assert [e.correlation_id for e in events[1:]] == [f"s#{index}" for index in range(6)]
+
+
+async def test_the_log_is_checkpointed_off_the_event_loop(store: SQLiteStore, db: Path) -> None:
+    """Every CHECKPOINT_EVERY commits the write-ahead log is copied into the database
+    file, so the log is reused rather than growing with every commit."""
+    await hold(store, "r1")
+    wal = Path(f"{db}-wal")
+    rounds = 2 * CHECKPOINT_EVERY
+    for index in range(2 * rounds):
+        await store.append("w1", "r1", [completed(f"s#{index}")], T0)
+        if index == rounds - 1:
+            half_way = wal.stat().st_size
+    assert store.statistics().checkpoints >= 3
+    # Without checkpoints, the log would have doubled in the second half.
+    assert wal.stat().st_size <= half_way * 1.2
+    assert len(await store.events("r1")) == 2 * rounds + 1
 
 
 async def test_durable_writes_are_synced(store: SQLiteStore) -> None:

@@ -11,6 +11,7 @@ Python's sqlite3 caches prepared statements, so these SQL strings are compiled o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from perdure._records import EventType, NewEvent, RunStatus
@@ -308,43 +309,80 @@ def _log(
 ) -> int:
     """Insert the events after ``last_seq`` and apply their changes; the new last seq."""
     seq = last_seq
+    steps: dict[str, _StepRow] = {}
     for event, change in zip(events, changes, strict=True):
         seq += 1
         conn.execute(
             _INSERT_EVENT,
             (run_id, seq, event.type.value, event.correlation_id, dumps(event.data), at),
         )
-        if change is not None:
-            _apply(conn, run_id, seq, change, at)
+        if isinstance(change, StepChanged):
+            if change.queue is not None:
+                _queue_task(conn, run_id, change, at)
+            _fold_step(steps, change, seq)
+        elif change is not None:
+            _apply(conn, run_id, change, at)
+    for row in steps.values():
+        _upsert_step(conn, run_id, row, at)
     conn.execute("UPDATE runs SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, at, run_id))
     return seq
 
 
-def _apply(conn: sqlite3.Connection, run_id: str, seq: int, change: Change, at: int) -> None:
+@dataclass(slots=True)
+class _StepRow:
+    """A step's row as an append leaves it.
+
+    That is its latest change, and the first input and seq the append gave it (an
+    upsert keeps the row's own when it has them).
+    """
+
+    change: StepChanged
+    input: JSON
+    first_seq: int
+
+
+def _fold_step(steps: dict[str, _StepRow], change: StepChanged, seq: int) -> None:
+    """Fold a step change into the append's rows.
+
+    A trivial step's ``step_started`` and ``step_completed``, logged in one append, then
+    cost one upsert rather than two.
+    """
+    row = steps.get(change.correlation_id)
+    if row is None:
+        steps[change.correlation_id] = _StepRow(change, change.input, seq)
+        return
+    row.change = change
+    if row.input is None:
+        row.input = change.input
+
+
+def _upsert_step(conn: sqlite3.Connection, run_id: str, row: _StepRow, at: int) -> None:
+    change = row.change
+    conn.execute(
+        _UPSERT_STEP,
+        (
+            run_id,
+            change.correlation_id,
+            change.name,
+            change.status,
+            change.attempt,
+            None if row.input is None else dumps(row.input),
+            None if change.output is None else dumps(change.output),
+            None if change.error is None else dumps(change.error),
+            at,
+            at,
+            row.first_seq,
+        ),
+    )
+
+
+def _apply(conn: sqlite3.Connection, run_id: str, change: Change, at: int) -> None:
+    """Apply an index change other than a step's (those are folded, see `_fold_step`)."""
     match change:
         case RunStarted():
             conn.execute(
                 "UPDATE runs SET status = ?, started_at = coalesce(started_at, ?) WHERE id = ?",
                 (RunStatus.RUNNING.value, at, run_id),
-            )
-        case StepChanged():
-            if change.queue is not None:
-                _queue_task(conn, run_id, change, at)
-            conn.execute(
-                _UPSERT_STEP,
-                (
-                    run_id,
-                    change.correlation_id,
-                    change.name,
-                    change.status,
-                    change.attempt,
-                    None if change.input is None else dumps(change.input),
-                    None if change.output is None else dumps(change.output),
-                    None if change.error is None else dumps(change.error),
-                    at,
-                    at,
-                    seq,
-                ),
             )
         case TimerSet():
             conn.execute(

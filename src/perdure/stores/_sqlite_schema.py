@@ -31,7 +31,11 @@ def connect(path: Path, *, query_only: bool = False) -> sqlite3.Connection:
     the writer raises it to FULL for the commits that must be durable.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+    # Not bound to the opening thread: the store's writer runs batches on the event
+    # loop or on its thread, one at a time (`perdure.stores._sqlite_writer`).
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+    )
     conn.execute("PRAGMA synchronous = NORMAL")
     if query_only:
         conn.execute("PRAGMA query_only = ON")

@@ -326,7 +326,7 @@ class SQLiteStore:
             raise RuntimeError(f"{self!r} is not open")
         if not self._changed.is_set():
             self._waiting += 1
-            watcher.watching.set()
+            watcher.watching = True
             try:
                 async with asyncio.timeout(timeout):
                     await self._changed.wait()
@@ -335,7 +335,7 @@ class SQLiteStore:
             finally:
                 self._waiting -= 1
                 if not self._waiting:
-                    watcher.watching.clear()
+                    watcher.watching = False
         self._changed.clear()
         return True
 
