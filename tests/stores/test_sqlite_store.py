@@ -220,6 +220,45 @@ async def test_migrations_are_applied_once(db: Path) -> None:
         conn.close()
 
 
+async def test_an_older_database_keeps_its_log_and_steps_through_the_upgrade(db: Path) -> None:
+    """A database made before 0003 (rowid events and steps) is rebuilt with clustered
+    tables, and every event and step row it held is still there."""
+    conn = connect(db)
+    try:
+        migrate(conn, [m for m in migrations() if m.version <= 2])
+        conn.execute(
+            "INSERT INTO runs (id, workflow, status, input, created_at, updated_at, last_seq) "
+            "VALUES ('r1', 'wf', 'running', '{}', 1, 1, 2)"
+        )
+        conn.executemany(
+            "INSERT INTO events (run_id, seq, type, correlation_id, data, created_at) "
+            "VALUES ('r1', ?, ?, ?, ?, 1)",
+            [(1, "run_created", None, '{"workflow": "wf"}'), (2, "step_started", "s#1", "{}")],
+        )
+        conn.execute(
+            "INSERT INTO steps (run_id, correlation_id, name, status, attempt, input, "
+            "started_at, updated_at, first_seq) VALUES ('r1', 's#1', 's', 'running', 1, '[1]', "
+            "1, 1, 2)"
+        )
+    finally:
+        conn.close()
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        events = await store.events("r1")
+        assert [(e.seq, e.type, e.correlation_id) for e in events] == [
+            (1, EventType.RUN_CREATED, None),
+            (2, EventType.STEP_STARTED, "s#1"),
+        ]
+        assert [(s.correlation_id, s.input) for s in await store.steps("r1")] == [("s#1", [1])]
+    finally:
+        await store.close()
+    with sqlite3.connect(db) as raw:
+        tables = dict(raw.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+    assert "WITHOUT ROWID" in tables["events"]
+    assert "WITHOUT ROWID" in tables["steps"]
+
+
 async def test_two_stores_may_create_one_database_at_once(db: Path) -> None:
     """Concurrent first opens of a new file serialize on BEGIN IMMEDIATE; both succeed."""
     stores = [SQLiteStore(db) for _ in range(3)]

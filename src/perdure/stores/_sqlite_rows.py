@@ -85,9 +85,13 @@ def _from_us_or_none(value: int | None) -> datetime | None:
     return None if value is None else from_us(value)
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+"""Made once: `json.dumps` with any option builds a new encoder at every call."""
+
+
 def dumps(value: JSON) -> str:
     """Compact JSON text; raises TypeError for a value that is not JSON."""
-    return json.dumps(value, separators=(",", ":"))
+    return _ENCODE(value)
 
 
 def loads(text: str | None) -> JSON:
