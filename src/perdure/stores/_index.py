@@ -4,6 +4,10 @@
 everything that can be checked without the store's state. A store then applies the
 changes in order. Because every backend reads the same plan, the memory store and the
 database stores agree on what a steps row or a timer looks like after each event.
+
+The changes are plain dataclasses, not frozen ones: a frozen dataclass takes twice as
+long to build, a plan is built for every append, and its changes live only as long as
+the append; nothing changes them.
 """
 
 from __future__ import annotations
@@ -30,12 +34,12 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunStarted:
     """``run_started``: the run is running; ``started_at`` is set the first time."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepChanged:
     """A ``step_*`` event: the step's row now shows this event's state.
 
@@ -58,7 +62,7 @@ class StepChanged:
     queue: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimerSet:
     """``sleep_started``: a timer row that fires at ``wake_at``."""
 
@@ -66,14 +70,14 @@ class TimerSet:
     wake_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimerCleared:
     """``sleep_completed``: the timer row is gone."""
 
     correlation_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HookAdded:
     """``hook_created`` without ``error``: a live hook row, unique by token."""
 
@@ -83,14 +87,14 @@ class HookAdded:
     kind: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HookRemoved:
     """``hook_disposed``: the run's hook with this token is no longer live."""
 
     token: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunEnded:
     """A terminal event: the run's final status and result.
 
