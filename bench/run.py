@@ -109,11 +109,14 @@ def resume_rows() -> list[Figure]:
 WORKLOADS: dict[str, Workload] = {
     "a": Workload(
         "a. sequential step overhead (one workflow of N trivial steps; µs/step, best of <= 3)",
-        {"sizes": [10, 100, 1000, 10000], "repeat": 3, "budget_s": 8.0},
-        {"sizes": [10, 100, 1000], "repeat": 2, "budget_s": 2.0},
+        {"sizes": [10, 100, 1000, 10000], "repeat": 3, "budget_s": 8.0, "timed_n": 10000},
+        {"sizes": [10, 100, 1000], "repeat": 2, "budget_s": 2.0, "timed_n": 1000},
         [
             *(Figure(f"us_per_step_{n}", f"N={n:,}: µs/step") for n in (10, 100, 1000, 10000)),
             Figure("growth", "µs/step at the largest N ÷ at N=10", digits=2),
+            Figure("early_us", "one timed run of timed_n steps: µs/step, steps 10-109"),
+            Figure("late_us", "same run: µs/step, its last 100 steps"),
+            Figure("late_over_early", "same run: last 100 ÷ steps 10-109", digits=2),
         ],
     ),
     "b": Workload(

@@ -11,6 +11,7 @@ Every workflow here uses perdure's defaults unless a comment says otherwise.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -44,6 +45,19 @@ async def sequential(n: int) -> int:
     for i in range(n):
         total += await noop(i)
     return total
+
+
+@perdure.step(name="bench-clock")
+async def clock(i: int) -> float:
+    """A trivial step that says when it ran."""
+    del i
+    return time.perf_counter()
+
+
+@perdure.workflow(name="bench-timed-sequential")
+async def timed_sequential(n: int) -> list[float]:
+    """N trivial steps, one after the other; when each of them ran."""
+    return [await clock(i) for i in range(n)]
 
 
 @perdure.workflow(name="bench-one-step")
@@ -175,7 +189,21 @@ async def a_sequential(url: str, params: Params) -> Figures:
                     raise SystemExit(f"wrong result {result} for n={n}")
                 best, spent, tries = min(best, took), spent + took, tries + 1
             figures[f"us_per_step_{n}"] = best / n * 1e6
+        figures.update(await late_against_early(engine, params["timed_n"]))
     return figures
+
+
+async def late_against_early(engine: perdure.Engine, n: int) -> Figures:
+    """The cost of the last 100 steps of one N-step run against that of steps 10-109.
+
+    Each step returns when it ran, so the gap between two consecutive steps is what one
+    step cost at that point of the run: whatever grows with the history shows as a
+    ratio above 1.
+    """
+    stamps = await (await engine.start(timed_sequential, n)).result()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(stamps)]
+    early, late = statistics.fmean(gaps[10:110]), statistics.fmean(gaps[-100:])
+    return {"early_us": early * 1e6, "late_us": late * 1e6, "late_over_early": late / early}
 
 
 async def b_latency(url: str, params: Params) -> Figures:
