@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -141,3 +145,81 @@ async def test_resuming_a_hook_links_to_the_runs_trace(
     (resume,) = named(spans, "perdure.resume_hook")
     assert "traced-4" == attr(resume, "perdure.run_id")
     assert [run_trace_id("traced-4")] == [link.context.trace_id for link in resume.links]
+
+
+_TRACING_SET_UP_LATE = """
+import asyncio, json
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import perdure
+from perdure.testing import FakeClock, memory_engine
+
+@perdure.step(name="late-step")
+async def work(n: int) -> int:
+    return n
+
+@perdure.workflow(name="late-quick")
+async def quick() -> int:
+    return await work(1)
+
+@perdure.workflow(name="late-sleeper")
+async def sleeper() -> int:
+    await perdure.sleep("1h")
+    return await work(2)
+
+async def main() -> None:
+    clock = FakeClock(autojump=False)
+    async with memory_engine(clock=clock) as engine:
+        await (await engine.start(quick, run_id="before")).result(timeout=10)
+        asleep = await engine.start(sleeper, run_id="asleep")
+        while not any(e.type.value == "sleep_started" for e in await asleep.events()):
+            await engine.changed().wait()
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        clock.advance("1h")
+        await asleep.result(timeout=10)
+        await (await engine.start(quick, run_id="after")).result(timeout=10)
+    print(json.dumps([
+        {
+            "name": s.name,
+            "trace_id": s.context.trace_id,
+            "run_id": (s.attributes or {}).get("perdure.run_id"),
+        }
+        for s in exporter.get_finished_spans()
+    ]))
+
+asyncio.run(main())
+"""
+
+
+def test_tracing_set_up_while_an_engine_runs_is_honoured_from_then_on() -> None:
+    """A tracer provider installed after the Engine started (in a fresh process, where
+    none was) gets spans at once: the step of a run that was asleep, in its run's trace,
+    and every span of a run started after; nothing from before it was installed."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", _TRACING_SET_UP_LATE],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=environment,
+    )
+    assert 0 == done.returncode, done.stderr
+    spans = json.loads(done.stdout)
+    after = run_trace_id("after")
+
+    assert [{"name": "perdure.step late-step", "trace_id": run_trace_id("asleep")}] == [
+        {"name": s["name"], "trace_id": s["trace_id"]}
+        for s in spans
+        if s["trace_id"] == run_trace_id("asleep")
+    ]
+    assert ["perdure.run late-quick", "perdure.step late-step"] == sorted(
+        s["name"] for s in spans if s["trace_id"] == after
+    )
+    assert ["after"] == [s["run_id"] for s in spans if s["name"] == "perdure.start_run"]
+    assert run_trace_id("before") not in {s["trace_id"] for s in spans}

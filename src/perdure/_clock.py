@@ -12,15 +12,21 @@ import heapq
 import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVarTuple, Unpack
 
 from perdure._replay import Duration, parse_duration
 
 __all__ = ["Clock", "FakeClock", "SystemClock", "TimerHandle"]
 
+_Ts = TypeVarTuple("_Ts")
+
 
 class TimerHandle(Protocol):
     """A scheduled callback that can be called off."""
+
+    @property
+    def when(self) -> datetime:
+        """When the callback is due."""
 
     def cancel(self) -> None:
         """Do not run the callback."""
@@ -32,24 +38,108 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, aware, in UTC."""
 
-    def call_at(self, when: datetime, callback: Callable[[], None]) -> TimerHandle:
-        """Run ``callback`` on the running event loop once ``when`` has come."""
+    def call_at(
+        self, when: datetime, callback: Callable[[Unpack[_Ts]], None], *args: *_Ts
+    ) -> TimerHandle:
+        """Run ``callback(*args)`` on the running event loop once ``when`` has come.
+
+        Arguments rather than a closure: a worker arms a timer per sleeping run, and a
+        bound method with its arguments is half the size of a lambda over them.
+        """
 
     async def sleep_until(self, when: datetime) -> None:
         """Return once ``when`` has come."""
 
 
+class _Timer:
+    """A clock's timer: 64 bytes, where asyncio's handle and its context take 200.
+
+    Its callback and arguments are dropped once it has run or been cancelled, so that
+    whatever they hold is freed at once, not when the timer leaves the heap.
+    """
+
+    __slots__ = ("args", "callback", "clock", "when")
+
+    def __init__(
+        self,
+        clock: SystemClock | None,
+        when: datetime,
+        callback: Callable[[Unpack[_Ts]], None],
+        args: tuple[*_Ts],
+    ) -> None:
+        self.clock = clock
+        self.when = when
+        self.callback: Callable[..., None] | None = callback
+        self.args: tuple[object, ...] = args
+
+    def __lt__(self, other: _Timer) -> bool:
+        return self.when < other.when
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the timer was cancelled or has run."""
+        return self.callback is None
+
+    def cancel(self) -> None:
+        """Do not run the callback."""
+        if self.callback is not None:
+            self.callback = None
+            self.args = ()
+            if self.clock is not None:
+                self.clock._timer_cancelled()
+
+    def _take(self) -> tuple[Callable[..., None], tuple[object, ...]] | None:
+        """The callback and its arguments, once: None if it was cancelled or taken."""
+        callback, args = self.callback, self.args
+        if callback is None:
+            return None
+        self.callback = None
+        self.args = ()
+        return callback, args
+
+
+_CLEANUP_AT = 100
+"""Cancelled timers a heap may hold before it is rebuilt without them (asyncio's rule)."""
+
+
 class SystemClock:
-    """The wall clock, with timers on the running event loop."""
+    """The wall clock, with timers on the running event loop.
+
+    Its timers share one asyncio timer, set for the earliest of them: a worker holds a
+    timer per sleeping run (and one to evict each suspended run), and asyncio's handle,
+    with the copy of the context it takes, is three times the size of a `_Timer`. So the
+    callbacks run in the context of that one asyncio timer rather than their caller's:
+    they must not depend on context variables (the worker's do not).
+
+    The timers belong to one event loop: if the clock is used from another (an Engine
+    entered again under a new `asyncio.run`), timers left on the previous one are
+    dropped, as asyncio's own would be with their loop.
+    """
+
+    def __init__(self) -> None:
+        self._timers: list[_Timer] = []
+        """A heap, earliest first; cancelled timers stay until popped or cleaned up."""
+        self._cancelled = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.TimerHandle | None = None
+        self._wakeup_at: datetime | None = None
 
     def now(self) -> datetime:
         """The current time, aware, in UTC."""
         return datetime.now(UTC)
 
-    def call_at(self, when: datetime, callback: Callable[[], None]) -> TimerHandle:
-        """Run ``callback`` once ``when`` has come (at once if it has)."""
-        delay = max(0.0, (when - self.now()).total_seconds())
-        return asyncio.get_running_loop().call_later(delay, callback)
+    def call_at(
+        self, when: datetime, callback: Callable[[Unpack[_Ts]], None], *args: *_Ts
+    ) -> TimerHandle:
+        """Run ``callback(*args)`` once ``when`` has come (soon, if it has)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._use(loop)
+        timer = _Timer(self, when, callback, args)
+        heapq.heappush(self._timers, timer)
+        if self._wakeup_at is None or when < self._wakeup_at:
+            self._arm(loop, when)
+        return timer
 
     async def sleep_until(self, when: datetime) -> None:
         """Return once ``when`` has come."""
@@ -57,17 +147,53 @@ class SystemClock:
         if delay > 0:
             await asyncio.sleep(delay)
 
+    def _use(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+        for timer in self._timers:
+            timer.clock = None  # cancelling it later is no concern of the new heap
+        self._loop = loop
+        self._timers = []
+        self._cancelled = 0
+        self._wakeup = self._wakeup_at = None
 
-class _FakeTimer:
-    __slots__ = ("callback", "cancelled", "when")
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: datetime) -> None:
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+        delay = max(0.0, (when - self.now()).total_seconds())
+        self._wakeup = loop.call_later(delay, self._fire, loop)
+        self._wakeup_at = when
 
-    def __init__(self, when: datetime, callback: Callable[[], None]) -> None:
-        self.when = when
-        self.callback = callback
-        self.cancelled = False
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._wakeup = self._wakeup_at = None
+        timers, now = self._timers, self.now()
+        while timers and timers[0].when <= now:
+            taken = heapq.heappop(timers)._take()
+            if taken is None:
+                self._cancelled -= 1
+                continue
+            callback, args = taken
+            try:
+                callback(*args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # reported as asyncio reports its own callbacks
+                loop.call_exception_handler(
+                    {"message": f"Exception in clock callback {callback!r}", "exception": exc}
+                )
+        while timers and timers[0].cancelled:
+            heapq.heappop(timers)
+            self._cancelled -= 1
+        if timers and self._wakeup is None:  # a callback may have armed it already
+            self._arm(loop, timers[0].when)
 
-    def cancel(self) -> None:
-        self.cancelled = True
+    def _timer_cancelled(self) -> None:
+        self._cancelled += 1
+        if self._cancelled > _CLEANUP_AT and 2 * self._cancelled > len(self._timers):
+            # In place: `_fire` may be walking this very heap (a callback cancels).
+            self._timers[:] = [timer for timer in self._timers if not timer.cancelled]
+            heapq.heapify(self._timers)
+            self._cancelled = 0
 
 
 class FakeClock:
@@ -89,16 +215,18 @@ class FakeClock:
             raise ValueError("FakeClock(start=...) needs an aware datetime")
         self._now = (start or datetime(2030, 1, 1, tzinfo=UTC)).astimezone(UTC)
         self.autojump = autojump
-        self._timers: list[tuple[datetime, int, _FakeTimer]] = []
+        self._timers: list[tuple[datetime, int, _Timer]] = []
         self._order = itertools.count()
 
     def now(self) -> datetime:
         """The fake current time."""
         return self._now
 
-    def call_at(self, when: datetime, callback: Callable[[], None]) -> TimerHandle:
-        """Run ``callback`` when the clock reaches ``when`` (soon, if it has)."""
-        timer = _FakeTimer(when, callback)
+    def call_at(
+        self, when: datetime, callback: Callable[[Unpack[_Ts]], None], *args: *_Ts
+    ) -> TimerHandle:
+        """Run ``callback(*args)`` when the clock reaches ``when`` (soon, if it has)."""
+        timer = _Timer(None, when, callback, args)
         if when <= self._now:
             asyncio.get_running_loop().call_soon(self._fire, timer)
         else:
@@ -148,10 +276,11 @@ class FakeClock:
         return True
 
     @staticmethod
-    def _fire(timer: _FakeTimer) -> None:
-        if not timer.cancelled:
-            timer.cancelled = True
-            timer.callback()
+    def _fire(timer: _Timer) -> None:
+        taken = timer._take()
+        if taken is not None:
+            callback, args = taken
+            callback(*args)
 
 
 def seconds_between(start: datetime, end: datetime) -> float:

@@ -81,31 +81,73 @@ class _Batch:
     inbox: list[int] = field(default_factory=list)
     durable: bool = False
     tasks: list[int] = field(default_factory=list)
+    queues_task: bool = False
+    """It logs a step routed to a queue (so the store queues a task)."""
+    terminal: NewEvent | None = None
+    """Its run's terminal event, if it logs it (always the batch's last)."""
+
+
+_NO_STEPS: dict[str, asyncio.Task[None]] = {}
+"""`RunActor._steps` while no step runs, shared by every actor (most runs in memory
+sleep): so it stays empty, as only `_start_step` adds a step, to a dict of its own."""
 
 
 class RunActor:
-    """Drives one run on one worker, from claim to its end, eviction or loss."""
+    """Drives one run on one worker, from claim to its end, eviction or loss.
+
+    A worker holds one per run in memory, a hundred thousand of them if their runs
+    sleep: hence slots, sets made on first use, and nothing kept that a suspended run
+    no longer needs (its record, once started; its flusher task, once done).
+    """
+
+    __slots__ = (
+        "_backing_off",
+        "_buffer",
+        "_cancel_pending",
+        "_evict_timer",
+        "_flusher",
+        "_inbox_seen",
+        "_record",
+        "_remote",
+        "_span",
+        "_steps",
+        "_tasks_seen",
+        "_timers",
+        "finished",
+        "gone",
+        "instance",
+        "ready",
+        "run_id",
+        "spec",
+        "worker",
+    )
 
     def __init__(self, worker: Worker, record: RunRecord, spec: WorkflowSpec) -> None:
         self.worker = worker
         self.run_id = record.id
-        self.record = record
+        self._record: RunRecord | None = record
+        """The claimed record, until `begin` has made the instance from it."""
         self.spec = spec
         self.instance: WorkflowInstance | None = None
         self.ready = False
         self.finished = False
         self.gone = False
-        self._buffer = _Batch()
+        self._buffer: _Batch | None = None
+        """Events waiting to be written; None when there are none (a batch is ~300 bytes)."""
         self._flusher: asyncio.Task[None] | None = None
-        self._steps: dict[str, asyncio.Task[None]] = {}
-        self._timers: dict[str, tuple[datetime, TimerHandle]] = {}
-        self._inbox_seen: set[int] = set()
-        self._remote: dict[str, ScheduleStep] = {}
+        """The task writing the buffer; None again once it is done."""
+        self._steps: dict[str, asyncio.Task[None]] = _NO_STEPS
+        """The tasks of the steps running here, by correlation id."""
+        self._timers: dict[str, TimerHandle] = {}
+        """The clock's timer of each sleep, by correlation id (its ``when`` is the wake-up)."""
+        self._inbox_seen: set[int] | None = None
+        self._remote: dict[str, ScheduleStep] | None = None
         """Steps a queue's workers run for this run, by correlation id, until logged."""
-        self._tasks_seen: set[int] = set()
+        self._tasks_seen: set[int] | None = None
         self._cancel_pending = False
         self._evict_timer: TimerHandle | None = None
-        self._backing_off: set[str] = set()
+        self._backing_off = 0
+        """How many of `_steps` wait out a retry's backoff (they do not keep it busy)."""
         self._span = RunSpan(record.id, spec.name, replayed=record.status is not RunStatus.PENDING)
 
     # -- start ----------------------------------------------------------------------
@@ -113,7 +155,7 @@ class RunActor:
     async def begin(self) -> None:
         """Start the run fresh, or bring it back from its log by replay."""
         try:
-            if self.record.status is RunStatus.PENDING:
+            if self._claimed().status is RunStatus.PENDING:
                 await self._start_fresh()
             else:
                 await self._resume_from_log()
@@ -127,14 +169,22 @@ class RunActor:
         except Exception as exc:  # a run that cannot even start fails, loudly and logged
             logger.exception("run %s could not be started", self.run_id)
             self._fail_outright(exc)
+        finally:
+            self._record = None  # its input now lives in the instance's coroutine
         self.ready = True
         if self._cancel_pending:
             self.cancel()
         self.worker.poke()  # inbox items may be waiting for us now that we are ready
         self._settled()
 
+    def _claimed(self) -> RunRecord:
+        record = self._record
+        if record is None:
+            raise RuntimeError(f"run {self.run_id} was already begun")
+        return record
+
     def _make_instance(self, started_at: datetime) -> WorkflowInstance:
-        args, kwargs = self.spec.codec.decode_args(self.record.input)
+        args, kwargs = self.spec.codec.decode_args(self._claimed().input)
         return WorkflowInstance(self.spec, self.run_id, args, kwargs, started_at=started_at)
 
     async def _start_fresh(self) -> None:
@@ -169,7 +219,7 @@ class RunActor:
             self._arm_timer(cid, wake_at)
         for in_flight in result.steps:
             if in_flight.queue is not None:  # its task waits in the store: await its outcome
-                self._remote[in_flight.command.correlation_id] = in_flight.command
+                self._await_remote(in_flight.command)
                 continue
             self._start_step(in_flight.command, in_flight.next_attempt, in_flight.not_before)
 
@@ -191,6 +241,8 @@ class RunActor:
         if self.gone:
             return
         batch = self._buffer
+        if batch is None:
+            batch = self._buffer = _Batch()
         batch.events.append(event)
         if completion is not None:
             batch.completions.append(completion)
@@ -199,6 +251,10 @@ class RunActor:
         if task_id is not None:
             batch.tasks.append(task_id)
         batch.durable = batch.durable or durable
+        if event.type in _TERMINAL:
+            batch.terminal = event
+        elif event.type is EventType.STEP_STARTED and "queue" in event.data:
+            batch.queues_task = True
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
             # Settle once the task is done: from inside it, the run still looks busy, so
@@ -208,8 +264,8 @@ class RunActor:
 
     async def _flush(self) -> None:
         worker = self.worker
-        while self._buffer.events and not self.gone:
-            batch, self._buffer = self._buffer, _Batch()
+        while self._buffer is not None and not self.gone:
+            batch, self._buffer = self._buffer, None
             now = worker.clock.now()
             try:
                 await worker.store.append(
@@ -235,15 +291,14 @@ class RunActor:
                 self.worker.hand_back(self)
                 return
             worker.progressed()
-            if any(_queues_a_task(event) for event in batch.events):
+            if batch.queues_task:
                 worker.poke()  # it may serve the queue, and a store hides its own writes
             for completion in batch.completions:
                 if self.gone or self.instance is None or self.instance.finished:
                     break
                 self._process(self.instance.deliver(completion, now))
-            terminal = next((e for e in batch.events if e.type in _TERMINAL), None)
-            if terminal is not None:
-                self._finish(terminal)
+            if batch.terminal is not None:
+                self._finish(batch.terminal)
                 return
             # One loop turn before the next batch: steps the workflow just started run
             # first, and those that finish at once share this append with their start.
@@ -268,13 +323,15 @@ class RunActor:
                 )
                 completions.append(HookRejected(event.correlation_id or "", message))
             events.append(event)
-        rest = self._buffer
+        rest = self._buffer or _Batch()
         self._buffer = _Batch(
             events + rest.events,
             completions + rest.completions,
             batch.inbox + rest.inbox,
             batch.durable or rest.durable,
             batch.tasks + rest.tasks,
+            batch.queues_task or rest.queues_task,
+            rest.terminal or batch.terminal,
         )
 
     # -- commands from the workflow -------------------------------------------------
@@ -289,7 +346,7 @@ class RunActor:
                 case ScheduleStep() if command.spec.queue is not None:
                     # Routed to the queue's workers, even if this one serves the queue:
                     # the store queues a task with this event, and the run awaits it.
-                    self._remote[command.correlation_id] = command
+                    self._await_remote(command)
                     self._emit(
                         NewEvent(
                             EventType.STEP_STARTED,
@@ -325,7 +382,7 @@ class RunActor:
                 case CancelTimer():
                     timer = self._timers.pop(command.correlation_id, None)
                     if timer is not None:
-                        timer[1].cancel()
+                        timer.cancel()
                     self._emit(
                         NewEvent(
                             EventType.SLEEP_COMPLETED, command.correlation_id, {"cancelled": True}
@@ -363,7 +420,8 @@ class RunActor:
         self.finished = True
         for task in self._steps.values():
             task.cancel()
-        for _, handle in self._timers.values():
+        self._steps.clear()
+        for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
         self._emit(event, durable=True)
@@ -382,14 +440,23 @@ class RunActor:
             self._run_step(command, attempt, not_before, logged=logged),
             name=f"step {command.correlation_id} of run {self.run_id}",
         )
+        if self._steps is _NO_STEPS:
+            self._steps = {}
         self._steps[command.correlation_id] = task
-        task.add_done_callback(lambda _: self._step_done(command.correlation_id))
-
-    def _step_done(self, cid: str) -> None:
-        self._steps.pop(cid, None)
-        self._settled()
 
     async def _run_step(
+        self, command: ScheduleStep, attempt: int, not_before: datetime | None, *, logged: bool
+    ) -> None:
+        # Forgotten from inside rather than by a done callback: one loop turn less per
+        # step. A task cancelled before it ever ran skips this; `_end` and `_abandon`,
+        # which cancel them, clear `_steps` themselves.
+        try:
+            await self._attempts(command, attempt, not_before, logged=logged)
+        finally:
+            self._steps.pop(command.correlation_id, None)
+            self._settled()
+
+    async def _attempts(
         self, command: ScheduleStep, attempt: int, not_before: datetime | None, *, logged: bool
     ) -> None:
         spec, cid, clock = command.spec, command.correlation_id, self.worker.clock
@@ -404,12 +471,12 @@ class RunActor:
         args, kwargs = spec.codec.decode_args(command.input)
         while True:
             if not_before is not None:
-                self._backing_off.add(cid)
+                self._backing_off += 1
                 self.worker.maybe_idle()
                 try:
                     await clock.sleep_until(not_before)
                 finally:
-                    self._backing_off.discard(cid)
+                    self._backing_off -= 1
             if not logged:
                 data = {"name": spec.name, "attempt": attempt, "input": command.input}
                 self._emit(NewEvent(EventType.STEP_STARTED, cid, data))
@@ -481,8 +548,10 @@ class RunActor:
     # -- timers and hooks -----------------------------------------------------------
 
     def _arm_timer(self, cid: str, wake_at: datetime) -> None:
-        handle = self.worker.clock.call_at(wake_at, lambda: self._timer_fired(cid))
-        self._timers[cid] = (wake_at, handle)
+        # The function and its arguments rather than a bound method: one object less
+        # for each sleeping run.
+        handle = self.worker.clock.call_at(wake_at, RunActor._timer_fired, self, cid)
+        self._timers[cid] = handle
 
     def _timer_fired(self, cid: str) -> None:
         if self._timers.pop(cid, None) is None or self.gone or self.finished:
@@ -494,7 +563,11 @@ class RunActor:
 
     def receive(self, item: InboxItem) -> None:
         """Log and deliver a payload that `resume` stored for one of our hooks."""
-        if not self.ready or self.finished or self.gone or item.id in self._inbox_seen:
+        if not self.ready or self.finished or self.gone:
+            return
+        if self._inbox_seen is None:
+            self._inbox_seen = set()
+        elif item.id in self._inbox_seen:
             return
         self._inbox_seen.add(item.id)
         self._emit(
@@ -506,6 +579,11 @@ class RunActor:
             completion=HookPayload(item.correlation_id, item.payload),
             inbox_id=item.id,
         )
+
+    def _await_remote(self, command: ScheduleStep) -> None:
+        if self._remote is None:
+            self._remote = {}
+        self._remote[command.correlation_id] = command
 
     @property
     def awaiting_remote(self) -> bool:
@@ -523,11 +601,13 @@ class RunActor:
             or self.finished
             or self.gone
             or task.outcome is None
-            or task.id in self._tasks_seen
+            or (self._tasks_seen is not None and task.id in self._tasks_seen)
         ):
             return
+        if self._tasks_seen is None:
+            self._tasks_seen = set()
         self._tasks_seen.add(task.id)
-        command = self._remote.pop(task.correlation_id, None)
+        command = None if self._remote is None else self._remote.pop(task.correlation_id, None)
         made = None if command is None else outcome_events(task, command.spec.name)
         if made is None:  # the workflow awaits no such step: the log cannot take it
             logger.warning(
@@ -553,6 +633,12 @@ class RunActor:
         self._process(self.instance.cancel(self.worker.clock.now()))
 
     @property
+    def writing(self) -> asyncio.Task[None] | None:
+        """The task writing the run's log, while it has something on its way."""
+        flusher = self._flusher
+        return None if flusher is None or flusher.done() else flusher
+
+    @property
     def suspended(self) -> bool:
         """Waiting only on timers, hooks and queues' workers: nothing runs or is written."""
         return (
@@ -560,7 +646,7 @@ class RunActor:
             and not self.finished
             and not self.gone
             and not self._steps
-            and not self._buffer.events
+            and self._buffer is None
             and (self._flusher is None or self._flusher.done())
         )
 
@@ -571,9 +657,9 @@ class RunActor:
             self.gone
             or self.finished
             or (
-                not self._buffer.events
+                self._buffer is None
                 and (self._flusher is None or self._flusher.done())
-                and len(self._steps) <= len(self._backing_off)
+                and len(self._steps) <= self._backing_off
             )
         )
 
@@ -587,15 +673,23 @@ class RunActor:
             return False
         return (
             not self.ready
-            or bool(self._buffer.events)
+            or self._buffer is not None
             or (self._flusher is not None and not self._flusher.done())
-            or len(self._steps) > len(self._backing_off)
+            or len(self._steps) > self._backing_off
         )
 
     def _settled(self) -> None:
         self.worker.maybe_idle()
+        if self._flusher is not None and self._flusher.done():
+            self._flusher = None  # a done task keeps its coroutine: a kilobyte per run
+        if not self._steps:
+            self._steps = _NO_STEPS
         if self.suspended and self._evict_timer is None:
             when = self.worker.clock.now() + self.worker.evict_after
+            if any(timer.when <= when for timer in self._timers.values()):
+                # A timer wakes the run first, and it settles again after that: no
+                # eviction timer to hold meanwhile.
+                return
             self._evict_timer = self.worker.clock.call_at(when, self._evict_if_idle)
 
     def _cancel_evict(self) -> None:
@@ -607,7 +701,7 @@ class RunActor:
         self._evict_timer = None
         if not self.suspended:
             return
-        wake_at = min((w for w, _ in self._timers.values()), default=FAR_FUTURE)
+        wake_at = min((timer.when for timer in self._timers.values()), default=FAR_FUTURE)
         self.worker.evict(self, wake_at)
 
     def drop(self) -> None:
@@ -621,7 +715,8 @@ class RunActor:
         self._cancel_evict()
         for task in self._steps.values():
             task.cancel()
-        for _, handle in self._timers.values():
+        self._steps.clear()
+        for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
         if self.instance is not None:
@@ -638,7 +733,3 @@ class RunActor:
 
 
 _TERMINAL = (EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELLED)
-
-
-def _queues_a_task(event: NewEvent) -> bool:
-    return event.type is EventType.STEP_STARTED and "queue" in event.data

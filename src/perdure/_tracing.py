@@ -17,13 +17,18 @@ Spans:
   runs on another worker, and its span is in the run's trace with the queue named;
 - ``perdure.resume_hook`` (caller's trace, linked to the run's trace).
 
-Without OpenTelemetry installed, every function here is a no-op.
+Without OpenTelemetry installed, or while no tracer provider is installed, every
+function here is a no-op, and a cheap one: a step's span costs a couple of attribute
+lookups and a run's span no object beyond three empty slots (a worker may hold a
+hundred thousand runs). Whether a provider is installed is looked up at every span,
+so tracing set up after an Engine started is honoured from the next span on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,11 +39,14 @@ try:
     from opentelemetry.trace import (
         Link,
         NonRecordingSpan,
+        NoOpTracerProvider,
+        ProxyTracerProvider,
         SpanContext,
         SpanKind,
         Status,
         StatusCode,
         TraceFlags,
+        Tracer,
     )
 
     _ENABLED = True
@@ -55,6 +63,57 @@ __all__ = [
 ]
 
 _TRACER_NAME = "perdure"
+_NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
+"""Every span while tracing is off: one reusable context manager, which yields None."""
+_UNKNOWN = object()
+"""What OpenTelemetry's global reads as should a release rename it."""
+_UNSET = object()
+"""What the cached tracer is for before the first span."""
+
+
+class _TracerCache:
+    """The tracer of perdure's spans, and the value of OpenTelemetry's global it is for."""
+
+    __slots__ = ("made_for", "tracer")
+
+    def __init__(self) -> None:
+        self.made_for: object = _UNSET
+        self.tracer: Tracer | None = None
+
+
+_cache = _TracerCache()
+
+
+def _tracer() -> Tracer | None:
+    """The tracer of perdure's spans, or None while no real tracer provider is installed.
+
+    ``trace.get_tracer_provider()`` tells, but costs about a microsecond while none is
+    installed (it looks a variable up in ``os.environ`` each time), and that is the case
+    every step attempt would pay for. OpenTelemetry keeps the installed provider in a
+    module global, set once and never replaced: while it keeps its value, the answer
+    stays the same, and reading it is one attribute lookup. Should a release rename
+    it, the public call answers every time.
+    """
+    if not _ENABLED:
+        return None
+    installed = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
+    cache = _cache
+    if installed is not cache.made_for or installed is _UNKNOWN:
+        cache.tracer = _tracer_for(installed)
+        cache.made_for = installed
+    return cache.tracer
+
+
+def _tracer_for(installed: object) -> Tracer | None:
+    if installed is None and "OTEL_PYTHON_TRACER_PROVIDER" not in os.environ:
+        return None
+    # The public way; it also installs the provider that variable names, as OpenTelemetry
+    # does on the first call (like its other settings, the variable is read once here).
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
+        return None
+    # A provider makes a new tracer at each call: keep this one.
+    return provider.get_tracer(_TRACER_NAME)
 
 
 def run_trace_id(run_id: str) -> int:
@@ -78,31 +137,25 @@ def _link(run_id: str) -> Any:
     return Link(trace.get_current_span(_run_parent(run_id)).get_span_context())
 
 
-@contextlib.contextmanager
-def start_run_span(run_id: str, workflow: str) -> Iterator[None]:
+def start_run_span(run_id: str, workflow: str) -> contextlib.AbstractContextManager[object]:
     """Around `Engine.start`: a span in the caller's trace, linked to the run's."""
-    if not _ENABLED:
-        yield
-        return
-    tracer = trace.get_tracer(_TRACER_NAME)
+    tracer = _tracer()
+    if tracer is None:
+        return _NO_SPAN
     attributes = {"perdure.run_id": run_id, "perdure.workflow": workflow}
-    with tracer.start_as_current_span(
+    return tracer.start_as_current_span(
         "perdure.start_run", kind=SpanKind.PRODUCER, attributes=attributes, links=[_link(run_id)]
-    ):
-        yield
+    )
 
 
-@contextlib.contextmanager
-def resume_hook_span(token: str) -> Iterator[None]:
+def resume_hook_span(token: str) -> contextlib.AbstractContextManager[object]:
     """Around a hook resume: the run is only known once the store has answered."""
-    if not _ENABLED:
-        yield
-        return
-    tracer = trace.get_tracer(_TRACER_NAME)
-    with tracer.start_as_current_span(
+    tracer = _tracer()
+    if tracer is None:
+        return _NO_SPAN
+    return tracer.start_as_current_span(
         "perdure.resume_hook", kind=SpanKind.PRODUCER, attributes={"perdure.hook_token": token}
-    ):
-        yield
+    )
 
 
 def link_current_span_to_run(run_id: str) -> None:
@@ -117,10 +170,10 @@ def link_current_span_to_run(run_id: str) -> None:
 @contextlib.contextmanager
 def step_task_span(run_id: str, name: str, step_id: str, attempt: int, queue: str) -> Iterator[Any]:
     """A span around one attempt of a step a queue's worker runs, in the run's trace."""
-    if not _ENABLED:
+    tracer = _tracer()
+    if tracer is None:
         yield None
         return
-    tracer = trace.get_tracer(_TRACER_NAME)
     attributes: dict[str, str | int] = {
         "perdure.run_id": run_id,
         "perdure.step": name,
@@ -140,14 +193,21 @@ def step_task_span(run_id: str, name: str, step_id: str, attempt: int, queue: st
 
 
 class RunSpan:
-    """The span of one life of a run in this worker; a no-op without OpenTelemetry."""
+    """The span of one life of a run in this worker; a no-op while tracing is off.
+
+    A life that began while tracing was off has no span of its own; should tracing be
+    turned on meanwhile, its steps' spans still join the run's trace.
+    """
+
+    __slots__ = ("_context", "_run_id", "_span")
 
     def __init__(self, run_id: str, workflow: str, *, replayed: bool) -> None:
+        self._run_id = run_id
         self._span: Any = None
         self._context: Any = None
-        if not _ENABLED:
+        tracer = _tracer()
+        if tracer is None:
             return
-        tracer = trace.get_tracer(_TRACER_NAME)
         self._span = tracer.start_span(
             f"perdure.run {workflow}",
             context=_run_parent(run_id),
@@ -172,24 +232,25 @@ class RunSpan:
         self._span.end()
         self._span = None
 
-    @contextlib.contextmanager
-    def step(self, name: str, step_id: str, attempt: int) -> Iterator[Any]:
-        """A span around one step attempt, a child of this run's span."""
-        if self._context is None or not _ENABLED:
-            yield None
-            return
-        tracer = trace.get_tracer(_TRACER_NAME)
+    def step(self, name: str, step_id: str, attempt: int) -> contextlib.AbstractContextManager[Any]:
+        """A span around one step attempt, a child of this run's span.
+
+        It yields the span (None while tracing is off). Not a generator: on the step
+        hot path, the no-op case must not build one.
+        """
+        tracer = _tracer()
+        if tracer is None:
+            return _NO_SPAN
         attributes: dict[str, str | int] = {
             "perdure.step": name,
             "perdure.step_id": step_id,
             "perdure.attempt": attempt,
         }
-        with tracer.start_as_current_span(
+        return tracer.start_as_current_span(
             f"perdure.step {name}",
-            context=self._context,
+            context=self._context if self._context is not None else _run_parent(self._run_id),
             kind=SpanKind.INTERNAL,
             attributes=attributes,
             record_exception=True,
             set_status_on_exception=True,
-        ) as span:
-            yield span
+        )

@@ -49,6 +49,9 @@ _CLAIM_BATCH = 100
 _MAINTENANCE_SECONDS = 1.0
 _AUTOJUMP_SPINS = 8
 _MAX_RETRY_PAUSE = 2.0
+_WRITES_WAIT = 2.0
+"""Seconds `Worker.stop` waits for appends already on their way (a store that hangs
+must not hold the stop up)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,11 @@ class Worker:
                     await task
         if self._wake_timer is not None:
             self._wake_timer.cancel()
+        # Appends already on their way finish first: a run whose end is being committed
+        # then ends here rather than being handed back while it ends.
+        writing = [task for actor in self._actors.values() if (task := actor.writing) is not None]
+        if writing:
+            await asyncio.wait(writing, timeout=_WRITES_WAIT)
         actors = list(self._actors.values())
         for actor in actors:
             actor.drop()

@@ -14,19 +14,21 @@ in the first time.
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import functools
 import hashlib
-import random
+import sys
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from random import Random
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 from perdure._errors import HookConflictError
 from perdure._replay._failures import error_from_record, error_record
-from perdure._replay._loop import WorkflowLoop
+from perdure._replay._loop import WorkflowLoop, running_instance
 from perdure._replay._specs import (
     CancelRun,
     CancelTimer,
@@ -59,14 +61,30 @@ _T = TypeVar("_T")
 WEBHOOK = "webhook"
 """The kind (and name) of hooks made by `create_webhook`, whose tokens are random."""
 
-_current: contextvars.ContextVar[WorkflowInstance | None] = contextvars.ContextVar(
-    "perdure_workflow_instance", default=None
-)
+# Shared, immutable stand-ins for containers most runs never fill.
+_NO_TOKENS: Mapping[str, str] = MappingProxyType({})
+_NO_HOOKS: Mapping[str, HookStream[Any]] = MappingProxyType({})
+
+
+_TASKS_REGISTERED_WEAKLY = sys.version_info < (3, 14)
+"""Whether asyncio keeps a weak reference to each task (until 3.14, which links them)."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _correlation_id(name: str, count: int) -> str:
+    """``name#count``, one string shared by every run that makes that call.
+
+    A run in memory holds the id of each call it waits on (in the instance, the actor
+    and its timer), and the key of each of its counters (``name#0``): the first calls
+    of a workflow are the same in all of its runs, and a worker may hold a hundred
+    thousand of them.
+    """
+    return f"{name}#{count}"
 
 
 def current_instance() -> WorkflowInstance | None:
     """The workflow instance whose code is running now, if any."""
-    return _current.get()
+    return running_instance()
 
 
 # -- outcomes delivered to the workflow ---------------------------------------------
@@ -196,16 +214,38 @@ class HookStream(Generic[_T]):
 # -- the instance -------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Pending:
-    kind: str  # "step", "timer"
-    future: asyncio.Future[Any] | None = None
-    spec: StepSpec | None = None
-    handle: asyncio.TimerHandle | None = None
+_Pending = asyncio.Future[Any] | tuple[asyncio.Future[Any], StepSpec] | asyncio.TimerHandle
+"""What a durable call waits on: a sleep's future; a step's future and spec (which
+decodes its result); or an asyncio timer (``asyncio.sleep``, ``wait_for``) made durable.
+No wrapper object: a sleeping run holds one of these for as long as it sleeps."""
 
 
 class WorkflowInstance:
-    """A run's workflow coroutine, stepped by activations."""
+    """A run's workflow coroutine, stepped by activations.
+
+    A worker may hold a hundred thousand of these while their runs sleep, so an
+    instance keeps little: slots, containers made on first use (most runs create no
+    hook, no asyncio timer, and draw no random number), and nothing the coroutine no
+    longer needs once started (its decoded arguments).
+    """
+
+    __slots__ = (
+        "_call",
+        "_calls",
+        "_commands",
+        "_hooks",
+        "_logged_tokens",
+        "_main",
+        "_now",
+        "_rng",
+        "_timer_ids",
+        "cancelling",
+        "finished",
+        "loop",
+        "run_id",
+        "spec",
+        "started_at",
+    )
 
     def __init__(
         self,
@@ -222,17 +262,20 @@ class WorkflowInstance:
         # typeshed marks the loop's I/O methods abstract; asyncio does not enforce it,
         # and WorkflowLoop leaves them out on purpose (workflows do no I/O).
         self.loop = WorkflowLoop(self)  # type: ignore[abstract]
-        self._args = args
-        self._kwargs = kwargs
+        self._call: tuple[tuple[Any, ...], dict[str, Any]] | None = (args, kwargs)
+        """The workflow's arguments, until `start` hands them to its coroutine."""
         self._now = started_at
-        self._counters: dict[str, int] = {}
-        self._pending: dict[str, _Pending] = {}
-        self._hooks: dict[str, HookStream[Any]] = {}
-        self._logged_tokens: dict[str, str] = {}
-        self._timer_ids: dict[asyncio.TimerHandle, str] = {}
-        self._commands: list[Command] = []
-        seed = int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:8], "big")
-        self._rng = random.Random(seed)
+        self._calls: dict[str, int | _Pending] = {}
+        """The durable calls, two kinds of entry in one dict (a sleeping run holds one
+        small dict rather than two): under ``name#0``, how many calls of ``name`` were
+        made; under a call's correlation id ``name#n``, what it waits on, until its
+        outcome is delivered. Calls are numbered from 1, so the two never meet."""
+        self._hooks: dict[str, HookStream[Any]] | None = None
+        self._logged_tokens: Mapping[str, str] = _NO_TOKENS
+        self._timer_ids: dict[asyncio.TimerHandle, str] | None = None
+        self._commands: list[Command] | None = None
+        self._rng: Random | None = None
+        """Made on first use: its state is 2.5 KB, and most workflows never draw."""
         self._main: asyncio.Task[Any] | None = None
         self.cancelling = False
         self.finished = False
@@ -245,21 +288,39 @@ class WorkflowInstance:
 
     def random(self) -> float:
         """A float in [0, 1) from the run's own seeded generator."""
-        return self._rng.random()
+        return self._generator().random()
 
     def uuid4(self) -> uuid.UUID:
         """A version-4 UUID from the run's own seeded generator."""
-        return uuid.UUID(int=self._rng.getrandbits(128), version=4)
+        return uuid.UUID(int=self._generator().getrandbits(128), version=4)
+
+    def _generator(self) -> Random:
+        # Seeded by the run id alone, so making it late draws the same numbers.
+        rng = self._rng
+        if rng is None:
+            seed = int.from_bytes(hashlib.sha256(self.run_id.encode()).digest()[:8], "big")
+            rng = self._rng = Random(seed)
+        return rng
 
     # -- activations --------------------------------------------------------------
 
     def start(self, at: datetime) -> list[Command]:
         """Start the workflow coroutine and run it until it blocks."""
         self._now = at
-        context = contextvars.copy_context()
-        context.run(_current.set, self)
-        coro: Coroutine[Any, Any, Any] = self.spec.fn(*self._args, **self._kwargs)
-        self._main = self.loop.create_task(coro, name=f"workflow {self.run_id}", context=context)
+        assert self._call is not None  # noqa: S101 (an instance is started once)
+        args, kwargs = self._call
+        self._call = None
+        coro: Coroutine[Any, Any, Any] = self.spec.fn(*args, **kwargs)
+        # Named after the workflow, a string every run shares (the run id is in the
+        # loop's error messages): a name per run would cost ~90 bytes per held run.
+        self._main = self.loop.create_task(coro, name=self.spec.name)
+        if _TASKS_REGISTERED_WEAKLY:
+            # asyncio lists every task for `asyncio.all_tasks()` in a weak set: a weak
+            # reference and a slot of its table, ~140 bytes per sleeping run, for a list
+            # nobody reads for the tasks of a workflow loop. (Python 3.14 threads tasks
+            # on a list inside them instead, at no cost.) The call is asyncio's, for
+            # third-party tasks.
+            asyncio._unregister_task(self._main)
         return self._run()
 
     def deliver(self, completion: Completion, at: datetime) -> list[Command]:
@@ -272,31 +333,44 @@ class WorkflowInstance:
         self._now = at
         cid = completion.correlation_id
         if isinstance(completion, HookPayload | HookRejected):
-            stream = self._hooks[cid]
+            stream = (self._hooks or _NO_HOOKS)[cid]
             if isinstance(completion, HookPayload):
                 stream._push(completion.payload)
             else:
                 stream._fail(HookConflictError(completion.error, token=stream.token))
             return self._run()
-        pending = self._pending.pop(cid)
+        pending = self._take_call(cid)
         if isinstance(completion, TimerFired):
-            if pending.handle is not None:
-                self._timer_ids.pop(pending.handle, None)
-                if not pending.handle._cancelled:
-                    self.loop._ready.append(pending.handle)
-            elif pending.future is not None and not pending.future.done():
-                pending.future.set_result(None)
-        elif pending.future is not None and not pending.future.done():
-            assert pending.spec is not None  # noqa: S101 (steps always carry their spec)
+            if isinstance(pending, asyncio.TimerHandle):
+                if self._timer_ids is not None:
+                    self._timer_ids.pop(pending, None)
+                if not pending._cancelled:
+                    self.loop._schedule(pending)
+                return self._run()
+            future = pending[0] if isinstance(pending, tuple) else pending
+            if not future.done():
+                future.set_result(None)
+            return self._run()
+        assert isinstance(pending, tuple)  # noqa: S101 (a step's outcome goes to a step)
+        future, spec = pending
+        if not future.done():
             if isinstance(completion, StepDone):
                 try:
-                    pending.future.set_result(pending.spec.codec.decode_result(completion.output))
+                    future.set_result(spec.codec.decode_result(completion.output))
                 except TypeError as exc:
-                    pending.future.set_exception(exc)
+                    future.set_exception(exc)
             else:
                 context = f"step {cid}, attempt {completion.attempt}"
-                pending.future.set_exception(error_from_record(completion.error, context=context))
+                future.set_exception(error_from_record(completion.error, context=context))
         return self._run()
+
+    def _take_call(self, cid: str) -> _Pending:
+        """Forget the call ``cid`` and return what it waited on (KeyError: no such call)."""
+        pending = self._calls.get(cid)
+        if pending is None or isinstance(pending, int):
+            raise KeyError(cid)
+        del self._calls[cid]
+        return pending
 
     def cancel(self, at: datetime) -> list[Command]:
         """Raise CancelledError in the workflow at its current await, and unwind it.
@@ -311,7 +385,7 @@ class WorkflowInstance:
                 break
             self._main.cancel()
             self.loop.run_until_idle()
-        self._commands.append(CancelRun())
+        self._command(CancelRun())
         self.finished = True
         self.loop.close()
         return self._take_commands()
@@ -340,7 +414,7 @@ class WorkflowInstance:
         main = self._main
         if main is not None and main.done() and not self.finished:
             self.finished = True
-            self._commands.append(self._outcome(main))
+            self._command(self._outcome(main))
             self.loop.close()
         return self._take_commands()
 
@@ -355,48 +429,60 @@ class WorkflowInstance:
                 error = exc
         return FailRun(error_record(error))
 
+    def _command(self, command: Command) -> None:
+        if self._commands is None:
+            self._commands = [command]
+        else:
+            self._commands.append(command)
+
     def _take_commands(self) -> list[Command]:
-        commands, self._commands = self._commands, []
-        return commands
+        commands, self._commands = self._commands, None
+        return [] if commands is None else commands
 
     # -- durable calls, made from workflow code -----------------------------------
 
     def _next_id(self, name: str) -> str:
         if self.cancelling or self.finished:
             raise asyncio.CancelledError
-        count = self._counters.get(name, 0) + 1
-        self._counters[name] = count
-        return f"{name}#{count}"
+        key = _correlation_id(name, 0)
+        made = self._calls.get(key, 0)
+        assert isinstance(made, int)  # noqa: S101 (a count is kept under call number 0)
+        self._calls[key] = made + 1
+        return _correlation_id(name, made + 1)
 
     def call_step(self, spec: StepSpec, input_: Any) -> asyncio.Future[Any]:
         """Schedule a step; the future resolves with its decoded result or error."""
         cid = self._next_id(spec.name)
         future = self.loop.create_future()
-        self._pending[cid] = _Pending("step", future=future, spec=spec)
-        self._commands.append(ScheduleStep(cid, spec, input_))
+        self._calls[cid] = (future, spec)
+        self._command(ScheduleStep(cid, spec, input_))
         return future
 
     def start_timer(self, wake_at: datetime) -> tuple[str, asyncio.Future[None]]:
         """Start a durable timer for `perdure.sleep`."""
         cid = self._next_id("sleep")
         future: asyncio.Future[None] = self.loop.create_future()
-        self._pending[cid] = _Pending("timer", future=future)
-        self._commands.append(StartTimer(cid, wake_at))
+        self._calls[cid] = future
+        self._command(StartTimer(cid, wake_at))
         return cid, future
 
     def cancel_timer(self, cid: str) -> None:
         """Forget a timer the workflow stopped waiting for."""
-        if self._pending.pop(cid, None) is not None and not self.finished:
-            self._commands.append(CancelTimer(cid))
+        if self._calls.pop(cid, None) is not None and not self.finished:
+            self._command(CancelTimer(cid))
 
     def _start_loop_timer(self, handle: asyncio.TimerHandle) -> None:
         # asyncio's own timers (asyncio.sleep, wait_for) inside a workflow are durable.
         cid = self._next_id("timer")
-        self._pending[cid] = _Pending("timer", handle=handle)
+        self._calls[cid] = handle
+        if self._timer_ids is None:
+            self._timer_ids = {}
         self._timer_ids[handle] = cid
-        self._commands.append(StartTimer(cid, datetime.fromtimestamp(handle.when(), UTC)))
+        self._command(StartTimer(cid, datetime.fromtimestamp(handle.when(), UTC)))
 
     def _cancel_loop_timer(self, handle: asyncio.TimerHandle) -> None:
+        if self._timer_ids is None:
+            return
         cid = self._timer_ids.pop(handle, None)
         if cid is not None:
             self.cancel_timer(cid)
@@ -423,14 +509,16 @@ class WorkflowInstance:
         if kind == WEBHOOK:
             token = self._logged_tokens.get(cid, token)
         stream: HookStream[_T] = stream_type(self, cid, token, decode)
+        if self._hooks is None:
+            self._hooks = {}
         self._hooks[cid] = stream
-        self._commands.append(CreateHook(cid, token, name, kind, dict(data or {})))
+        self._command(CreateHook(cid, token, name, kind, dict(data or {})))
         return stream
 
     def use_logged_tokens(self, tokens: dict[str, str]) -> None:
         """Give webhooks created again on replay the tokens the log holds (by call id)."""
-        self._logged_tokens = dict(tokens)
+        self._logged_tokens = dict(tokens) if tokens else _NO_TOKENS
 
     def _dispose_hook(self, stream: HookStream[Any]) -> None:
         if not self.finished:
-            self._commands.append(DisposeHook(stream.correlation_id, stream.token))
+            self._command(DisposeHook(stream.correlation_id, stream.token))
