@@ -194,15 +194,18 @@ async def a_sequential(url: str, params: Params) -> Figures:
 
 
 async def late_against_early(engine: perdure.Engine, n: int) -> Figures:
-    """The cost of the last 100 steps of one N-step run against that of steps 10-109.
+    """The cost of the last steps of one N-step run against that of its first steps.
 
     Each step returns when it ran, so the gap between two consecutive steps is what one
     step cost at that point of the run: whatever grows with the history shows as a
-    ratio above 1.
+    ratio above 1. Each side is the mean over N/20 steps (the first side starting at
+    step 10), so that one slow step on a shared machine does not decide the ratio.
     """
     stamps = await (await engine.start(timed_sequential, n)).result()
     gaps = [later - earlier for earlier, later in itertools.pairwise(stamps)]
-    early, late = statistics.fmean(gaps[10:110]), statistics.fmean(gaps[-100:])
+    window = max(n // 20, 10)
+    early = statistics.fmean(gaps[10 : 10 + window])
+    late = statistics.fmean(gaps[-window:])
     return {"early_us": early * 1e6, "late_us": late * 1e6, "late_over_early": late / early}
 
 
