@@ -18,9 +18,11 @@ __all__ = [
     "connect_options_of",
     "keep_session",
     "redacted",
+    "rolled_back",
     "translated",
     "translated_task",
     "with_defaults",
+    "write_failure",
 ]
 
 _APPLICATION_NAME = "perdure"
@@ -65,19 +67,41 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
+def write_failure(
+    sqlstate: str | None, detail: str | None, worker_id: str, run_id: str
+) -> Exception | None:
+    """The exception a write function's own SQLSTATE and DETAIL stand for, else None.
+
+    Shared by a failed statement (`translated`) and by a batch that reports one append's
+    failure in its result rather than raising it, so both raise the same error.
+    """
+    if sqlstate not in {"PD001", "PD002"}:
+        return None
+    fields = json.loads(detail or "{}")
+    if sqlstate == "PD001":
+        return lease_lost(worker_id, run_id, fields.get("owner"), exists=bool(fields.get("exists")))
+    return hook_conflict(str(fields.get("token")), str(fields.get("holder")))
+
+
+def rolled_back(exc: asyncpg.PostgresError) -> bool:
+    """Whether a statement that raised ``exc`` certainly wrote nothing.
+
+    The server answered it with an error, so its transaction rolled back, unless the
+    connection itself broke (class 08) or the server ended the session (57P): then the
+    commit may have happened before the error.
+    """
+    return not (exc.sqlstate or "").startswith(("08", "57P"))
+
+
 @contextlib.contextmanager
 def translated(worker_id: str, run_id: str) -> Iterator[None]:
     """Turn the write functions' own SQLSTATEs into perdure's exceptions."""
     try:
         yield
     except asyncpg.PostgresError as exc:
-        detail = json.loads(exc.detail or "{}") if exc.sqlstate in {"PD001", "PD002"} else None
-        if exc.sqlstate == "PD001" and detail is not None:
-            raise lease_lost(
-                worker_id, run_id, detail.get("owner"), exists=bool(detail.get("exists"))
-            ) from None
-        if exc.sqlstate == "PD002" and detail is not None:
-            raise hook_conflict(str(detail.get("token")), str(detail.get("holder"))) from None
+        failure = write_failure(exc.sqlstate, exc.detail, worker_id, run_id)
+        if failure is not None:
+            raise failure from None
         raise
 
 

@@ -4,11 +4,14 @@
 events as parallel arrays and, next to each, the index change `perdure.stores._index`
 planned for it, so the database applies exactly what every other store applies. All
 JSON is encoded here, before anything is sent: a value that is not JSON is a TypeError
-and nothing is written.
+and nothing is written. `append_many_arguments` lays many appends out for
+``perdure_append_many``, which commits them together.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -27,11 +30,15 @@ from perdure.stores._index import (
 from perdure.stores._pg_rows import RUN_COLUMNS, dumps
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from perdure._records import JSON, NewEvent
 
 __all__ = [
     "APPEND",
+    "APPEND_MANY",
     "CREATE_RUN",
+    "CREATE_RUNS",
     "FINISH_STEP_TASK",
     "HEARTBEAT",
     "REAP",
@@ -40,14 +47,22 @@ __all__ = [
     "REQUEST_CANCEL",
     "RESUME_HOOK",
     "UNREGISTER",
+    "Append",
+    "NewRunRow",
     "append_arguments",
+    "append_many_arguments",
     "json_or_none",
 ]
 
 CREATE_RUN = "SELECT perdure_create_run($1, $2, $3, $4, $5, $6)"
+CREATE_RUNS = "SELECT created FROM perdure_create_runs($1, $2, $3, $4, $5, $6)"
 APPEND = (
     "SELECT perdure_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
     "$16, $17, $18, $19)"
+)
+APPEND_MANY = (
+    "SELECT seq, failure, detail FROM perdure_append_many($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+    "$10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
 )
 FINISH_STEP_TASK = "SELECT perdure_finish_step_task($1, $2, $3, $4, $5, $6, $7)"
 RELEASE_RUN = "SELECT perdure_release_run($1, $2, $3)"
@@ -72,6 +87,17 @@ HEARTBEAT = (
 def json_or_none(value: JSON | None) -> str | None:
     """JSON text, or SQL NULL for None (a column with no value)."""
     return None if value is None else dumps(value)
+
+
+class NewRunRow(NamedTuple):
+    """The arguments of `CREATE_RUN`: a new run, its JSON encoded."""
+
+    id: str
+    workflow: str
+    input: str
+    version: str | None
+    data: str
+    at: datetime
 
 
 class _Index(NamedTuple):
@@ -125,6 +151,44 @@ def _index_columns(change: Change | None) -> _Index:  # noqa: PLR0911 - one retu
             )
 
 
+_EVENT_COLUMNS = ("type", "correlation_id", "data", *_Index._fields)
+_KIND = _EVENT_COLUMNS.index("kind")
+_PLAIN_KINDS = frozenset({None, "step", "started"})
+
+
+class Append(NamedTuple):
+    """One `append`, checked and encoded: what ``perdure_append`` takes."""
+
+    worker: str
+    run: str
+    at: datetime
+    durable: bool
+    columns: tuple[list[Any], ...]
+    """The event arrays: type, correlation id, data, then the `_Index` columns."""
+    consume_inbox: list[int] | None
+    consume_tasks: list[int] | None
+    changes: list[_Index]
+    """The index change of each event, as its columns have them."""
+    plain: bool
+    """Whether a batch may write it with its other plain appends (``perdure_append_many``)."""
+
+    def item(self) -> tuple[Any, ...]:
+        """The append as a ``perdure_append_item`` row, for `APPEND_MANY`."""
+        return (
+            self.worker,
+            self.run,
+            self.at,
+            *self.columns,
+            self.consume_inbox,
+            self.consume_tasks,
+        )
+
+    def arguments(self) -> tuple[Any, ...]:
+        """The arguments of `APPEND`: the row, with ``durable`` after the time."""
+        worker, run, at, *rest = self.item()
+        return (worker, run, at, self.durable, *rest)
+
+
 def append_arguments(
     worker_id: str,
     run_id: str,
@@ -134,8 +198,8 @@ def append_arguments(
     durable: bool,
     consume_inbox: list[int] | None,
     consume_tasks: list[int] | None = None,
-) -> tuple[Any, ...]:
-    """The arguments of `APPEND`, checked and encoded.
+) -> Append:
+    """The append, checked and encoded, ready for `APPEND` or `APPEND_MANY`.
 
     Raises:
         ValueError: an event lacks what its index needs, or follows a terminal event.
@@ -147,17 +211,128 @@ def append_arguments(
     columns = (
         [list(column) for column in zip(*index, strict=True)]
         if index
-        else [[]] * len(_Index._fields)
+        else [[] for _ in _Index._fields]
     )
-    return (
+    types = [event.type.value for event in events]
+    correlation_ids = [event.correlation_id for event in events]
+    return Append(
         worker_id,
         run_id,
         now,
         durable,
-        [event.type.value for event in events],
-        [event.correlation_id for event in events],
-        data,
-        *columns,
+        (types, correlation_ids, data, *columns),
         consume_inbox or None,
         consume_tasks or None,
+        index,
+        plain=_plain(index) and not consume_inbox and not consume_tasks,
     )
+
+
+def append_many_arguments(appends: list[Append]) -> tuple[tuple[Any, ...], list[int]]:
+    """The arguments of `APPEND_MANY` for ``appends``, and which append each row answers.
+
+    The plain appends go as arrays of columns, their events laid end to end, each with
+    its append's 1-based position and its own within it; the others as rows of
+    ``perdure_append_item`` (see ``perdure_append_many``). The batch is durable when one
+    of its appends is. The rows come back plain appends first, so the second value
+    lists, for each row in order, the position in ``appends`` of the append it answers.
+    """
+    repeated = {run for run, count in Counter(a.run for a in appends).items() if count > 1}
+    plain = [i for i, a in enumerate(appends) if a.plain and a.run not in repeated]
+    others = [i for i, a in enumerate(appends) if not (a.plain and a.run not in repeated)]
+    arguments = (
+        sorted({append.run for append in appends}),
+        any(append.durable for append in appends),
+        [appends[i].worker for i in plain],
+        [appends[i].run for i in plain],
+        [appends[i].at for i in plain],
+        [len(appends[i].columns[0]) for i in plain],
+        ["started" in appends[i].columns[_KIND] for i in plain],
+        *_plain_events([appends[i] for i in plain]),
+        *_plain_steps([appends[i] for i in plain]),
+        [appends[i].item() for i in others],
+    )
+    return arguments, plain + others
+
+
+def _plain_events(appends: list[Append]) -> list[list[Any]]:
+    """The events of plain appends, laid end to end, as `APPEND_MANY` takes them.
+
+    For each event: the 1-based position of its append and its own within it, type,
+    correlation id, data.
+    """
+    items: list[int] = []
+    positions: list[int] = []
+    types: list[str] = []
+    correlation_ids: list[str | None] = []
+    data: list[str] = []
+    for item, append in enumerate(appends, start=1):
+        count = len(append.columns[0])
+        items.extend([item] * count)
+        positions.extend(range(1, count + 1))
+        types.extend(append.columns[0])
+        correlation_ids.extend(append.columns[1])
+        data.extend(append.columns[2])
+    return [items, positions, types, correlation_ids, data]
+
+
+def _plain_steps(appends: list[Append]) -> list[list[Any]]:
+    """The step rows plain appends leave, as `APPEND_MANY` takes them.
+
+    For each row: the 1-based position of its append, then the fields of `_StepRow`.
+    """
+    columns: list[list[Any]] = [[] for _ in range(1 + len(fields(_StepRow)))]
+    for item, append in enumerate(appends, start=1):
+        for row in _folded_steps(append.changes):
+            values = (item, row.position, row.key, row.name, row.status, row.attempt,
+                      row.input, row.output, row.error)  # fmt: skip
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+    return columns
+
+
+@dataclass(slots=True)
+class _StepRow:
+    """The row an append leaves for a step, as changing it event by event would.
+
+    Name and position (its first_seq, if the row is new) come from the step's first
+    change in the append; input from the first change that has one (a row keeps the
+    input it has); status, attempt, output and error from its last change.
+    """
+
+    position: int
+    key: str | None
+    name: str | None
+    status: str | None
+    attempt: int | None
+    input: str | None
+    output: str | None
+    error: str | None
+
+
+def _folded_steps(index: list[_Index]) -> Iterable[_StepRow]:
+    """One row per step the changes touch, in the order first touched."""
+    rows: dict[str | None, _StepRow] = {}
+    for position, change in enumerate(index, start=1):
+        if change.kind != "step":
+            continue
+        row = rows.get(change.key)
+        if row is None:
+            rows[change.key] = _StepRow(position, change.key, change.name, change.status,
+                                        change.attempt, change.input, change.output,
+                                        change.error)  # fmt: skip
+            continue
+        row.status, row.attempt = change.status, change.attempt
+        row.output, row.error = change.output, change.error
+        if row.input is None:
+            row.input = change.input
+    return rows.values()
+
+
+def _plain(index: list[_Index]) -> bool:
+    """Whether an append with these index changes is plain (see ``perdure_append_many``).
+
+    It changes steps (none queued) and the run's start, nothing else: a batch writes all
+    such appends at once, a statement per table.
+    """
+    return all(change.kind in _PLAIN_KINDS and change.queue is None for change in index)

@@ -8,6 +8,10 @@ that LISTENs for changes (`perdure.stores._pg_listener`).
   all in the statement's own transaction. The index changes come from the plan every
   store shares (`perdure.stores._index`), so the database applies exactly what the
   other stores apply. asyncpg prepares each statement once per connection.
+- **Group commit**: appends made at about the same moment, by many runs, go together
+  in one round trip and one transaction (`perdure.stores._pg_group`); a lost lease or a
+  hook conflict fails only its own append. New runs and run reads are gathered the
+  same way. A thousand runs stepping at once so cost a few commits, not a thousand.
 - **Claims** lock due runs, and queued step tasks, with ``FOR UPDATE SKIP LOCKED``:
   workers claiming at once take different ones and never wait for each other.
 - **Leases**: a worker's lease is its row's ``heartbeat_at``. Once it is older than
@@ -15,9 +19,9 @@ that LISTENs for changes (`perdure.stores._pg_listener`).
   once) and deletes its row. A stale worker's next write to such a run waits for the
   reaper's lock, then finds it no longer holds the run: `LeaseLostError`, nothing written.
 - **Durability**: `create_run`, `resume_hook`, `request_cancel` and durable appends
-  commit with the server's ``synchronous_commit`` (on by default); other appends and
-  releases set it off for their transaction: committed and visible at once, synced
-  with the next synced commit.
+  commit with the server's ``synchronous_commit`` (on by default), and so does a batch
+  of appends holding one; other appends and releases set it off for their transaction:
+  committed and visible at once, synced with the next synced commit.
 - **Change notification**: LISTEN/NOTIFY (`perdure.stores._pg_listener`); every
   write others act on notifies at commit, a step's append does not.
 - **Connections**: a broken connection makes the operation using it raise; the pool
@@ -53,6 +57,7 @@ from perdure.stores._pg_connect import (
     translated_task,
     with_defaults,
 )
+from perdure.stores._pg_group import GroupCommit, PostgresStatistics
 from perdure.stores._pg_listener import Listener
 from perdure.stores._pg_schema import apply_migrations, migrations
 
@@ -74,7 +79,7 @@ if TYPE_CHECKING:
         StepTask,
     )
 
-__all__ = ["PostgresStore", "migrate"]
+__all__ = ["PostgresStatistics", "PostgresStore", "migrate"]
 
 
 async def migrate(url: str, **connect_options: Any) -> list[str]:
@@ -126,6 +131,7 @@ class PostgresStore:
         self._opening = asyncio.Lock()
         self._pool: Pool[Record] | None = None
         self._listener: Listener | None = None
+        self._group = GroupCommit(lambda: self._db, max_size)
 
     def __repr__(self) -> str:
         return f"PostgresStore({redacted(self.url)!r})"
@@ -156,6 +162,7 @@ class PostgresStore:
     async def close(self) -> None:
         """Stop listening and close the pool once the operations under way are done."""
         async with self._opening:
+            await self._group.wait_idle()
             pool, listener = self._pool, self._listener
             self._pool = self._listener = None
             if listener is not None:
@@ -192,13 +199,15 @@ class PostgresStore:
     # -- runs ---------------------------------------------------------------------
 
     async def create_run(self, run: NewRun, now: datetime) -> tuple[RunRecord, bool]:
-        """Create a pending run with its ``run_created`` event, durably; idempotent on id."""
+        """Create a pending run with its ``run_created`` event, durably; idempotent on id.
+
+        Sent with the runs others create at about the same moment: one sync for them all.
+        """
         now = utc(now)
         run_input = rows.dumps(run.input)
         data = rows.dumps({"workflow": run.workflow, "input": run.input, "version": run.version})
-        created = await self._db.fetchval(
-            ops.CREATE_RUN, run.id, run.workflow, run_input, run.version, data, now
-        )
+        row = ops.NewRunRow(run.id, run.workflow, run_input, run.version, data, now)
+        created = await self._group.create_run(row)
         if not created:
             existing = await self.get_run(run.id)
             if existing is None:  # pragma: no cover - runs are never deleted
@@ -252,8 +261,12 @@ class PostgresStore:
         consume_inbox: list[int] | None = None,
         consume_tasks: list[int] | None = None,
     ) -> int:
-        """Append to a held run's log and update the indexes, in one round trip; the last seq."""
-        arguments = ops.append_arguments(
+        """Append to a held run's log and update the indexes; the last seq.
+
+        Sent with the appends other runs make at about the same moment, in one round trip
+        and one transaction; fenced, and failing, each on its own.
+        """
+        append = ops.append_arguments(
             worker_id,
             run_id,
             events,
@@ -262,9 +275,7 @@ class PostgresStore:
             consume_inbox=consume_inbox,
             consume_tasks=consume_tasks,
         )
-        with translated(worker_id, run_id):
-            seq = await self._db.fetchval(ops.APPEND, *arguments)
-        return int(seq)
+        return await self._group.append(append)
 
     async def release_run(self, worker_id: str, run_id: str, wake_at: datetime) -> None:
         """Stop holding a run; due at ``wake_at``, or at once if something waits for it."""
@@ -277,9 +288,8 @@ class PostgresStore:
         return None if row is None else rows.run_from_row(row)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        """The run's record, or None."""
-        row = await self._db.fetchrow(rows.GET_RUN, run_id)
-        return None if row is None else rows.run_from_row(row)
+        """The run's record, or None; read with the other runs asked for at that moment."""
+        return await self._group.get_run(run_id)
 
     async def list_runs(
         self,
@@ -435,6 +445,12 @@ class PostgresStore:
         if listener is None:
             raise RuntimeError(f"{self!r} is not open; await its open() first")
         return await listener.wait(timeout)
+
+    # -- batching -----------------------------------------------------------------
+
+    def statistics(self) -> PostgresStatistics:
+        """How many appends, new runs and run reads were asked for, in how many batches."""
+        return self._group.statistics()
 
     # -- helpers ------------------------------------------------------------------
 
