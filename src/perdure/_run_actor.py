@@ -584,6 +584,7 @@ class RunActor:
         if self._remote is None:
             self._remote = {}
         self._remote[command.correlation_id] = command
+        self.worker.awaits_remote(self)
 
     @property
     def awaiting_remote(self) -> bool:

@@ -119,6 +119,8 @@ class Worker:
         self._on_run_finished = on_run_finished
         self._on_progress = on_progress
         self._actors: dict[str, RunActor] = {}
+        self._remote_waiters: set[str] = set()
+        """Held runs that awaited a queue's step at some point (see `_pass`)."""
         self._poked = asyncio.Event()
         self._passing = False
         self._stopping = False
@@ -243,7 +245,10 @@ class Worker:
                 actor = self._actors.get(item.run_id)
                 if actor is not None:
                     actor.receive(item)
-            if any(actor.awaiting_remote for actor in self._actors.values()):
+            # Only the runs that awaited a queue's step are looked at, not every held
+            # run: a pass must not cost more with each sleeping run held.
+            waiting = (self._actors.get(run_id) for run_id in self._remote_waiters)
+            if any(actor is not None and actor.awaiting_remote for actor in waiting):
                 for task in await store.step_results(self.id):
                     actor = self._actors.get(task.run_id)
                     if actor is not None:
@@ -328,10 +333,15 @@ class Worker:
         self._spawn(self._hand_back(actor.run_id, wake_at))
         self.poke()
 
+    def awaits_remote(self, actor: RunActor) -> None:
+        """Note that ``actor`` awaits a step that a queue's workers run."""
+        self._remote_waiters.add(actor.run_id)
+
     def forget(self, actor: RunActor) -> None:
         """Stop tracking an actor that is gone."""
         if self._actors.get(actor.run_id) is actor:
             del self._actors[actor.run_id]
+            self._remote_waiters.discard(actor.run_id)
         self.maybe_idle()
 
     def progressed(self) -> None:

@@ -18,6 +18,7 @@ import pytest
 from perdure._errors import LeaseLostError
 from perdure._records import EventType, NewEvent, NewRun, RunStatus
 from perdure.stores import SQLiteStore
+from perdure.stores import _sqlite_rows as rows
 from perdure.stores._sqlite_schema import connect, migrate, migrations
 from perdure.stores._sqlite_writer import CHECKPOINT_EVERY
 
@@ -257,6 +258,26 @@ async def test_an_older_database_keeps_its_log_and_steps_through_the_upgrade(db:
         tables = dict(raw.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
     assert "WITHOUT ROWID" in tables["events"]
     assert "WITHOUT ROWID" in tables["steps"]
+
+
+def test_a_workers_pass_does_not_visit_every_run_it_holds(db: Path) -> None:
+    """The reads of every pass (inbox, finished step tasks, cancel requests) start from
+    what waits, never from all the runs the worker holds: with 100,000 sleeping runs
+    held, a pass must cost what it did with ten."""
+    conn = connect(db)
+    try:
+        migrate(conn, migrations())
+        executed: list[str] = []  # each statement, with its parameters filled in
+        conn.set_trace_callback(executed.append)
+        rows.inbox(conn, "w1")
+        rows.step_results(conn, "w1")
+        rows.cancel_requests(conn, "w1")
+        conn.set_trace_callback(None)
+        plans = [row[3] for sql in executed for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+    finally:
+        conn.close()
+    assert plans
+    assert not [plan for plan in plans if "runs_owner" in plan or plan.startswith("SCAN r")]
 
 
 async def test_two_stores_may_create_one_database_at_once(db: Path) -> None:

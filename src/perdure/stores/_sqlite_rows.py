@@ -307,7 +307,9 @@ def list_hooks(conn: sqlite3.Connection, run_id: str | None) -> list[HookRecord]
 def inbox(conn: sqlite3.Connection, worker_id: str) -> list[InboxItem]:
     """Undelivered payloads of the runs ``worker_id`` holds, oldest first."""
     rows = conn.execute(
-        f"SELECT {_INBOX_COLUMNS} FROM hook_inbox AS i JOIN runs AS r ON r.id = i.run_id "  # noqa: S608 - constant columns
+        # CROSS JOIN: read the inbox (few items), then each item's run. The planner
+        # would start from runs_owner and visit every run the worker holds.
+        f"SELECT {_INBOX_COLUMNS} FROM hook_inbox AS i CROSS JOIN runs AS r ON r.id = i.run_id "  # noqa: S608 - constant columns
         "WHERE r.owner = ? ORDER BY i.id",
         (worker_id,),
     )
@@ -321,7 +323,8 @@ def step_results(conn: sqlite3.Connection, worker_id: str) -> list[StepTask]:
     """Finished step tasks of the runs ``worker_id`` holds, in the order they finished."""
     columns = ", ".join(f"t.{column.strip()}" for column in TASK_COLUMNS.split(","))
     rows = conn.execute(
-        f"SELECT {columns} FROM step_tasks AS t JOIN runs AS r ON r.id = t.run_id "  # noqa: S608 - constant columns
+        # CROSS JOIN: finished tasks (few) first, then each one's run (see `inbox`).
+        f"SELECT {columns} FROM step_tasks AS t CROSS JOIN runs AS r ON r.id = t.run_id "  # noqa: S608 - constant columns
         "WHERE r.owner = ? AND t.status = 'finished' ORDER BY t.updated_at, t.id",
         (worker_id,),
     )
