@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from perdure import Engine, Event, EventType
@@ -21,6 +24,25 @@ WAIT = 5.0
 
 
 T = TypeVar("T")
+
+
+def run_fresh_python(source: str) -> str:
+    """Run ``source`` in a new interpreter with no OpenTelemetry settings; its output.
+
+    For what one process can only show once: whether tracing is installed yet, or how
+    much memory objects take beside nothing else. Fails if the program fails.
+    """
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", source],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=environment,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 async def eventually(

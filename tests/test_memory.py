@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+from helpers import run_fresh_python
 
 BUDGET = 2_500
 """Bytes of objects a sleeping run may hold of its own; it held 10,500 before issue 5."""
@@ -58,17 +56,6 @@ def test_a_sleeping_run_holds_little_memory_of_its_own() -> None:
     """A worker holding sleeping runs (tracing off) keeps at most BUDGET bytes of
     objects per run beyond what existed before them: the worker, the store, the clock
     and the workflow."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    done = subprocess.run(
-        [sys.executable, "-c", _MEASURE],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-        env=environment,
-    )
-    assert 0 == done.returncode, done.stderr
-
-    per_run = float(done.stdout)
+    per_run = float(run_fresh_python(_MEASURE))
 
     assert per_run <= BUDGET

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from conftest import EngineFactory
+from helpers import run_fresh_python
 from perdure import RetryPolicy, sleep, step, workflow
 from perdure._tracing import run_trace_id
 
@@ -200,17 +198,7 @@ def test_tracing_set_up_while_an_engine_runs_is_honoured_from_then_on() -> None:
     """A tracer provider installed after the Engine started (in a fresh process, where
     none was) gets spans at once: the step of a run that was asleep, in its run's trace,
     and every span of a run started after; nothing from before it was installed."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    done = subprocess.run(
-        [sys.executable, "-c", _TRACING_SET_UP_LATE],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-        env=environment,
-    )
-    assert 0 == done.returncode, done.stderr
-    spans = json.loads(done.stdout)
+    spans = json.loads(run_fresh_python(_TRACING_SET_UP_LATE))
     after = run_trace_id("after")
 
     assert [{"name": "perdure.step late-step", "trace_id": run_trace_id("asleep")}] == [
