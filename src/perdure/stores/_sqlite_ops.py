@@ -1,11 +1,13 @@
 """What each SQLiteStore write does, as plain functions of a connection.
 
-Each runs on the writer thread inside its own savepoint of a group-commit transaction:
-when one raises, everything it wrote is rolled back and only its caller sees the error.
-So a function may check as it goes and raise at any point, and still write nothing.
+Each runs in the writer's group-commit transaction, in a savepoint of its own when it
+shares the transaction (`perdure.stores._sqlite_writer`): when one raises, everything
+it wrote is rolled back and only its caller sees the error. So a function may check as
+it goes and raise at any point, and still write nothing.
 
 `append` is the hot path (one call per step): one fenced read of the run row, one
-insert per event, the index statements the events need, and one update of the run row.
+insert per event, one upsert per step row it changes (a step's start and end in one
+append fold into one), the other index statements, and one update of the run row.
 Python's sqlite3 caches prepared statements, so these SQL strings are compiled once.
 """
 

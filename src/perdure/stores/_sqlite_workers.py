@@ -11,7 +11,8 @@ file systems where locks do not work across machines, and for hung processes. A 
 worker wrongly reaped that way loses nothing but time: its writes are fenced, and its
 next heartbeat puts its row back.
 
-Everything here runs on the writer thread, inside the writer's transaction.
+Everything here runs inside the writer's transaction (on the event loop or the writer's
+thread, see `perdure.stores._sqlite_writer`).
 """
 
 from __future__ import annotations

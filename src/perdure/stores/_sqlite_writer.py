@@ -10,7 +10,7 @@ the rest of the batch commits. A hundred runs finishing steps in the same turn c
 commit.
 
 Where a batch runs is chosen per batch, because a hop to another thread and back costs
-more than a typical batch itself (tens of µs against a commit of about 15 µs, measured
+more than a typical batch itself (tens of µs against a commit of about 10 µs, measured
 in BENCHMARKS.md):
 
 - **On the event loop**, inline, when the write lock is free at once: the connection's

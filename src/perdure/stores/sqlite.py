@@ -1,16 +1,19 @@
 """`SQLiteStore`: perdure's default store, one SQLite file shared by local processes.
 
-Threads, so that the event loop never waits on SQLite:
+Two connections:
 
-- one writer thread and connection commits every write, many at a time, and, while
-  somebody waits for them, notices other connections' commits
+- the writer's commits every write, many at a time: on the event loop when the write
+  lock is free at once (a commit costs less than a hop to a thread and back), on its
+  own thread when another process holds the lock or the batch must be synced; while
+  somebody waits, it also notices other connections' commits
   (`perdure.stores._sqlite_writer`);
-- one reader thread and connection serves reads, which WAL mode lets run while the
+- the reader's serves reads on a thread of its own, which WAL mode lets run while the
   writer writes.
 
-Other processes may open the same file: writes wait for each other (``busy_timeout``),
-and a worker that dies leaves its file lock free, so the next `reap_dead_workers`
-anywhere hands its runs to the living (`perdure.stores._sqlite_workers`).
+Other processes may open the same file: a write that meets another's lock waits for it
+on the writer's thread (``busy_timeout``), and a worker that dies leaves its file lock
+free, so the next `reap_dead_workers` anywhere hands its runs to the living
+(`perdure.stores._sqlite_workers`).
 """
 
 from __future__ import annotations
