@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +32,7 @@ from perdure.stores._sqlite_workers import WorkerLocks
 from perdure.stores._sqlite_writer import Writer, WriterStatistics
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Callable, Collection
     from datetime import datetime
 
@@ -83,8 +83,6 @@ class SQLiteStore:
         self._writer: Writer | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._reader_conn: sqlite3.Connection | None = None
-        self._quick_conn: sqlite3.Connection | None = None
-        """For the small reads of every worker pass and `Run.result`, made on the loop."""
         self._changed = asyncio.Event()
         self._waiting = 0
 
@@ -110,8 +108,6 @@ class SQLiteStore:
             self._reader_conn = await asyncio.get_running_loop().run_in_executor(
                 self._reader, functools.partial(connect, self.path, query_only=True)
             )
-            self._quick_conn = connect(self.path, query_only=True)
-            self._quick_conn.execute("PRAGMA busy_timeout = 0")
 
     async def close(self) -> None:
         """Finish queued writes, stop the threads, close the connections.
@@ -130,9 +126,6 @@ class SQLiteStore:
                     )
                 await asyncio.to_thread(self._reader.shutdown)
             self._reader = self._reader_conn = None
-            if self._quick_conn is not None:
-                self._quick_conn.close()
-                self._quick_conn = None
             self._locks.close()
             self._changed.set()  # a waiter still pending returns rather than time out
 
@@ -221,7 +214,7 @@ class SQLiteStore:
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run's record, or None."""
-        return await self._read_quick(lambda conn: rows.get_run(conn, run_id))
+        return await self._read(lambda conn: rows.get_run(conn, run_id))
 
     async def list_runs(
         self,
@@ -254,11 +247,11 @@ class SQLiteStore:
         if workflows is not None and not workflows:
             return None
         names = sorted(workflows) if workflows is not None else None
-        return await self._read_quick(lambda conn: rows.next_wake_at(conn, names))
+        return await self._read(lambda conn: rows.next_wake_at(conn, names))
 
     async def cancel_requests(self, worker_id: str) -> list[str]:
         """Ids of unended runs held by ``worker_id`` that have a cancel request."""
-        return await self._read_quick(lambda conn: rows.cancel_requests(conn, worker_id))
+        return await self._read(lambda conn: rows.cancel_requests(conn, worker_id))
 
     # -- hooks --------------------------------------------------------------------
 
@@ -272,7 +265,7 @@ class SQLiteStore:
 
     async def get_hook(self, token: str) -> HookRecord | None:
         """The live hook holding ``token``, or None."""
-        return await self._read_quick(lambda conn: rows.get_hook(conn, token))
+        return await self._read(lambda conn: rows.get_hook(conn, token))
 
     async def hook_event(self, token: str) -> Event | None:
         """The ``hook_created`` event of the live hook holding ``token``, or None.
@@ -287,7 +280,7 @@ class SQLiteStore:
 
     async def inbox(self, worker_id: str) -> list[InboxItem]:
         """Undelivered payloads of the runs ``worker_id`` holds, oldest first."""
-        return await self._read_quick(lambda conn: rows.inbox(conn, worker_id))
+        return await self._read(lambda conn: rows.inbox(conn, worker_id))
 
     # -- step tasks ---------------------------------------------------------------
 
@@ -317,7 +310,7 @@ class SQLiteStore:
 
     async def step_results(self, worker_id: str) -> list[StepTask]:
         """Finished step tasks of the runs ``worker_id`` holds, in the order they finished."""
-        return await self._read_quick(lambda conn: rows.step_results(conn, worker_id))
+        return await self._read(lambda conn: rows.step_results(conn, worker_id))
 
     async def step_tasks(self, run_id: str) -> list[StepTask]:
         """The run's step tasks, whatever their status, oldest first."""
@@ -355,25 +348,6 @@ class SQLiteStore:
         if self._writer is None:
             raise RuntimeError(f"{self!r} is not open; await its open() first")
         return await self._writer.submit(fn, durable=durable)
-
-    async def _read_quick(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """A read of a few rows through an index, made on the event loop.
-
-        A hop to the reader's thread and back costs more than such a read, and far more
-        while the loop is busy: the thread waits for the GIL. WAL mode lets a reader
-        read while others write; should the file be busy all the same (another
-        connection restarting the log), the read goes to the reader's thread, which
-        waits its turn.
-        """
-        conn = self._quick_conn
-        if conn is None:
-            raise RuntimeError(f"{self!r} is not open; await its open() first")
-        try:
-            return fn(conn)
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
-                raise
-        return await self._read(fn)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         reader, conn = self._reader, self._reader_conn
