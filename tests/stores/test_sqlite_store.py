@@ -20,7 +20,7 @@ from perdure._records import EventType, NewEvent, NewRun, RunStatus
 from perdure.stores import SQLiteStore
 from perdure.stores import _sqlite_rows as rows
 from perdure.stores._sqlite_schema import connect, migrate, migrations
-from perdure.stores._sqlite_writer import CHECKPOINT_EVERY
+from perdure.stores._sqlite_writer import CHECKPOINT_EVERY, LOG_LIMIT
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -505,6 +505,23 @@ async def test_the_log_is_checkpointed_off_the_event_loop(store: SQLiteStore, db
     # Without checkpoints, the log would have doubled in the second half.
     assert wal.stat().st_size <= half_way * 1.2
     assert len(await store.events("r1")) == 2 * rounds + 1
+
+
+async def test_a_log_grown_past_its_limit_is_emptied(store: SQLiteStore, db: Path) -> None:
+    """Writes that fill the log past LOG_LIMIT pages between two checkpoints (big
+    payloads here, many runs at once in a worker) get it emptied, not just reused."""
+    await hold(store, "r1")
+    payload = "x" * 5 * 4096  # each append writes at least five pages
+    assert CHECKPOINT_EVERY * 5 > LOG_LIMIT
+    for index in range(CHECKPOINT_EVERY):
+        event = NewEvent(
+            EventType.STEP_COMPLETED, f"s#{index}", {"name": "s", "attempt": 1, "output": payload}
+        )
+        await store.append("w1", "r1", [event], T0)
+    await wait_until(lambda: store.statistics().checkpoints >= 1)
+    await store.append("w1", "r1", [completed("after")], T0)  # waits for the checkpoint
+    assert Path(f"{db}-wal").stat().st_size < 1024 * 1024
+    assert len(await store.events("r1")) == CHECKPOINT_EVERY + 2
 
 
 async def test_durable_writes_are_synced(store: SQLiteStore) -> None:
