@@ -28,8 +28,10 @@ __all__ = [
     "RunEnded",
     "RunStarted",
     "StepChanged",
+    "StepRow",
     "TimerCleared",
     "TimerSet",
+    "fold_steps",
     "plan",
 ]
 
@@ -138,6 +140,50 @@ def plan(events: list[NewEvent]) -> list[Change | None]:
             )
         changes.append(_change(event))
     return changes
+
+
+@dataclass(slots=True)
+class StepRow:
+    """The row one append leaves for a step, as applying its changes one by one would.
+
+    Name and ``position`` (the index, in the append's events, of the step's first
+    change: the row's first_seq if the row is new) come from the step's first change;
+    ``input`` from the first change that has one (a row keeps the input it has); status,
+    attempt, output and error from its last change.
+    """
+
+    position: int
+    correlation_id: str
+    name: str
+    status: str
+    attempt: int
+    input: JSON
+    output: JSON | None
+    error: dict[str, JSON] | None
+
+
+def fold_steps(changes: list[Change | None]) -> list[StepRow]:
+    """One row per step the changes touch, in the order first touched.
+
+    A database store writes these rather than each change: a trivial step's
+    ``step_started`` and ``step_completed``, logged in one append, cost one upsert.
+    """
+    rows: dict[str, StepRow] = {}
+    for position, change in enumerate(changes):
+        if not isinstance(change, StepChanged):
+            continue
+        row = rows.get(change.correlation_id)
+        if row is None:
+            rows[change.correlation_id] = StepRow(
+                position, change.correlation_id, change.name, change.status, change.attempt,
+                change.input, change.output, change.error,
+            )  # fmt: skip
+            continue
+        row.status, row.attempt = change.status, change.attempt
+        row.output, row.error = change.output, change.error
+        if row.input is None:
+            row.input = change.input
+    return list(rows.values())
 
 
 def _change(event: NewEvent) -> Change | None:

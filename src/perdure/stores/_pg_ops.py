@@ -11,7 +11,6 @@ and nothing is written. `append_many_arguments` lays many appends out for
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -23,15 +22,15 @@ from perdure.stores._index import (
     RunEnded,
     RunStarted,
     StepChanged,
+    StepRow,
     TimerCleared,
     TimerSet,
+    fold_steps,
     plan,
 )
 from perdure.stores._pg_rows import RUN_COLUMNS, dumps
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from perdure._records import JSON, NewEvent
 
 __all__ = [
@@ -167,8 +166,8 @@ class Append(NamedTuple):
     """The event arrays: type, correlation id, data, then the `_Index` columns."""
     consume_inbox: list[int] | None
     consume_tasks: list[int] | None
-    changes: list[_Index]
-    """The index change of each event, as its columns have them."""
+    steps: list[StepRow]
+    """The step rows it leaves (`fold_steps`)."""
     plain: bool
     """Whether a batch may write it with its other plain appends (``perdure_append_many``)."""
 
@@ -223,7 +222,7 @@ def append_arguments(
         (types, correlation_ids, data, *columns),
         consume_inbox or None,
         consume_tasks or None,
-        index,
+        fold_steps(changes),
         plain=_plain(index) and not consume_inbox and not consume_tasks,
     )
 
@@ -279,54 +278,19 @@ def _plain_events(appends: list[Append]) -> list[list[Any]]:
 def _plain_steps(appends: list[Append]) -> list[list[Any]]:
     """The step rows plain appends leave, as `APPEND_MANY` takes them.
 
-    For each row: the 1-based position of its append, then the fields of `_StepRow`.
+    For each row: the 1-based position of its append, then its own 1-based position
+    among the append's events, correlation id, name, status, attempt, input, output
+    and error (JSON text).
     """
-    columns: list[list[Any]] = [[] for _ in range(1 + len(fields(_StepRow)))]
+    columns: list[list[Any]] = [[] for _ in range(9)]
     for item, append in enumerate(appends, start=1):
-        for row in _folded_steps(append.changes):
-            values = (item, row.position, row.key, row.name, row.status, row.attempt,
-                      row.input, row.output, row.error)  # fmt: skip
+        for row in append.steps:
+            values = (item, row.position + 1, row.correlation_id, row.name, row.status,
+                      row.attempt, json_or_none(row.input), json_or_none(row.output),
+                      json_or_none(row.error))  # fmt: skip
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
     return columns
-
-
-@dataclass(slots=True)
-class _StepRow:
-    """The row an append leaves for a step, as changing it event by event would.
-
-    Name and position (its first_seq, if the row is new) come from the step's first
-    change in the append; input from the first change that has one (a row keeps the
-    input it has); status, attempt, output and error from its last change.
-    """
-
-    position: int
-    key: str | None
-    name: str | None
-    status: str | None
-    attempt: int | None
-    input: str | None
-    output: str | None
-    error: str | None
-
-
-def _folded_steps(index: list[_Index]) -> Iterable[_StepRow]:
-    """One row per step the changes touch, in the order first touched."""
-    rows: dict[str | None, _StepRow] = {}
-    for position, change in enumerate(index, start=1):
-        if change.kind != "step":
-            continue
-        row = rows.get(change.key)
-        if row is None:
-            rows[change.key] = _StepRow(position, change.key, change.name, change.status,
-                                        change.attempt, change.input, change.output,
-                                        change.error)  # fmt: skip
-            continue
-        row.status, row.attempt = change.status, change.attempt
-        row.output, row.error = change.output, change.error
-        if row.input is None:
-            row.input = change.input
-    return rows.values()
 
 
 def _plain(index: list[_Index]) -> bool:

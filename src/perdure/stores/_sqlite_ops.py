@@ -13,7 +13,6 @@ Python's sqlite3 caches prepared statements, so these SQL strings are compiled o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from perdure._records import EventType, NewEvent, RunStatus
@@ -25,8 +24,10 @@ from perdure.stores._index import (
     RunEnded,
     RunStarted,
     StepChanged,
+    StepRow,
     TimerCleared,
     TimerSet,
+    fold_steps,
     plan,
 )
 from perdure.stores._sqlite_rows import (
@@ -311,7 +312,6 @@ def _log(
 ) -> int:
     """Insert the events after ``last_seq`` and apply their changes; the new last seq."""
     seq = last_seq
-    steps: dict[str, _StepRow] = {}
     for event, change in zip(events, changes, strict=True):
         seq += 1
         conn.execute(
@@ -321,59 +321,31 @@ def _log(
         if isinstance(change, StepChanged):
             if change.queue is not None:
                 _queue_task(conn, run_id, change, at)
-            _fold_step(steps, change, seq)
         elif change is not None:
             _apply(conn, run_id, change, at)
-    for row in steps.values():
-        _upsert_step(conn, run_id, row, at)
+    for row in fold_steps(changes):
+        _upsert_step(conn, run_id, row, first_seq=last_seq + 1 + row.position, at=at)
     conn.execute("UPDATE runs SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, at, run_id))
     return seq
 
 
-@dataclass(slots=True)
-class _StepRow:
-    """A step's row as an append leaves it.
-
-    That is its latest change, and the first input and seq the append gave it (an
-    upsert keeps the row's own when it has them).
-    """
-
-    change: StepChanged
-    input: JSON
-    first_seq: int
-
-
-def _fold_step(steps: dict[str, _StepRow], change: StepChanged, seq: int) -> None:
-    """Fold a step change into the append's rows.
-
-    A trivial step's ``step_started`` and ``step_completed``, logged in one append, then
-    cost one upsert rather than two.
-    """
-    row = steps.get(change.correlation_id)
-    if row is None:
-        steps[change.correlation_id] = _StepRow(change, change.input, seq)
-        return
-    row.change = change
-    if row.input is None:
-        row.input = change.input
-
-
-def _upsert_step(conn: sqlite3.Connection, run_id: str, row: _StepRow, at: int) -> None:
-    change = row.change
+def _upsert_step(
+    conn: sqlite3.Connection, run_id: str, row: StepRow, *, first_seq: int, at: int
+) -> None:
     conn.execute(
         _UPSERT_STEP,
         (
             run_id,
-            change.correlation_id,
-            change.name,
-            change.status,
-            change.attempt,
+            row.correlation_id,
+            row.name,
+            row.status,
+            row.attempt,
             None if row.input is None else dumps(row.input),
-            None if change.output is None else dumps(change.output),
-            None if change.error is None else dumps(change.error),
+            None if row.output is None else dumps(row.output),
+            None if row.error is None else dumps(row.error),
             at,
             at,
-            row.first_seq,
+            first_seq,
         ),
     )
 
