@@ -4,7 +4,7 @@
 
 A sequential step costs perdure one append (``step_started`` and ``step_completed`` in
 one transaction, with the run's fence and index rows) and one commit. This runs exactly
-those statements (`perdure.stores._sqlite_ops.append`) on a fresh file with perdure's
+those statements (`perdure.stores.sqlite._ops.append`) on a fresh file with perdure's
 schema, one transaction per step as the writer runs them when nothing else is queued,
 and reports µs per step as wall time and as the thread's CPU time (steadier on a shared
 machine). Next to the per-step overhead of workload a, it tells what part of a step is
@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from perdure._records import EventType, NewEvent, NewRun
-from perdure.stores import _sqlite_ops as ops
-from perdure.stores._sqlite_schema import connect, migrate, migrations
+from perdure.stores.sqlite import _ops as ops
+from perdure.stores.sqlite._schema import connect, migrate, migrations
 
 
 def timed(label: str, steps: int, body: Callable[[int], object]) -> None:

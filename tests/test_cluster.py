@@ -36,7 +36,7 @@ from cluster_lab import (
 )
 from perdure import Engine, Event, EventType, RunStatus
 from perdure._clock import SystemClock
-from perdure._worker import Worker
+from perdure._runtime._worker import Worker
 from perdure.stores.postgres import PostgresStore
 from pg import create_database, fresh_database
 

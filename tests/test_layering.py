@@ -16,8 +16,8 @@ REPLAY = SRC / "perdure" / "_replay"
 
 FORBIDDEN = (
     "perdure.stores",
-    "perdure._worker",
-    "perdure._run_actor",
+    "perdure._runtime._worker",
+    "perdure._runtime._actor",
     "perdure._engine",
     "perdure._hooks",
     "perdure._workflow",
@@ -111,8 +111,8 @@ def test_the_replay_core_imports_nothing_above_it() -> None:
 @pytest.mark.parametrize(
     ("module", "expected"),
     [
-        ("perdure._worker", "perdure.stores"),
-        ("perdure._engine", "perdure._worker"),
+        ("perdure._runtime._worker", "perdure.stores"),
+        ("perdure._engine", "perdure._runtime._worker"),
         ("perdure.testing", "perdure._engine"),
     ],
 )

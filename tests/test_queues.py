@@ -29,7 +29,7 @@ from perdure import (
     step,
     workflow,
 )
-from perdure._worker import WorkerStatistics
+from perdure._runtime._worker import WorkerStatistics
 from perdure.testing import FakeClock
 
 if TYPE_CHECKING:

@@ -18,9 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
-from perdure import _serde
 from perdure._replay import Duration
-from perdure._serde import CallCodec, decode, encode
+from perdure._serde import CallCodec, _codec, decode, encode
 
 # The first example of each annotation builds a pydantic schema: too slow for a deadline.
 relaxed = settings(deadline=None)
@@ -567,7 +566,7 @@ def test_plain_values_skip_pydantic(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_pydantic(self: object) -> None:
         raise AssertionError("pydantic used on the fast path")
 
-    monkeypatch.setattr(_serde._Plan, "adapter", no_pydantic)
+    monkeypatch.setattr(_codec._Plan, "adapter", no_pydantic)
     payload = {"draft": "text", "n": 3, "items": [1, 2], "nested": {"ok": True}}
     for value, annotation in [
         ("hello", str),
@@ -594,7 +593,7 @@ def test_tagged_json_values_skip_pydantic(monkeypatch: pytest.MonkeyPatch) -> No
     def no_pydantic(self: object) -> None:
         raise AssertionError("pydantic used on the fast path")
 
-    monkeypatch.setattr(_serde._Plan, "adapter", no_pydantic)
+    monkeypatch.setattr(_codec._Plan, "adapter", no_pydantic)
     for value, annotation in [("7 days", Duration), (1.5, Duration), (2.5, str | float)]:
         assert decode(encode(value, annotation), annotation) == value
 

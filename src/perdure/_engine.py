@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from perdure._clock import Clock, SystemClock
 from perdure._errors import RunNotFoundError, WorkflowCancelled, WorkflowFailed
-from perdure._queues import validate_queues
 from perdure._records import JSON, Event, NewRun, RunRecord, RunStatus
 from perdure._replay import Duration, parse_duration
+from perdure._runtime import Worker, WorkerStatistics, validate_queues
 from perdure._serde import decode
 from perdure._tracing import link_current_span_to_run, resume_hook_span, start_run_span
-from perdure._worker import Worker, WorkerStatistics
 from perdure._workflow import Workflow, lookup_workflow
 from perdure.stores import Store, open_store
 

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from perdure.stores._pg_batch import Batcher, BatchStatistics
+from perdure.stores.postgres._batch import Batcher, BatchStatistics
 
 
 async def round_trip() -> None:

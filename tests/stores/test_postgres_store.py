@@ -21,8 +21,8 @@ import pytest
 from perdure._errors import HookConflictError, LeaseLostError
 from perdure._records import EventType, NewEvent, NewRun
 from perdure.stores import FAR_FUTURE, PostgresStore
-from perdure.stores._pg_schema import migrations
 from perdure.stores.postgres import migrate
+from perdure.stores.postgres._schema import migrations
 from pg import clear_tables, fresh_database
 
 if TYPE_CHECKING:

@@ -18,9 +18,9 @@ import pytest
 from perdure._errors import LeaseLostError
 from perdure._records import EventType, NewEvent, NewRun, RunStatus
 from perdure.stores import SQLiteStore
-from perdure.stores import _sqlite_rows as rows
-from perdure.stores._sqlite_schema import connect, migrate, migrations
-from perdure.stores._sqlite_writer import CHECKPOINT_EVERY, LOG_LIMIT
+from perdure.stores.sqlite import _rows as rows
+from perdure.stores.sqlite._schema import connect, migrate, migrations
+from perdure.stores.sqlite._writer import CHECKPOINT_EVERY, LOG_LIMIT
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

@@ -27,12 +27,12 @@ __all__ = ["migrate"]
 
 
 def _migrate_sqlite(path: str) -> list[str]:
-    from perdure.stores import _sqlite_schema  # noqa: PLC0415 (only when migrating SQLite)
+    from perdure.stores.sqlite import _schema  # noqa: PLC0415 (only when migrating SQLite)
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
-        return _sqlite_schema.migrate(conn, _sqlite_schema.migrations())
+        return _schema.migrate(conn, _schema.migrations())
     finally:
         conn.close()
 

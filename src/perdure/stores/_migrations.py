@@ -25,12 +25,12 @@ class Migration:
 
 
 def load_migrations(dialect: str) -> list[Migration]:
-    """The schema files of ``dialect`` (a folder under ``migrations/``), in order.
+    """The schema files of ``dialect`` (``stores/<dialect>/migrations/``), in order.
 
     Raises:
         RuntimeError: two files share a number (a packaging mistake, never user input).
     """
-    folder = resources.files("perdure.stores").joinpath("migrations").joinpath(dialect)
+    folder = resources.files(f"perdure.stores.{dialect}").joinpath("migrations")
     found = [
         Migration(int(match[1]), entry.name, entry.read_text(encoding="utf-8"))
         for entry in folder.iterdir()

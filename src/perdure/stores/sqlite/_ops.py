@@ -1,7 +1,7 @@
 """What each SQLiteStore write does, as plain functions of a connection.
 
 Each runs in the writer's group-commit transaction, in a savepoint of its own when it
-shares the transaction (`perdure.stores._sqlite_writer`): when one raises, everything
+shares the transaction (`perdure.stores.sqlite._writer`): when one raises, everything
 it wrote is rolled back and only its caller sees the error. So a function may check as
 it goes and raise at any point, and still write nothing.
 
@@ -30,7 +30,7 @@ from perdure.stores._index import (
     fold_steps,
     plan,
 )
-from perdure.stores._sqlite_rows import (
+from perdure.stores.sqlite._rows import (
     HOOK_COLUMNS,
     RUN_COLUMNS,
     TASK_COLUMNS,

@@ -9,7 +9,7 @@ one call of ``send``, which answers each item: its result, or its own exception.
 the server is the bottleneck, batches grow by themselves; when nothing is under way, an
 item goes at once, from its caller's task, as it would without a batcher.
 
-This is the SQLite store's writer (`perdure.stores._sqlite_writer`) without the thread:
+This is the SQLite store's writer (`perdure.stores.sqlite._writer`) without the thread:
 asyncpg already waits on the server without blocking the event loop.
 """
 

@@ -6,14 +6,14 @@ Two connections:
   lock is free at once (a commit costs less than a hop to a thread and back), on its
   own thread when another process holds the lock or the batch must be synced; while
   somebody waits, it also notices other connections' commits
-  (`perdure.stores._sqlite_writer`);
+  (`perdure.stores.sqlite._writer`);
 - the reader's serves reads on a thread of its own, which WAL mode lets run while the
   writer writes.
 
 Other processes may open the same file: a write that meets another's lock waits for it
 on the writer's thread (``busy_timeout``), and a worker that dies leaves its file lock
 free, so the next `reap_dead_workers` anywhere hands its runs to the living
-(`perdure.stores._sqlite_workers`).
+(`perdure.stores.sqlite._workers`).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from perdure.stores import _sqlite_ops as ops
-from perdure.stores import _sqlite_rows as rows
-from perdure.stores._sqlite_schema import connect, migrate, migrations
-from perdure.stores._sqlite_workers import WorkerLocks
-from perdure.stores._sqlite_writer import Writer, WriterStatistics
+from perdure.stores.sqlite import _ops as ops
+from perdure.stores.sqlite import _rows as rows
+from perdure.stores.sqlite._schema import connect, migrate, migrations
+from perdure.stores.sqlite._workers import WorkerLocks
+from perdure.stores.sqlite._writer import Writer, WriterStatistics
 
 if TYPE_CHECKING:
     import sqlite3

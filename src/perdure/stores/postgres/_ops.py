@@ -28,7 +28,7 @@ from perdure.stores._index import (
     fold_steps,
     plan,
 )
-from perdure.stores._pg_rows import RUN_COLUMNS, dumps
+from perdure.stores.postgres._rows import RUN_COLUMNS, dumps
 
 if TYPE_CHECKING:
     from perdure._records import JSON, NewEvent

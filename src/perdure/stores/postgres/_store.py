@@ -1,7 +1,7 @@
 """`PostgresStore`: the store many workers on many machines share, on PostgreSQL.
 
 Built on asyncpg, with a connection pool for reads and writes and one more connection
-that LISTENs for changes (`perdure.stores._pg_listener`).
+that LISTENs for changes (`perdure.stores.postgres._listener`).
 
 - **Writes** are one round trip each: a PL/pgSQL function (migrations) that takes
   the run row's lock, checks the fence, writes the log and its indexes, and notifies,
@@ -9,7 +9,7 @@ that LISTENs for changes (`perdure.stores._pg_listener`).
   store shares (`perdure.stores._index`), so the database applies exactly what the
   other stores apply. asyncpg prepares each statement once per connection.
 - **Group commit**: appends made at about the same moment, by many runs, go together
-  in one round trip and one transaction (`perdure.stores._pg_group`); a lost lease or a
+  in one round trip and one transaction (`perdure.stores.postgres._group`); a lost lease or a
   hook conflict fails only its own append. New runs and run reads are gathered the
   same way. A thousand runs stepping at once so cost a few commits, not a thousand.
 - **Claims** lock due runs, and queued step tasks, with ``FOR UPDATE SKIP LOCKED``:
@@ -22,7 +22,7 @@ that LISTENs for changes (`perdure.stores._pg_listener`).
   commit with the server's ``synchronous_commit`` (on by default), and so does a batch
   of appends holding one; other appends and releases set it off for their transaction:
   committed and visible at once, synced with the next synced commit.
-- **Change notification**: LISTEN/NOTIFY (`perdure.stores._pg_listener`); every
+- **Change notification**: LISTEN/NOTIFY (`perdure.stores.postgres._listener`); every
   write others act on notifies at commit, a step's append does not.
 - **Connections**: a broken connection makes the operation using it raise; the pool
   replaces it, so calls succeed again once the server is back. Nothing is retried here:
@@ -46,10 +46,10 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from perdure._records import RunRecord, RunStatus
-from perdure.stores import _pg_ops as ops
-from perdure.stores import _pg_rows as rows
 from perdure.stores._common import hook_not_found, utc
-from perdure.stores._pg_connect import (
+from perdure.stores.postgres import _ops as ops
+from perdure.stores.postgres import _rows as rows
+from perdure.stores.postgres._connect import (
     connect_options_of,
     keep_session,
     redacted,
@@ -57,9 +57,9 @@ from perdure.stores._pg_connect import (
     translated_task,
     with_defaults,
 )
-from perdure.stores._pg_group import GroupCommit, PostgresStatistics
-from perdure.stores._pg_listener import Listener
-from perdure.stores._pg_schema import apply_migrations, migrations
+from perdure.stores.postgres._group import GroupCommit, PostgresStatistics
+from perdure.stores.postgres._listener import Listener
+from perdure.stores.postgres._schema import apply_migrations, migrations
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -437,7 +437,7 @@ class PostgresStore:
 
         Reported: new runs, resumes, cancel requests, releases, ended runs, reaped and
         leaving workers, queued and finished step tasks, this store's own included (see
-        `perdure.stores._pg_listener`); other steps' appends are not. After the
+        `perdure.stores.postgres._listener`); other steps' appends are not. After the
         listening connection broke, the next call reconnects and returns True, since
         notifications may have been missed.
         """

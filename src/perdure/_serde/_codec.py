@@ -9,7 +9,7 @@ How a value is encoded depends on its annotation:
 * **A plain JSON value annotated as such** (``str``, ``int``, ``dict[str, Any]`` holding
   JSON, ...) is returned as is, after a few exact-type checks: the hot path never
   touches pydantic.
-* **``Any``, ``object`` or no annotation**: the self-describing form of `_serde_tags`,
+* **``Any``, ``object`` or no annotation**: the self-describing form of `_tags`,
   where non-JSON builtins carry a ``{"$t": tag, "v": payload}`` tag. Dataclasses and
   pydantic models come back as dicts there: nothing is rebuilt from a class named in
   stored data.
@@ -30,7 +30,7 @@ How a value is encoded depends on its annotation:
   whose only member stored as a JSON integer is ``int``). The member is the first whose
   class is the value's exact type, else the first the value is an instance of, and, when
   several qualify, the first whose annotation the value fits exactly, items included
-  (see `_serde_unions`). Decoding goes by position, never by a class name, so positions
+  (see `_unions`). Decoding goes by position, never by a class name, so positions
   follow the annotation as written: appending a member keeps tagged data readable,
   reordering members does not. A
   union whose members' forms cannot collide (``str | None``, ``int | str``,
@@ -70,8 +70,8 @@ from pydantic import (
     ValidationInfo,
 )
 
-from perdure import _serde_tags as tags
-from perdure import _serde_unions as unions
+from perdure._serde import _tags as tags
+from perdure._serde import _unions as unions
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable
@@ -391,7 +391,7 @@ def _make_plan(annotation: Any, where: str) -> _Plan:
 
 
 class _UnionCodec:
-    """Stores the values of an ambiguous union in the form `_serde_unions` describes.
+    """Stores the values of an ambiguous union in the form `_unions` describes.
 
     Used directly for a union annotation and, through `annotation`, by pydantic for a
     union nested in a container or TypedDict.
@@ -466,7 +466,7 @@ class _UnionCodec:
             raise ValueError(_summarize(exc)) from None
 
     def _candidates_for(self, cls: type) -> tuple[int, ...]:
-        """The members a value of type `cls` may go to, best first (see `_serde_unions`)."""
+        """The members a value of type `cls` may go to, best first (see `_unions`)."""
         try:
             return self._candidates[cls]
         except KeyError:

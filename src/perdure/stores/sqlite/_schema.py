@@ -1,6 +1,6 @@
 """Connections and schema migrations of the SQLite store.
 
-The schema lives in numbered ``migrations/sqlite/NNNN_name.sql`` files inside the
+The schema lives in numbered ``stores/sqlite/migrations/NNNN_name.sql`` files inside the
 package (read with `importlib.resources`, so they ship in the wheel). `migrate` applies
 the missing ones in order and records each in ``schema_migrations``, all in one
 ``BEGIN IMMEDIATE`` transaction: two processes opening a new database at once are
@@ -32,7 +32,7 @@ def connect(path: Path, *, query_only: bool = False) -> sqlite3.Connection:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not bound to the opening thread: the store's writer runs batches on the event
-    # loop or on its thread, one at a time (`perdure.stores._sqlite_writer`).
+    # loop or on its thread, one at a time (`perdure.stores.sqlite._writer`).
     conn = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
     )

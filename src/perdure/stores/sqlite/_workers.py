@@ -12,7 +12,7 @@ worker wrongly reaped that way loses nothing but time: its writes are fenced, an
 next heartbeat puts its row back.
 
 Everything here runs inside the writer's transaction (on the event loop or the writer's
-thread, see `perdure.stores._sqlite_writer`).
+thread, see `perdure.stores.sqlite._writer`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from perdure.stores._sqlite_ops import release_worker_runs
-from perdure.stores._sqlite_rows import to_us
+from perdure.stores.sqlite._ops import release_worker_runs
+from perdure.stores.sqlite._rows import to_us
 
 if TYPE_CHECKING:
     import sqlite3

@@ -36,7 +36,7 @@ from perdure._workflow import (
 
 if TYPE_CHECKING:
     from perdure._replay import Completion, StepSpec
-    from perdure._worker import Worker
+    from perdure._runtime._worker import Worker
 
 __all__ = ["QueueRunner", "outcome_events", "validate_queues"]
 

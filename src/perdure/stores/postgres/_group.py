@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, TypeVar
 
 import asyncpg
 
-from perdure.stores import _pg_ops as ops
-from perdure.stores import _pg_rows as rows
-from perdure.stores._pg_batch import Batcher, BatchStatistics
-from perdure.stores._pg_connect import rolled_back, translated, write_failure
+from perdure.stores.postgres import _ops as ops
+from perdure.stores.postgres import _rows as rows
+from perdure.stores.postgres._batch import Batcher, BatchStatistics
+from perdure.stores.postgres._connect import rolled_back, translated, write_failure
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence

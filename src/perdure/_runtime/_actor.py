@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from perdure._errors import HookConflictError, LeaseLostError, NonDeterminismError
-from perdure._queues import call_attempt, outcome_events
 from perdure._records import EventType, InboxItem, NewEvent, RunRecord, RunStatus, StepTask
 from perdure._replay import (
     CancelRun,
@@ -46,13 +45,14 @@ from perdure._replay import (
     error_record,
     replay,
 )
+from perdure._runtime._queues import call_attempt, outcome_events
 from perdure._tracing import RunSpan
 from perdure._workflow import StepMetadata, WorkflowMetadata, step_context
 from perdure.stores import FAR_FUTURE
 
 if TYPE_CHECKING:
     from perdure._clock import TimerHandle
-    from perdure._worker import Worker
+    from perdure._runtime._worker import Worker
 
 __all__ = ["RunActor"]
 

@@ -6,7 +6,7 @@ start, resume or cancel, a timer of an unheld run coming due), does one pass:
 1. claim runs whose ``wake_at`` is due and start an actor for each (a fresh start, or a
    replay of the log after a crash, a restart or an eviction);
 2. claim the step tasks of the queues it serves, as its step slots allow, and run them
-   (`perdure._queues.QueueRunner`);
+   (`perdure._runtime._queues.QueueRunner`);
 3. hand each held run the hook payloads waiting in its inbox, and the outcomes of its
    steps that queues' workers ran;
 4. deliver cancel requests;
@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING
 
 from perdure._clock import Clock, FakeClock, TimerHandle
 from perdure._errors import LeaseLostError
-from perdure._queues import QueueRunner
 from perdure._records import RunRecord
-from perdure._run_actor import RunActor
+from perdure._runtime._actor import RunActor
+from perdure._runtime._queues import QueueRunner
 from perdure._workflow import lookup_workflow, registered_workflows
 from perdure.stores import FAR_FUTURE
 

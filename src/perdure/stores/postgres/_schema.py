@@ -1,6 +1,6 @@
 """Schema migrations of the PostgreSQL store.
 
-The schema lives in numbered ``migrations/postgres/NNNN_name.sql`` files inside the
+The schema lives in numbered ``stores/postgres/migrations/NNNN_name.sql`` files inside the
 package. `apply_migrations` applies the missing ones in order and records each in
 ``schema_migrations``, in one transaction that first takes a transaction-level advisory
 lock: workers starting together on a new database wait for each other, and all but the

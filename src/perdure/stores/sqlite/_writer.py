@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from perdure.stores._sqlite_schema import BUSY_TIMEOUT
+from perdure.stores.sqlite._schema import BUSY_TIMEOUT
 
 if TYPE_CHECKING:
     from collections.abc import Callable
