@@ -12,7 +12,9 @@ BENCH_ARGS ?=
 
 .PHONY: demo test lint typecheck check clean bench
 
-$(STAMP): pyproject.toml
+# The version lives in src/perdure/__init__.py (pyproject.toml reads it): a new one means
+# reinstalling, or importlib.metadata would still report the old one.
+$(STAMP): pyproject.toml src/perdure/__init__.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -33,7 +35,7 @@ check: lint typecheck
 test: $(STAMP) check
 	$(BIN)/python -m pytest
 
-$(BENCH_STAMP): pyproject.toml Makefile
+$(BENCH_STAMP): pyproject.toml src/perdure/__init__.py Makefile
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[postgres]'

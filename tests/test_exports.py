@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import tomllib
+from pathlib import Path
+
 import perdure
+
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
 EXPORTED = [
     "Engine",
@@ -89,3 +95,12 @@ def test_the_error_tree() -> None:
     assert issubclass(perdure.HookNotFoundError, LookupError)
     assert not issubclass(perdure.FatalError, perdure.PerdureError)
     assert not issubclass(perdure.RetryableError, perdure.PerdureError)
+
+
+def test_the_version_is_written_once() -> None:
+    """pyproject.toml holds no version of its own: it reads perdure.__version__, which is
+    what the installed distribution reports."""
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    assert "version" not in project
+    assert "version" in project["dynamic"]
+    assert importlib.metadata.version("perdure") == perdure.__version__

@@ -79,6 +79,7 @@ __all__ = [
     "workflow",
 ]
 __version__ = "0.1.0.dev0"
+"""The one version string: pyproject.toml reads it from here (hatch's dynamic version)."""
 
 for _name in __all__:
     _obj = globals()[_name]
