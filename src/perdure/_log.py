@@ -1,0 +1,724 @@
+"""The shape of every event in a run's log: one constructor and one parser per type.
+
+A run's log outlives the code that wrote it: a run started today may be replayed by a
+release made next year. So the shape of each event's ``data`` is written down once,
+here, and every writer builds events with the constructors below (``step_started(cid,
+name=..., attempt=..., input=...)``) and every reader reads them with the parsers
+(``StepStarted.of(event)``, or `parse` for a reader that walks a whole log), never with
+``data["..."]`` by hand. The constructors build the dict directly, because the worker
+builds two events per step on its hot path; the parsers check every key they read and
+raise `LogFormatError` naming the run, the event and the key when one is missing or of
+the wrong type.
+
+The events and their data (all JSON; a ``cid`` is the event's correlation id, the
+durable call's name and counter such as ``fetch#2``; run events have none)::
+
+    run_created      workflow: str, input: the encoded call ({"args": [...], "kwargs":
+                     {...}}), version: str | null
+    run_started      worker: str (the worker that started it; absent reads as unknown)
+    step_started     cid; name: str, attempt: int (1-based), input: the encoded call,
+                     and queue: str for a step routed to the workers serving that queue
+                     (the store then queues a `StepTask` for it; absent: run inline)
+    step_retrying    cid; name, attempt (the one that failed), error, retry_at: ISO 8601
+    step_completed   cid; name, attempt, output: the encoded value
+    step_failed      cid; name, attempt, error
+    sleep_started    cid; wake_at: ISO 8601 (UTC)
+    sleep_completed  cid; cancelled: bool (absent: false, the timer fired)
+    hook_created     cid; token: str, name: str, kind: "hook" or "webhook" (absent:
+                     "hook"); a webhook also has respond_with: int and body: JSON (what
+                     the HTTP app answers each request with); error: str when the token
+                     was already held (then no hook is live, and the workflow sees it)
+    hook_received    cid; token: str, payload: the encoded value
+    hook_disposed    cid; token: str
+    run_completed    output: the encoded value
+    run_failed       error
+    run_cancelled    nothing
+
+An ``error`` is ``{"type": "module.QualName", "message": str, "traceback": str}``.
+A key holding an encoded value (``input``, ``output``, ``payload``, ``body``) may be
+absent, and then reads as JSON null.
+
+**The compatibility rule.** Logs written by this release must replay on every later
+one, and a run in flight survives an upgrade only if the new code reads its log as the
+old code meant it. So a later version
+
+- MAY add a new optional key to an event type, with a default that means what the log
+  meant without it (as ``queue`` was added to ``step_started``: absent means inline);
+  parsers ignore keys they do not know, so older code reading a newer log is unharmed
+  by such keys;
+- MAY add a new event type; code that does not know it refuses it with a clear
+  `LogFormatError` rather than skipping it, because a skipped event can change what
+  a replay decides;
+- MUST NEVER rename a key or an event type, change a key's type or meaning, make an
+  optional key required, remove an event type, or change the order or the meaning of
+  the events in a log (which event a durable call logs first, what ends a run) or how
+  correlation ids are formed (``name#counter``, counted per name, assigned when the
+  call is made): logs already written would then mean something else.
+
+The golden histories in ``tests/golden/`` are logs recorded by earlier releases; their
+test replays each one against today's code, and a file there is never rewritten to
+make that test pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from perdure._errors import PerdureError
+from perdure._records import JSON, Event, EventType, NewEvent
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "CONSTRUCTORS",
+    "PARSERS",
+    "AnyEvent",
+    "ErrorRecord",
+    "HookCreated",
+    "HookDisposed",
+    "HookReceived",
+    "LogEntry",
+    "LogFormatError",
+    "RunCancelled",
+    "RunCompleted",
+    "RunCreated",
+    "RunFailed",
+    "RunStarted",
+    "SleepCompleted",
+    "SleepStarted",
+    "StepCompleted",
+    "StepFailed",
+    "StepRetrying",
+    "StepStarted",
+    "hook_conflict",
+    "hook_created",
+    "hook_disposed",
+    "hook_received",
+    "parse",
+    "run_cancelled",
+    "run_completed",
+    "run_created",
+    "run_failed",
+    "run_started",
+    "sleep_completed",
+    "sleep_started",
+    "step_completed",
+    "step_failed",
+    "step_retrying",
+    "step_started",
+]
+
+ErrorRecord = dict[str, JSON]
+"""``{"type": "module.QualName", "message": str, "traceback": str}``."""
+
+AnyEvent = Event | NewEvent
+
+
+class LogFormatError(PerdureError, ValueError):
+    """An event in a run's log does not have the shape its type promises.
+
+    A log perdure wrote never raises this: it means a log written by hand or by a newer
+    release (an event type this one does not know), or a damaged one. The message names
+    the run (when known), the event's sequence number and type, and the key.
+
+    Attributes:
+        run_id: the run, when known (an event not yet appended has none).
+        seq: the event's position in the log, when it has one.
+        event_type: the event's type, as logged.
+        key: the key at fault, or None when the event as a whole is (an unknown type).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str | None,
+        seq: int | None,
+        event_type: str,
+        key: str | None,
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.seq = seq
+        self.event_type = event_type
+        self.key = key
+
+
+# -- constructors: what writers call -------------------------------------------------
+#
+# Plain functions that build the data dict at once (no intermediate object): the worker
+# calls step_started and step_completed for every step.
+
+
+def run_created(*, workflow: str, input: JSON, version: str | None) -> NewEvent:  # noqa: A002
+    """The first event of every run, written by the store that creates it."""
+    return NewEvent(
+        EventType.RUN_CREATED, None, {"workflow": workflow, "input": input, "version": version}
+    )
+
+
+def run_started(*, worker: str) -> NewEvent:
+    """A worker began the run's first life (replays after a crash log nothing new)."""
+    return NewEvent(EventType.RUN_STARTED, None, {"worker": worker})
+
+
+def step_started(
+    cid: str,
+    *,
+    name: str,
+    attempt: int,
+    input: JSON,  # noqa: A002
+    queue: str | None = None,
+) -> NewEvent:
+    """An attempt of a step begins; with ``queue``, a queue's worker will run it."""
+    if queue is None:
+        return NewEvent(
+            EventType.STEP_STARTED, cid, {"name": name, "attempt": attempt, "input": input}
+        )
+    return NewEvent(
+        EventType.STEP_STARTED,
+        cid,
+        {"name": name, "attempt": attempt, "input": input, "queue": queue},
+    )
+
+
+def step_retrying(
+    cid: str, *, name: str, attempt: int, error: ErrorRecord, retry_at: datetime
+) -> NewEvent:
+    """Attempt ``attempt`` failed; the next one starts at ``retry_at``."""
+    return NewEvent(
+        EventType.STEP_RETRYING,
+        cid,
+        {"name": name, "attempt": attempt, "error": error, "retry_at": retry_at.isoformat()},
+    )
+
+
+def step_completed(cid: str, *, name: str, attempt: int, output: JSON) -> NewEvent:
+    """The step returned ``output`` (encoded) on attempt ``attempt``."""
+    return NewEvent(
+        EventType.STEP_COMPLETED, cid, {"name": name, "attempt": attempt, "output": output}
+    )
+
+
+def step_failed(cid: str, *, name: str, attempt: int, error: ErrorRecord) -> NewEvent:
+    """The step failed for good on attempt ``attempt``; the workflow sees ``error``."""
+    return NewEvent(EventType.STEP_FAILED, cid, {"name": name, "attempt": attempt, "error": error})
+
+
+def sleep_started(cid: str, *, wake_at: datetime) -> NewEvent:
+    """A durable sleep until ``wake_at`` (timezone-aware; the clock's is UTC)."""
+    return NewEvent(EventType.SLEEP_STARTED, cid, {"wake_at": wake_at.isoformat()})
+
+
+def sleep_completed(cid: str, *, cancelled: bool) -> NewEvent:
+    """The sleep's timer fired, or (``cancelled``) the workflow stopped waiting on it."""
+    return NewEvent(EventType.SLEEP_COMPLETED, cid, {"cancelled": cancelled})
+
+
+def hook_created(
+    cid: str,
+    *,
+    token: str,
+    name: str,
+    kind: str,
+    respond_with: int | None = None,
+    body: JSON = None,
+    error: str | None = None,
+) -> NewEvent:
+    """A hook (or, with ``respond_with``, a webhook) starts accepting payloads.
+
+    ``error`` is the message of a token already held: then no hook is live.
+    """
+    data: dict[str, JSON] = {"token": token, "name": name, "kind": kind}
+    if respond_with is not None:
+        data["respond_with"] = respond_with
+        data["body"] = body
+    if error is not None:
+        data["error"] = error
+    return NewEvent(EventType.HOOK_CREATED, cid, data)
+
+
+def hook_conflict(event: NewEvent, message: str) -> NewEvent:
+    """The same ``hook_created`` event, marked with the error that its token is taken."""
+    created = HookCreated.of(event)
+    return hook_created(
+        created.correlation_id,
+        token=created.token,
+        name=created.name,
+        kind=created.kind,
+        respond_with=created.respond_with,
+        body=created.body,
+        error=message,
+    )
+
+
+def hook_received(cid: str, *, token: str, payload: JSON) -> NewEvent:
+    """A payload (encoded) that `resume` stored, now delivered to the hook."""
+    return NewEvent(EventType.HOOK_RECEIVED, cid, {"token": token, "payload": payload})
+
+
+def hook_disposed(cid: str, *, token: str) -> NewEvent:
+    """The hook stops accepting payloads; its token is free again."""
+    return NewEvent(EventType.HOOK_DISPOSED, cid, {"token": token})
+
+
+def run_completed(*, output: JSON) -> NewEvent:
+    """The workflow returned ``output`` (encoded). Terminal."""
+    return NewEvent(EventType.RUN_COMPLETED, None, {"output": output})
+
+
+def run_failed(*, error: ErrorRecord) -> NewEvent:
+    """The workflow raised ``error``. Terminal."""
+    return NewEvent(EventType.RUN_FAILED, None, {"error": error})
+
+
+def run_cancelled() -> NewEvent:
+    """The run was cancelled. Terminal."""
+    return NewEvent(EventType.RUN_CANCELLED)
+
+
+CONSTRUCTORS: dict[EventType, Callable[..., NewEvent]] = {
+    EventType.RUN_CREATED: run_created,
+    EventType.RUN_STARTED: run_started,
+    EventType.STEP_STARTED: step_started,
+    EventType.STEP_RETRYING: step_retrying,
+    EventType.STEP_COMPLETED: step_completed,
+    EventType.STEP_FAILED: step_failed,
+    EventType.SLEEP_STARTED: sleep_started,
+    EventType.SLEEP_COMPLETED: sleep_completed,
+    EventType.HOOK_CREATED: hook_created,
+    EventType.HOOK_RECEIVED: hook_received,
+    EventType.HOOK_DISPOSED: hook_disposed,
+    EventType.RUN_COMPLETED: run_completed,
+    EventType.RUN_FAILED: run_failed,
+    EventType.RUN_CANCELLED: run_cancelled,
+}
+"""The constructor of each event type (a test checks every type has one)."""
+
+
+# -- reading keys, with errors that say where ------------------------------------------
+
+
+def _fail(event: AnyEvent, run_id: str | None, key: str | None, problem: str) -> LogFormatError:
+    if isinstance(event, Event):
+        run_id, seq = event.run_id, event.seq
+    else:
+        seq = None
+    event_type = getattr(event.type, "value", str(event.type))
+    where = f"run {run_id!r}, " if run_id is not None else ""
+    where += f"event #{seq} " if seq is not None else "an event "
+    where += f"({event_type}"
+    where += f" {event.correlation_id})" if event.correlation_id else ")"
+    what = f"{key!r} {problem}" if key is not None else problem
+    return LogFormatError(
+        f"{where}: {what}", run_id=run_id, seq=seq, event_type=event_type, key=key
+    )
+
+
+def _describe(value: object) -> str:
+    return "it is missing" if value is _MISSING else f"got {value!r}"
+
+
+_MISSING: Any = object()
+
+
+def _cid(event: AnyEvent, run_id: str | None) -> str:
+    cid = event.correlation_id
+    if not isinstance(cid, str) or not cid:
+        raise _fail(event, run_id, "correlation_id", f"must be a non-empty string, got {cid!r}")
+    return cid
+
+
+def _str(event: AnyEvent, run_id: str | None, key: str) -> str:
+    value = event.data.get(key, _MISSING)
+    if not isinstance(value, str):
+        raise _fail(event, run_id, key, f"must be a string; {_describe(value)}")
+    return value
+
+
+def _token(event: AnyEvent, run_id: str | None) -> str:
+    value = event.data.get("token", _MISSING)
+    if not isinstance(value, str) or not value:
+        raise _fail(event, run_id, "token", f"must be a non-empty string; {_describe(value)}")
+    return value
+
+
+def _optional_str(event: AnyEvent, run_id: str | None, key: str) -> str | None:
+    value = event.data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _fail(event, run_id, key, f"must be a string or absent; got {value!r}")
+    return value
+
+
+def _attempt(event: AnyEvent, run_id: str | None) -> int:
+    value = event.data.get("attempt", _MISSING)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _fail(event, run_id, "attempt", f"must be an int of at least 1; {_describe(value)}")
+    return value
+
+
+def _error(event: AnyEvent, run_id: str | None) -> ErrorRecord:
+    value = event.data.get("error", _MISSING)
+    if not isinstance(value, dict):
+        raise _fail(
+            event, run_id, "error", f"must be an error record (an object); {_describe(value)}"
+        )
+    return value
+
+
+def _time(event: AnyEvent, run_id: str | None, key: str) -> datetime:
+    """An ISO 8601 time; one without an offset is taken as UTC."""
+    value = event.data.get(key, _MISSING)
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise _fail(event, run_id, key, f"must be an ISO 8601 time; {_describe(value)}") from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+# -- parsed events: what readers get ---------------------------------------------------
+#
+# Frozen and slotted: a reader cannot change the log through them, and the store's
+# index parses every appended event. Unknown keys are ignored (forward compatibility).
+
+
+@dataclass(frozen=True, slots=True)
+class RunCreated:
+    """``run_created``: the workflow's name, its encoded call and its code version."""
+
+    TYPE: ClassVar[EventType] = EventType.RUN_CREATED
+    workflow: str
+    input: JSON
+    version: str | None
+
+    @classmethod
+    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
+        """Parse a ``run_created`` event; see `parse` for ``run_id`` and the errors."""
+        _check_type(cls, event, run_id)
+        return cls(
+            _str(event, run_id, "workflow"),
+            event.data.get("input"),
+            _optional_str(event, run_id, "version"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    """``run_started``: the worker that began the run (None in a log that lacks it)."""
+
+    TYPE: ClassVar[EventType] = EventType.RUN_STARTED
+    worker: str | None
+
+    @classmethod
+    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
+        """Parse a ``run_started`` event; see `parse` for ``run_id`` and the errors."""
+        _check_type(cls, event, run_id)
+        return cls(_optional_str(event, run_id, "worker"))
+
+
+@dataclass(frozen=True, slots=True)
+class StepStarted:
+    """``step_started``: an attempt of a step begins (on a queue's worker, with ``queue``)."""
+
+    TYPE: ClassVar[EventType] = EventType.STEP_STARTED
+    correlation_id: str
+    name: str
+    attempt: int
+    input: JSON
+    queue: str | None
+
+    @classmethod
+    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
+        """Parse a ``step_started`` event; see `parse` for ``run_id`` and the errors."""
+        _check_type(cls, event, run_id)
+        queue = event.data.get("queue")
+        if queue is not None and (not isinstance(queue, str) or not queue):
+            raise _fail(
+                event, run_id, "queue", f"must be a non-empty string or absent; got {queue!r}"
+            )
+        return cls(
+            _cid(event, run_id),
+            _str(event, run_id, "name"),
+            _attempt(event, run_id),
+            event.data.get("input"),
+            queue,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StepRetrying:
+    """``step_retrying``: attempt ``attempt`` failed with ``error``; retry at ``retry_at``."""
+
+    TYPE: ClassVar[EventType] = EventType.STEP_RETRYING
+    correlation_id: str
+    name: str
+    attempt: int
+    error: ErrorRecord
+    retry_at: datetime
+
+    @classmethod
+    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
+        """Parse a ``step_retrying`` event; see `parse` for ``run_id`` and the errors."""
+        _check_type(cls, event, run_id)
+        return cls(
+            _cid(event, run_id),
+            _str(event, run_id, "name"),
+            _attempt(event, run_id),
+            _error(event, run_id),
+            _time(event, run_id, "retry_at"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StepCompleted:
+    """``step_completed``: the step returned ``output`` (encoded)."""
+
+    TYPE: ClassVar[EventType] = EventType.STEP_COMPLETED
+    correlation_id: str
+    name: str
+    attempt: int
+    output: JSON
+
+    @classmethod
+    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
+        """Parse a ``step_completed`` event; see `parse` for ``run_id`` and the errors."""
+        _check_type(cls, event, run_id)
+        return cls(
+            _cid(event, run_id),
+            _str(event, run_id, "name"),
+            _attempt(event, run_id),
+            event.data.get("output"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed:
+    """``step_failed``: the step failed for good with ``error``."""
+
+    TYPE: ClassVar[EventType] = EventType.STEP_FAILED
+    correlation_id: str
+    name: str
+    attempt: int
+    error: ErrorRecord
+
+    @classmethod
+    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
+        """Parse a ``step_failed`` event; see `parse` for ``run_id`` and the errors."""
+        _check_type(cls, event, run_id)
+        return cls(
+            _cid(event, run_id),
+            _str(event, run_id, "name"),
+            _attempt(event, run_id),
+            _error(event, run_id),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SleepStarted:
+    """``sleep_started``: a durable sleep until ``wake_at`` (aware, UTC)."""
+
+    TYPE: ClassVar[EventType] = EventType.SLEEP_STARTED
+    correlation_id: str
+    wake_at: datetime
+
+    @classmethod
+    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
+        """Parse a ``sleep_started`` event; see `parse` for ``run_id`` and the errors."""
+        _check_type(cls, event, run_id)
+        return cls(_cid(event, run_id), _time(event, run_id, "wake_at"))
+
+
+@dataclass(frozen=True, slots=True)
+class SleepCompleted:
+    """``sleep_completed``: the timer fired, or (``cancelled``) the wait was dropped."""
+
+    TYPE: ClassVar[EventType] = EventType.SLEEP_COMPLETED
+    correlation_id: str
+    cancelled: bool
+
+    @classmethod
+    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
+        """Parse a ``sleep_completed`` event; see `parse` for ``run_id`` and the errors."""
+        _check_type(cls, event, run_id)
+        cancelled = event.data.get("cancelled", False)
+        if not isinstance(cancelled, bool):
+            raise _fail(event, run_id, "cancelled", f"must be true or false; got {cancelled!r}")
+        return cls(_cid(event, run_id), cancelled)
+
+
+@dataclass(frozen=True, slots=True)
+class HookCreated:
+    """``hook_created``: a hook or webhook accepts payloads, unless ``error`` is set.
+
+    ``error`` says the token was taken (then no hook is live). A webhook has
+    ``respond_with`` and ``body``: what each request to it is answered with.
+    """
+
+    TYPE: ClassVar[EventType] = EventType.HOOK_CREATED
+    correlation_id: str
+    token: str
+    name: str
+    kind: str
+    respond_with: int | None
+    body: JSON
+    error: str | None
+
+    @classmethod
+    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
+        """Parse a ``hook_created`` event; see `parse` for ``run_id`` and the errors."""
+        _check_type(cls, event, run_id)
+        data = event.data
+        kind = data.get("kind", "hook")
+        if not isinstance(kind, str):
+            raise _fail(event, run_id, "kind", f"must be a string; got {kind!r}")
+        respond_with = data.get("respond_with")
+        if respond_with is not None and (
+            not isinstance(respond_with, int) or isinstance(respond_with, bool)
+        ):
+            raise _fail(event, run_id, "respond_with", f"must be an int; got {respond_with!r}")
+        return cls(
+            _cid(event, run_id),
+            _token(event, run_id),
+            _str(event, run_id, "name"),
+            kind,
+            respond_with,
+            data.get("body"),
+            _optional_str(event, run_id, "error"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HookReceived:
+    """``hook_received``: a payload (encoded) delivered to the hook holding ``token``."""
+
+    TYPE: ClassVar[EventType] = EventType.HOOK_RECEIVED
+    correlation_id: str
+    token: str
+    payload: JSON
+
+    @classmethod
+    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
+        """Parse a ``hook_received`` event; see `parse` for ``run_id`` and the errors."""
+        _check_type(cls, event, run_id)
+        return cls(_cid(event, run_id), _token(event, run_id), event.data.get("payload"))
+
+
+@dataclass(frozen=True, slots=True)
+class HookDisposed:
+    """``hook_disposed``: the hook holding ``token`` stops accepting payloads."""
+
+    TYPE: ClassVar[EventType] = EventType.HOOK_DISPOSED
+    correlation_id: str
+    token: str
+
+    @classmethod
+    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
+        """Parse a ``hook_disposed`` event; see `parse` for ``run_id`` and the errors."""
+        _check_type(cls, event, run_id)
+        return cls(_cid(event, run_id), _token(event, run_id))
+
+
+@dataclass(frozen=True, slots=True)
+class RunCompleted:
+    """``run_completed``: the workflow returned ``output`` (encoded)."""
+
+    TYPE: ClassVar[EventType] = EventType.RUN_COMPLETED
+    output: JSON
+
+    @classmethod
+    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
+        """Parse a ``run_completed`` event; see `parse` for ``run_id`` and the errors."""
+        _check_type(cls, event, run_id)
+        return cls(event.data.get("output"))
+
+
+@dataclass(frozen=True, slots=True)
+class RunFailed:
+    """``run_failed``: the workflow raised ``error``."""
+
+    TYPE: ClassVar[EventType] = EventType.RUN_FAILED
+    error: ErrorRecord
+
+    @classmethod
+    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
+        """Parse a ``run_failed`` event; see `parse` for ``run_id`` and the errors."""
+        _check_type(cls, event, run_id)
+        return cls(_error(event, run_id))
+
+
+@dataclass(frozen=True, slots=True)
+class RunCancelled:
+    """``run_cancelled``: the run was cancelled."""
+
+    TYPE: ClassVar[EventType] = EventType.RUN_CANCELLED
+
+    @classmethod
+    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
+        """Parse a ``run_cancelled`` event; see `parse` for ``run_id`` and the errors."""
+        _check_type(cls, event, run_id)
+        return cls()
+
+
+LogEntry = (
+    RunCreated
+    | RunStarted
+    | StepStarted
+    | StepRetrying
+    | StepCompleted
+    | StepFailed
+    | SleepStarted
+    | SleepCompleted
+    | HookCreated
+    | HookReceived
+    | HookDisposed
+    | RunCompleted
+    | RunFailed
+    | RunCancelled
+)
+"""Any parsed event: match on its class to tell them apart."""
+
+_ENTRY_TYPES: tuple[type[LogEntry], ...] = (
+    RunCreated,
+    RunStarted,
+    StepStarted,
+    StepRetrying,
+    StepCompleted,
+    StepFailed,
+    SleepStarted,
+    SleepCompleted,
+    HookCreated,
+    HookReceived,
+    HookDisposed,
+    RunCompleted,
+    RunFailed,
+    RunCancelled,
+)
+
+PARSERS: dict[EventType, Callable[..., LogEntry]] = {kind.TYPE: kind.of for kind in _ENTRY_TYPES}
+"""The parser of each event type (a test checks every type has one)."""
+
+
+def _check_type(cls: type[LogEntry], event: AnyEvent, run_id: str | None) -> None:
+    if event.type is not cls.TYPE:
+        raise _fail(event, run_id, None, f"is not a {cls.TYPE.value} event")
+
+
+def parse(event: AnyEvent, *, run_id: str | None = None) -> LogEntry:
+    """The typed value of any event, for readers that walk a log.
+
+    ``run_id`` names the run in errors about an event not yet appended (a stored
+    `Event` carries its own).
+
+    Raises:
+        LogFormatError: a key is missing or of the wrong type, or the event's type is
+            one this release does not know (a log written by a newer one).
+    """
+    parser = PARSERS.get(event.type)
+    if parser is None:
+        raise _fail(event, run_id, None, "is an event type this version of perdure does not know")
+    return parser(event, run_id=run_id)
