@@ -21,15 +21,21 @@ def test_memory_url_gives_a_memory_store() -> None:
     assert isinstance(open_store("memory://"), MemoryStore)
 
 
-def test_sqlite_url_with_three_slashes_is_relative(
+async def test_sqlite_url_with_three_slashes_is_relative(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """sqlite:///a/b.db is a path relative to the working directory, folders created."""
+    """sqlite:///a/b.db is a path relative to the working directory; its folders are
+    created when the store opens, not before (an Engine built at import writes nothing)."""
     monkeypatch.chdir(tmp_path)
     store = open_store("sqlite:///data/nested/app.db")
     assert isinstance(store, SQLiteStore)
     assert not store.path.is_absolute()
-    assert (tmp_path / store.path).parent.is_dir()
+    assert [] == list(tmp_path.iterdir())
+    await store.open()
+    try:
+        assert (tmp_path / store.path).parent.is_dir()
+    finally:
+        await store.close()
 
 
 async def test_sqlite_url_with_four_slashes_is_absolute(tmp_path: Path) -> None:

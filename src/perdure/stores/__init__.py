@@ -6,7 +6,6 @@ extra) is needed only by those who use PostgreSQL.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perdure.stores._protocol import FAR_FUTURE, Store
@@ -30,9 +29,11 @@ def open_store(url: str, *, lease: timedelta | None = None) -> Store:
     """The store a database URL names, not yet opened (``await store.open()``).
 
     ``sqlite:///`` is followed by the file's path: ``sqlite:///app.db`` is relative to
-    the working directory, ``sqlite:////var/app.db`` absolute. The file's parent
-    folders are created. ``postgresql://`` and ``postgres://`` URLs (libpq's form) name
-    a PostgreSQL database, whose schema is created or migrated on `open`.
+    the working directory, ``sqlite:////var/app.db`` absolute. The file and its parent
+    folders are created on `open`, not here: building an `Engine` at import (an ASGI
+    app's module does) must not touch the disk. ``postgresql://`` and ``postgres://``
+    URLs (libpq's form) name a PostgreSQL database, whose schema is created or migrated
+    on `open`.
 
     ``lease`` is the PostgreSQL store's lease (its default when None); the other stores
     tell a dead worker by other means and ignore it.
@@ -45,7 +46,6 @@ def open_store(url: str, *, lease: timedelta | None = None) -> Store:
         path = url.removeprefix("sqlite:///")
         if not path or path.endswith("/"):
             raise ValueError(f"database URL {url!r} names no file; supported: {_SUPPORTED}")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         return SQLiteStore(path)
     if url in {"memory://", "memory:"}:
         return MemoryStore()
