@@ -55,7 +55,7 @@ def test_a_call_past_the_end_of_the_log_is_new_and_not_in_flight() -> None:
         instance(),
         log(
             (EventType.STEP_STARTED, "fetch#1", {"name": "fetch", "attempt": 1}),
-            (EventType.STEP_COMPLETED, "fetch#1", {"name": "fetch", "output": "k"}),
+            (EventType.STEP_COMPLETED, "fetch#1", {"name": "fetch", "attempt": 1, "output": "k"}),
         ),
     )
     assert [] == result.steps
@@ -70,7 +70,7 @@ def test_a_logged_step_without_an_outcome_is_in_flight_with_its_next_attempt() -
         instance(),
         log(
             (EventType.STEP_STARTED, "fetch#1", {"name": "fetch", "attempt": 1}),
-            (EventType.STEP_COMPLETED, "fetch#1", {"name": "fetch", "output": "k"}),
+            (EventType.STEP_COMPLETED, "fetch#1", {"name": "fetch", "attempt": 1, "output": "k"}),
             (EventType.SLEEP_STARTED, "sleep#1", {"wake_at": wake_at}),
             (EventType.SLEEP_COMPLETED, "sleep#1", {"cancelled": False}),
             (EventType.STEP_STARTED, "store#1", {"name": "store", "attempt": 1}),
@@ -87,7 +87,7 @@ def test_a_sleep_in_flight_keeps_its_logged_wake_time() -> None:
         instance(),
         log(
             (EventType.STEP_STARTED, "fetch#1", {"name": "fetch", "attempt": 1}),
-            (EventType.STEP_COMPLETED, "fetch#1", {"name": "fetch", "output": "k"}),
+            (EventType.STEP_COMPLETED, "fetch#1", {"name": "fetch", "attempt": 1, "output": "k"}),
             (EventType.SLEEP_STARTED, "sleep#1", {"wake_at": wake_at.isoformat()}),
         ),
     )
@@ -115,11 +115,11 @@ def test_the_workflow_finishing_during_replay_is_reported_as_a_command() -> None
         instance(),
         log(
             (EventType.STEP_STARTED, "fetch#1", {"name": "fetch", "attempt": 1}),
-            (EventType.STEP_COMPLETED, "fetch#1", {"name": "fetch", "output": "k"}),
+            (EventType.STEP_COMPLETED, "fetch#1", {"name": "fetch", "attempt": 1, "output": "k"}),
             (EventType.SLEEP_STARTED, "sleep#1", {"wake_at": wake_at}),
             (EventType.SLEEP_COMPLETED, "sleep#1", {"cancelled": False}),
             (EventType.STEP_STARTED, "store#1", {"name": "store", "attempt": 1}),
-            (EventType.STEP_COMPLETED, "store#1", {"name": "store", "output": 1}),
+            (EventType.STEP_COMPLETED, "store#1", {"name": "store", "attempt": 1, "output": 1}),
         ),
     )
     assert ["CompleteRun"] == [type(c).__name__ for c in result.commands]

@@ -52,27 +52,9 @@ _TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLE
 class EventType(enum.StrEnum):
     """The kinds of entry in a run's log. The log is the truth; tables index it.
 
-    The `data` each carries (all JSON):
-
-    - ``run_created``: ``workflow``, ``input`` (encoded call), ``version``
-    - ``run_started``: ``worker``
-    - ``step_started``: ``name``, ``attempt`` (1-based), ``input`` (encoded call), and
-      ``queue`` for a step routed to the workers serving that queue (then the store
-      queues a `StepTask` for it)
-    - ``step_retrying``: ``name``, ``attempt`` (the one that failed), ``error``, ``retry_at``
-    - ``step_completed``: ``name``, ``attempt``, ``output`` (encoded value)
-    - ``step_failed``: ``name``, ``attempt``, ``error``
-    - ``sleep_started``: ``wake_at`` (ISO 8601, UTC)
-    - ``sleep_completed``: ``cancelled`` (bool)
-    - ``hook_created``: ``token``, ``name``, ``kind`` (``hook`` or ``webhook``), and
-      ``error`` when the token was already held (then no hook row is written)
-    - ``hook_received``: ``token``, ``payload`` (encoded value)
-    - ``hook_disposed``: ``token``
-    - ``run_completed``: ``output``
-    - ``run_failed``: ``error``
-    - ``run_cancelled``: nothing
-
-    An ``error`` is ``{"type": "module.QualName", "message": str, "traceback": str}``.
+    The ``data`` each type carries, its constructor and its parser, and the rule for
+    changing any of them, are in `perdure._log`: build and read events there, never
+    with ``data["..."]`` by hand.
     """
 
     RUN_CREATED = "run_created"

@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TypeGuard
 
+from perdure import _log
 from perdure._errors import NonDeterminismError
-from perdure._records import Event, EventType
+from perdure._records import Event
 from perdure._replay._instance import (
     WEBHOOK,
     Completion,
@@ -70,27 +71,47 @@ class ReplayResult:
     last_seq: int = 0
 
 
-def _completion(event: Event) -> Completion | None:
-    cid = event.correlation_id or ""
-    data = event.data
-    match event.type:
-        case EventType.STEP_COMPLETED:
-            return StepDone(cid, data.get("output"))
-        case EventType.STEP_FAILED:
-            return StepFailed(cid, data.get("error") or {}, int(data.get("attempt", 0)))
-        case EventType.SLEEP_COMPLETED if not data.get("cancelled"):
-            return TimerFired(cid)
-        case EventType.HOOK_RECEIVED:
-            return HookPayload(cid, data.get("payload"))
-        case EventType.HOOK_CREATED if data.get("error"):
-            return HookRejected(cid, str(data["error"]))
+_Scheduling = _log.StepStarted | _log.SleepStarted | _log.HookCreated
+"""The entries a durable call logs when it is made (a step's first attempt only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Logged:
+    """A scheduling entry of the log, with the event it was parsed from."""
+
+    entry: _Scheduling
+    seq: int
+
+
+def _completion(entry: _log.LogEntry) -> Completion | None:
+    match entry:
+        case _log.StepCompleted():
+            return StepDone(entry.correlation_id, entry.output)
+        case _log.StepFailed():
+            return StepFailed(entry.correlation_id, entry.error, entry.attempt)
+        case _log.SleepCompleted(cancelled=False):
+            return TimerFired(entry.correlation_id)
+        case _log.HookReceived():
+            return HookPayload(entry.correlation_id, entry.payload)
+        case _log.HookCreated(error=str() as error) if error:
+            return HookRejected(entry.correlation_id, error)
     return None
 
 
-def _is_scheduling(event: Event) -> bool:
-    if event.type is EventType.STEP_STARTED:
-        return int(event.data.get("attempt", 1)) == 1
-    return event.type in (EventType.SLEEP_STARTED, EventType.HOOK_CREATED)
+def _is_scheduling(entry: _log.LogEntry) -> TypeGuard[_Scheduling]:
+    if isinstance(entry, _log.StepStarted):
+        return entry.attempt == 1
+    return isinstance(entry, _log.SleepStarted | _log.HookCreated)
+
+
+def _closed(entry: _log.LogEntry) -> str | None:
+    """The sleep or hook the entry ends for good, if any: its close is not redone."""
+    match entry:
+        case _log.HookDisposed() | _log.SleepCompleted():
+            return entry.correlation_id
+        case _log.HookCreated() if entry.error:
+            return entry.correlation_id
+    return None
 
 
 def _describe_command(command: Command) -> str:
@@ -104,65 +125,55 @@ def _describe_command(command: Command) -> str:
     return type(command).__name__  # pragma: no cover (only scheduling commands are described)
 
 
-def _describe_event(event: Event) -> str:
-    cid = event.correlation_id
-    match event.type:
-        case EventType.STEP_STARTED:
-            return f"step {event.data.get('name')!r} ({cid}, event #{event.seq})"
-        case EventType.SLEEP_STARTED:
-            return f"a sleep ({cid}, event #{event.seq})"
-        case _:
-            return (
-                f"hook {event.data.get('name')!r} with token {event.data.get('token')!r} "
-                f"({cid}, event #{event.seq})"
-            )
+def _describe_logged(logged: _Logged) -> str:
+    entry, cid = logged.entry, logged.entry.correlation_id
+    match entry:
+        case _log.StepStarted():
+            return f"step {entry.name!r} ({cid}, event #{logged.seq})"
+        case _log.SleepStarted():
+            return f"a sleep ({cid}, event #{logged.seq})"
+    return f"hook {entry.name!r} with token {entry.token!r} ({cid}, event #{logged.seq})"
 
 
-def _matches(command: Command, event: Event) -> bool:
-    if command.correlation_id != event.correlation_id:  # type: ignore[union-attr]
+def _matches(command: Command, entry: _Scheduling) -> bool:
+    if command.correlation_id != entry.correlation_id:  # type: ignore[union-attr]
         return False
     match command:
         case ScheduleStep():
-            return event.type is EventType.STEP_STARTED
+            return isinstance(entry, _log.StepStarted)
         case StartTimer():
-            return event.type is EventType.SLEEP_STARTED
+            return isinstance(entry, _log.SleepStarted)
         case CreateHook():
-            return event.type is EventType.HOOK_CREATED and _same_hook(command, event.data)
+            return isinstance(entry, _log.HookCreated) and _same_hook(command, entry)
     return False  # pragma: no cover
 
 
-def _same_hook(command: CreateHook, data: dict[str, Any]) -> bool:
+def _same_hook(command: CreateHook, entry: _log.HookCreated) -> bool:
     if command.kind == WEBHOOK:  # its token is random: the replay took it from this event
-        return data.get("kind") == WEBHOOK and data.get("name") == command.name
-    return data.get("token") == command.token
+        return entry.kind == WEBHOOK and entry.name == command.name
+    return entry.token == command.token
 
 
 class _Replay:
     def __init__(self, instance: WorkflowInstance, events: list[Event]) -> None:
         self.instance = instance
         self.events = events
-        self.expected: deque[Event] = deque(e for e in events if _is_scheduling(e))
+        self.entries = [_log.parse(event) for event in events]
+        self.expected: deque[_Logged] = deque(
+            _Logged(entry, event.seq)
+            for event, entry in zip(events, self.entries, strict=True)
+            if _is_scheduling(entry)
+        )
         self.position = 0
         self.scheduled: dict[str, ScheduleStep] = {}
         self.timers: dict[str, datetime] = {}
-        self.closed: set[str] = {
-            e.correlation_id
-            for e in events
-            if e.correlation_id
-            and (
-                e.type in (EventType.HOOK_DISPOSED, EventType.SLEEP_COMPLETED)
-                or (e.type is EventType.HOOK_CREATED and e.data.get("error"))
-            )
-        }
+        self.closed: set[str] = {cid for cid in map(_closed, self.entries) if cid is not None}
         self.result = ReplayResult(last_seq=events[-1].seq if events else 0)
         instance.use_logged_tokens(
             {
-                e.correlation_id: str(e.data["token"])
-                for e in events
-                if e.type is EventType.HOOK_CREATED
-                and e.correlation_id
-                and e.data.get("kind") == WEBHOOK
-                and "token" in e.data
+                entry.correlation_id: entry.token
+                for entry in self.entries
+                if isinstance(entry, _log.HookCreated) and entry.kind == WEBHOOK
             }
         )
 
@@ -181,20 +192,18 @@ class _Replay:
                 self.position += 1
                 if self.expected:
                     logged = self.expected.popleft()
-                    if not _matches(command, logged):
+                    if not _matches(command, logged.entry):
                         raise self.fail(
                             f"durable call #{self.position} is {_describe_command(command)}, "
-                            f"but the log holds {_describe_event(logged)} there"
+                            f"but the log holds {_describe_logged(logged)} there"
                         )
                     # Logged, so in flight until the log says otherwise. (A call past
                     # the end of the log is new: it goes to `commands`, never here, or
                     # it would be started twice.)
                     if isinstance(command, ScheduleStep):
                         self.scheduled[command.correlation_id] = command
-                    elif isinstance(command, StartTimer):  # the logged wake time rules
-                        self.timers[command.correlation_id] = datetime.fromisoformat(
-                            str(logged.data["wake_at"])
-                        )
+                    elif isinstance(logged.entry, _log.SleepStarted):  # the logged time rules
+                        self.timers[command.correlation_id] = logged.entry.wake_at
                     continue
             elif (
                 isinstance(command, CancelTimer | DisposeHook)
@@ -204,15 +213,22 @@ class _Replay:
             self.result.commands.append(command)
 
     def run(self) -> ReplayResult:
-        started = next((e for e in self.events if e.type is EventType.RUN_STARTED), None)
+        started = next(
+            (
+                event
+                for event, entry in zip(self.events, self.entries, strict=True)
+                if isinstance(entry, _log.RunStarted)
+            ),
+            None,
+        )
         if started is None:
             raise ValueError(f"run {self.instance.run_id} has no run_started event to replay")
         self.check(self.instance.start(started.created_at))
-        step_events: dict[str, list[Event]] = {}
-        for event in self.events:
-            if event.type in (EventType.STEP_STARTED, EventType.STEP_RETRYING):
-                step_events.setdefault(event.correlation_id or "", []).append(event)
-            completion = _completion(event)
+        step_entries: dict[str, list[_log.StepStarted | _log.StepRetrying]] = {}
+        for event, entry in zip(self.events, self.entries, strict=True):
+            if isinstance(entry, _log.StepStarted | _log.StepRetrying):
+                step_entries.setdefault(entry.correlation_id, []).append(entry)
+            completion = _completion(entry)
             if completion is None:
                 continue
             cid = completion.correlation_id
@@ -230,34 +246,26 @@ class _Replay:
             self.check(commands)
         if self.expected and not self.instance.finished:
             raise self.fail(
-                f"the log holds {_describe_event(self.expected[0])} as durable call "
+                f"the log holds {_describe_logged(self.expected[0])} as durable call "
                 f"#{self.position + 1}, which the workflow did not make"
             )
         for cid, wake_at in self.timers.items():
             if cid not in self.closed:
                 self.result.timers[cid] = wake_at
         for cid, command in self.scheduled.items():
-            self.result.steps.append(_in_flight(command, step_events.get(cid, [])))
+            self.result.steps.append(_in_flight(command, step_entries.get(cid, [])))
         return self.result
 
 
-def _in_flight(command: ScheduleStep, events: list[Event]) -> InFlightStep:
+def _in_flight(
+    command: ScheduleStep, entries: list[_log.StepStarted | _log.StepRetrying]
+) -> InFlightStep:
     attempt = 0
     not_before: datetime | None = None
-    queue = next(
-        (
-            str(event.data["queue"])
-            for event in events
-            if event.type is EventType.STEP_STARTED and event.data.get("queue")
-        ),
-        None,
-    )
-    for event in events:
-        attempt = max(attempt, int(event.data.get("attempt", 1)))
-        if event.type is EventType.STEP_RETRYING:
-            not_before = datetime.fromisoformat(str(event.data["retry_at"]))
-        else:
-            not_before = None
+    queue = next((e.queue for e in entries if isinstance(e, _log.StepStarted) and e.queue), None)
+    for entry in entries:
+        attempt = max(attempt, entry.attempt)
+        not_before = entry.retry_at if isinstance(entry, _log.StepRetrying) else None
     # An attempt that was started and never finished counts: a step that kills its
     # process every time must not crash-loop forever.
     return InFlightStep(
@@ -270,5 +278,6 @@ def replay(instance: WorkflowInstance, events: list[Event]) -> ReplayResult:
 
     Raises:
         NonDeterminismError: the workflow's calls do not match the log.
+        perdure._log.LogFormatError: an event lacks a key, or has one of the wrong type.
     """
     return _Replay(instance, events).run()
