@@ -10,6 +10,10 @@ order the live run saw them.
 A trivial step costs one append: its task is started before the flusher is scheduled,
 so when it finishes at once its ``step_completed`` joins its ``step_started`` in the
 same batch, and the store's group commit folds batches of concurrent runs together.
+
+A step's attempts are run by the worker's `StepAttempts` (the loop queues use too); the
+actor is where they report (`AttemptOutcomes`), and it logs what they report. The actor
+sees the worker only as a `RunHost`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from perdure._errors import HookConflictError, LeaseLostError, NonDeterminismError
@@ -45,14 +49,18 @@ from perdure._replay import (
     error_record,
     replay,
 )
-from perdure._runtime._queues import call_attempt, outcome_events
+from perdure._runtime._queues import outcome_events
 from perdure._tracing import RunSpan
-from perdure._workflow import StepMetadata, WorkflowMetadata, step_context
+from perdure._workflow import WorkflowMetadata
 from perdure.stores import FAR_FUTURE
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from perdure._clock import TimerHandle
-    from perdure._runtime._worker import Worker
+    from perdure._records import JSON
+    from perdure._runtime._hosts import RunHost
+    from perdure._workflow import StepMetadata
 
 __all__ = ["RunActor"]
 
@@ -115,15 +123,15 @@ class RunActor:
         "_timers",
         "finished",
         "gone",
+        "host",
         "instance",
         "ready",
         "run_id",
         "spec",
-        "worker",
     )
 
-    def __init__(self, worker: Worker, record: RunRecord, spec: WorkflowSpec) -> None:
-        self.worker = worker
+    def __init__(self, host: RunHost, record: RunRecord, spec: WorkflowSpec) -> None:
+        self.host = host
         self.run_id = record.id
         self._record: RunRecord | None = record
         """The claimed record, until `begin` has made the instance from it."""
@@ -164,7 +172,7 @@ class RunActor:
             return
         except _StoreFailed as exc:
             logger.warning("could not start run %s (%s); handing it back", self.run_id, exc)
-            self.worker.hand_back(self)
+            self.host.hand_back(self)
             return
         except Exception as exc:  # a run that cannot even start fails, loudly and logged
             logger.exception("run %s could not be started", self.run_id)
@@ -174,7 +182,7 @@ class RunActor:
         self.ready = True
         if self._cancel_pending:
             self.cancel()
-        self.worker.poke()  # inbox items may be waiting for us now that we are ready
+        self.host.poke()  # inbox items may be waiting for us now that we are ready
         self._settled()
 
     def _claimed(self) -> RunRecord:
@@ -188,12 +196,12 @@ class RunActor:
         return WorkflowInstance(self.spec, self.run_id, args, kwargs, started_at=started_at)
 
     async def _start_fresh(self) -> None:
-        now = self.worker.clock.now()
+        now = self.host.clock.now()
         with _store_call():
-            await self.worker.store.append(
-                self.worker.id,
+            await self.host.store.append(
+                self.host.id,
                 self.run_id,
-                [NewEvent(EventType.RUN_STARTED, data={"worker": self.worker.id})],
+                [NewEvent(EventType.RUN_STARTED, data={"worker": self.host.id})],
                 now,
             )
         self.instance = self._make_instance(now)
@@ -201,13 +209,13 @@ class RunActor:
 
     async def _resume_from_log(self) -> None:
         with _store_call():
-            events = await self.worker.store.events(self.run_id)
+            events = await self.host.store.events(self.run_id)
         started = next((e for e in events if e.type is EventType.RUN_STARTED), None)
         if started is None:  # claimed between run_created and run_started: start over
             await self._start_fresh()
             return
         self.instance = self._make_instance(started.created_at)
-        self.worker.stats_replays += 1
+        self.host.replayed()
         try:
             result = replay(self.instance, events)
         except NonDeterminismError as exc:
@@ -263,13 +271,13 @@ class RunActor:
         self._cancel_evict()
 
     async def _flush(self) -> None:
-        worker = self.worker
+        host = self.host
         while self._buffer is not None and not self.gone:
             batch, self._buffer = self._buffer, None
-            now = worker.clock.now()
+            now = host.clock.now()
             try:
-                await worker.store.append(
-                    worker.id,
+                await host.store.append(
+                    host.id,
                     self.run_id,
                     batch.events,
                     now,
@@ -288,11 +296,11 @@ class RunActor:
                 # The append may or may not have committed: whoever takes the run next
                 # replays whatever the log holds.
                 logger.exception("could not write run %s's log; handing it back", self.run_id)
-                self.worker.hand_back(self)
+                self.host.hand_back(self)
                 return
-            worker.progressed()
+            host.progressed()
             if batch.queues_task:
-                worker.poke()  # it may serve the queue, and a store hides its own writes
+                host.poke()  # it may serve the queue, and a store hides its own writes
             for completion in batch.completions:
                 if self.gone or self.instance is None or self.instance.finished:
                     break
@@ -339,7 +347,7 @@ class RunActor:
     def _process(self, commands: list[Command]) -> None:
         for command in commands:
             match command:
-                case ScheduleStep() if self.worker.draining:
+                case ScheduleStep() if self.host.draining:
                     # Shutting down: the step is not started nor logged; the worker that
                     # takes the run over replays to this point and starts it.
                     continue
@@ -451,106 +459,97 @@ class RunActor:
         # step. A task cancelled before it ever ran skips this; `_end` and `_abandon`,
         # which cancel them, clear `_steps` themselves.
         try:
-            await self._attempts(command, attempt, not_before, logged=logged)
+            workflow = WorkflowMetadata(self.run_id, self.spec.name, self.started_at)
+            await self.host.attempts.run(
+                self,
+                command,
+                command.spec,
+                command.correlation_id,
+                command.input,
+                attempt,
+                not_before,
+                workflow,
+                reported=logged,
+            )
         finally:
             self._steps.pop(command.correlation_id, None)
             self._settled()
 
-    async def _attempts(
-        self, command: ScheduleStep, attempt: int, not_before: datetime | None, *, logged: bool
-    ) -> None:
-        spec, cid, clock = command.spec, command.correlation_id, self.worker.clock
-        policy = spec.retry
-        if attempt > policy.max_attempts:
-            died = RuntimeError(
-                f"the process running attempt {attempt - 1} of step {cid} died, "
-                f"and the step has no attempts left (max_retries={policy.max_retries})"
-            )
-            self._step_failed(cid, spec.name, attempt - 1, died)
-            return
-        args, kwargs = spec.codec.decode_args(command.input)
-        while True:
-            if not_before is not None:
-                self._backing_off += 1
-                self.worker.maybe_idle()
-                try:
-                    await clock.sleep_until(not_before)
-                finally:
-                    self._backing_off -= 1
-            if not logged:
-                data = {"name": spec.name, "attempt": attempt, "input": command.input}
-                self._emit(NewEvent(EventType.STEP_STARTED, cid, data))
-            logged = False
-            started_at = clock.now()
-            meta = StepMetadata(f"{self.run_id}:{cid}", self.run_id, spec.name, attempt, started_at)
-            wf_meta = WorkflowMetadata(self.run_id, self.spec.name, self.started_at)
-            error: Exception
-            try:
-                async with self.worker.step_slots:
-                    token = step_context.set((meta, wf_meta))
-                    try:
-                        with self._span.step(spec.name, meta.step_id, attempt):
-                            value = await call_attempt(spec, args, kwargs)
-                    finally:
-                        step_context.reset(token)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                error = exc
-            else:
-                try:
-                    output = spec.codec.encode_result(value)
-                except TypeError as exc:  # a result that cannot be stored: retrying won't help
-                    self._step_failed(cid, spec.name, attempt, exc)
-                    return
-                self._emit(
-                    NewEvent(
-                        EventType.STEP_COMPLETED,
-                        cid,
-                        {"name": spec.name, "attempt": attempt, "output": output},
-                    ),
-                    completion=StepDone(cid, output),
-                )
-                return
-            delay = policy.delay_after(attempt, error)
-            if delay is None:
-                self._step_failed(cid, spec.name, attempt, error)
-                return
-            not_before = clock.now() + timedelta(seconds=delay)
-            self._emit(
-                NewEvent(
-                    EventType.STEP_RETRYING,
-                    cid,
-                    {
-                        "name": spec.name,
-                        "attempt": attempt,
-                        "error": error_record(error),
-                        "retry_at": not_before.isoformat(),
-                    },
-                )
-            )
-            attempt += 1
+    # -- the attempts' outcomes (AttemptOutcomes), written to the log ---------------
 
-    def _step_failed(self, cid: str, name: str, attempt: int, error: BaseException) -> None:
-        record = error_record(error)
+    def attempt_started(self, call: ScheduleStep, attempt: int) -> None:
+        """Log the attempt's ``step_started``."""
+        data = {"name": call.spec.name, "attempt": attempt, "input": call.input}
+        self._emit(NewEvent(EventType.STEP_STARTED, call.correlation_id, data))
+
+    def attempt_span(
+        self, call: ScheduleStep, step: StepMetadata
+    ) -> AbstractContextManager[object]:
+        """A span in the run's span."""
+        return self._span.step(call.spec.name, step.step_id, step.attempt)
+
+    def backing_off(self, call: ScheduleStep, *, waiting: bool) -> None:  # noqa: ARG002
+        """Count the step among those waiting out a retry's delay, or no more."""
+        if waiting:
+            self._backing_off += 1
+            self.host.maybe_idle()
+        else:
+            self._backing_off -= 1
+
+    def retrying(
+        self, call: ScheduleStep, attempt: int, error: Exception, retry_at: datetime
+    ) -> None:
+        """Log ``step_retrying``."""
+        data = {
+            "name": call.spec.name,
+            "attempt": attempt,
+            "error": error_record(error),
+            "retry_at": retry_at.isoformat(),
+        }
+        self._emit(NewEvent(EventType.STEP_RETRYING, call.correlation_id, data))
+
+    def succeeded(self, call: ScheduleStep, attempt: int, output: JSON) -> None:
+        """Log ``step_completed``; the workflow gets the output once it is stored."""
+        cid = call.correlation_id
         self._emit(
             NewEvent(
-                EventType.STEP_FAILED, cid, {"name": name, "attempt": attempt, "error": record}
+                EventType.STEP_COMPLETED,
+                cid,
+                {"name": call.spec.name, "attempt": attempt, "output": output},
+            ),
+            completion=StepDone(cid, output),
+        )
+
+    def failed(self, call: ScheduleStep, attempt: int, error: BaseException) -> None:
+        """Log ``step_failed``; the workflow gets the error once it is stored."""
+        cid, record = call.correlation_id, error_record(error)
+        self._emit(
+            NewEvent(
+                EventType.STEP_FAILED,
+                cid,
+                {"name": call.spec.name, "attempt": attempt, "error": record},
             ),
             completion=StepFailed(cid, record, attempt),
+        )
+
+    def lost(self, call: ScheduleStep, attempt: int, max_retries: int) -> Exception:
+        """The error of an attempt whose process died, when none is left."""
+        return RuntimeError(
+            f"the process running attempt {attempt} of step {call.correlation_id} died, "
+            f"and the step has no attempts left (max_retries={max_retries})"
         )
 
     @property
     def started_at(self) -> datetime:
         """When the run started (its ``run_started`` time)."""
-        return self.instance.started_at if self.instance else self.worker.clock.now()
+        return self.instance.started_at if self.instance else self.host.clock.now()
 
     # -- timers and hooks -----------------------------------------------------------
 
     def _arm_timer(self, cid: str, wake_at: datetime) -> None:
         # The function and its arguments rather than a bound method: one object less
         # for each sleeping run.
-        handle = self.worker.clock.call_at(wake_at, RunActor._timer_fired, self, cid)
+        handle = self.host.clock.call_at(wake_at, RunActor._timer_fired, self, cid)
         self._timers[cid] = handle
 
     def _timer_fired(self, cid: str) -> None:
@@ -584,7 +583,7 @@ class RunActor:
         if self._remote is None:
             self._remote = {}
         self._remote[command.correlation_id] = command
-        self.worker.awaits_remote(self)
+        self.host.awaits_remote(self)
 
     @property
     def awaiting_remote(self) -> bool:
@@ -631,13 +630,18 @@ class RunActor:
             return
         if self.finished or self.gone or self.instance is None:
             return
-        self._process(self.instance.cancel(self.worker.clock.now()))
+        self._process(self.instance.cancel(self.host.clock.now()))
 
     @property
     def writing(self) -> asyncio.Task[None] | None:
         """The task writing the run's log, while it has something on its way."""
         flusher = self._flusher
         return None if flusher is None or flusher.done() else flusher
+
+    @property
+    def running_steps(self) -> int:
+        """How many of the run's steps run here (or wait out a retry's delay)."""
+        return len(self._steps)
 
     @property
     def suspended(self) -> bool:
@@ -680,18 +684,18 @@ class RunActor:
         )
 
     def _settled(self) -> None:
-        self.worker.maybe_idle()
+        self.host.maybe_idle()
         if self._flusher is not None and self._flusher.done():
             self._flusher = None  # a done task keeps its coroutine: a kilobyte per run
         if not self._steps:
             self._steps = _NO_STEPS
         if self.suspended and self._evict_timer is None:
-            when = self.worker.clock.now() + self.worker.evict_after
+            when = self.host.clock.now() + self.host.evict_after
             if any(timer.when <= when for timer in self._timers.values()):
                 # A timer wakes the run first, and it settles again after that: no
                 # eviction timer to hold meanwhile.
                 return
-            self._evict_timer = self.worker.clock.call_at(when, self._evict_if_idle)
+            self._evict_timer = self.host.clock.call_at(when, self._evict_if_idle)
 
     def _cancel_evict(self) -> None:
         if self._evict_timer is not None:
@@ -703,7 +707,7 @@ class RunActor:
         if not self.suspended:
             return
         wake_at = min((timer.when for timer in self._timers.values()), default=FAR_FUTURE)
-        self.worker.evict(self, wake_at)
+        self.host.evict(self, wake_at)
 
     def drop(self) -> None:
         """Forget the run in this process (evicted or lost); the store keeps it."""
@@ -723,14 +727,14 @@ class RunActor:
         if self.instance is not None:
             self.instance.discard()
         self._span.end(outcome="released")  # no-op when the run ended here
-        self.worker.forget(self)
+        self.host.forget(self)
 
     def _finish(self, terminal: NewEvent) -> None:
         self.finished = True
         outcome = terminal.type.value.removeprefix("run_")
         self._span.end(outcome=outcome, error=terminal.data.get("error"))
         self._abandon()
-        self.worker.run_finished(self.run_id)
+        self.host.run_finished(self.run_id)
 
 
 _TERMINAL = (EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELLED)

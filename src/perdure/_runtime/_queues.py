@@ -19,31 +19,29 @@ import asyncio
 import functools
 import logging
 from collections.abc import Collection
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from perdure._errors import LeaseLostError
-from perdure._records import EventType, NewEvent, StepOutcome, StepTask
+from perdure._records import JSON, EventType, NewEvent, StepOutcome, StepTask
 from perdure._replay import StepDone, StepFailed, error_record
+from perdure._runtime._outage import until_the_store_answers
 from perdure._tracing import step_task_span
-from perdure._workflow import (
-    StepMetadata,
-    WorkflowMetadata,
-    lookup_step,
-    queued_steps,
-    step_context,
-)
+from perdure._workflow import WorkflowMetadata, lookup_step, queued_steps
 
 if TYPE_CHECKING:
-    from perdure._replay import Completion, StepSpec
-    from perdure._runtime._worker import Worker
+    from contextlib import AbstractContextManager
+    from datetime import datetime
+
+    from perdure._replay import Completion
+    from perdure._runtime._hosts import QueueHost
+    from perdure._workflow import StepMetadata
 
 __all__ = ["QueueRunner", "outcome_events", "validate_queues"]
 
 logger = logging.getLogger("perdure.worker")
 
 _CLAIM_BATCH = 100
-_MAX_RETRY_PAUSE = 2.0
 
 
 def validate_queues(queues: Collection[str]) -> frozenset[str]:
@@ -96,16 +94,26 @@ def outcome_events(task: StepTask, name: str) -> tuple[list[NewEvent], Completio
     return events, completion
 
 
+@dataclass(slots=True)
+class _TaskRun:
+    """A step task this worker runs, and the attempts of it that failed so far."""
+
+    task: StepTask
+    retries: list[dict[str, JSON]] = field(default_factory=list)
+
+
 class QueueRunner:
     """Claims the step tasks of a worker's queues and runs them. Owned by a `Worker`.
 
     Tasks run in the worker's step slots (``max_concurrent_steps``, shared with the
     steps of the runs it holds), and it claims no more tasks than it has slots, so a
-    busy worker leaves the rest of the queue to the others.
+    busy worker leaves the rest of the queue to the others. The attempts are run by
+    the worker's `StepAttempts`, which reports them here (`AttemptOutcomes`): the
+    outcome, and the failed attempts before it, go into the task.
     """
 
-    def __init__(self, worker: Worker, queues: frozenset[str], max_tasks: int) -> None:
-        self.worker = worker
+    def __init__(self, host: QueueHost, queues: frozenset[str], max_tasks: int) -> None:
+        self.host = host
         self.queues = queues
         self._max_tasks = max_tasks
         self._running: dict[int, asyncio.Task[None]] = {}
@@ -122,9 +130,9 @@ class QueueRunner:
         if room <= 0 or not names:
             return False
         limit = min(room, _CLAIM_BATCH)
-        worker = self.worker
-        tasks = await worker.store.claim_step_tasks(
-            worker.id, self.queues, worker.clock.now(), limit, names=names
+        host = self.host
+        tasks = await host.store.claim_step_tasks(
+            host.id, self.queues, host.clock.now(), limit, names=names
         )
         for task in tasks:
             if task.id in self._running:
@@ -140,8 +148,8 @@ class QueueRunner:
 
     def _done(self, task_id: int, _: object) -> None:
         self._running.pop(task_id, None)
-        self.worker.maybe_idle()
-        self.worker.poke()  # a slot is free: claim what waits
+        self.host.maybe_idle()
+        self.host.poke()  # a slot is free: claim what waits
 
     # -- state, for the worker ----------------------------------------------------------
 
@@ -182,113 +190,80 @@ class QueueRunner:
         if spec is None:  # claims ask only for known steps: the code changed since
             missing = RuntimeError(
                 f"step {task.name!r} (queue {task.queue!r}) is not defined on worker "
-                f"{self.worker.id!r}"
+                f"{self.host.id!r}"
             )
             return StepOutcome(task.attempt, error=error_record(missing))
-        cid, policy, clock = task.correlation_id, spec.retry, self.worker.clock
-        attempt = task.attempt
-        if attempt > policy.max_attempts:
-            died = RuntimeError(
-                f"the worker running attempt {attempt - 1} of step {cid} (queue "
-                f"{task.queue!r}) died or left, and the step has no attempts left "
-                f"(max_retries={policy.max_retries})"
-            )
-            return StepOutcome(attempt - 1, error=error_record(died))
-        args, kwargs = spec.codec.decode_args(task.input)
-        run = await self.worker.store.get_run(task.run_id)
-        workflow_meta = WorkflowMetadata(
+        host = self.host
+        run = await host.store.get_run(task.run_id)
+        workflow = WorkflowMetadata(
             task.run_id,
             run.workflow if run is not None else "",
             (run.started_at or run.created_at) if run is not None else task.created_at,
         )
-        retries: list[dict[str, Any]] = []
-        while True:
-            meta = StepMetadata(
-                f"{task.run_id}:{cid}", task.run_id, spec.name, attempt, clock.now()
-            )
-            try:
-                value = await self._attempt(task, spec, meta, workflow_meta, args, kwargs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                error: Exception = exc
-            else:
-                try:
-                    output = spec.codec.encode_result(value)
-                except TypeError as exc:  # a result that cannot be stored: retrying won't help
-                    return StepOutcome(attempt, error=error_record(exc), retries=tuple(retries))
-                return StepOutcome(attempt, output=output, retries=tuple(retries))
-            delay = policy.delay_after(attempt, error)
-            if delay is None:
-                return StepOutcome(attempt, error=error_record(error), retries=tuple(retries))
-            not_before = clock.now() + timedelta(seconds=delay)
-            retries.append(
-                {
-                    "attempt": attempt,
-                    "error": error_record(error),
-                    "retry_at": not_before.isoformat(),
-                }
-            )
-            self._backing_off.add(task.id)
-            self.worker.maybe_idle()
-            try:
-                await clock.sleep_until(not_before)
-            finally:
-                self._backing_off.discard(task.id)
-            attempt += 1
+        return await host.attempts.run(
+            self,
+            _TaskRun(task),
+            spec,
+            task.correlation_id,
+            task.input,
+            task.attempt,
+            None,
+            workflow,
+        )
 
-    async def _attempt(
-        self,
-        task: StepTask,
-        spec: StepSpec,
-        meta: StepMetadata,
-        workflow_meta: WorkflowMetadata,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        async with self.worker.step_slots:
-            token = step_context.set((meta, workflow_meta))
-            try:
-                with step_task_span(task.run_id, spec.name, meta.step_id, meta.attempt, task.queue):
-                    return await call_attempt(spec, args, kwargs)
-            finally:
-                step_context.reset(token)
+    # -- the attempts' outcomes (AttemptOutcomes), kept in the task --------------------
+
+    def attempt_started(self, call: _TaskRun, attempt: int) -> None:
+        """Nothing to report: the holder logged the step's start when it queued the task."""
+
+    def attempt_span(self, call: _TaskRun, step: StepMetadata) -> AbstractContextManager[object]:
+        """A span in the run's trace, naming the queue."""
+        task = call.task
+        return step_task_span(task.run_id, step.name, step.step_id, step.attempt, task.queue)
+
+    def backing_off(self, call: _TaskRun, *, waiting: bool) -> None:
+        """Count the task among those waiting out a retry's delay, or no more."""
+        if waiting:
+            self._backing_off.add(call.task.id)
+            self.host.maybe_idle()
+        else:
+            self._backing_off.discard(call.task.id)
+
+    def retrying(self, call: _TaskRun, attempt: int, error: Exception, retry_at: datetime) -> None:
+        """Keep the failed attempt: the holder logs it as ``step_retrying``."""
+        call.retries.append(
+            {"attempt": attempt, "error": error_record(error), "retry_at": retry_at.isoformat()}
+        )
+
+    def succeeded(self, call: _TaskRun, attempt: int, output: JSON) -> StepOutcome:
+        """The outcome to store: the output, and the attempts that failed before."""
+        return StepOutcome(attempt, output=output, retries=tuple(call.retries))
+
+    def failed(self, call: _TaskRun, attempt: int, error: BaseException) -> StepOutcome:
+        """The outcome to store: the last error, and the attempts that failed before."""
+        return StepOutcome(attempt, error=error_record(error), retries=tuple(call.retries))
+
+    def lost(self, call: _TaskRun, attempt: int, max_retries: int) -> Exception:
+        """The error of an attempt whose worker died or left, when none is left."""
+        task = call.task
+        return RuntimeError(
+            f"the worker running attempt {attempt} of step {task.correlation_id} (queue "
+            f"{task.queue!r}) died or left, and the step has no attempts left "
+            f"(max_retries={max_retries})"
+        )
 
     async def _finish(self, task: StepTask, outcome: StepOutcome) -> None:
         # Retried until the store answers: a task finished here but not stored would stay
         # claimed by this live worker, and its run would wait for ever.
-        worker, failures = self.worker, 0
-        while True:
-            try:
-                await worker.store.finish_step_task(worker.id, task.id, outcome, worker.clock.now())
-            except LeaseLostError as exc:
-                logger.info("the outcome of step %s is dropped: %s", task.correlation_id, exc)
-                return
-            except Exception:
-                failures += 1
-                if failures == 1:
-                    logger.warning(
-                        "could not store the outcome of step task %s; retrying until the "
-                        "store answers",
-                        task.id,
-                        exc_info=True,
-                    )
-                await asyncio.sleep(min(_MAX_RETRY_PAUSE, 0.05 * 2 ** (failures - 1)))
-                continue
-            break
+        host = self.host
+        try:
+            await until_the_store_answers(
+                lambda: host.store.finish_step_task(host.id, task.id, outcome, host.clock.now()),
+                f"could not store the outcome of step task {task.id}",
+            )
+        except LeaseLostError as exc:
+            logger.info("the outcome of step %s is dropped: %s", task.correlation_id, exc)
+            return
         # The run's holder may be this very worker, and a store does not report its own
         # writes to itself.
-        worker.poke()
-
-
-async def call_attempt(spec: StepSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """One attempt of a step, inline or for a queue, bounded by the step's timeout.
-
-    A plain ``def`` runs in a thread.
-    """
-    if spec.is_async:
-        if spec.timeout is None:  # wait_for would only add a coroutine to every step
-            return await spec.fn(*args, **kwargs)
-        return await asyncio.wait_for(spec.fn(*args, **kwargs), spec.timeout)
-    # A thread cannot be stopped: on timeout the attempt is abandoned, not killed.
-    return await asyncio.wait_for(asyncio.to_thread(spec.fn, *args, **kwargs), spec.timeout)
+        host.poke()

@@ -32,6 +32,8 @@ from perdure._clock import Clock, FakeClock, TimerHandle
 from perdure._errors import LeaseLostError
 from perdure._records import RunRecord
 from perdure._runtime._actor import RunActor
+from perdure._runtime._attempts import StepAttempts
+from perdure._runtime._outage import Outage, until_the_store_answers
 from perdure._runtime._queues import QueueRunner
 from perdure._workflow import lookup_workflow, registered_workflows
 from perdure.stores import FAR_FUTURE
@@ -39,6 +41,7 @@ from perdure.stores import FAR_FUTURE
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from perdure._runtime._hosts import HeldRun
     from perdure.stores import Store
 
 __all__ = ["Worker", "WorkerStatistics"]
@@ -48,7 +51,6 @@ logger = logging.getLogger("perdure.worker")
 _CLAIM_BATCH = 100
 _MAINTENANCE_SECONDS = 1.0
 _AUTOJUMP_SPINS = 8
-_MAX_RETRY_PAUSE = 2.0
 _WRITES_WAIT = 2.0
 """Seconds `Worker.stop` waits for appends already on their way (a store that hangs
 must not hold the stop up)."""
@@ -74,19 +76,17 @@ class WorkerStatistics:
     finished: int
 
 
-def _lease_seconds(store: Store) -> float:
-    """The store's lease in seconds (0 for stores that tell dead workers otherwise)."""
-    lease = getattr(store, "lease", None)  # not part of `Store`: only PostgreSQL has one
-    return lease.total_seconds() if isinstance(lease, timedelta) else 0.0
-
-
 def new_worker_id() -> str:
     """A worker id that says where the worker runs: host, pid and a random suffix."""
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 class Worker:
-    """Runs workflows from a store. Owned and started by an `Engine`."""
+    """Runs workflows from a store. Owned and started by an `Engine`.
+
+    It is the host of its run actors (`RunHost`) and of its queue runner (`QueueHost`):
+    they reach the worker only through those protocols.
+    """
 
     def __init__(
         self,
@@ -107,11 +107,14 @@ class Worker:
         self.store = store
         self.clock = clock
         self.evict_after = evict_after
-        self._lease = _lease_seconds(store)
+        lease = store.lease
+        self._lease = lease.total_seconds() if lease is not None else 0.0
+        """The store's lease in seconds (0 for stores that tell dead workers otherwise)."""
         self._heartbeat_every = (
             min(_MAINTENANCE_SECONDS, self._lease / 3) if self._lease else _MAINTENANCE_SECONDS
         )
-        self.step_slots = asyncio.Semaphore(max_concurrent_steps)
+        self.attempts = StepAttempts(clock, max_concurrent_steps)
+        """Runs step attempts, of held runs and queues alike, in ``max_concurrent_steps`` slots."""
         self.queues = queues
         """The queues whose step tasks this worker claims and runs."""
         self._queue_runner = QueueRunner(self, queues, max_concurrent_steps)
@@ -135,7 +138,7 @@ class Worker:
         self._wake_timer: TimerHandle | None = None
         self._wake_at: datetime | None = None
         self._background: set[asyncio.Task[object]] = set()
-        self.stats_replays = 0
+        self._replays = 0
         self._claimed = 0
         self._evictions = 0
         self._finished = 0
@@ -204,7 +207,9 @@ class Worker:
     # -- the pass -------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        failures = 0
+        # The database may be down or restarting: retry with a growing pause (at most a
+        # few seconds), and say so once per outage, not per retry.
+        outage = Outage("worker pass failed", level=logging.ERROR)
         while not self._stopping:
             await self._poked.wait()
             self._poked.clear()
@@ -212,17 +217,10 @@ class Worker:
             try:
                 await self._pass()
             except Exception:
-                # The database may be down or restarting: retry with a growing pause
-                # (at most a few seconds), and say so once per outage, not per retry.
-                failures += 1
-                if failures == 1:
-                    logger.exception("worker pass failed; retrying until the store answers")
-                await asyncio.sleep(min(_MAX_RETRY_PAUSE, 0.05 * 2 ** (failures - 1)))
+                await asyncio.sleep(outage.failed())
                 self._poked.set()
             else:
-                if failures:
-                    logger.info("the store answers again after %d failed passes", failures)
-                failures = 0
+                outage.ended()
             finally:
                 self._passing = False
                 self.maybe_idle()
@@ -297,47 +295,34 @@ class Worker:
     async def _hand_back(self, run_id: str, wake_at: datetime) -> None:
         # Retried until the store answers: a run given up but not released would stay
         # held by this live worker, and no other worker would ever take it.
-        failures = 0
-        while True:
-            try:
-                await self.store.release_run(self.id, run_id, wake_at)
-            except LeaseLostError:
-                pass  # another worker holds it now, or it ended: nothing to hand back
-            except Exception as exc:
-                failures += 1
-                if failures == 1:
-                    logger.warning(
-                        "could not hand back run %s (%s: %s); retrying until the store answers",
-                        run_id,
-                        type(exc).__name__,
-                        exc,
-                    )
-                await asyncio.sleep(min(_MAX_RETRY_PAUSE, 0.05 * 2 ** (failures - 1)))
-                continue
-            break
+        with contextlib.suppress(LeaseLostError):  # held by another worker now, or ended
+            await until_the_store_answers(
+                lambda: self.store.release_run(self.id, run_id, wake_at),
+                f"could not hand back run {run_id}",
+            )
         # Released now: a pass that ran while the release was in flight may have missed
         # the run's wake time, so look again.
         self.poke()
 
-    # -- called by actors -----------------------------------------------------------
+    # -- called by actors (RunHost) -------------------------------------------------
 
-    def hand_back(self, actor: RunActor) -> None:
+    def hand_back(self, actor: HeldRun) -> None:
         """Hand back a run whose actor gave up (the store failed); it is due at once."""
         actor.drop()
         self._spawn(self._hand_back(actor.run_id, self.clock.now()))
 
-    def evict(self, actor: RunActor, wake_at: datetime) -> None:
+    def evict(self, actor: HeldRun, wake_at: datetime) -> None:
         """Hand a suspended run back to the store; it is replayed when it wakes."""
         self._evictions += 1
         actor.drop()
         self._spawn(self._hand_back(actor.run_id, wake_at))
         self.poke()
 
-    def awaits_remote(self, actor: RunActor) -> None:
+    def awaits_remote(self, actor: HeldRun) -> None:
         """Note that ``actor`` awaits a step that a queue's workers run."""
         self._remote_waiters.add(actor.run_id)
 
-    def forget(self, actor: RunActor) -> None:
+    def forget(self, actor: HeldRun) -> None:
         """Stop tracking an actor that is gone."""
         if self._actors.get(actor.run_id) is actor:
             del self._actors[actor.run_id]
@@ -348,6 +333,10 @@ class Worker:
         """A held run's log grew (waiters in this process may want to look)."""
         if self._on_progress is not None:
             self._on_progress()
+
+    def replayed(self) -> None:
+        """A held run was brought back from its log."""
+        self._replays += 1
 
     def run_finished(self, run_id: str) -> None:
         """A held run ended here."""
@@ -411,7 +400,8 @@ class Worker:
     async def _maintain(self) -> None:
         loop = asyncio.get_running_loop()
         reap_from = 0.0  # the loop time before which this worker reaps nobody
-        failures = 0
+        # Not paced by the outage: the heartbeat comes round often enough anyway.
+        outage = Outage("worker maintenance failed", level=logging.ERROR)
         while True:
             await asyncio.sleep(self._heartbeat_every)
             try:
@@ -420,16 +410,12 @@ class Worker:
                 if loop.time() >= reap_from and await self.store.reap_dead_workers(self.id, now):
                     self.poke()
             except Exception:
-                failures += 1
-                if failures == 1:
-                    logger.exception("worker maintenance failed; retrying until the store answers")
+                outage.failed()
                 # Cut off from the store, this worker cannot tell who else was: the others
                 # get a whole lease to heartbeat again before it reaps anyone.
                 reap_from = loop.time() + self._lease
             else:
-                if failures:
-                    logger.info("worker maintenance works again after %d failures", failures)
-                failures = 0
+                outage.ended()
 
     def statistics(self) -> WorkerStatistics:
         """A snapshot of the worker's counters."""
@@ -438,9 +424,9 @@ class Worker:
             worker_id=self.id,
             held_runs=len(actors),
             suspended_runs=sum(1 for a in actors if a.suspended),
-            running_steps=sum(len(a._steps) for a in actors) + self._queue_runner.running,
+            running_steps=sum(a.running_steps for a in actors) + self._queue_runner.running,
             claimed=self._claimed,
-            replays=self.stats_replays,
+            replays=self._replays,
             evictions=self._evictions,
             finished=self._finished,
         )

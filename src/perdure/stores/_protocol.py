@@ -40,13 +40,19 @@ Durability: a call whose result a user is told about (`create_run`, `resume_hook
 disk before it returns. Other appends are committed before they return but their sync
 may ride on the next one: losing them on power loss only makes a step run again.
 
+Roles: the contract is split by what it keeps, one protocol each (`WorkerStore`,
+`RunStore`, `LogStore`, `TimerStore`, `HookStore`, `QueueStore`), and `Store` is all of
+them plus a life cycle and change notification. Every backend implements `Store`; a
+component that uses only some roles asks for only those, so what it may touch is plain
+from its signature.
+
 Times: stores never read a clock. Every write receives ``now`` from the engine, so a
 fake clock in tests makes every stored time fake too.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -66,30 +72,37 @@ if TYPE_CHECKING:
         StepTask,
     )
 
-__all__ = ["FAR_FUTURE", "Store"]
+__all__ = [
+    "FAR_FUTURE",
+    "HookStore",
+    "LogStore",
+    "QueueStore",
+    "RunStore",
+    "Store",
+    "TimerStore",
+    "WorkerStore",
+]
 
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 """``wake_at`` of a released run that waits only for hooks: claimable on a resume."""
 
 
 @runtime_checkable
-class Store(Protocol):
-    """A run log plus its indexes.
+class WorkerStore(Protocol):
+    """Live workers, and what the runs and step tasks of dead ones become.
 
-    All methods are coroutine functions and safe to call concurrently from one event
-    loop; a store may also be shared by other processes (SQLite) or machines
-    (PostgreSQL) through its database.
+    How a store tells a dead worker is its own: SQLite holds an OS file lock per worker
+    (the kernel drops it on any death), memory has one process; PostgreSQL uses a
+    lease, which `lease` gives.
     """
 
-    # -- life cycle ---------------------------------------------------------------
+    @property
+    def lease(self) -> timedelta | None:
+        """How long a worker that stops heartbeating keeps its runs; None without leases.
 
-    async def open(self) -> None:
-        """Create or migrate the schema and get ready. Idempotent."""
-
-    async def close(self) -> None:
-        """Release connections and threads. Pending writes are finished first."""
-
-    # -- workers ------------------------------------------------------------------
+        A worker heartbeats several times per lease. Stores that tell a dead worker by
+        other means (a lock the kernel drops, a single process) have none.
+        """
 
     async def register_worker(self, worker_id: str, now: datetime) -> None:
         """Announce a live worker, so others can tell later whether it died.
@@ -117,7 +130,14 @@ class Store(Protocol):
         `reap_dead_workers`.
         """
 
-    # -- runs ---------------------------------------------------------------------
+
+@runtime_checkable
+class RunStore(Protocol):
+    """Runs: created, claimed, released, cancelled, read.
+
+    A run's status, owner and ``wake_at`` live here; the log that moves them is
+    `LogStore`'s.
+    """
 
     async def create_run(self, run: NewRun, now: datetime) -> tuple[RunRecord, bool]:
         """Create a pending run with its ``run_created`` event, durably.
@@ -140,6 +160,45 @@ class Store(Protocol):
         With ``workflows``, only runs of those workflows are taken: a worker never
         claims a run whose code it does not have.
         """
+
+    async def release_run(self, worker_id: str, run_id: str, wake_at: datetime) -> None:
+        """Stop holding a run (evicted or handed back); fenced like `append`.
+
+        The run becomes claimable at ``wake_at``, or at once if it has inbox items,
+        finished step tasks or a cancel request.
+        """
+
+    async def request_cancel(self, run_id: str, now: datetime) -> RunRecord | None:
+        """Ask for a run to be cancelled, durably; None when no run has that id.
+
+        An ended run is left as it is. A pending run nobody holds is cancelled here
+        and now (``run_cancelled`` appended, status cancelled). Otherwise
+        ``cancel_requested`` is set, and an unheld run's ``wake_at`` becomes now.
+        """
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run's record, or None."""
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Runs, newest first (by created_at, then id)."""
+
+    async def cancel_requests(self, worker_id: str) -> list[str]:
+        """Ids of unended runs held by ``worker_id`` that have a cancel request."""
+
+
+@runtime_checkable
+class LogStore(Protocol):
+    """Each run's append-only log, and the step rows it indexes.
+
+    `append` is the one write of a held run: every index (runs, steps, timers, hooks,
+    step tasks) moves in its transaction.
+    """
 
     async def append(
         self,
@@ -174,38 +233,16 @@ class Store(Protocol):
         terminal event; not of other steps.
         """
 
-    async def release_run(self, worker_id: str, run_id: str, wake_at: datetime) -> None:
-        """Stop holding a run (evicted or handed back); fenced like `append`.
-
-        The run becomes claimable at ``wake_at``, or at once if it has inbox items,
-        finished step tasks or a cancel request.
-        """
-
-    async def request_cancel(self, run_id: str, now: datetime) -> RunRecord | None:
-        """Ask for a run to be cancelled, durably; None when no run has that id.
-
-        An ended run is left as it is. A pending run nobody holds is cancelled here
-        and now (``run_cancelled`` appended, status cancelled). Otherwise
-        ``cancel_requested`` is set, and an unheld run's ``wake_at`` becomes now.
-        """
-
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        """The run's record, or None."""
-
-    async def list_runs(
-        self,
-        *,
-        status: RunStatus | None = None,
-        workflow: str | None = None,
-        limit: int = 100,
-    ) -> list[RunRecord]:
-        """Runs, newest first (by created_at, then id)."""
-
     async def events(self, run_id: str, *, after_seq: int = 0) -> list[Event]:
         """The run's log after ``after_seq``, in order."""
 
     async def steps(self, run_id: str) -> list[StepRecord]:
         """The run's step rows, in the order the steps were first started."""
+
+
+@runtime_checkable
+class TimerStore(Protocol):
+    """When things come due: a run's pending sleeps, and the next unheld run to wake."""
 
     async def timers(self, run_id: str) -> dict[str, datetime]:
         """The run's pending timers: correlation id -> wake time, soonest first.
@@ -217,10 +254,10 @@ class Store(Protocol):
     async def next_wake_at(self, *, workflows: Collection[str] | None = None) -> datetime | None:
         """The earliest ``wake_at`` of any unheld, unended run (of ``workflows``), or None."""
 
-    async def cancel_requests(self, worker_id: str) -> list[str]:
-        """Ids of unended runs held by ``worker_id`` that have a cancel request."""
 
-    # -- hooks --------------------------------------------------------------------
+@runtime_checkable
+class HookStore(Protocol):
+    """Live hooks by token, and the inbox of payloads resumed from any process."""
 
     async def resume_hook(
         self, token: str, payload: JSON, now: datetime, *, name: str | None = None
@@ -248,7 +285,10 @@ class Store(Protocol):
     async def inbox(self, worker_id: str) -> list[InboxItem]:
         """Undelivered payloads of the runs ``worker_id`` holds, oldest first."""
 
-    # -- step tasks ---------------------------------------------------------------
+
+@runtime_checkable
+class QueueStore(Protocol):
+    """Step tasks: the steps routed to queues, claimed and finished by their workers."""
 
     async def claim_step_tasks(
         self,
@@ -288,7 +328,22 @@ class Store(Protocol):
     async def step_tasks(self, run_id: str) -> list[StepTask]:
         """The run's step tasks, whatever their status, oldest first."""
 
-    # -- change notification ------------------------------------------------------
+
+@runtime_checkable
+class Store(WorkerStore, RunStore, LogStore, TimerStore, HookStore, QueueStore, Protocol):
+    """A run log plus its indexes: every role, and a life cycle.
+
+    All methods are coroutine functions and safe to call concurrently from one event
+    loop; a store may also be shared by other processes (SQLite) or machines
+    (PostgreSQL) through its database. A component that needs only some roles takes
+    only those (the queue runner a `QueueStore`, the run actor a `LogStore`).
+    """
+
+    async def open(self) -> None:
+        """Create or migrate the schema and get ready. Idempotent."""
+
+    async def close(self) -> None:
+        """Release connections and threads. Pending writes are finished first."""
 
     async def wait_for_change(self, timeout: float) -> bool:
         """Wait until someone else may have committed something, or ``timeout`` seconds.

@@ -55,6 +55,7 @@ from perdure.stores._index import (
     TimerSet,
     plan,
 )
+from perdure.stores._protocol import Store
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -67,7 +68,7 @@ def _json(value: JSON) -> JSON:
     return json.loads(json.dumps(value))
 
 
-class MemoryStore:
+class MemoryStore(Store):
     """An in-memory `Store`: the reference implementation and the one to test with."""
 
     def __init__(self) -> None:
@@ -98,6 +99,10 @@ class MemoryStore:
         """Nothing to release; the data stays readable."""
 
     # -- workers ------------------------------------------------------------------
+
+    @property
+    def lease(self) -> None:
+        """No lease: one process cannot lose a worker without losing the store too."""
 
     async def register_worker(self, worker_id: str, now: datetime) -> None:  # noqa: ARG002
         """Remember the worker; in one process it lives as long as the store."""

@@ -47,6 +47,7 @@ import asyncpg
 
 from perdure._records import RunRecord, RunStatus
 from perdure.stores._common import hook_not_found, utc
+from perdure.stores._protocol import Store
 from perdure.stores.postgres import _ops as ops
 from perdure.stores.postgres import _rows as rows
 from perdure.stores.postgres._connect import (
@@ -97,7 +98,7 @@ async def migrate(url: str, **connect_options: Any) -> list[str]:
         await conn.close()
 
 
-class PostgresStore:
+class PostgresStore(Store):
     """A `Store` in a PostgreSQL database, shared by any number of workers.
 
     Args:
@@ -122,8 +123,8 @@ class PostgresStore:
         **connect_options: Any,
     ) -> None:
         self.url = url
-        self.lease = lease if isinstance(lease, timedelta) else timedelta(seconds=lease)
-        if self.lease <= timedelta(0):
+        self._lease = lease if isinstance(lease, timedelta) else timedelta(seconds=lease)
+        if self._lease <= timedelta(0):
             raise ValueError(f"lease must be positive, got {lease!r}")
         self._min_size = min_size
         self._max_size = max_size
@@ -172,6 +173,11 @@ class PostgresStore:
 
     # -- workers ------------------------------------------------------------------
 
+    @property
+    def lease(self) -> timedelta:
+        """How long a worker that stopped heartbeating keeps its runs."""
+        return self._lease
+
     async def register_worker(self, worker_id: str, now: datetime) -> None:
         """Insert (or refresh) the worker's row: its lease starts now."""
         await self._db.execute(ops.REGISTER, worker_id, socket.gethostname(), os.getpid(), utc(now))
@@ -179,7 +185,7 @@ class PostgresStore:
     async def reap_dead_workers(self, worker_id: str, now: datetime) -> int:
         """Release the runs of every other worker whose lease ran out; how many runs."""
         now = utc(now)
-        released = await self._db.fetchval(ops.REAP, worker_id, now - self.lease, now)
+        released = await self._db.fetchval(ops.REAP, worker_id, now - self._lease, now)
         return int(released)
 
     async def heartbeat(self, worker_id: str, now: datetime) -> None:

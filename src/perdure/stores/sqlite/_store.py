@@ -25,6 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from perdure.stores._protocol import Store
 from perdure.stores.sqlite import _ops as ops
 from perdure.stores.sqlite import _rows as rows
 from perdure.stores.sqlite._schema import connect, migrate, migrations
@@ -55,7 +56,7 @@ __all__ = ["SQLiteStore", "WriterStatistics"]
 T = TypeVar("T")
 
 
-class SQLiteStore:
+class SQLiteStore(Store):
     """A `Store` in one SQLite file (WAL mode), safe to share between processes.
 
     Args:
@@ -136,6 +137,10 @@ class SQLiteStore:
         return self._writer.statistics()
 
     # -- workers ------------------------------------------------------------------
+
+    @property
+    def lease(self) -> None:
+        """No lease: a dead worker's lock file is free the moment it dies (see `WorkerLocks`)."""
 
     async def register_worker(self, worker_id: str, now: datetime) -> None:
         """Take the worker's lock file and insert its row."""

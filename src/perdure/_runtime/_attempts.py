@@ -1,0 +1,171 @@
+"""The attempt-and-retry loop of a step call, the one loop for every step.
+
+A step runs where its run is held (`perdure._runtime._actor.RunActor`), or on a worker
+serving its queue (`perdure._runtime._queues.QueueRunner`). Either way its attempts
+follow the same rules: each runs in one of the worker's step slots with its metadata
+in context and within its timeout; a failure is retried after the delay its retry
+policy gives, and the last one is the step's error; a result that cannot be encoded
+fails the step at once, since retrying would not help; an attempt past the last is
+what is left of an attempt that died with its process. `StepAttempts.run` holds those
+rules. What differs is where the outcomes go, and that is the caller's
+`AttemptOutcomes`: the actor logs them in the run's log, the queue runner stores them
+in the step task.
+
+The actor's step is the hot path: a trivial step must cost one append and nothing
+more. So the outcomes are reported by plain method calls on an object the caller
+already has (the actor reports the outcomes of all its steps, told apart by the
+``call`` it passes along), and the loop adds no task, no await and no object per step
+beyond the coroutine it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from perdure._workflow import StepMetadata, WorkflowMetadata, step_context
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from perdure._clock import Clock
+    from perdure._records import JSON
+    from perdure._replay import StepSpec
+
+__all__ = ["AttemptOutcomes", "StepAttempts", "call_attempt"]
+
+_Call_contra = TypeVar("_Call_contra", contravariant=True)
+_Result_co = TypeVar("_Result_co", covariant=True)
+_Call = TypeVar("_Call")
+_Result = TypeVar("_Result")
+
+
+class AttemptOutcomes(Protocol[_Call_contra, _Result_co]):
+    """Where the attempts of step calls report, and what a finished call comes to.
+
+    ``call`` is the caller's own handle on the step call, passed back as given: one
+    object may take the outcomes of many calls.
+    """
+
+    def attempt_started(self, call: _Call_contra, attempt: int) -> None:
+        """Attempt ``attempt`` begins (not called for one the caller already reported)."""
+
+    def attempt_span(
+        self, call: _Call_contra, step: StepMetadata
+    ) -> AbstractContextManager[object]:
+        """The tracing span around one attempt."""
+
+    def backing_off(self, call: _Call_contra, *, waiting: bool) -> None:
+        """The call starts (``waiting``) or ends waiting out a retry's delay.
+
+        Meanwhile nothing runs: the worker is idle as far as a fake clock is concerned.
+        """
+
+    def retrying(
+        self, call: _Call_contra, attempt: int, error: Exception, retry_at: datetime
+    ) -> None:
+        """Attempt ``attempt`` failed with ``error``; the next one starts at ``retry_at``."""
+
+    def succeeded(self, call: _Call_contra, attempt: int, output: JSON) -> _Result_co:
+        """Attempt ``attempt`` returned the encoded ``output``: the call is done."""
+
+    def failed(self, call: _Call_contra, attempt: int, error: BaseException) -> _Result_co:
+        """The call failed for good; ``error`` is that of its last attempt, ``attempt``."""
+
+    def lost(self, call: _Call_contra, attempt: int, max_retries: int) -> Exception:
+        """The error of attempt ``attempt``, which died with the process running it.
+
+        It was the last the step's retry policy (``max_retries``) allows.
+        """
+
+
+class StepAttempts:
+    """Runs the attempts of step calls in a worker's step slots, on its clock.
+
+    A worker has one, shared by the steps of the runs it holds and by the step tasks of
+    the queues it serves: together they run at most ``max_concurrent`` attempts.
+    """
+
+    __slots__ = ("clock", "slots")
+
+    def __init__(self, clock: Clock, max_concurrent: int) -> None:
+        self.clock = clock
+        self.slots = asyncio.Semaphore(max_concurrent)
+
+    async def run(
+        self,
+        outcomes: AttemptOutcomes[_Call, _Result],
+        call: _Call,
+        spec: StepSpec,
+        correlation_id: str,
+        input_: JSON,
+        attempt: int,
+        not_before: datetime | None,
+        workflow: WorkflowMetadata,
+        *,
+        reported: bool = False,
+    ) -> _Result:
+        """Run attempt ``attempt`` of a step call and the retries it earns; its result.
+
+        The first attempt waits until ``not_before`` when given (a retry's delay that a
+        replay resumes). ``reported``: the caller already reported the first attempt's
+        start. Errors decoding ``input_`` are raised: they are perdure's, not the step's.
+        """
+        policy = spec.retry
+        if attempt > policy.max_attempts:
+            lost = outcomes.lost(call, attempt - 1, policy.max_retries)
+            return outcomes.failed(call, attempt - 1, lost)
+        args, kwargs = spec.codec.decode_args(input_)
+        clock, run_id = self.clock, workflow.run_id
+        while True:
+            if not_before is not None:
+                outcomes.backing_off(call, waiting=True)
+                try:
+                    await clock.sleep_until(not_before)
+                finally:
+                    outcomes.backing_off(call, waiting=False)
+            if not reported:
+                outcomes.attempt_started(call, attempt)
+            reported = False
+            meta = StepMetadata(
+                f"{run_id}:{correlation_id}", run_id, spec.name, attempt, clock.now()
+            )
+            error: Exception
+            try:
+                async with self.slots:
+                    token = step_context.set((meta, workflow))
+                    try:
+                        with outcomes.attempt_span(call, meta):
+                            value = await call_attempt(spec, args, kwargs)
+                    finally:
+                        step_context.reset(token)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = exc
+            else:
+                try:
+                    output = spec.codec.encode_result(value)
+                except TypeError as exc:  # a result that cannot be stored: retrying won't help
+                    return outcomes.failed(call, attempt, exc)
+                return outcomes.succeeded(call, attempt, output)
+            delay = policy.delay_after(attempt, error)
+            if delay is None:
+                return outcomes.failed(call, attempt, error)
+            not_before = clock.now() + timedelta(seconds=delay)
+            outcomes.retrying(call, attempt, error, not_before)
+            attempt += 1
+
+
+async def call_attempt(spec: StepSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """One attempt of a step, inline or for a queue, bounded by the step's timeout.
+
+    A plain ``def`` runs in a thread.
+    """
+    if spec.is_async:
+        if spec.timeout is None:  # wait_for would only add a coroutine to every step
+            return await spec.fn(*args, **kwargs)
+        return await asyncio.wait_for(spec.fn(*args, **kwargs), spec.timeout)
+    # A thread cannot be stopped: on timeout the attempt is abandoned, not killed.
+    return await asyncio.wait_for(asyncio.to_thread(spec.fn, *args, **kwargs), spec.timeout)
