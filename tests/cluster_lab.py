@@ -2,7 +2,7 @@
 server, and network namespaces standing in for hosts.
 
 - `WorkerProcess`: a real ``python -m perdure worker`` process serving
-  ``tests/cluster_programs/cluster_workflows.py``; its stdout and stderr go to files.
+  ``tests/cluster_programs/cluster_workflows.py`` (a `helpers.ChildProcess`).
 - `Lab`: one test's folder (side-effect file, gates), database URL and workers; every
   worker it started is SIGKILLed when the test ends, pass or fail.
 - `PrivatePostgres`: a PostgreSQL server of the test's own (initdb into a temporary
@@ -20,7 +20,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -67,32 +66,13 @@ async def eventually(condition: Callable[[], Awaitable[T | None]], what: str, ti
 # -- worker processes ---------------------------------------------------------------------
 
 
-class WorkerProcess:
+class WorkerProcess(helpers.ChildProcess):
     """A ``perdure worker cluster_workflows`` process (optionally inside a namespace)."""
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str], folder: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.stdout_path = folder / f"{name}.stdout"
-        self.stderr_path = folder / f"{name}.stderr"
-        self._files: list[IO[str]] = [self.stdout_path.open("w"), self.stderr_path.open("w")]
-        self.process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._files[0],
-            stderr=self._files[1],
-            env=env,
-            cwd=folder,
-        )
-        self.pid = self.process.pid
+        super().__init__(name, argv, folder, env=env, every=0.02, timeout=20.0)
         self.id = ""
         """The worker's id, once `ready` has seen it."""
-
-    def stdout(self) -> str:
-        return self.stdout_path.read_text()
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
 
     async def ready(self, timeout: float = 20.0) -> str:
         """Wait for the worker's ``perdure worker ID ready`` line; its id."""
@@ -100,58 +80,11 @@ class WorkerProcess:
         async def line() -> str | None:
             if self.process.poll() is not None:
                 raise AssertionError(f"{self.name} exited with {self.process.returncode}")
-            found = [x for x in self.stdout().splitlines() if x.startswith("perdure worker ")]
+            found = [x for x in self.lines() if x.startswith("perdure worker ")]
             return found[0].split()[2] if found else None
 
         self.id = await eventually(line, f"{self.name} to be ready", timeout)
         return self.id
-
-    async def printed(self, text: str, timeout: float = 20.0) -> None:
-        """Wait until the worker's stdout contains ``text``."""
-
-        async def seen() -> bool:
-            return text in self.stdout()
-
-        await eventually(seen, f"{self.name} to print {text!r}", timeout)
-
-    async def logged(self, text: str, timeout: float = 20.0) -> None:
-        """Wait until the worker's stderr (its log) contains ``text``."""
-
-        async def seen() -> bool:
-            return text in self.stderr()
-
-        await eventually(seen, f"{self.name} to log {text!r}", timeout)
-
-    async def exit_code(self, timeout: float = 20.0) -> int:
-        """Wait for the process to exit; its exit code."""
-
-        async def code() -> tuple[int] | None:
-            returncode = self.process.poll()
-            return None if returncode is None else (returncode,)
-
-        (returncode,) = await eventually(code, f"{self.name} to exit", timeout)
-        return returncode
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def signal(self, signum: signal.Signals) -> None:
-        os.kill(self.pid, signum)
-
-    def kill(self) -> None:
-        """SIGKILL the process (stopped or not) if it still runs, and reap it."""
-        if self.process.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def close(self) -> None:
-        """Kill the process and print what it said (pytest shows it when a test fails)."""
-        self.kill()
-        for file in self._files:
-            file.close()
-        print(f"--- {self.name} (pid {self.pid}, exit {self.process.returncode}): {self.argv}")
-        print(self.stdout(), self.stderr(), sep="\n")
 
 
 @dataclass(frozen=True, slots=True)

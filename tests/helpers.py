@@ -1,23 +1,36 @@
-"""Helpers shared by the behaviour tests: waiting on conditions, reading logs."""
+"""What the tests share, defined once: waiting on conditions, reading logs, driving a
+store by hand, and running real child processes.
+
+- waiting: `eventually` (poll anything), `wait_until` and the ``wait_for_*`` helpers
+  (wake at every change an Engine notices);
+- reading a run's log: `of_type`, `types`;
+- a store driven by hand, with explicit times (stores never read a clock): `T0`, `at`,
+  `hold`, `drain`;
+- other processes: `ChildProcess`, and `run_fresh_python` for a one-shot interpreter.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from perdure import Engine, Event, EventType
+from perdure._records import NewRun
 from perdure.testing import FakeClock
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-    from datetime import datetime
+    from pathlib import Path
 
     from perdure import Run
     from perdure._records import HookRecord
+    from perdure.stores import Store
 
 WAIT = 5.0
 """Seconds a test waits for a condition before it fails."""
@@ -101,9 +114,9 @@ async def wait_for_event(
     return event
 
 
-def of_type(events: list[Event], kind: EventType) -> list[Event]:
-    """The events of one kind, in log order."""
-    return [e for e in events if e.type is kind]
+def of_type(events: list[Event], kind: EventType, cid: str | None = None) -> list[Event]:
+    """The events of one kind (of one durable call, given its correlation id), in log order."""
+    return [e for e in events if e.type is kind and cid in (None, e.correlation_id)]
 
 
 def types(events: list[Event]) -> list[str]:
@@ -128,3 +141,157 @@ async def evicted(engine: Engine) -> int:
     statistics = engine.statistics()
     assert statistics is not None
     return statistics.evictions
+
+
+# -- a store driven by hand ---------------------------------------------------------------
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+"""The time store tests start at: stores are given every time, they never read a clock."""
+
+
+def at(seconds: float) -> datetime:
+    """A time ``seconds`` after `T0`."""
+    return T0 + timedelta(seconds=seconds)
+
+
+async def hold(
+    store: Store,
+    run_id: str = "r1",
+    worker: str = "w1",
+    now: datetime = T0,
+    *,
+    workflow: str = "wf",
+) -> None:
+    """Create a run of ``workflow`` and have ``worker`` claim it; fail unless it claims
+    exactly that run.
+
+    Only runs of ``workflow`` are claimed, so a test whose earlier runs are due again (a
+    lapsed lease, a reaped worker) gives this run a workflow of its own.
+    """
+    _, created = await store.create_run(NewRun(run_id, workflow, {"args": [run_id]}), now)
+    assert created, f"run {run_id!r} already exists"
+    claimed = await store.claim_runs(worker, now, 100, workflows={workflow})
+    assert [run.id for run in claimed] == [run_id]
+
+
+async def drain(store: Store) -> None:
+    """Consume pending change notifications (a store may report one write twice)."""
+    while await store.wait_for_change(0.2):
+        pass
+
+
+# -- child processes ----------------------------------------------------------------------
+
+
+class ChildProcess:
+    """A real process a test starts, watches and kills: ``argv``, run in ``folder``.
+
+    Its stdout and stderr go to files in ``folder`` (``NAME.stdout``, ``NAME.stderr``),
+    not to pipes: the child never stalls on a pipe nobody reads, every wait reads the
+    files afresh, and `close` prints both, which pytest shows when the test fails. Only
+    whole lines count, so a line the child is still writing is never read in half. Its
+    stdin is a pipe: `finish` closes it, which children that read stdin take as the sign
+    to exit.
+
+    Every wait polls (`eventually`) every ``every`` seconds, for ``timeout`` seconds
+    unless told otherwise.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        folder: Path,
+        *,
+        env: dict[str, str] | None = None,
+        every: float = 0.02,
+        timeout: float = 20.0,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.every = every
+        self.timeout = timeout
+        stem, n = name, 1
+        while (folder / f"{stem}.stdout").exists():  # a second child of the same name
+            n += 1
+            stem = f"{name}-{n}"
+        self.stdout_path = folder / f"{stem}.stdout"
+        self.stderr_path = folder / f"{stem}.stderr"
+        with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
+            self.process = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=out, stderr=err, env=env, cwd=folder
+            )
+        self.pid = self.process.pid
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text()
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def lines(self) -> list[str]:
+        """The whole lines printed so far (a last one without its newline is left out)."""
+        return self.stdout().split("\n")[:-1]
+
+    async def _poll(self, condition: Callable[[], T | None], what: str, timeout: float | None) -> T:
+        async def check() -> T | None:
+            return condition()
+
+        return await eventually(
+            check, f"{self.name} {what}", timeout or self.timeout, every=self.every
+        )
+
+    async def line(self, prefix: str = "", timeout: float | None = None) -> str:
+        """The first line that starts with ``prefix`` (the first line, without one), once
+        it is printed."""
+        return await self._poll(
+            lambda: next((line for line in self.lines() if line.startswith(prefix)), None),
+            f"to print a line starting with {prefix!r}",
+            timeout,
+        )
+
+    async def printed(self, text: str, timeout: float | None = None) -> None:
+        """Wait until stdout contains ``text``."""
+        await self._poll(lambda: text in self.stdout(), f"to print {text!r}", timeout)
+
+    async def logged(self, text: str, timeout: float | None = None) -> None:
+        """Wait until stderr (where perdure logs) contains ``text``."""
+        await self._poll(lambda: text in self.stderr(), f"to log {text!r}", timeout)
+
+    async def exit_code(self, timeout: float | None = None) -> int:
+        """Wait for the process to exit; its exit code."""
+
+        def code() -> tuple[int] | None:
+            returncode = self.process.poll()
+            return None if returncode is None else (returncode,)
+
+        (returncode,) = await self._poll(code, "to exit", timeout)
+        return returncode
+
+    async def finish(self, timeout: float | None = None) -> int:
+        """Close its stdin (the sign to exit) and wait for its exit code."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        return await self.exit_code(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def signal(self, signum: signal.Signals) -> None:
+        os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL the process (stopped or not) if it still runs, and reap it: no cleanup
+        runs, as in a crash."""
+        if self.process.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def close(self) -> None:
+        """Kill the process and print what it said (pytest shows it when a test fails)."""
+        self.kill()
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        print(f"--- {self.name} (pid {self.pid}, exit {self.process.returncode}): {self.argv}")
+        print(self.stdout(), self.stderr(), sep="\n")

@@ -34,6 +34,7 @@ from cluster_lab import (
     network_namespaces,
     private_postgres,
 )
+from helpers import of_type
 from perdure import Engine, Event, EventType, RunStatus
 from perdure._clock import SystemClock
 from perdure._runtime._worker import Worker
@@ -90,10 +91,6 @@ async def completed(store: Store, runs: dict[str, int], timeout: float) -> None:
 
 async def logs(store: Store, runs: Iterable[str]) -> dict[str, list[Event]]:
     return {run_id: await store.events(run_id) for run_id in runs}
-
-
-def of_type(events: list[Event], kind: EventType, cid: str | None = None) -> list[Event]:
-    return [e for e in events if e.type is kind and cid in (None, e.correlation_id)]
 
 
 def assert_logged_once(log: dict[str, list[Event]]) -> None:

@@ -14,19 +14,17 @@ import asyncio
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
 import helpers
+from helpers import of_type
 from perdure import Engine, Event, EventType, HookNotFoundError, RunStatus, WorkflowFailed
 
 if TYPE_CHECKING:
@@ -54,72 +52,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Child:
-    """A child process whose stdout lines are collected as they come."""
+class Child(helpers.ChildProcess):
+    """A child process of a crash test: ``python ARGV...`` in the test's folder."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], logs: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.stderr_path = logs / f"{name}.stderr"
-        self._stderr: IO[str] = self.stderr_path.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, *argv],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=env,
-            cwd=logs,
-            text=True,
-            bufsize=1,
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], folder: Path) -> None:
+        super().__init__(
+            name, [sys.executable, *argv], folder, env=env, every=0.005, timeout=DEADLINE
         )
-        self.pid = self.process.pid
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    async def line(self, prefix: str, timeout: float = DEADLINE) -> str:
-        """The first stdout line starting with ``prefix``, once it is printed."""
-
-        async def found() -> str | None:
-            return next((line for line in self.lines if line.startswith(prefix)), None)
-
-        return await eventually(found, f"{self.name} to print {prefix!r}", timeout)
 
     async def worker_id(self) -> str:
         """The id of the child's worker (it prints it once its Engine runs)."""
         return (await self.line("worker ")).split(" ", 1)[1]
-
-    async def exit_code(self, timeout: float = DEADLINE) -> int:
-        """Wait for the child to exit; its exit code."""
-
-        async def code() -> tuple[int] | None:
-            returncode = self.process.poll()
-            return None if returncode is None else (returncode,)
-
-        (returncode,) = await eventually(code, f"{self.name} to exit", timeout)
-        return returncode
-
-    def kill(self) -> None:
-        """SIGKILL the child (if it still runs) and reap it."""
-        if self.process.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def close(self) -> None:
-        """Kill the child, and print what it said (shown when the test fails)."""
-        self.kill()
-        self._reader.join(timeout=5)
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        self._stderr.close()
-        print(f"--- {self.name} (pid {self.pid}, exit {self.process.returncode}): {self.argv}")
-        print("\n".join(self.lines))
-        print(self.stderr_path.read_text())
 
 
 @dataclass
@@ -188,10 +131,6 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 
 
 # -- reading the log --------------------------------------------------------------------
-
-
-def of_type(events: list[Event], kind: EventType) -> list[Event]:
-    return [e for e in events if e.type is kind]
 
 
 def attempts(events: list[Event], cid: str) -> list[int]:
@@ -381,10 +320,10 @@ async def test_a_hook_is_resumed_from_another_process(lab: Lab) -> None:
 
         unknown = lab.spawn("unknown token", APPROVE, "no-such-token", "approved")
         assert 0 != await unknown.exit_code()
-        assert "HookNotFoundError" in unknown.stderr_path.read_text()
+        assert "HookNotFoundError" in unknown.stderr()
         invalid = lab.spawn("invalid payload", APPROVE, token, "maybe")
         assert 0 != await invalid.exit_code()
-        assert "decision" in invalid.stderr_path.read_text()
+        assert "decision" in invalid.stderr()
         with pytest.raises(ValueError, match="decision"):
             await approval_hook.resume(token, {"decision": "maybe"}, engine=engine)
         with pytest.raises(HookNotFoundError):
@@ -411,8 +350,8 @@ async def test_make_demo_runs_the_three_seed_workflows(lab: Lab) -> None:
     lab.env["PERDURE_REFINE_WAIT"] = "1s"
     demo = lab.spawn("demo", str(EXAMPLES / "demo.py"))
 
-    assert 0 == await demo.exit_code(timeout=30), demo.stderr_path.read_text()
-    output = "\n".join(demo.lines)
+    assert 0 == await demo.exit_code(timeout=30), demo.stderr()
+    output = "\n".join(demo.lines())
     for name in ("ai-content", "ai-refine", "ai-approval"):
         assert re.search(rf"^run \S+  workflow={name}  status=completed$", output, re.MULTILINE)
     assert 3 == output.count(" run_completed ")
@@ -453,7 +392,7 @@ async def test_leaving_the_engine_hands_a_sleeping_run_back_at_once(lab: Lab) ->
     async with lab.engine() as engine:
         first = lab.worker("first", "leave-when-sleeping", "crash_workflows:nap", "s1", "[2.0]")
         assert 0 == await first.exit_code()
-        assert "left" == first.lines[-1]
+        assert "left" == first.lines()[-1]
         started = await wait_for_event(engine, "s1", EventType.SLEEP_STARTED)
         wake_at = datetime.fromisoformat(str(started.data["wake_at"]))
         record = await engine.store.get_run("s1")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from helpers import wait_for_hook
+from helpers import of_type, wait_for_hook
 from perdure import Engine, EventType, define_hook, step, workflow
 from perdure._records import Event, NewEvent
 from perdure.stores import MemoryStore
@@ -74,10 +74,6 @@ class FlakyStore(MemoryStore):
             self.failing_releases -= 1
             self._fail("release_run")
         await super().release_run(*args, **kwargs)
-
-
-def of_type(events: list[Event], kind: EventType) -> list[Event]:
-    return [e for e in events if e.type is kind]
 
 
 async def test_a_run_whose_start_cannot_be_logged_is_handed_back_not_failed() -> None:

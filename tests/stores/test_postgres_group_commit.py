@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypedDict
 import asyncpg
 import pytest
 
+from helpers import T0
 from perdure._errors import HookConflictError, LeaseLostError
 from perdure._records import EventType, NewEvent, NewRun, StepOutcome
 from perdure.stores import PostgresStore
@@ -26,7 +27,6 @@ from pg import TABLES, clear_tables, fresh_database
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Collection, Coroutine
 
-T0 = datetime(2030, 1, 1, tzinfo=UTC)
 RUNS = [f"r{index:02}" for index in range(20)]
 
 

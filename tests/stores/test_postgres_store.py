@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
 
+from helpers import T0, at, drain, hold
 from perdure._errors import HookConflictError, LeaseLostError
 from perdure._records import EventType, NewEvent, NewRun
 from perdure.stores import FAR_FUTURE, PostgresStore
@@ -28,7 +28,6 @@ from pg import clear_tables, fresh_database
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-T0 = datetime(2030, 1, 1, tzinfo=UTC)
 LEASE = 0.2
 
 
@@ -46,10 +45,6 @@ CONNECTION_ERRORS = (
 def assert_connection_error(exc: BaseException) -> None:
     if isinstance(exc, asyncpg.PostgresError):
         assert exc.sqlstate.startswith(("08", "57P")), exc
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -70,24 +65,12 @@ async def other(store: PostgresStore) -> AsyncIterator[PostgresStore]:
     await opened.close()
 
 
-async def hold(store: PostgresStore, run_id: str, worker: str, now: datetime = T0) -> None:
-    """Create a run and have ``worker`` claim it, and only it."""
-    await store.create_run(NewRun(run_id, f"wf-{run_id}", {"args": []}), now)
-    claimed = await store.claim_runs(worker, now, 100, workflows={f"wf-{run_id}"})
-    assert [run.id for run in claimed] == [run_id]
-
-
 def started(cid: str = "s#1") -> NewEvent:
     return NewEvent(EventType.STEP_STARTED, cid, {"name": "s", "attempt": 1})
 
 
 def hook_created(token: str, cid: str = "h#1") -> NewEvent:
     return NewEvent(EventType.HOOK_CREATED, cid, {"token": token, "name": "h", "kind": "hook"})
-
-
-async def drain(store: PostgresStore) -> None:
-    while await store.wait_for_change(0.2):
-        pass
 
 
 async def held_by(store: PostgresStore, run_id: str) -> str | None:
@@ -214,7 +197,7 @@ async def test_a_stale_append_racing_the_reaper_never_lands_after_it(
     for index in range(20):
         run_id = f"r{index}"
         await store.register_worker("stale", at(index))
-        await hold(store, run_id, "stale", at(index))
+        await hold(store, run_id, "stale", at(index), workflow=f"wf-{run_id}")  # the last is due
         append = store.append("stale", run_id, [started()], at(index))
         reap = other.reap_dead_workers("reaper", at(index + 1))
         if index % 2:  # either may reach the server first
@@ -299,7 +282,7 @@ async def test_a_resume_racing_a_release_always_leaves_the_run_due(
     due at once, whichever commits first."""
     for index in range(20):
         run_id, token = f"r{index}", f"tok{index}"
-        await hold(store, run_id, "w1")
+        await hold(store, run_id, "w1", workflow=f"wf-{run_id}")  # the last may be due
         await store.append("w1", run_id, [hook_created(token)], T0)
         release = store.release_run("w1", run_id, FAR_FUTURE)
         resume = other.resume_hook(token, {"n": index}, at(1))

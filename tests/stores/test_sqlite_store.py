@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from helpers import T0, ChildProcess, at, drain, hold
 from perdure._errors import LeaseLostError
 from perdure._records import EventType, NewEvent, NewRun, RunStatus
 from perdure.stores import SQLiteStore
@@ -25,12 +26,7 @@ from perdure.stores.sqlite._writer import CHECKPOINT_EVERY, LOG_LIMIT
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-T0 = datetime(2030, 1, 1, tzinfo=UTC)
 CHILD = Path(__file__).with_name("_sqlite_child.py")
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -46,12 +42,6 @@ async def store(db: Path) -> AsyncIterator[SQLiteStore]:
     await opened.close()
 
 
-async def hold(store: SQLiteStore, run_id: str, worker: str = "w1", now: datetime = T0) -> None:
-    await store.create_run(NewRun(run_id, "wf", {"args": []}), now)
-    claimed = await store.claim_runs(worker, now, 100)
-    assert run_id in [run.id for run in claimed]
-
-
 def completed(cid: str) -> NewEvent:
     return NewEvent(EventType.STEP_COMPLETED, cid, {"name": "s", "attempt": 1, "output": cid})
 
@@ -63,49 +53,11 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> No
             await asyncio.sleep(0.001)
 
 
-async def drain(store: SQLiteStore) -> None:
-    while await store.wait_for_change(0.2):
-        pass
-
-
-class Child:
-    """A second process on the same database (see `_sqlite_child.py`)."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-
-    @classmethod
-    async def start(cls, mode: str, db: Path, worker: str, run_id: str, now: datetime) -> Child:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(CHILD),
-            mode,
-            str(db),
-            worker,
-            run_id,
-            now.isoformat(),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        return cls(process)
-
-    async def line(self) -> str:
-        """The child's next line of output: it reports each step it has finished."""
-        assert self.process.stdout is not None
-        return (await asyncio.wait_for(self.process.stdout.readline(), 60)).decode().strip()
-
-    async def kill(self) -> None:
-        """SIGKILL (if still running): no cleanup runs, as in a crash."""
-        if self.process.returncode is None:
-            self.process.kill()
-        await self.process.wait()
-
-    async def finish(self) -> int:
-        """Close its stdin (the signal to exit) and wait for its exit code."""
-        if self.process.returncode is None:
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-        return await asyncio.wait_for(self.process.wait(), 60)
+def child_process(mode: str, db: Path, worker: str, run_id: str, now: datetime) -> ChildProcess:
+    """A second process on the same database (see `_sqlite_child.py`); it prints a line
+    for each step it has finished."""
+    argv = [sys.executable, str(CHILD), mode, str(db), worker, run_id, now.isoformat()]
+    return ChildProcess(f"child-{mode}", argv, db.parent, every=0.001, timeout=60)
 
 
 # -- the file -------------------------------------------------------------------------
@@ -310,14 +262,14 @@ async def test_a_killed_process_has_its_runs_reaped_at_once(store: SQLiteStore, 
     """After SIGKILL, the dead worker's lock is free and its runs are released, due now."""
     await store.register_worker("me", T0)
     await store.create_run(NewRun("r1", "wf", {}), T0)
-    child = await Child.start("hold", db, "child", "r1", T0)
+    child = child_process("hold", db, "child", "r1", T0)
     try:
         assert await child.line() == "ready r1"
         assert await store.reap_dead_workers("me", at(1)) == 0
-        await child.kill()
+        child.kill()
         assert await store.reap_dead_workers("me", at(2)) == 1
     finally:
-        await child.kill()
+        child.close()
     run = await store.get_run("r1")
     assert run is not None
     assert (run.owner, run.wake_at) == (None, at(2))
@@ -330,7 +282,7 @@ async def test_a_live_process_is_not_reaped(store: SQLiteStore, db: Path) -> Non
     """A worker whose process lives keeps its runs, however often others reap."""
     await store.register_worker("me", T0)
     await store.create_run(NewRun("r1", "wf", {}), T0)
-    child = await Child.start("hold", db, "child", "r1", T0)
+    child = child_process("hold", db, "child", "r1", T0)
     try:
         assert await child.line() == "ready r1"
         assert await store.reap_dead_workers("me", at(30)) == 0
@@ -340,7 +292,7 @@ async def test_a_live_process_is_not_reaped(store: SQLiteStore, db: Path) -> Non
         assert (Path(f"{db}.workers") / "child.lock").exists()
         assert await child.finish() == 0
     finally:
-        await child.kill()
+        child.close()
 
 
 async def test_a_closed_stores_workers_are_reaped(db: Path, store: SQLiteStore) -> None:
@@ -366,7 +318,7 @@ async def test_a_stale_heartbeat_is_reaped_even_with_its_lock_held(db: Path) -> 
         with pytest.raises(LeaseLostError):
             await alive.append("slow", "r1", [completed("s#1")], at(62))
         await alive.heartbeat("slow", at(62))
-        await hold(alive, "r2", worker="slow", now=at(62))
+        await hold(alive, "r2", worker="slow", now=at(62), workflow="wf-r2")  # r1 is due
         assert await reaper.reap_dead_workers("me", at(63)) == 0
         run = await alive.get_run("r2")
         assert run is not None
@@ -420,13 +372,13 @@ async def test_wait_for_change_sees_another_process_commit(db: Path, store: SQLi
     """A commit by another process wakes wait_for_change, and the run is readable."""
     await drain(store)
     waiter = asyncio.create_task(store.wait_for_change(30))
-    child = await Child.start("create", db, "-", "r1", T0)
+    child = child_process("create", db, "-", "r1", T0)
     try:
         assert await child.line() == "created"
         assert await asyncio.wait_for(waiter, 10) is True
         assert await child.finish() == 0
     finally:
-        await child.kill()
+        child.close()
     run = await store.get_run("r1")
     assert run is not None
     assert run.status is RunStatus.PENDING

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from helpers import T0, hold
 from perdure._errors import HookConflictError, LeaseLostError
 from perdure._records import EventType, NewEvent, NewRun, RunRecord
 
-from .test_store_contract import T0, AnyStore, hold, hook_created, snapshot, step
+from .test_store_contract import AnyStore, hook_created, snapshot, step
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine

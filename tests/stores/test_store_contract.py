@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import T0, at, drain, hold
 from perdure._errors import HookConflictError, HookNotFoundError, LeaseLostError
 from perdure._records import (
     EventType,
@@ -27,13 +28,6 @@ from perdure.stores import FAR_FUTURE, MemoryStore, PostgresStore, SQLiteStore, 
 
 AnyStore = MemoryStore | SQLiteStore | PostgresStore
 
-T0 = datetime(2030, 1, 1, tzinfo=UTC)
-
-
-def at(seconds: float) -> datetime:
-    """A time ``seconds`` after T0: tests never read the clock."""
-    return T0 + timedelta(seconds=seconds)
-
 
 async def create(store: AnyStore, run_id: str = "r1", now: datetime = T0, **kw: str) -> RunRecord:
     record, created = await store.create_run(
@@ -41,13 +35,6 @@ async def create(store: AnyStore, run_id: str = "r1", now: datetime = T0, **kw: 
     )
     assert created
     return record
-
-
-async def hold(store: AnyStore, run_id: str = "r1", worker: str = "w1", now: datetime = T0) -> None:
-    """Create a run and have ``worker`` claim it (no other run may be due)."""
-    await create(store, run_id, now)
-    claimed = await store.claim_runs(worker, now, 10)
-    assert [run.id for run in claimed] == [run_id]
 
 
 def step(kind: EventType, cid: str = "fetch#1", attempt: int = 1, **data: object) -> NewEvent:
@@ -71,12 +58,6 @@ async def snapshot(store: AnyStore, run_id: str) -> tuple[object, ...]:
         await store.timers(run_id),
         await store.list_hooks(run_id=run_id),
     )
-
-
-async def drain(store: AnyStore) -> None:
-    """Consume pending change notifications (a store may report one write twice)."""
-    while await store.wait_for_change(0.2):
-        pass
 
 
 # -- creating and reading runs --------------------------------------------------------
