@@ -86,9 +86,9 @@ class _Timer:
             self.callback = None
             self.args = ()
             if self.clock is not None:
-                self.clock._timer_cancelled()
+                self.clock.timer_cancelled()
 
-    def _take(self) -> tuple[Callable[..., None], tuple[object, ...]] | None:
+    def take(self) -> tuple[Callable[..., None], tuple[object, ...]] | None:
         """The callback and its arguments, once: None if it was cancelled or taken."""
         callback, args = self.callback, self.args
         if callback is None:
@@ -168,7 +168,7 @@ class SystemClock:
         self._wakeup = self._wakeup_at = None
         timers, now = self._timers, self.now()
         while timers and timers[0].when <= now:
-            taken = heapq.heappop(timers)._take()
+            taken = heapq.heappop(timers).take()
             if taken is None:
                 self._cancelled -= 1
                 continue
@@ -187,7 +187,8 @@ class SystemClock:
         if timers and self._wakeup is None:  # a callback may have armed it already
             self._arm(loop, timers[0].when)
 
-    def _timer_cancelled(self) -> None:
+    def timer_cancelled(self) -> None:
+        """One of its timers was cancelled: drop cancelled timers once most of the heap."""
         self._cancelled += 1
         if self._cancelled > _CLEANUP_AT and 2 * self._cancelled > len(self._timers):
             # In place: `_fire` may be walking this very heap (a callback cancels).
@@ -277,7 +278,7 @@ class FakeClock:
 
     @staticmethod
     def _fire(timer: _Timer) -> None:
-        taken = timer._take()
+        taken = timer.take()
         if taken is not None:
             callback, args = taken
             callback(*args)

@@ -1,38 +1,38 @@
 """The replay core: durable calls, correlation ids, activations, replay, determinism.
 
+``_instance`` is one run's workflow in memory, driven by activations on its own
+deterministic loop (``_loop``); ``_commands`` what it emits and is given; ``_replayer``
+brings a run back from its log; ``_specs`` what the decorators know of a workflow or a
+step; ``_retry``, ``_durations`` and ``_failures`` the arithmetic of retries, durations
+and recorded errors.
+
 This package imports no store, worker, HTTP or CLI code (a test proves it), so it can
 be read and tested on its own.
 """
 
-from perdure._replay._durations import Duration, parse_duration
-from perdure._replay._failures import error_from_record, error_record
-from perdure._replay._instance import (
-    WEBHOOK,
-    Completion,
-    HookPayload,
-    HookRejected,
-    HookStream,
-    StepDone,
-    StepFailed,
-    TimerFired,
-    WorkflowInstance,
-    current_instance,
-)
-from perdure._replay._replayer import InFlightStep, ReplayResult, replay
-from perdure._replay._retry import RetryPolicy
-from perdure._replay._specs import (
+from perdure._replay._commands import (
     CancelRun,
     CancelTimer,
     Command,
     CompleteRun,
+    Completion,
     CreateHook,
     DisposeHook,
     FailRun,
+    HookPayload,
+    HookRejected,
     ScheduleStep,
     StartTimer,
-    StepSpec,
-    WorkflowSpec,
+    StepDone,
+    StepFailed,
+    TimerFired,
 )
+from perdure._replay._durations import Duration, parse_duration
+from perdure._replay._failures import error_from_record, error_record
+from perdure._replay._instance import WEBHOOK, HookStream, WorkflowInstance, current_instance
+from perdure._replay._replayer import InFlightStep, ReplayResult, replay
+from perdure._replay._retry import RetryPolicy
+from perdure._replay._specs import StepSpec, WorkflowSpec
 
 __all__ = [
     "WEBHOOK",

@@ -16,45 +16,36 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import sys
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from random import Random
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 from perdure._errors import HookConflictError
-from perdure._replay._failures import error_from_record, error_record
-from perdure._replay._loop import WorkflowLoop, running_instance
-from perdure._replay._specs import (
+from perdure._replay._commands import (
     CancelRun,
     CancelTimer,
     Command,
     CompleteRun,
+    Completion,
     CreateHook,
     DisposeHook,
     FailRun,
+    HookPayload,
+    HookRejected,
     ScheduleStep,
     StartTimer,
-    StepSpec,
-    WorkflowSpec,
+    StepDone,
+    TimerFired,
 )
+from perdure._replay._failures import error_from_record, error_record
+from perdure._replay._loop import WorkflowLoop, running_owner
+from perdure._replay._specs import StepSpec, WorkflowSpec
 
-__all__ = [
-    "WEBHOOK",
-    "Completion",
-    "HookPayload",
-    "HookRejected",
-    "HookStream",
-    "StepDone",
-    "StepFailed",
-    "TimerFired",
-    "WorkflowInstance",
-    "current_instance",
-]
+__all__ = ["WEBHOOK", "HookStream", "WorkflowInstance", "current_instance"]
 
 _T = TypeVar("_T")
 
@@ -63,11 +54,7 @@ WEBHOOK = "webhook"
 
 # Shared, immutable stand-ins for containers most runs never fill.
 _NO_TOKENS: Mapping[str, str] = MappingProxyType({})
-_NO_HOOKS: Mapping[str, HookStream[Any]] = MappingProxyType({})
-
-
-_TASKS_REGISTERED_WEAKLY = sys.version_info < (3, 14)
-"""Whether asyncio keeps a weak reference to each task (until 3.14, which links them)."""
+_NO_HOOKS: Mapping[str, _Inlet] = MappingProxyType({})
 
 
 @functools.lru_cache(maxsize=4096)
@@ -84,56 +71,42 @@ def _correlation_id(name: str, count: int) -> str:
 
 def current_instance() -> WorkflowInstance | None:
     """The workflow instance whose code is running now, if any."""
-    return running_instance()
-
-
-# -- outcomes delivered to the workflow ---------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StepDone:
-    """A step returned (``step_completed``)."""
-
-    correlation_id: str
-    output: Any
-
-
-@dataclass(frozen=True, slots=True)
-class StepFailed:
-    """A step failed for good (``step_failed``)."""
-
-    correlation_id: str
-    error: dict[str, Any]
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class TimerFired:
-    """A timer's time came (``sleep_completed``)."""
-
-    correlation_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class HookPayload:
-    """A hook received a payload (``hook_received``)."""
-
-    correlation_id: str
-    payload: Any
-
-
-@dataclass(frozen=True, slots=True)
-class HookRejected:
-    """A hook could not be created (``hook_created`` with an ``error``)."""
-
-    correlation_id: str
-    error: str
-
-
-Completion = StepDone | StepFailed | TimerFired | HookPayload | HookRejected
+    owner = running_owner()
+    return owner if isinstance(owner, WorkflowInstance) else None
 
 
 # -- hooks as the workflow sees them ------------------------------------------------
+
+
+class _Inlet:
+    """The instance's end of a hook: where it drops payloads for the workflow to read.
+
+    Apart from the `HookStream` so that the instance feeds hooks through methods meant
+    for it, while the stream, which users hold, shows them nothing but its reading side.
+    """
+
+    __slots__ = ("error", "payloads", "token", "waiter")
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.payloads: deque[Any] = deque()
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None
+
+    def push(self, payload: Any) -> None:
+        """A payload came: the workflow reads it next."""
+        self.payloads.append(payload)
+        self.wake()
+
+    def fail(self, error: BaseException) -> None:
+        """The hook cannot be had: the workflow's next read raises ``error``."""
+        self.error = error
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the workflow if it waits on the hook."""
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
 
 class HookStream(Generic[_T]):
@@ -149,45 +122,33 @@ class HookStream(Generic[_T]):
         correlation_id: str,
         token: str,
         decode: Callable[[Any], _T],
+        inlet: _Inlet,
     ) -> None:
         self._instance = instance
         self.correlation_id = correlation_id
         self.token = token
         self._decode = decode
-        self._buffer: deque[Any] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._error: BaseException | None = None
+        self._inlet = inlet
         self._disposed = False
-
-    def _push(self, payload: Any) -> None:
-        self._buffer.append(payload)
-        self._wake()
-
-    def _fail(self, error: BaseException) -> None:
-        self._error = error
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
 
     async def next(self) -> _T:
         """Wait for the next payload and return it, decoded to the hook's schema."""
-        while not self._buffer:
-            if self._error is not None:
-                raise self._error
+        inlet = self._inlet
+        while not inlet.payloads:
+            if inlet.error is not None:
+                raise inlet.error
             if self._disposed:
                 raise StopAsyncIteration
-            self._waiter = self._instance.loop.create_future()
-            await self._waiter
-        return self._decode(self._buffer.popleft())
+            inlet.waiter = self._instance.loop.create_future()
+            await inlet.waiter
+        return self._decode(inlet.payloads.popleft())
 
     def dispose(self) -> None:
         """Stop accepting payloads; the token may be used by another hook."""
         if not self._disposed:
             self._disposed = True
-            self._instance._dispose_hook(self)
-            self._wake()
+            self._instance.dispose_hook(self.correlation_id, self.token)
+            self._inlet.wake()
 
     def __aiter__(self) -> HookStream[_T]:
         return self
@@ -270,7 +231,7 @@ class WorkflowInstance:
         small dict rather than two): under ``name#0``, how many calls of ``name`` were
         made; under a call's correlation id ``name#n``, what it waits on, until its
         outcome is delivered. Calls are numbered from 1, so the two never meet."""
-        self._hooks: dict[str, HookStream[Any]] | None = None
+        self._hooks: dict[str, _Inlet] | None = None
         self._logged_tokens: Mapping[str, str] = _NO_TOKENS
         self._timer_ids: dict[asyncio.TimerHandle, str] | None = None
         self._commands: list[Command] | None = None
@@ -313,14 +274,7 @@ class WorkflowInstance:
         coro: Coroutine[Any, Any, Any] = self.spec.fn(*args, **kwargs)
         # Named after the workflow, a string every run shares (the run id is in the
         # loop's error messages): a name per run would cost ~90 bytes per held run.
-        self._main = self.loop.create_task(coro, name=self.spec.name)
-        if _TASKS_REGISTERED_WEAKLY:
-            # asyncio lists every task for `asyncio.all_tasks()` in a weak set: a weak
-            # reference and a slot of its table, ~140 bytes per sleeping run, for a list
-            # nobody reads for the tasks of a workflow loop. (Python 3.14 threads tasks
-            # on a list inside them instead, at no cost.) The call is asyncio's, for
-            # third-party tasks.
-            asyncio._unregister_task(self._main)
+        self._main = self.loop.create_untracked_task(coro, name=self.spec.name)
         return self._run()
 
     def deliver(self, completion: Completion, at: datetime) -> list[Command]:
@@ -333,19 +287,18 @@ class WorkflowInstance:
         self._now = at
         cid = completion.correlation_id
         if isinstance(completion, HookPayload | HookRejected):
-            stream = (self._hooks or _NO_HOOKS)[cid]
+            inlet = (self._hooks or _NO_HOOKS)[cid]
             if isinstance(completion, HookPayload):
-                stream._push(completion.payload)
+                inlet.push(completion.payload)
             else:
-                stream._fail(HookConflictError(completion.error, token=stream.token))
+                inlet.fail(HookConflictError(completion.error, token=inlet.token))
             return self._run()
         pending = self._take_call(cid)
         if isinstance(completion, TimerFired):
             if isinstance(pending, asyncio.TimerHandle):
                 if self._timer_ids is not None:
                     self._timer_ids.pop(pending, None)
-                if not pending._cancelled:
-                    self.loop._schedule(pending)
+                self.loop.fire(pending)
                 return self._run()
             future = pending[0] if isinstance(pending, tuple) else pending
             if not future.done():
@@ -471,8 +424,8 @@ class WorkflowInstance:
         if self._calls.pop(cid, None) is not None and not self.finished:
             self._command(CancelTimer(cid))
 
-    def _start_loop_timer(self, handle: asyncio.TimerHandle) -> None:
-        # asyncio's own timers (asyncio.sleep, wait_for) inside a workflow are durable.
+    def start_loop_timer(self, handle: asyncio.TimerHandle) -> None:
+        """Make an asyncio timer (``asyncio.sleep``, ``wait_for``) in the workflow durable."""
         cid = self._next_id("timer")
         self._calls[cid] = handle
         if self._timer_ids is None:
@@ -480,7 +433,8 @@ class WorkflowInstance:
         self._timer_ids[handle] = cid
         self._command(StartTimer(cid, datetime.fromtimestamp(handle.when(), UTC)))
 
-    def _cancel_loop_timer(self, handle: asyncio.TimerHandle) -> None:
+    def cancel_loop_timer(self, handle: asyncio.TimerHandle) -> None:
+        """Forget the durable timer of an asyncio timer the workflow cancelled."""
         if self._timer_ids is None:
             return
         cid = self._timer_ids.pop(handle, None)
@@ -508,10 +462,11 @@ class WorkflowInstance:
         cid = self._next_id(f"hook.{name}")
         if kind == WEBHOOK:
             token = self._logged_tokens.get(cid, token)
-        stream: HookStream[_T] = stream_type(self, cid, token, decode)
+        inlet = _Inlet(token)
+        stream: HookStream[_T] = stream_type(self, cid, token, decode, inlet)
         if self._hooks is None:
             self._hooks = {}
-        self._hooks[cid] = stream
+        self._hooks[cid] = inlet
         self._command(CreateHook(cid, token, name, kind, dict(data or {})))
         return stream
 
@@ -519,6 +474,7 @@ class WorkflowInstance:
         """Give webhooks created again on replay the tokens the log holds (by call id)."""
         self._logged_tokens = dict(tokens) if tokens else _NO_TOKENS
 
-    def _dispose_hook(self, stream: HookStream[Any]) -> None:
+    def dispose_hook(self, correlation_id: str, token: str) -> None:
+        """The workflow stopped accepting payloads for a hook."""
         if not self.finished:
-            self._command(DisposeHook(stream.correlation_id, stream.token))
+            self._command(DisposeHook(correlation_id, token))

@@ -13,6 +13,13 @@ The loop implements what asyncio's tasks, futures, ``gather``, ``wait``, ``wait_
 outcome being delivered), and a timer asked of it (``asyncio.sleep(5)`` or a
 ``wait_for`` timeout inside a workflow) becomes a durable timer, so those survive a
 crash too. Anything that would do I/O raises: I/O belongs in a step.
+
+The loop belongs to one `LoopOwner` (the workflow instance), which it asks for the time
+and hands its timers to. It knows the owner only by that protocol, so this module
+imports nothing else of perdure. It is also the one module that touches asyncio's
+private members (handles, the running loop, the task registry): driving asyncio's own
+tasks and futures on a loop of ours needs them, and keeping them here keeps them in
+one place.
 """
 
 from __future__ import annotations
@@ -20,13 +27,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import sys
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
+from datetime import datetime
+from typing import Any, Protocol, TypeVar, TypeVarTuple, Unpack
 
-if TYPE_CHECKING:
-    from perdure._replay._instance import WorkflowInstance
-
-__all__ = ["WorkflowLoop", "running_instance"]
+__all__ = ["LoopOwner", "WorkflowLoop", "running_owner"]
 
 _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
@@ -38,23 +44,44 @@ _NO_IO = (
 )
 
 
-def running_instance() -> WorkflowInstance | None:
-    """The instance whose loop is running in this thread: the one whose code runs now.
+_TASKS_REGISTERED_WEAKLY = sys.version_info < (3, 14)
+"""Whether asyncio keeps a weak reference to each task (until 3.14, which links them)."""
+
+
+class LoopOwner(Protocol):
+    """What a `WorkflowLoop` needs of the workflow instance it runs."""
+
+    @property
+    def run_id(self) -> str:
+        """The run, for error messages."""
+
+    def now(self) -> datetime:
+        """The run's logical time, which is the loop's clock."""
+
+    def start_loop_timer(self, handle: asyncio.TimerHandle) -> None:
+        """Make an asyncio timer durable; `WorkflowLoop.fire` runs it when it is due."""
+
+    def cancel_loop_timer(self, handle: asyncio.TimerHandle) -> None:
+        """Forget a durable timer whose asyncio handle was cancelled."""
+
+
+def running_owner() -> LoopOwner | None:
+    """The owner of the loop running in this thread: the instance whose code runs now.
 
     Only workflow code runs on a `WorkflowLoop`, so the running loop says which workflow
     is running, for free: no per-run context variable (and copy of the context) needed.
     """
     loop = asyncio.events._get_running_loop()
-    return loop._instance if type(loop) is WorkflowLoop else None
+    return loop._owner if type(loop) is WorkflowLoop else None
 
 
 class WorkflowLoop(asyncio.AbstractEventLoop):
     """The event loop of one workflow instance, stepped by `run_until_idle`."""
 
-    __slots__ = ("_closed", "_instance", "_ready")
+    __slots__ = ("_closed", "_owner", "_ready")
 
-    def __init__(self, instance: WorkflowInstance) -> None:
-        self._instance = instance
+    def __init__(self, owner: LoopOwner) -> None:
+        self._owner = owner
         # None while nothing is ready, which is how a suspended run spends its hours (an
         # empty deque is 760 bytes, an empty list 56): a list is made per activation.
         self._ready: list[asyncio.Handle] | None = None
@@ -88,6 +115,26 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
             self._ready = [handle]
         else:
             self._ready.append(handle)
+
+    def fire(self, handle: asyncio.TimerHandle) -> None:
+        """An asyncio timer's durable timer fired: its callback runs, unless cancelled."""
+        if not handle._cancelled:
+            self._schedule(handle)
+
+    def create_untracked_task(
+        self, coro: Coroutine[Any, Any, _T], *, name: str
+    ) -> asyncio.Task[_T]:
+        """A task that `asyncio.all_tasks` does not list: the workflow's main task.
+
+        asyncio lists every task in a weak set: a weak reference and a slot of its
+        table, ~140 bytes per sleeping run, for a list nobody reads for the tasks of a
+        workflow loop. (Python 3.14 threads tasks on a list inside them instead, at no
+        cost.) The call is asyncio's, for third-party tasks.
+        """
+        task = self.create_task(coro, name=name)
+        if _TASKS_REGISTERED_WEAKLY:
+            asyncio._unregister_task(task)
+        return task
 
     # -- what asyncio's tasks and futures use ---------------------------------------
 
@@ -126,14 +173,14 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
         handle = asyncio.TimerHandle(when, callback, args, self, context)
-        self._instance._start_loop_timer(handle)
+        self._owner.start_loop_timer(handle)
         return handle
 
     def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
-        self._instance._cancel_loop_timer(handle)
+        self._owner.cancel_loop_timer(handle)
 
     def time(self) -> float:
-        return self._instance.now().timestamp()
+        return self._owner.now().timestamp()
 
     def create_future(self) -> asyncio.Future[Any]:
         return asyncio.Future(loop=self)
@@ -177,7 +224,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         exception = context.get("exception")
         logger.error(
             "in workflow run %s: %s",
-            self._instance.run_id,
+            self._owner.run_id,
             context.get("message", "unhandled error"),
             exc_info=exception if isinstance(exception, BaseException) else None,
         )

@@ -20,25 +20,22 @@ from typing import TypeGuard
 from perdure import _log
 from perdure._errors import NonDeterminismError
 from perdure._records import Event
-from perdure._replay._instance import (
-    WEBHOOK,
-    Completion,
-    HookPayload,
-    HookRejected,
-    StepDone,
-    StepFailed,
-    TimerFired,
-    WorkflowInstance,
-)
-from perdure._replay._specs import (
+from perdure._replay._commands import (
     SCHEDULING,
     CancelTimer,
     Command,
+    Completion,
     CreateHook,
     DisposeHook,
+    HookPayload,
+    HookRejected,
     ScheduleStep,
     StartTimer,
+    StepDone,
+    StepFailed,
+    TimerFired,
 )
+from perdure._replay._instance import WEBHOOK, WorkflowInstance
 
 __all__ = ["InFlightStep", "ReplayResult", "replay"]
 

@@ -1,0 +1,167 @@
+"""What a workflow instance and its driver tell each other: commands out, completions in.
+
+A workflow never does anything itself. Each durable call it makes becomes a *command*
+(run a step, start a timer, create a hook, ...) handed to whoever drives it: the worker
+on a live run, which logs and carries it out; the replayer after a crash, which matches
+it against the log. Each outcome comes back as a *completion* (a step's result, a timer,
+a hook payload), delivered in log order. Every command and completion maps to one event
+type of the log, named in its docstring.
+
+These are plain values, shared by the instance, the replayer and the worker, which is
+why they live apart from all three.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from perdure._replay._specs import StepSpec
+
+__all__ = [
+    "SCHEDULING",
+    "CancelRun",
+    "CancelTimer",
+    "Command",
+    "CompleteRun",
+    "Completion",
+    "CreateHook",
+    "DisposeHook",
+    "FailRun",
+    "HookPayload",
+    "HookRejected",
+    "ScheduleStep",
+    "StartTimer",
+    "StepDone",
+    "StepFailed",
+    "TimerFired",
+]
+
+
+# -- commands: from the workflow to its driver ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleStep:
+    """Run a step (logged as ``step_started``, attempt 1)."""
+
+    correlation_id: str
+    spec: StepSpec
+    input: Any
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    """Wake the workflow at ``wake_at`` (logged as ``sleep_started``)."""
+
+    correlation_id: str
+    wake_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    """Forget a timer the workflow no longer waits for (``sleep_completed``, cancelled)."""
+
+    correlation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateHook:
+    """Make ``token`` resumable (``hook_created``).
+
+    ``data`` is logged in the event too: a webhook keeps its response there.
+    """
+
+    correlation_id: str
+    token: str
+    name: str
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DisposeHook:
+    """Stop accepting payloads for a hook (``hook_disposed``)."""
+
+    correlation_id: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteRun:
+    """The workflow returned; ``output`` is encoded."""
+
+    output: Any
+
+
+@dataclass(frozen=True, slots=True)
+class FailRun:
+    """The workflow raised; ``error`` is the error record."""
+
+    error: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRun:
+    """The workflow was cancelled and has unwound."""
+
+
+Command = (
+    ScheduleStep
+    | StartTimer
+    | CancelTimer
+    | CreateHook
+    | DisposeHook
+    | CompleteRun
+    | FailRun
+    | CancelRun
+)
+SCHEDULING = (ScheduleStep, StartTimer, CreateHook)
+"""Commands whose events the replayer matches one by one against the log."""
+
+
+# -- completions: outcomes delivered to the workflow ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepDone:
+    """A step returned (``step_completed``)."""
+
+    correlation_id: str
+    output: Any
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed:
+    """A step failed for good (``step_failed``)."""
+
+    correlation_id: str
+    error: dict[str, Any]
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A timer's time came (``sleep_completed``)."""
+
+    correlation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class HookPayload:
+    """A hook received a payload (``hook_received``)."""
+
+    correlation_id: str
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class HookRejected:
+    """A hook could not be created (``hook_created`` with an ``error``)."""
+
+    correlation_id: str
+    error: str
+
+
+Completion = StepDone | StepFailed | TimerFired | HookPayload | HookRejected
