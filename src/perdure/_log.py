@@ -387,8 +387,32 @@ def _time(event: AnyEvent, run_id: str | None, key: str) -> datetime:
 # index parses every appended event. Unknown keys are ignored (forward compatibility).
 
 
+class _Entry:
+    """What every parsed event has: its type, and `of` to parse an event of that type."""
+
+    __slots__ = ()
+    TYPE: ClassVar[EventType]
+
+    @classmethod
+    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
+        """Parse an event of this type; see `parse` for ``run_id`` and the errors.
+
+        Raises:
+            LogFormatError: the event is of another type, or lacks a key, or has one of
+                the wrong type.
+        """
+        if event.type is not cls.TYPE:
+            raise _fail(event, run_id, None, f"is not a {cls.TYPE.value} event")
+        return cls._read(event, run_id)
+
+    @classmethod
+    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
+        """Parse an event known to be of this type."""
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, slots=True)
-class RunCreated:
+class RunCreated(_Entry):
     """``run_created``: the workflow's name, its encoded call and its code version."""
 
     TYPE: ClassVar[EventType] = EventType.RUN_CREATED
@@ -397,9 +421,7 @@ class RunCreated:
     version: str | None
 
     @classmethod
-    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
-        """Parse a ``run_created`` event; see `parse` for ``run_id`` and the errors."""
-        _check_type(cls, event, run_id)
+    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
         return cls(
             _str(event, run_id, "workflow"),
             event.data.get("input"),
@@ -408,21 +430,19 @@ class RunCreated:
 
 
 @dataclass(frozen=True, slots=True)
-class RunStarted:
+class RunStarted(_Entry):
     """``run_started``: the worker that began the run (None in a log that lacks it)."""
 
     TYPE: ClassVar[EventType] = EventType.RUN_STARTED
     worker: str | None
 
     @classmethod
-    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
-        """Parse a ``run_started`` event; see `parse` for ``run_id`` and the errors."""
-        _check_type(cls, event, run_id)
+    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
         return cls(_optional_str(event, run_id, "worker"))
 
 
 @dataclass(frozen=True, slots=True)
-class StepStarted:
+class StepStarted(_Entry):
     """``step_started``: an attempt of a step begins (on a queue's worker, with ``queue``)."""
 
     TYPE: ClassVar[EventType] = EventType.STEP_STARTED
@@ -433,10 +453,20 @@ class StepStarted:
     queue: str | None
 
     @classmethod
-    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
-        """Parse a ``step_started`` event; see `parse` for ``run_id`` and the errors."""
-        _check_type(cls, event, run_id)
-        queue = event.data.get("queue")
+    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
+        # Every step's start is parsed by the store's index: check the usual shape in one
+        # go, and leave naming the faulty key to the careful path.
+        data, cid = event.data, event.correlation_id
+        name, attempt, queue = data.get("name"), data.get("attempt"), data.get("queue")
+        if (
+            type(cid) is str
+            and cid
+            and type(name) is str
+            and type(attempt) is int
+            and attempt >= 1
+            and (queue is None or (type(queue) is str and queue))
+        ):
+            return cls(cid, name, attempt, data.get("input"), queue)
         if queue is not None and (not isinstance(queue, str) or not queue):
             raise _fail(
                 event, run_id, "queue", f"must be a non-empty string or absent; got {queue!r}"
@@ -445,13 +475,13 @@ class StepStarted:
             _cid(event, run_id),
             _str(event, run_id, "name"),
             _attempt(event, run_id),
-            event.data.get("input"),
+            data.get("input"),
             queue,
         )
 
 
 @dataclass(frozen=True, slots=True)
-class StepRetrying:
+class StepRetrying(_Entry):
     """``step_retrying``: attempt ``attempt`` failed with ``error``; retry at ``retry_at``."""
 
     TYPE: ClassVar[EventType] = EventType.STEP_RETRYING
@@ -462,9 +492,7 @@ class StepRetrying:
     retry_at: datetime
 
     @classmethod
-    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
-        """Parse a ``step_retrying`` event; see `parse` for ``run_id`` and the errors."""
-        _check_type(cls, event, run_id)
+    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
         return cls(
             _cid(event, run_id),
             _str(event, run_id, "name"),
@@ -475,7 +503,7 @@ class StepRetrying:
 
 
 @dataclass(frozen=True, slots=True)
-class StepCompleted:
+class StepCompleted(_Entry):
     """``step_completed``: the step returned ``output`` (encoded)."""
 
     TYPE: ClassVar[EventType] = EventType.STEP_COMPLETED
@@ -485,19 +513,21 @@ class StepCompleted:
     output: JSON
 
     @classmethod
-    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
-        """Parse a ``step_completed`` event; see `parse` for ``run_id`` and the errors."""
-        _check_type(cls, event, run_id)
+    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
+        data, cid = event.data, event.correlation_id
+        name, attempt = data.get("name"), data.get("attempt")
+        if type(cid) is str and cid and type(name) is str and type(attempt) is int and attempt >= 1:
+            return cls(cid, name, attempt, data.get("output"))  # the usual shape, checked at once
         return cls(
             _cid(event, run_id),
             _str(event, run_id, "name"),
             _attempt(event, run_id),
-            event.data.get("output"),
+            data.get("output"),
         )
 
 
 @dataclass(frozen=True, slots=True)
-class StepFailed:
+class StepFailed(_Entry):
     """``step_failed``: the step failed for good with ``error``."""
 
     TYPE: ClassVar[EventType] = EventType.STEP_FAILED
@@ -507,9 +537,7 @@ class StepFailed:
     error: ErrorRecord
 
     @classmethod
-    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
-        """Parse a ``step_failed`` event; see `parse` for ``run_id`` and the errors."""
-        _check_type(cls, event, run_id)
+    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
         return cls(
             _cid(event, run_id),
             _str(event, run_id, "name"),
@@ -519,7 +547,7 @@ class StepFailed:
 
 
 @dataclass(frozen=True, slots=True)
-class SleepStarted:
+class SleepStarted(_Entry):
     """``sleep_started``: a durable sleep until ``wake_at`` (aware, UTC)."""
 
     TYPE: ClassVar[EventType] = EventType.SLEEP_STARTED
@@ -527,14 +555,12 @@ class SleepStarted:
     wake_at: datetime
 
     @classmethod
-    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
-        """Parse a ``sleep_started`` event; see `parse` for ``run_id`` and the errors."""
-        _check_type(cls, event, run_id)
+    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
         return cls(_cid(event, run_id), _time(event, run_id, "wake_at"))
 
 
 @dataclass(frozen=True, slots=True)
-class SleepCompleted:
+class SleepCompleted(_Entry):
     """``sleep_completed``: the timer fired, or (``cancelled``) the wait was dropped."""
 
     TYPE: ClassVar[EventType] = EventType.SLEEP_COMPLETED
@@ -542,9 +568,7 @@ class SleepCompleted:
     cancelled: bool
 
     @classmethod
-    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
-        """Parse a ``sleep_completed`` event; see `parse` for ``run_id`` and the errors."""
-        _check_type(cls, event, run_id)
+    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
         cancelled = event.data.get("cancelled", False)
         if not isinstance(cancelled, bool):
             raise _fail(event, run_id, "cancelled", f"must be true or false; got {cancelled!r}")
@@ -552,7 +576,7 @@ class SleepCompleted:
 
 
 @dataclass(frozen=True, slots=True)
-class HookCreated:
+class HookCreated(_Entry):
     """``hook_created``: a hook or webhook accepts payloads, unless ``error`` is set.
 
     ``error`` says the token was taken (then no hook is live). A webhook has
@@ -569,9 +593,7 @@ class HookCreated:
     error: str | None
 
     @classmethod
-    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
-        """Parse a ``hook_created`` event; see `parse` for ``run_id`` and the errors."""
-        _check_type(cls, event, run_id)
+    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
         data = event.data
         kind = data.get("kind", "hook")
         if not isinstance(kind, str):
@@ -593,7 +615,7 @@ class HookCreated:
 
 
 @dataclass(frozen=True, slots=True)
-class HookReceived:
+class HookReceived(_Entry):
     """``hook_received``: a payload (encoded) delivered to the hook holding ``token``."""
 
     TYPE: ClassVar[EventType] = EventType.HOOK_RECEIVED
@@ -602,14 +624,12 @@ class HookReceived:
     payload: JSON
 
     @classmethod
-    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
-        """Parse a ``hook_received`` event; see `parse` for ``run_id`` and the errors."""
-        _check_type(cls, event, run_id)
+    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
         return cls(_cid(event, run_id), _token(event, run_id), event.data.get("payload"))
 
 
 @dataclass(frozen=True, slots=True)
-class HookDisposed:
+class HookDisposed(_Entry):
     """``hook_disposed``: the hook holding ``token`` stops accepting payloads."""
 
     TYPE: ClassVar[EventType] = EventType.HOOK_DISPOSED
@@ -617,50 +637,42 @@ class HookDisposed:
     token: str
 
     @classmethod
-    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
-        """Parse a ``hook_disposed`` event; see `parse` for ``run_id`` and the errors."""
-        _check_type(cls, event, run_id)
+    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
         return cls(_cid(event, run_id), _token(event, run_id))
 
 
 @dataclass(frozen=True, slots=True)
-class RunCompleted:
+class RunCompleted(_Entry):
     """``run_completed``: the workflow returned ``output`` (encoded)."""
 
     TYPE: ClassVar[EventType] = EventType.RUN_COMPLETED
     output: JSON
 
     @classmethod
-    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
-        """Parse a ``run_completed`` event; see `parse` for ``run_id`` and the errors."""
-        _check_type(cls, event, run_id)
+    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:  # noqa: ARG003 (no key to fault)
         return cls(event.data.get("output"))
 
 
 @dataclass(frozen=True, slots=True)
-class RunFailed:
+class RunFailed(_Entry):
     """``run_failed``: the workflow raised ``error``."""
 
     TYPE: ClassVar[EventType] = EventType.RUN_FAILED
     error: ErrorRecord
 
     @classmethod
-    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
-        """Parse a ``run_failed`` event; see `parse` for ``run_id`` and the errors."""
-        _check_type(cls, event, run_id)
+    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
         return cls(_error(event, run_id))
 
 
 @dataclass(frozen=True, slots=True)
-class RunCancelled:
+class RunCancelled(_Entry):
     """``run_cancelled``: the run was cancelled."""
 
     TYPE: ClassVar[EventType] = EventType.RUN_CANCELLED
 
     @classmethod
-    def of(cls, event: AnyEvent, *, run_id: str | None = None) -> Self:
-        """Parse a ``run_cancelled`` event; see `parse` for ``run_id`` and the errors."""
-        _check_type(cls, event, run_id)
+    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:  # noqa: ARG003 (nothing to read)
         return cls()
 
 
@@ -699,13 +711,10 @@ _ENTRY_TYPES: tuple[type[LogEntry], ...] = (
     RunCancelled,
 )
 
-PARSERS: dict[EventType, Callable[..., LogEntry]] = {kind.TYPE: kind.of for kind in _ENTRY_TYPES}
+PARSERS: dict[EventType, Callable[[AnyEvent, str | None], LogEntry]] = {
+    kind.TYPE: kind._read for kind in _ENTRY_TYPES
+}
 """The parser of each event type (a test checks every type has one)."""
-
-
-def _check_type(cls: type[LogEntry], event: AnyEvent, run_id: str | None) -> None:
-    if event.type is not cls.TYPE:
-        raise _fail(event, run_id, None, f"is not a {cls.TYPE.value} event")
 
 
 def parse(event: AnyEvent, *, run_id: str | None = None) -> LogEntry:
@@ -721,4 +730,4 @@ def parse(event: AnyEvent, *, run_id: str | None = None) -> LogEntry:
     parser = PARSERS.get(event.type)
     if parser is None:
         raise _fail(event, run_id, None, "is an event type this version of perdure does not know")
-    return parser(event, run_id=run_id)
+    return parser(event, run_id)

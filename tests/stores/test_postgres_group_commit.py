@@ -124,7 +124,9 @@ async def test_a_batch_failing_as_a_whole_is_sent_again_append_by_append(
     """Data PostgreSQL refuses (NaN is not JSON to it) fails its own append only."""
     await hold_all(store)
     events = {run_id: two_steps() for run_id in RUNS}
-    events["r05"] = [NewEvent(EventType.STEP_STARTED, "s#1", {"name": "s", "x": float("nan")})]
+    events["r05"] = [
+        NewEvent(EventType.STEP_STARTED, "s#1", {"name": "s", "attempt": 1, "x": float("nan")})
+    ]
     before = store.statistics().split_batches
     outcomes = await append_all(store, events)
     refused = outcomes.pop("r05")
@@ -259,7 +261,8 @@ def rounds(inbox_id: int, task_id: int) -> list[Round]:
             ("r01", [step_event(EventType.STEP_STARTED, "b#1", input={"args": [2]}),
                      step_event(EventType.STEP_COMPLETED, "b#1", output=3)], {}),
             ("r02", [step_event(EventType.STEP_STARTED, "c#1"),
-                     step_event(EventType.STEP_RETRYING, "c#1", error=ERROR, retry_at="x")], {}),
+                     step_event(EventType.STEP_RETRYING, "c#1", error=ERROR,
+                                retry_at=LATER.isoformat())], {}),
             ("r03", [ev(EventType.SLEEP_STARTED, "s#1", wake_at=LATER.isoformat())], {}),
             ("r04", [ev(EventType.HOOK_CREATED, "h#1", token="t4", name="h", kind="hook")], {}),
             ("r05", [ev(EventType.HOOK_CREATED, "h#1", token="t4", name="h", kind="hook")], {}),

@@ -388,7 +388,10 @@ async def test_step_events_keep_each_steps_latest_state(store: AnyStore) -> None
         "w1", "r1", [step(EventType.STEP_STARTED, "a#1", input={"args": [2]})], at(2)
     )
     await store.append(
-        "w1", "r1", [step(EventType.STEP_RETRYING, "b#1", error=error, retry_at="x")], at(3)
+        "w1",
+        "r1",
+        [step(EventType.STEP_RETRYING, "b#1", error=error, retry_at=at(5).isoformat())],
+        at(3),
     )
     (b_row, a_row) = await store.steps("r1")
     assert (b_row.correlation_id, b_row.status, b_row.attempt, b_row.error) == (
@@ -502,7 +505,7 @@ async def test_hook_created_with_error_makes_no_hook(store: AnyStore) -> None:
             "token": "tok",
             "name": "approval",
             "kind": "hook",
-            "error": {"type": "x", "message": "taken"},
+            "error": "token 'tok' is taken",
         },
     )
     assert await store.append("w1", "r1", [failed], T0) == 2

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from perdure._cli._output import duration, out, run_duration, status_text, when
+from perdure._log import RunStarted
 from perdure._records import EventType, RunStatus
 from perdure._views import Span, spans
 
@@ -141,7 +142,7 @@ def _header(record: RunRecord, events: list[Event], now: datetime) -> Table:
     grid.add_row("started", when(record.started_at))
     grid.add_row("ended", when(record.completed_at))
     grid.add_row("duration", duration(run_duration(record, now)))
-    workers = [str(e.data.get("worker")) for e in events if e.type is EventType.RUN_STARTED]
+    workers = [str(RunStarted.of(e).worker) for e in events if e.type is EventType.RUN_STARTED]
     if workers:
         starts = "" if len(workers) == 1 else f" (started {len(workers)} times)"
         grid.add_row("workers", ", ".join(dict.fromkeys(workers)) + starts)

@@ -13,13 +13,10 @@ the append; nothing changes them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from datetime import datetime
 
-from perdure._records import JSON, EventType, NewEvent, RunStatus
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from perdure import _log
+from perdure._records import JSON, NewEvent, RunStatus
 
 __all__ = [
     "Change",
@@ -110,26 +107,17 @@ class RunEnded:
 
 Change = RunStarted | StepChanged | TimerSet | TimerCleared | HookAdded | HookRemoved | RunEnded
 
-_STEP_STATUS = {
-    EventType.STEP_STARTED: "running",
-    EventType.STEP_RETRYING: "retrying",
-    EventType.STEP_COMPLETED: "completed",
-    EventType.STEP_FAILED: "failed",
-}
 
-_TERMINAL_STATUS = {
-    EventType.RUN_COMPLETED: RunStatus.COMPLETED,
-    EventType.RUN_FAILED: RunStatus.FAILED,
-    EventType.RUN_CANCELLED: RunStatus.CANCELLED,
-}
-
-
-def plan(events: list[NewEvent]) -> list[Change | None]:
+def plan(events: list[NewEvent], run_id: str | None = None) -> list[Change | None]:
     """The index change of each event (None for events that change no index).
 
+    Every event is parsed (`perdure._log`), so a store never logs an event that its
+    readers would refuse; ``run_id`` names the run in that error.
+
     Raises:
-        ValueError: an event lacks what its index needs (a correlation id, a token, a
-            wake time), or an event follows a terminal event: an ended run never changes.
+        perdure._log.LogFormatError: (a ValueError) an event lacks a key its type
+            requires, or has one of the wrong type.
+        ValueError: an event follows a terminal event: an ended run never changes.
     """
     changes: list[Change | None] = []
     for position, event in enumerate(events):
@@ -138,7 +126,7 @@ def plan(events: list[NewEvent]) -> list[Change | None]:
                 f"{event.type.value} follows {events[position - 1].type.value} in one "
                 "append: nothing may be logged after a run's terminal event"
             )
-        changes.append(_change(event))
+        changes.append(_change(event, run_id))
     return changes
 
 
@@ -186,79 +174,37 @@ def fold_steps(changes: list[Change | None]) -> list[StepRow]:
     return list(rows.values())
 
 
-def _change(event: NewEvent) -> Change | None:
-    build = _BUILDERS.get(event.type)
-    return None if build is None else build(event)
-
-
-def _step(event: NewEvent) -> StepChanged:
-    data = event.data
-    return StepChanged(
-        correlation_id=_correlation_id(event),
-        name=str(data.get("name", "")),
-        status=_STEP_STATUS[event.type],
-        attempt=int(data.get("attempt", 1)),
-        input=data.get("input"),
-        output=data.get("output"),
-        error=data.get("error"),
-        queue=_queue(event) if event.type is EventType.STEP_STARTED else None,
-    )
-
-
-def _queue(event: NewEvent) -> str | None:
-    queue = event.data.get("queue")
-    if queue is None:
-        return None
-    if not isinstance(queue, str) or not queue:
-        raise ValueError(f"a {event.type.value} event's 'queue' must be a non-empty string")
-    return queue
-
-
-def _hook_created(event: NewEvent) -> HookAdded | None:
-    if "error" in event.data:  # the token was taken: the log says so, no hook is live
-        return None
-    return HookAdded(
-        token=_token(event),
-        correlation_id=_correlation_id(event),
-        name=str(event.data.get("name", "")),
-        kind=str(event.data.get("kind", "hook")),
-    )
-
-
-def _run_ended(event: NewEvent) -> RunEnded:
-    return RunEnded(_TERMINAL_STATUS[event.type], event.data.get("output"), event.data.get("error"))
-
-
-_BUILDERS: dict[EventType, Callable[[NewEvent], Change | None]] = {
-    EventType.RUN_STARTED: lambda _: RunStarted(),
-    **dict.fromkeys(_STEP_STATUS, _step),
-    EventType.SLEEP_STARTED: lambda e: TimerSet(_correlation_id(e), _parse_time(e, "wake_at")),
-    EventType.SLEEP_COMPLETED: lambda e: TimerCleared(_correlation_id(e)),
-    EventType.HOOK_CREATED: _hook_created,
-    EventType.HOOK_DISPOSED: lambda e: HookRemoved(_token(e)),
-    **dict.fromkeys(_TERMINAL_STATUS, _run_ended),
-}
-
-
-def _correlation_id(event: NewEvent) -> str:
-    if not event.correlation_id:
-        raise ValueError(f"a {event.type.value} event needs a correlation id")
-    return event.correlation_id
-
-
-def _token(event: NewEvent) -> str:
-    token = event.data.get("token")
-    if not isinstance(token, str) or not token:
-        raise ValueError(f"a {event.type.value} event needs a non-empty 'token' string")
-    return token
-
-
-def _parse_time(event: NewEvent, key: str) -> datetime:
-    """An ISO 8601 time from the event's data; one without an offset is taken as UTC."""
-    try:
-        moment = datetime.fromisoformat(event.data[key])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"a {event.type.value} event needs {key!r} as an ISO 8601 string") from exc
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+def _change(event: NewEvent, run_id: str | None) -> Change | None:  # noqa: PLR0911 (one per type)
+    # The commonest first: a trivial step's append is a step_started and a step_completed.
+    match _log.parse(event, run_id=run_id):
+        case _log.StepStarted() as e:
+            return StepChanged(
+                e.correlation_id, e.name, "running", e.attempt, e.input, None, None, e.queue
+            )
+        case _log.StepCompleted() as e:
+            return StepChanged(
+                e.correlation_id, e.name, "completed", e.attempt, None, e.output, None
+            )
+        case _log.StepRetrying() as e:
+            return StepChanged(e.correlation_id, e.name, "retrying", e.attempt, None, None, e.error)
+        case _log.StepFailed() as e:
+            return StepChanged(e.correlation_id, e.name, "failed", e.attempt, None, None, e.error)
+        case _log.RunStarted():
+            return RunStarted()
+        case _log.SleepStarted() as e:
+            return TimerSet(e.correlation_id, e.wake_at)
+        case _log.SleepCompleted() as e:
+            return TimerCleared(e.correlation_id)
+        case _log.HookCreated() as e if e.error is None:
+            return HookAdded(e.token, e.correlation_id, e.name, e.kind)
+        case _log.HookDisposed() as e:
+            return HookRemoved(e.token)
+        case _log.RunCompleted() as e:
+            return RunEnded(RunStatus.COMPLETED, e.output, None)
+        case _log.RunFailed() as e:
+            return RunEnded(RunStatus.FAILED, None, e.error)
+        case _log.RunCancelled():
+            return RunEnded(RunStatus.CANCELLED, None, None)
+    # run_created is written by create_run, hook_received by its append; a hook_created
+    # with an error records a taken token: no hook is live.
+    return None

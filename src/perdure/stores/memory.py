@@ -22,6 +22,7 @@ from collections.abc import Collection
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from perdure._log import run_cancelled, run_created
 from perdure._records import (
     JSON,
     Event,
@@ -159,9 +160,9 @@ class MemoryStore(Store):
             wake_at=now,
             cancel_requested=False,
         )
-        data = {"workflow": run.workflow, "input": run_input, "version": run.version}
+        created = run_created(workflow=run.workflow, input=run_input, version=run.version)
         self._runs[run.id] = record
-        self._events[run.id] = [Event(run.id, 1, EventType.RUN_CREATED, None, data, now)]
+        self._events[run.id] = [Event(run.id, 1, created.type, None, created.data, now)]
         self._changed()
         return record, True
 
@@ -209,7 +210,7 @@ class MemoryStore(Store):
         now = utc(now)
         run = self._held(worker_id, run_id)
         events = [replace(event, data=_json(event.data)) for event in events]
-        changes = plan(events)
+        changes = plan(events, run_id)
         self._check_hooks(run_id, changes)
         # Nothing below raises: the write is all-or-nothing.
         run = self._log(run, events, changes, now)
@@ -257,8 +258,8 @@ class MemoryStore(Store):
         self._cancel_requested_at.setdefault(run_id, now)
         run = replace(run, cancel_requested=True, updated_at=now)
         if run.owner is None and run.status is RunStatus.PENDING:
-            cancelled = [NewEvent(EventType.RUN_CANCELLED)]
-            run = self._log(run, cancelled, plan(cancelled), now)
+            cancelled = [run_cancelled()]
+            run = self._log(run, cancelled, plan(cancelled, run_id), now)
         elif run.owner is None:
             run = replace(run, wake_at=earliest(run.wake_at, now))
         self._runs[run_id] = run

@@ -201,10 +201,11 @@ def append_arguments(
     """The append, checked and encoded, ready for `APPEND` or `APPEND_MANY`.
 
     Raises:
-        ValueError: an event lacks what its index needs, or follows a terminal event.
+        ValueError: an event is malformed (`perdure._log.LogFormatError`), or follows a
+            terminal event.
         TypeError: event data that is not JSON.
     """
-    changes = plan(events)
+    changes = plan(events, run_id)
     data = [dumps(event.data) for event in events]
     index = [_index_columns(change) for change in changes]
     columns = (

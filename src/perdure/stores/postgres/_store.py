@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from perdure._log import run_created
 from perdure._records import RunRecord, RunStatus
 from perdure.stores._common import hook_not_found, utc
 from perdure.stores._protocol import Store
@@ -211,7 +212,9 @@ class PostgresStore(Store):
         """
         now = utc(now)
         run_input = rows.dumps(run.input)
-        data = rows.dumps({"workflow": run.workflow, "input": run.input, "version": run.version})
+        data = rows.dumps(
+            run_created(workflow=run.workflow, input=run.input, version=run.version).data
+        )
         row = ops.NewRunRow(run.id, run.workflow, run_input, run.version, data, now)
         created = await self._group.create_run(row)
         if not created:

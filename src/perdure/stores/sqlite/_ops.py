@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from perdure._records import EventType, NewEvent, RunStatus
+from perdure._log import run_cancelled, run_created
+from perdure._records import NewEvent, RunStatus
 from perdure.stores._common import hook_conflict, hook_not_found, lease_lost, task_lost
 from perdure.stores._index import (
     Change,
@@ -88,8 +89,8 @@ def create_run(conn: sqlite3.Connection, run: NewRun, now: datetime) -> tuple[Ru
         (run.id, run.workflow, RunStatus.PENDING.value, dumps(run.input), run.version, at, at, at),
     ).rowcount
     if inserted:
-        data = {"workflow": run.workflow, "input": run.input, "version": run.version}
-        conn.execute(_INSERT_EVENT, (run.id, 1, EventType.RUN_CREATED.value, None, dumps(data), at))
+        created = run_created(workflow=run.workflow, input=run.input, version=run.version)
+        conn.execute(_INSERT_EVENT, (run.id, 1, created.type.value, None, dumps(created.data), at))
     record = get_run(conn, run.id)
     assert record is not None  # noqa: S101 - inserted or found just above
     return record, bool(inserted)
@@ -131,7 +132,7 @@ def append(
 ) -> int:
     """Fence, log the events with their index changes, consume inbox items and tasks."""
     last_seq, _ = _fence(conn, worker_id, run_id)
-    changes = plan(events)
+    changes = plan(events, run_id)
     seq = _log(conn, run_id, last_seq, events, changes, at=to_us(now))
     if consume_inbox:
         conn.executemany(
@@ -180,8 +181,8 @@ def request_cancel(conn: sqlite3.Connection, run_id: str, now: datetime) -> RunR
     )
     if run.owner is None and run.status is RunStatus.PENDING:
         (last_seq,) = conn.execute("SELECT last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
-        cancelled = [NewEvent(EventType.RUN_CANCELLED)]
-        _log(conn, run_id, last_seq, cancelled, plan(cancelled), at=at)
+        cancelled = [run_cancelled()]
+        _log(conn, run_id, last_seq, cancelled, plan(cancelled, run_id), at=at)
     return get_run(conn, run_id)
 
 
