@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import os
 import uuid
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 
+from perdure import _current
 from perdure._clock import Clock, SystemClock
-from perdure._errors import RunNotFoundError, WorkflowCancelled, WorkflowFailed
+from perdure._errors import (
+    HookNotFoundError,
+    RunNotFoundError,
+    WorkflowCancelled,
+    WorkflowFailed,
+)
+from perdure._hooks import WEBHOOK, stored_payload
 from perdure._records import JSON, Event, NewRun, RunRecord, RunStatus
 from perdure._replay import Duration, parse_duration
 from perdure._runtime import Worker, WorkerStatistics, validate_queues
@@ -32,7 +38,6 @@ __all__ = [
     "Run",
     "current_engine",
     "get_run",
-    "public_url",
     "start",
 ]
 
@@ -42,31 +47,13 @@ R = TypeVar("R")
 DEFAULT_DATABASE_URL = "sqlite:///.perdure/perdure.db"
 logger = logging.getLogger("perdure")
 
-_engines: list[Engine] = []
 _POLL_FALLBACK = 5.0
 """Seconds of quiet after which the worker looks at the store anyway."""
-
-_serving: contextvars.ContextVar[Engine | None] = contextvars.ContextVar(
-    "perdure_serving_engine", default=None
-)
-"""The Engine whose worker runs the current code (its tasks inherit it)."""
 
 
 def default_database_url() -> str:
     """``$PERDURE_DATABASE_URL``, else the embedded SQLite file in ``.perdure/``."""
     return os.environ.get("PERDURE_DATABASE_URL") or DEFAULT_DATABASE_URL
-
-
-def public_url() -> str | None:
-    """The base URL webhooks are served under, for code running now.
-
-    The ``public_url`` of the Engine whose worker runs the calling workflow, else of
-    the Engine entered most recently, else ``$PERDURE_PUBLIC_URL``; None when unset.
-    """
-    engine = _serving.get() or (_engines[-1] if _engines else None)
-    if engine is not None and engine.public_url:
-        return engine.public_url
-    return os.environ.get("PERDURE_PUBLIC_URL", "").rstrip("/") or None
 
 
 def current_engine() -> Engine:
@@ -75,11 +62,8 @@ def current_engine() -> Engine:
     Raises:
         RuntimeError: when no Engine is running.
     """
-    if not _engines:
-        raise RuntimeError(
-            "no perdure Engine is running: use `async with perdure.Engine(...) as engine:`"
-        )
-    return _engines[-1]
+    # Only Engines are ever entered there (`Engine.__aenter__`).
+    return cast("Engine", _current.latest())
 
 
 class Run(Generic[R]):
@@ -259,16 +243,13 @@ class Engine:
                     **self._worker_options,
                 )
                 # The worker's tasks, and so the workflows it runs, inherit this Engine.
-                serving = _serving.set(self)
-                try:
+                with _current.serving(self):
                     await self.worker.start()
-                finally:
-                    _serving.reset(serving)
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
         except BaseException:
             await self._shutdown()
             raise
-        _engines.append(self)
+        _current.entered(self)
         return self
 
     async def __aexit__(
@@ -280,8 +261,7 @@ class Engine:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
-        if self in _engines:
-            _engines.remove(self)
+        _current.left(self)
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -359,6 +339,15 @@ class Engine:
         self._changed_handed_out = True
         return self._changed
 
+    @property
+    def running(self) -> bool:
+        """Whether the Engine is entered (its store open) and not yet left.
+
+        Code that outlives an Engine's ``async with`` (an ASGI app mounted in another,
+        say) asks before using it.
+        """
+        return self._entered
+
     def _require_open(self) -> None:
         if not self._entered:
             raise RuntimeError("the Engine is not running: use `async with Engine(...)`")
@@ -390,15 +379,41 @@ class Engine:
             raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
         encoded: JSON = spec.codec.encode_args(args, kwargs)
         new = NewRun(run_id or uuid.uuid4().hex, spec.name, encoded, spec.version)
-        with start_run_span(new.id, spec.name):
-            record, created = await self.store.create_run(new, self.clock.now())
+        record, created = await self._create(new)
         if not created and record.workflow != spec.name:
             raise ValueError(
                 f"run id {new.id!r} already belongs to a run of workflow {record.workflow!r}"
             )
+        return Run(self, record)
+
+    async def rerun(self, run_id: str) -> Run[Any]:
+        """Start a new run of ``run_id``'s workflow with the same input, on today's code.
+
+        The new run records the version of the workflow this process defines (the
+        latest code), else the original run's version; a worker that defines the
+        workflow runs it. The input is reused as stored: it is not decoded here, so
+        this process need not define the workflow.
+
+        Raises:
+            RunNotFoundError: no run has that id (it is also a LookupError).
+        """
+        self._require_open()
+        original = await self.store.get_run(run_id)
+        if original is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        spec = lookup_workflow(original.workflow)
+        version = spec.version if spec is not None else original.version
+        new = NewRun(uuid.uuid4().hex, original.workflow, original.input, version)
+        record, _ = await self._create(new)
+        return Run(self, record)
+
+    async def _create(self, new: NewRun) -> tuple[RunRecord, bool]:
+        """Store a new run (in a start span) and wake the worker; the row, and if it is new."""
+        with start_run_span(new.id, new.workflow):
+            record, created = await self.store.create_run(new, self.clock.now())
         if created:
             self._signal()
-        return Run(self, record)
+        return record, created
 
     async def get_run(self, run_id: str) -> Run[Any]:
         """The run with this id.
@@ -425,8 +440,11 @@ class Engine:
         records = await self.store.list_runs(status=wanted, workflow=workflow, limit=limit)
         return [Run(self, record) for record in records]
 
-    async def cancel(self, run_id: str) -> None:
-        """Ask for a run to be cancelled (see `Run.cancel`).
+    async def cancel(self, run_id: str) -> RunRecord:
+        """Ask for a run to be cancelled (see `Run.cancel`); the run as it now stands.
+
+        A pending run is cancelled at once, a running one at its next await; an ended
+        run is left as it is.
 
         Raises:
             RunNotFoundError: no run has that id.
@@ -436,17 +454,45 @@ class Engine:
         if record is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         self._signal()
+        return record
 
-    async def resume_hook(
-        self, token: str, payload: JSON, *, name: str | None = None
-    ) -> HookRecord:
-        """Store an encoded payload for the hook holding ``token`` and wake its run."""
+    async def resume_hook(self, token: str, payload: Any, *, name: str | None = None) -> HookRecord:
+        """Send ``payload`` to the live hook holding ``token``, and wake its run.
+
+        Every way of resuming a hook comes here: `Hook.resume`, ``perdure resume-hook``,
+        and the HTTP API's hooks and webhooks. When this process defines the hook
+        (`define_hook`, found by the hook's name), the payload is validated against its
+        schema and stored encoded; otherwise it is stored as given, and must be JSON.
+        Nothing is written unless all is well; the call returns once the payload is
+        stored durably.
+
+        Args:
+            token: the live hook's token.
+            payload: what to send: JSON, or a value of the hook's schema.
+            name: only a hook of this name takes the payload (`Hook.resume` passes its
+                own). A webhook's token takes one only with ``name=WEBHOOK``: its
+                payloads are the HTTP requests perdure's HTTP app stores.
+
+        Raises:
+            HookNotFoundError: no live hook (of that name) holds the token (a
+                LookupError).
+            ValueError: the payload fails the hook's schema (naming each wrong field),
+                cannot be encoded, or holds what no database can keep.
+        """
         self._require_open()
         with resume_hook_span(token):
-            hook = await self.store.resume_hook(token, payload, self.clock.now(), name=name)
-            link_current_span_to_run(hook.run_id)
+            hook = await self.store.get_hook(token)
+            if hook is None or (hook.kind == WEBHOOK and name != WEBHOOK):
+                raise HookNotFoundError(f"no live hook holds token {token!r}")
+            if name is not None and hook.name != name:
+                raise HookNotFoundError(
+                    f"the live hook holding token {token!r} is named {hook.name!r}, not {name!r}"
+                )
+            encoded = stored_payload(hook, payload)
+            record = await self.store.resume_hook(token, encoded, self.clock.now(), name=hook.name)
+            link_current_span_to_run(record.run_id)
         self._signal()
-        return hook
+        return record
 
     def statistics(self) -> WorkerStatistics | None:
         """The worker's statistics, or None when this Engine runs no worker."""

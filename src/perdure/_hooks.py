@@ -9,18 +9,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import parse_qsl
 
+import pydantic
+
+from perdure import _current
 from perdure._replay import WEBHOOK, HookStream, current_instance
 from perdure._serde import decode, encode, validator
 
 if TYPE_CHECKING:
-    import pydantic
-
-    from perdure._engine import Engine
+    from perdure._current import CurrentEngine
     from perdure._records import JSON, HookRecord
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
     "define_hook",
     "lookup_hook",
     "payload_errors",
+    "stored_payload",
+    "unstorable",
     "webhook_response",
 ]
 
@@ -100,23 +104,24 @@ class Hook(Generic[T]):
         return value
 
     async def resume(
-        self, token: str, payload: T | dict[str, Any], *, engine: Engine | None = None
+        self, token: str, payload: T | dict[str, Any], *, engine: CurrentEngine | None = None
     ) -> HookRecord:
         """Send ``payload`` to the live hook holding ``token``, waking its run.
 
         The payload is validated before anything is written; the call returns once it
-        is stored durably. Works from any process sharing the store.
+        is stored durably. Works from any process sharing the store. This is
+        `Engine.resume_hook` on ``engine`` (by default the current Engine) for a hook
+        of this name.
 
         Raises:
             HookNotFoundError: no live hook holds the token (a LookupError).
             pydantic.ValidationError: the payload fails the schema (a ValueError).
         """
-        from perdure._engine import current_engine  # noqa: PLC0415 (the engine imports us)
-
-        value = self.validate(payload)
-        encoded = encode(value, self.schema, where=f"payload of hook {self.name!r}")
-        target = engine if engine is not None else current_engine()
-        return await target.resume_hook(token, encoded, name=self.name)
+        # Checked here first, so that a bad payload is pydantic's error naming the
+        # fields, raised before any Engine or store is asked (the Engine checks again).
+        self.validate(payload)
+        target = engine if engine is not None else _current.latest()
+        return await target.resume_hook(token, payload, name=self.name)
 
 
 def define_hook(schema: type[T], *, name: str | None = None) -> Hook[T]:
@@ -237,9 +242,7 @@ class Webhook(HookStream[WebhookRequest]):
             RuntimeError: no public URL is configured (``Engine(public_url=...)`` or
                 ``$PERDURE_PUBLIC_URL``); ``token`` still works.
         """
-        from perdure._engine import public_url  # noqa: PLC0415 (the engine imports us)
-
-        base = public_url()
+        base = _current.public_url()
         if base is None:
             raise RuntimeError(
                 "a webhook URL needs the public URL of perdure's HTTP app: pass "
@@ -317,3 +320,79 @@ def payload_errors(exc: pydantic.ValidationError) -> str:
         where = ".".join(str(part) for part in problem["loc"]) or "payload"
         parts.append(f"{where}: {problem['msg']}")
     return "; ".join(parts)
+
+
+def stored_payload(hook: HookRecord, payload: Any) -> JSON:
+    """What is stored when ``payload`` is sent to ``hook``: the one check of every resume.
+
+    A hook this process defines (`define_hook`, found by the hook's name) takes the
+    payload validated against its schema and encoded, as the workflow decodes it; a
+    hook defined elsewhere, and a webhook, take it as given. Either way it must be JSON
+    that every database can keep.
+
+    Raises:
+        ValueError: naming the hook and each wrong field, or what cannot be stored;
+            nothing has been written.
+    """
+    definition = _registry.get(hook.name) if hook.kind != WEBHOOK else None
+    if definition is None:
+        encoded: JSON = payload
+    else:
+        where = f"payload of hook {hook.name!r}"
+        try:
+            value = definition.validate(payload)
+        except pydantic.ValidationError as exc:
+            raise ValueError(
+                f"payload does not match hook {hook.name!r}: {payload_errors(exc)}"
+            ) from exc
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"payload does not match hook {hook.name!r}: {exc}") from exc
+        try:
+            encoded = encode(value, definition.schema, where=where)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from exc
+    problem = unstorable(encoded, "payload")
+    if problem is not None:
+        raise ValueError(problem)
+    return encoded
+
+
+def unstorable(value: Any, where: str) -> str | None:
+    r"""Where ``value`` is not JSON every database can keep, if anywhere: what is wrong.
+
+    NUL characters and lone surrogates (``\ud800``-``\udfff``) are text JSON may
+    carry but PostgreSQL and UTF-8 cannot, and NaN and the infinities are numbers Python
+    writes but JSON has not: all are refused before anything is written.
+    """
+    if isinstance(value, str):
+        return _unstorable_text(value, where)
+    if isinstance(value, list):
+        problems = (unstorable(item, f"{where}[{index}]") for index, item in enumerate(value))
+    elif isinstance(value, dict):
+        problems = (
+            _unstorable_key(key, where) or unstorable(item, f"{where}.{key}")
+            for key, item in value.items()
+        )
+    elif isinstance(value, float) and not math.isfinite(value):
+        return f"{where} is {value}, which JSON cannot hold"
+    elif value is None or isinstance(value, bool | int | float):
+        return None
+    else:
+        return f"{where} is a {type(value).__name__}, not JSON"
+    return next((problem for problem in problems if problem is not None), None)
+
+
+def _unstorable_key(key: object, where: str) -> str | None:
+    if not isinstance(key, str):
+        return f"a key in {where} is {key!r}, not a string"
+    return _unstorable_text(key, f"a key in {where}")
+
+
+def _unstorable_text(text: str, where: str) -> str | None:
+    if "\x00" in text:
+        return f"{where} contains a NUL character, which cannot be stored"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return rf"{where} contains a lone surrogate (\ud800-\udfff), which cannot be stored"
+    return None

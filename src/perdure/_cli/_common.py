@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import typer
 
 from perdure._cli._output import error
-from perdure._engine import default_database_url
+from perdure._engine import Engine, default_database_url
 from perdure.stores import open_store
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ __all__ = [
     "JsonFlag",
     "Modules",
     "database_error",
+    "engine",
     "get_run",
     "import_modules",
     "opened",
@@ -165,6 +166,27 @@ async def opened(url: str) -> AsyncIterator[Store]:
         yield store
     finally:
         await store.close()
+
+
+@contextlib.asynccontextmanager
+async def engine(url: str) -> AsyncIterator[Engine]:
+    """An Engine on ``url`` without a worker, running for the block.
+
+    The commands that change runs act through it, as the HTTP API does, so that each
+    action is the Engine's one implementation of it (checks, trace spans and all).
+    """
+    try:
+        running = Engine(url, worker=False)
+    except (ValueError, OSError, ImportError) as exc:
+        raise database_error(url, exc) from None
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(running)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await running.store.close()  # entering failed: nothing else closes it
+            raise database_error(url, exc) from None
+        yield running
 
 
 async def get_run(store: Store, run_id: str) -> RunRecord:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
-import pydantic
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
@@ -19,24 +18,21 @@ from perdure._cli._common import (
     DatabaseUrl,
     JsonFlag,
     Modules,
-    get_run,
+    engine,
     import_modules,
-    opened,
     reporting,
     resolve_url,
     run,
-    utcnow,
 )
 from perdure._cli._output import err, error, note, out, print_json
-from perdure._errors import HookNotFoundError
-from perdure._hooks import lookup_hook, payload_errors
-from perdure._records import NewRun, RunStatus
-from perdure._serde import encode
+from perdure._errors import HookNotFoundError, RunNotFoundError
+from perdure._hooks import lookup_hook
+from perdure._records import RunStatus
 from perdure._workflow import lookup_workflow
 
 if TYPE_CHECKING:
+    from perdure._engine import Engine
     from perdure._records import JSON, RunRecord
-    from perdure.stores import Store
 
 __all__ = ["cancel", "rerun", "resume_hook"]
 
@@ -82,9 +78,12 @@ def cancel(
     url = resolve_url(database_url)
     ids = list(dict.fromkeys(run_ids))
 
-    async def one(store: Store, run_id: str) -> dict[str, JSON]:
-        before = await store.get_run(run_id)
-        after = await store.request_cancel(run_id, utcnow()) if before is not None else None
+    async def one(steering: Engine, run_id: str) -> dict[str, JSON]:
+        before: RunRecord | None = None
+        after: RunRecord | None = None
+        with contextlib.suppress(RunNotFoundError):  # both stay None: "unknown"
+            before = (await steering.get_run(run_id)).record
+            after = await steering.cancel(run_id)
         result = _cancel_outcome(before, after)
         status = after.status.value if after is not None else None
         return {"id": run_id, "result": result, "status": status}
@@ -100,11 +99,11 @@ def cancel(
             transient=True,
             disable=len(ids) < _PROGRESS_FROM or not console.is_terminal,
         )
-        async with opened(url) as store:
+        async with engine(url) as steering:
             with progress:
                 task = progress.add_task("cancel", total=len(ids))
                 for run_id in ids:
-                    outcome = await one(store, run_id)
+                    outcome = await one(steering, run_id)
                     results.append(outcome)
                     if not as_json:
                         _report_cancel(outcome)
@@ -142,9 +141,16 @@ def _read_data(data: str) -> JSON:
                 f"cannot read --data file {name}: {exc.strerror or exc}", USAGE
             ) from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
         raise CliError(f"{source} is not valid JSON: {exc}", USAGE) from None
+    except ValueError as exc:
+        raise CliError(f"{source} is not valid JSON: {exc}", USAGE) from None
+
+
+def _no_constants(name: str) -> JSON:
+    """Refuse ``NaN`` and the infinities, which Python reads but JSON has not."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def resume_hook(
@@ -179,38 +185,21 @@ def resume_hook(
         import_modules(modules or [])
 
     async def main() -> None:
-        async with opened(url) as store:
-            hook = await store.get_hook(token)
-            if hook is None:
-                raise CliError(f"no live hook holds token {token!r}", USAGE)
-            encoded = _encode_payload(hook.name, payload)
+        async with engine(url) as steering:
             try:
-                await store.resume_hook(token, encoded, utcnow(), name=hook.name)
+                hook = await steering.resume_hook(token, payload)
             except HookNotFoundError:
                 raise CliError(f"no live hook holds token {token!r}", USAGE) from None
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
+        if lookup_hook(hook.name) is None:
+            note(
+                f"hook {hook.name!r} is not defined by any --module, so the payload was not "
+                "validated; it was stored as given"
+            )
         out().print(f"resumed hook {hook.name!r} (token {token!r}) of run {hook.run_id}")
 
     run(main())
-
-
-def _encode_payload(name: str, payload: JSON) -> JSON:
-    definition = lookup_hook(name)
-    if definition is None:
-        note(
-            f"hook {name!r} is not defined by any --module, so the payload was not "
-            "validated; it is stored as given"
-        )
-        return payload
-    try:
-        value: Any = definition.validate(payload)
-    except pydantic.ValidationError as exc:
-        raise CliError(f"payload does not match hook {name!r}: {payload_errors(exc)}") from None
-    except ValueError as exc:
-        raise CliError(f"payload does not match hook {name!r}: {exc}") from None
-    try:
-        return encode(value, definition.schema, where=f"payload of hook {name!r}")
-    except TypeError as exc:
-        raise CliError(str(exc)) from None
 
 
 def rerun(
@@ -228,18 +217,17 @@ def rerun(
         import_modules(modules or [])
 
     async def main() -> str:
-        async with opened(url) as store:
-            original = await get_run(store, run_id)
-            spec = lookup_workflow(original.workflow)
-            if spec is None and modules:
-                note(
-                    f"no --module defines workflow {original.workflow!r}; the new run "
-                    "records the original run's version",
-                    label="warning",
-                )
-            version = spec.version if spec is not None else original.version
-            new = NewRun(uuid.uuid4().hex, original.workflow, original.input, version)
-            record, _ = await store.create_run(new, utcnow())
+        async with engine(url) as steering:
+            try:
+                record = (await steering.rerun(run_id)).record
+            except RunNotFoundError as exc:
+                raise CliError(str(exc), USAGE) from None
+        if modules and lookup_workflow(record.workflow) is None:
+            note(
+                f"no --module defines workflow {record.workflow!r}; the new run "
+                "records the original run's version",
+                label="warning",
+            )
         note(
             f"started run {record.id} of workflow {record.workflow!r} "
             f"(version {record.version or '-'}), a re-run of {run_id}",
