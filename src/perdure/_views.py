@@ -1,7 +1,11 @@
 """The JSON shapes of runs, events, steps and hooks, shared by the CLI and the HTTP API.
 
 Each is plain JSON (ISO 8601 times, enum values as strings) with the same keys every
-time, so scripts may rely on them.
+time, so scripts may rely on them. Each shape is a `TypedDict`: mypy checks every
+place that builds one, and the HTTP API's OpenAPI document generates its schemas from
+these same classes (`perdure.http._openapi`), so the document cannot say one thing
+while the API returns another. Field metadata (``Annotated[..., Field(...)]``) is for
+that document; it costs nothing at run time.
 
 A run's *timeline* is also built here from its log (`spans`), for ``perdure show`` and
 the dashboard alike: one span per step attempt (started until it completed, failed or
@@ -12,30 +16,151 @@ received), in the order they began.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from perdure._records import EventType
+from pydantic import Field, WithJsonSchema
+from typing_extensions import TypedDict  # pydantic reads only this one's fields on 3.11
+
+from perdure._log import (
+    HookCreated,
+    HookDisposed,
+    HookReceived,
+    LogFormatError,
+    SleepCompleted,
+    SleepStarted,
+    StepCompleted,
+    StepFailed,
+    StepRetrying,
+    StepStarted,
+    parse,
+)
+from perdure._records import JSON, EventType, RunStatus
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from perdure._records import JSON, Event, HookRecord, RunRecord, StepRecord
+    from perdure._records import Event, HookRecord, RunRecord, StepRecord
 
 __all__ = [
+    "EventList",
+    "Hook",
+    "HookDetail",
+    "HookList",
+    "LogEvent",
+    "ReceivedPayload",
+    "RunDetail",
+    "RunFull",
+    "RunList",
+    "RunSummary",
+    "ShownRun",
     "Span",
+    "StepRow",
+    "Timeline",
+    "TimelineSpan",
     "event_json",
+    "hook_detail_json",
     "hook_json",
     "iso",
+    "run_detail_json",
+    "run_full_json",
     "run_json",
+    "shown_run_json",
     "span_json",
     "spans",
     "step_json",
+    "timeline_json",
 ]
+
+# -- the types of single values -----------------------------------------------------
+
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+"""An ISO 8601 time with its UTC offset."""
+
+RunStatusName = Annotated[
+    str, WithJsonSchema({"type": "string", "enum": [status.value for status in RunStatus]})
+]
+EventTypeName = Annotated[
+    str, WithJsonSchema({"type": "string", "enum": [kind.value for kind in EventType]})
+]
+Encoded = Annotated[JSON, Field(description="A value as perdure stores it (JSON).")]
+ErrorJson = Annotated[
+    dict[str, JSON] | None,
+    Field(description="The error, when there is one: its type, message and traceback."),
+]
+
+SpanKind = Literal["step", "sleep", "hook"]
+SpanOutcome = Literal[
+    "running",
+    "completed",
+    "retrying",
+    "failed",
+    "sleeping",
+    "cancelled",
+    "waiting",
+    "received",
+    "disposed",
+    "conflict",
+]
+"""``running``, ``completed``, ``retrying`` or ``failed`` (steps); ``sleeping``,
+``completed`` or ``cancelled`` (sleeps); ``waiting``, ``received``, ``disposed`` or
+``conflict`` (hooks)."""
 
 
 def iso(moment: datetime | None) -> str | None:
     """ISO 8601 text, or None."""
     return moment.isoformat() if moment is not None else None
+
+
+# -- runs -------------------------------------------------------------------------------
+
+
+class RunSummary(TypedDict):
+    """A run as listed: ``GET /runs``, ``perdure runs --json``."""
+
+    id: str
+    workflow: str
+    status: RunStatusName
+    created_at: Timestamp
+    updated_at: Timestamp
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
+    version: Annotated[str | None, Field(description="The workflow's code version.")]
+    cancel_requested: bool
+    error: Annotated[
+        dict[str, JSON] | None,
+        Field(
+            description="A failed run's error: its type and message (a run's full form "
+            "has its traceback too)."
+        ),
+    ]
+
+
+class RunFull(RunSummary):
+    """Every field of a run's row."""
+
+    input: Annotated[JSON, Field(description="The encoded call: the arguments by name.")]
+    output: Annotated[JSON, Field(description="The encoded return value, once completed.")]
+    owner: Annotated[str | None, Field(description="The worker holding the run, if any.")]
+    wake_at: Annotated[
+        Timestamp | None, Field(description="When an unheld run becomes claimable again.")
+    ]
+
+
+class RunDetail(RunFull):
+    """One run, as the HTTP API returns it: every field, and its result once completed."""
+
+    result: Annotated[
+        JSON,
+        Field(
+            description="The return value (encoded as stored) when the run completed, else null."
+        ),
+    ]
+
+
+class RunList(TypedDict):
+    """Runs, newest first."""
+
+    runs: list[RunSummary]
 
 
 def _error_summary(error: dict[str, JSON] | None) -> dict[str, JSON] | None:
@@ -44,70 +169,178 @@ def _error_summary(error: dict[str, JSON] | None) -> dict[str, JSON] | None:
     return {"type": error.get("type"), "message": error.get("message")}
 
 
-def run_json(record: RunRecord, *, full: bool = False) -> dict[str, JSON]:
-    """A run as JSON: the listing's keys, or with ``full`` every field of the record.
-
-    The listing's ``error`` is a summary (type and message); the full form's has the
-    traceback too.
-    """
-    shape: dict[str, JSON] = {
-        "id": record.id,
-        "workflow": record.workflow,
-        "status": record.status.value,
-        "created_at": iso(record.created_at),
-        "updated_at": iso(record.updated_at),
-        "started_at": iso(record.started_at),
-        "completed_at": iso(record.completed_at),
-        "version": record.version,
-        "cancel_requested": record.cancel_requested,
-        "error": record.error if full else _error_summary(record.error),
-    }
-    if full:
-        shape |= {
-            "input": record.input,
-            "output": record.output,
-            "owner": record.owner,
-            "wake_at": iso(record.wake_at),
-        }
-    return shape
+def run_json(record: RunRecord) -> RunSummary:
+    """A run as listed; its ``error`` is a summary (type and message)."""
+    return RunSummary(
+        id=record.id,
+        workflow=record.workflow,
+        status=record.status.value,
+        created_at=record.created_at.isoformat(),
+        updated_at=record.updated_at.isoformat(),
+        started_at=iso(record.started_at),
+        completed_at=iso(record.completed_at),
+        version=record.version,
+        cancel_requested=record.cancel_requested,
+        error=_error_summary(record.error),
+    )
 
 
-def event_json(event: Event) -> dict[str, JSON]:
+def run_full_json(record: RunRecord) -> RunFull:
+    """Every field of a run's row (its ``error`` with the traceback)."""
+    return RunFull(
+        id=record.id,
+        workflow=record.workflow,
+        status=record.status.value,
+        created_at=record.created_at.isoformat(),
+        updated_at=record.updated_at.isoformat(),
+        started_at=iso(record.started_at),
+        completed_at=iso(record.completed_at),
+        version=record.version,
+        cancel_requested=record.cancel_requested,
+        error=record.error,
+        input=record.input,
+        output=record.output,
+        owner=record.owner,
+        wake_at=iso(record.wake_at),
+    )
+
+
+def run_detail_json(record: RunRecord) -> RunDetail:
+    """A run as the HTTP API returns it: every field, and its result once completed."""
+    full = run_full_json(record)
+    result = record.output if record.status is RunStatus.COMPLETED else None
+    return RunDetail(**full, result=result)
+
+
+# -- events, steps and hooks ------------------------------------------------------------
+
+
+class LogEvent(TypedDict):
+    """One entry of a run's log."""
+
+    seq: Annotated[int, Field(ge=1, description="Its position in the log, from 1.")]
+    type: EventTypeName
+    correlation_id: Annotated[
+        str | None, Field(description="The durable call it belongs to (name#n); runs' own: null.")
+    ]
+    data: Annotated[dict[str, JSON], Field(description="What it records; keys depend on type.")]
+    created_at: Timestamp
+
+
+class EventList(TypedDict):
+    """A run's log, oldest first."""
+
+    run_id: str
+    events: list[LogEvent]
+
+
+class StepRow(TypedDict):
+    """A step call's latest state."""
+
+    correlation_id: str
+    name: str
+    status: str
+    attempt: int
+    input: Encoded
+    output: Encoded
+    error: ErrorJson
+    started_at: Timestamp
+    updated_at: Timestamp
+
+
+class Hook(TypedDict):
+    """A live hook: a token that a resume can deliver to."""
+
+    token: str
+    name: str
+    kind: Annotated[str, WithJsonSchema({"type": "string", "enum": ["hook", "webhook"]})]
+    run_id: str
+    correlation_id: str
+    created_at: Timestamp
+
+
+class HookDetail(Hook):
+    """A live hook, with the JSON Schema of its payload when this process defines it."""
+
+    schema: Annotated[
+        JSON,
+        WithJsonSchema(
+            {
+                "type": ["object", "boolean", "null"],
+                "description": "The payload's JSON Schema when this process defines the "
+                "hook, else null.",
+            }
+        ),
+    ]
+
+
+class HookList(TypedDict):
+    """Live hooks, oldest first."""
+
+    hooks: list[HookDetail]
+
+
+class ShownRun(RunFull):
+    """A run with its log, steps and live hooks: ``perdure show RUN --json``."""
+
+    events: list[LogEvent]
+    steps: list[StepRow]
+    hooks: list[Hook]
+
+
+def event_json(event: Event) -> LogEvent:
     """One log entry as JSON."""
-    return {
-        "seq": event.seq,
-        "type": event.type.value,
-        "correlation_id": event.correlation_id,
-        "data": event.data,
-        "created_at": iso(event.created_at),
-    }
+    return LogEvent(
+        seq=event.seq,
+        type=event.type.value,
+        correlation_id=event.correlation_id,
+        data=event.data,
+        created_at=event.created_at.isoformat(),
+    )
 
 
-def step_json(step: StepRecord) -> dict[str, JSON]:
+def step_json(step: StepRecord) -> StepRow:
     """A step row as JSON."""
-    return {
-        "correlation_id": step.correlation_id,
-        "name": step.name,
-        "status": step.status,
-        "attempt": step.attempt,
-        "input": step.input,
-        "output": step.output,
-        "error": step.error,
-        "started_at": iso(step.started_at),
-        "updated_at": iso(step.updated_at),
-    }
+    return StepRow(
+        correlation_id=step.correlation_id,
+        name=step.name,
+        status=step.status,
+        attempt=step.attempt,
+        input=step.input,
+        output=step.output,
+        error=step.error,
+        started_at=step.started_at.isoformat(),
+        updated_at=step.updated_at.isoformat(),
+    )
 
 
-def hook_json(hook: HookRecord) -> dict[str, JSON]:
+def hook_json(hook: HookRecord) -> Hook:
     """A live hook as JSON."""
-    return {
-        "token": hook.token,
-        "name": hook.name,
-        "kind": hook.kind,
-        "run_id": hook.run_id,
-        "correlation_id": hook.correlation_id,
-        "created_at": iso(hook.created_at),
-    }
+    return Hook(
+        token=hook.token,
+        name=hook.name,
+        kind=hook.kind,
+        run_id=hook.run_id,
+        correlation_id=hook.correlation_id,
+        created_at=hook.created_at.isoformat(),
+    )
+
+
+def hook_detail_json(hook: HookRecord, schema: JSON) -> HookDetail:
+    """A live hook as JSON, with its payload's JSON Schema (or None)."""
+    return HookDetail(**hook_json(hook), schema=schema)
+
+
+def shown_run_json(
+    record: RunRecord, events: list[Event], steps: list[StepRecord], hooks: list[HookRecord]
+) -> ShownRun:
+    """A run with its log, steps and live hooks."""
+    return ShownRun(
+        **run_full_json(record),
+        events=[event_json(event) for event in events],
+        steps=[step_json(step) for step in steps],
+        hooks=[hook_json(hook) for hook in hooks],
+    )
 
 
 # -- the timeline -------------------------------------------------------------------
@@ -117,16 +350,12 @@ def hook_json(hook: HookRecord) -> dict[str, JSON]:
 class Span:
     """One step attempt, sleep or hook, from its first event to its last."""
 
-    kind: str
-    """``step``, ``sleep`` or ``hook``."""
+    kind: SpanKind
     call: str
     """The correlation id (``summarize#2``)."""
     start: datetime
     end: datetime | None = None
-    outcome: str = "running"
-    """``running``, ``completed``, ``retrying`` or ``failed`` (steps); ``sleeping``,
-    ``completed`` or ``cancelled`` (sleeps); ``waiting``, ``received``, ``disposed`` or
-    ``conflict`` (hooks)."""
+    outcome: SpanOutcome = "running"
     attempt: int | None = None
     detail: str = ""
     name: str | None = None
@@ -142,55 +371,60 @@ class Span:
     payloads: list[tuple[datetime, JSON]] = field(default_factory=list)
 
 
-def _step_event(open_: dict[str, Span], event: Event, cid: str) -> Span | None:
-    data = event.data
-    if event.type is EventType.STEP_STARTED:
-        span = Span("step", cid, event.created_at, attempt=data.get("attempt"))
-        span.name = data.get("name")
-        span.input = data.get("input")
-        open_[cid] = span
-        return span
-    if cid not in open_:
-        return None
-    span = open_.pop(cid)
-    span.end = event.created_at
-    if event.type is EventType.STEP_COMPLETED:
-        span.outcome, span.output, span.has_output = "completed", data.get("output"), True
-    else:
-        span.outcome = "retrying" if event.type is EventType.STEP_RETRYING else "failed"
-        span.error = data.get("error")
-        if data.get("retry_at"):
-            span.detail = f"next attempt at {data['retry_at']}"
-            span.wake_at = str(data["retry_at"])
+_CONFLICT = "perdure.HookConflictError"
+"""The error a workflow sees when it creates a hook whose token a live hook holds."""
+
+
+def _step_event(open_: dict[str, Span], event: Event) -> Span | None:
+    """Open or close a step's span; the span when one opens."""
+    match parse(event):
+        case StepStarted(correlation_id=cid, name=name, attempt=attempt, input=given):
+            span = Span("step", cid, event.created_at, attempt=attempt, name=name, input=given)
+            open_[cid] = span
+            return span
+        case StepCompleted(correlation_id=cid, output=output) if cid in open_:
+            span = open_.pop(cid)
+            span.end, span.outcome = event.created_at, "completed"
+            span.output, span.has_output = output, True
+        case StepRetrying(correlation_id=cid, error=error, retry_at=retry_at) if cid in open_:
+            span = open_.pop(cid)
+            span.end, span.outcome, span.error = event.created_at, "retrying", error
+            span.wake_at = retry_at.isoformat()
+            span.detail = f"next attempt at {span.wake_at}"
+        case StepFailed(correlation_id=cid, error=error) if cid in open_:
+            span = open_.pop(cid)
+            span.end, span.outcome, span.error = event.created_at, "failed", error
+        case _:
+            pass
     return None
 
 
-def _other_event(open_: dict[str, Span], event: Event, cid: str) -> Span | None:
-    data = event.data
-    match event.type:
-        case EventType.SLEEP_STARTED:
+def _other_event(open_: dict[str, Span], event: Event) -> Span | None:
+    """Open or close a sleep's or a hook's span; the span when one opens."""
+    match parse(event):
+        case SleepStarted(correlation_id=cid, wake_at=wake_at):
             span = Span("sleep", cid, event.created_at, outcome="sleeping")
-            span.detail = f"until {data.get('wake_at')}"
-            span.wake_at = data.get("wake_at")
+            span.wake_at = wake_at.isoformat()
+            span.detail = f"until {span.wake_at}"
             open_[cid] = span
             return span
-        case EventType.SLEEP_COMPLETED if cid in open_:
+        case SleepCompleted(correlation_id=cid, cancelled=cancelled) if cid in open_:
             span = open_.pop(cid)
             span.end = event.created_at
-            span.outcome = "cancelled" if data.get("cancelled") else "completed"
-        case EventType.HOOK_CREATED:
-            span = Span("hook", cid, event.created_at, outcome="waiting")
-            span.name, span.token = data.get("name"), data.get("token")
-            span.detail = f"{data.get('name')}, token {data.get('token')!r}"
-            if data.get("error"):
-                span.outcome, span.end, span.error = "conflict", event.created_at, data["error"]
+            span.outcome = "cancelled" if cancelled else "completed"
+        case HookCreated(correlation_id=cid, token=token, name=name, error=error):
+            span = Span("hook", cid, event.created_at, outcome="waiting", name=name, token=token)
+            span.detail = f"{name}, token {token!r}"
+            if error:
+                span.outcome, span.end = "conflict", event.created_at
+                span.error = {"type": _CONFLICT, "message": error}
             else:
                 open_[cid] = span
             return span
-        case EventType.HOOK_RECEIVED if cid in open_:
-            open_[cid].payloads.append((event.created_at, data.get("payload")))
+        case HookReceived(correlation_id=cid, payload=payload) if cid in open_:
+            open_[cid].payloads.append((event.created_at, payload))
             open_[cid].outcome = "received"
-        case EventType.HOOK_DISPOSED if cid in open_:
+        case HookDisposed(correlation_id=cid) if cid in open_:
             span = open_.pop(cid)
             span.end = event.created_at
             span.outcome = "received" if span.payloads else "disposed"
@@ -200,36 +434,89 @@ def _other_event(open_: dict[str, Span], event: Event, cid: str) -> Span | None:
 
 
 def spans(events: list[Event]) -> list[Span]:
-    """The run's steps, sleeps and hooks, in the order they began."""
+    """The run's steps, sleeps and hooks, in the order they began.
+
+    An event this release cannot read (a damaged log, or one a newer release wrote) is
+    left out: the rest of the timeline still shows.
+    """
     found: list[Span] = []
     open_: dict[str, Span] = {}
     for event in events:
-        cid = event.correlation_id or str(event.data.get("token") or event.seq)
-        if event.type.value.startswith("step_"):
-            span = _step_event(open_, event, cid)
-        else:
-            span = _other_event(open_, event, cid)
+        try:
+            if event.type.value.startswith("step_"):
+                span = _step_event(open_, event)
+            else:
+                span = _other_event(open_, event)
+        except LogFormatError:
+            continue
         if span is not None:
             found.append(span)
     return found
 
 
-def span_json(span: Span) -> dict[str, JSON]:
+class ReceivedPayload(TypedDict):
+    """A payload a hook received, and when."""
+
+    at: Timestamp
+    payload: Encoded
+
+
+class TimelineSpan(TypedDict):
+    """One step attempt, sleep or hook of a run, from its first event to its last."""
+
+    kind: SpanKind
+    call: Annotated[str, Field(description="The correlation id (name#n).")]
+    name: Annotated[str | None, Field(description="The step's or the hook's name.")]
+    start: Timestamp
+    end: Annotated[Timestamp | None, Field(description="When it ended; null while it lasts.")]
+    outcome: SpanOutcome
+    attempt: Annotated[int | None, Field(description="A step's attempt, from 1.")]
+    detail: str
+    token: Annotated[str | None, Field(description="A hook's token.")]
+    wake_at: Annotated[
+        Timestamp | None,
+        Field(description="When a sleep ends, or a retried step's next attempt starts."),
+    ]
+    input: Annotated[JSON, Field(description="A step's encoded call.")]
+    output: Annotated[JSON, Field(description="A completed step's encoded value.")]
+    has_output: bool
+    error: ErrorJson
+    payloads: list[ReceivedPayload]
+
+
+class Timeline(TypedDict):
+    """A run's steps, sleeps and hooks in time, built from its log."""
+
+    run_id: str
+    now: Annotated[Timestamp, Field(description="The server's time, the end of open spans.")]
+    spans: list[TimelineSpan]
+
+
+def span_json(span: Span) -> TimelineSpan:
     """One span of a run's timeline as JSON (``end`` is null while it lasts)."""
-    return {
-        "kind": span.kind,
-        "call": span.call,
-        "name": span.name,
-        "start": iso(span.start),
-        "end": iso(span.end),
-        "outcome": span.outcome,
-        "attempt": span.attempt,
-        "detail": span.detail,
-        "token": span.token,
-        "wake_at": span.wake_at,
-        "input": span.input,
-        "output": span.output,
-        "has_output": span.has_output,
-        "error": span.error,
-        "payloads": [{"at": iso(at), "payload": payload} for at, payload in span.payloads],
-    }
+    return TimelineSpan(
+        kind=span.kind,
+        call=span.call,
+        name=span.name,
+        start=span.start.isoformat(),
+        end=iso(span.end),
+        outcome=span.outcome,
+        attempt=span.attempt,
+        detail=span.detail,
+        token=span.token,
+        wake_at=span.wake_at,
+        input=span.input,
+        output=span.output,
+        has_output=span.has_output,
+        error=span.error,
+        payloads=[
+            ReceivedPayload(at=at.isoformat(), payload=payload) for at, payload in span.payloads
+        ],
+    )
+
+
+def timeline_json(run_id: str, events: list[Event], now: datetime) -> Timeline:
+    """A run's timeline as JSON, its open spans lasting until ``now``."""
+    return Timeline(
+        run_id=run_id, now=now.isoformat(), spans=[span_json(span) for span in spans(events)]
+    )

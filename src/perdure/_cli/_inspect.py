@@ -30,8 +30,8 @@ from perdure._cli._output import (
     print_json,
     run_duration,
     run_json,
+    shown_run_json,
     status_text,
-    step_json,
     when,
 )
 from perdure._records import RunStatus
@@ -140,11 +140,7 @@ def show(run_id: RunId, as_json: JsonFlag = False, database_url: DatabaseUrl = N
             steps = await store.steps(run_id)
             live = await store.list_hooks(run_id=run_id)
         if as_json:
-            shape = run_json(record, full=True)
-            shape["events"] = [event_json(e) for e in log]
-            shape["steps"] = [step_json(s) for s in steps]
-            shape["hooks"] = [hook_json(h) for h in live]
-            print_json(shape)
+            print_json(shown_run_json(record, log, steps, live))
             return
         _timeline.render(record, log, live, utcnow())
 

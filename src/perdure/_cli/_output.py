@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from perdure._records import RunStatus
-from perdure._views import event_json, hook_json, iso, run_json, step_json
+from perdure._views import event_json, hook_json, iso, run_json, shown_run_json
 
 if TYPE_CHECKING:
     from perdure._records import RunRecord
@@ -35,8 +35,8 @@ __all__ = [
     "print_json",
     "run_duration",
     "run_json",
+    "shown_run_json",
     "status_text",
-    "step_json",
     "when",
 ]
 

@@ -14,7 +14,6 @@ import inspect
 import json
 import logging
 import os
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import pydantic
@@ -25,16 +24,21 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from perdure._errors import HookNotFoundError, RunNotFoundError
-from perdure._hooks import (
-    WEBHOOK,
-    WebhookRequest,
-    lookup_hook,
-    payload_errors,
-    webhook_response,
+from perdure._hooks import WEBHOOK, WebhookRequest, lookup_hook, unstorable, webhook_response
+from perdure._log import HookCreated, LogFormatError
+from perdure._records import RunStatus
+from perdure._views import (
+    EventList,
+    HookDetail,
+    HookList,
+    RunList,
+    event_json,
+    hook_detail_json,
+    hook_json,
+    run_detail_json,
+    run_json,
+    timeline_json,
 )
-from perdure._records import NewRun, RunStatus
-from perdure._serde import encode
-from perdure._views import event_json, hook_json, iso, run_json, span_json, spans
 from perdure._workflow import Workflow, lookup_workflow
 from perdure.http._dashboard import (
     SESSION_COOKIE,
@@ -43,7 +47,7 @@ from perdure.http._dashboard import (
     session_problem,
     wants_html,
 )
-from perdure.http._openapi import openapi_document
+from perdure.http._openapi import ApiError, openapi_document
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -83,7 +87,7 @@ def _json(content: JSON, status: int = 200, headers: Mapping[str, str] | None = 
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    return _json({"error": message}, status, headers)
+    return _json(ApiError(error=message), status, headers)
 
 
 # -- reading requests ---------------------------------------------------------------
@@ -121,33 +125,10 @@ async def _read_json(request: Request, max_body: int) -> JSON:
         raise _Refused(400, "the request body is not valid JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise _Refused(400, f"the request body is not valid JSON: {exc}") from None
-    problem = _unstorable(value, "$")
+    problem = unstorable(value, "$")
     if problem is not None:
         raise _Refused(422, problem)
     return value
-
-
-def _unstorable(value: JSON, where: str) -> str | None:
-    """Where ``value`` holds text no database can keep (NUL, lone surrogates), if anywhere."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return f"{where} contains a NUL character, which cannot be stored"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return f"{where} contains a lone surrogate (\\ud800-\\udfff), which cannot be stored"
-        return None
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            problem = _unstorable(item, f"{where}[{index}]")
-            if problem is not None:
-                return problem
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            problem = _unstorable(key, f"a key in {where}") or _unstorable(item, f"{where}.{key}")
-            if problem is not None:
-                return problem
-    return None
 
 
 def _plain_key(value: str, what: str) -> None:
@@ -167,15 +148,6 @@ def _query_int(request: Request, name: str, default: int, low: int, high: int) -
     if not low <= number <= high:
         raise _Refused(400, f"query parameter {name!r} must be from {low} to {high}, got {number}")
     return number
-
-
-# -- the JSON of a run --------------------------------------------------------------
-
-
-def _run_detail(record: RunRecord) -> dict[str, JSON]:
-    shape = run_json(record, full=True)
-    shape["result"] = record.output if record.status is RunStatus.COMPLETED else None
-    return shape
 
 
 # -- the app ------------------------------------------------------------------------
@@ -204,7 +176,7 @@ class _Api:
             try:
                 if auth:
                     self.authorize(request)
-                if needs_engine and not self.engine._entered:
+                if needs_engine and not self.engine.running:
                     return _error(503, "the perdure Engine is not running")
                 return await handler(request)
             except _Refused as refused:
@@ -246,14 +218,12 @@ class _Api:
         token = request.path_params["token"]
         payload = await _read_json(request, self.max_body)
         _plain_key(token, "live hook holds token")
-        hook = await self.store.get_hook(token)
-        if hook is None or hook.kind == WEBHOOK:
-            raise _Refused(404, f"no live hook holds token {token!r}")
-        encoded = _encode_payload(hook.name, payload)
         try:
-            record = await self.engine.resume_hook(token, encoded, name=hook.name)
+            record = await self.engine.resume_hook(token, payload)
         except HookNotFoundError:
             raise _Refused(404, f"no live hook holds token {token!r}") from None
+        except ValueError as exc:
+            raise _Refused(422, str(exc)) from None
         return _json(hook_json(record), 202)
 
     async def webhook(self, request: Request) -> Response:
@@ -261,8 +231,8 @@ class _Api:
         token = request.path_params["token"]
         body = await _read_body(request, self.max_body)
         _plain_key(token, "webhook has token")
-        created = await _hook_created(self.store, token)
-        if created is None or created.data.get("kind") != WEBHOOK:
+        created = await self.store.hook_event(token)
+        if created is None or _kind(created) != WEBHOOK:
             raise _Refused(404, f"no live webhook has token {token!r}")
         sent = WebhookRequest(
             method=request.method,
@@ -276,6 +246,8 @@ class _Api:
             await self.engine.resume_hook(token, sent.to_payload(), name=WEBHOOK)
         except HookNotFoundError:
             raise _Refused(404, f"no live webhook has token {token!r}") from None
+        except ValueError as exc:
+            raise _Refused(422, str(exc)) from None
         status, content = webhook_response(created.data)
         if content is None:
             return Response(None, status)
@@ -302,7 +274,7 @@ class _Api:
             raise _Refused(422, f"bad arguments for workflow {name!r}: {exc}") from None
         except ValueError as exc:
             raise _Refused(409, str(exc)) from None
-        return _json(_run_detail(run.record), 200 if existing is not None else 201)
+        return _json(run_detail_json(run.record), 200 if existing is not None else 201)
 
     async def list_runs(self, request: Request) -> Response:
         """Runs, newest first."""
@@ -320,77 +292,82 @@ class _Api:
         if workflow is not None and "\x00" in workflow:
             raise _Refused(400, "query parameter 'workflow' contains a NUL character")
         limit = _query_int(request, "limit", 100, 1, MAX_LIMIT)
-        records = await self.store.list_runs(status=status, workflow=workflow, limit=limit)
-        return _json({"runs": [run_json(r) for r in records]})
+        runs = await self.engine.list_runs(status=status, workflow=workflow, limit=limit)
+        return _json(RunList(runs=[run_json(run.record) for run in runs]))
 
     async def get_run(self, request: Request) -> Response:
         """One run: its status, and its result or error once it ended."""
-        return _json(_run_detail(await self._run(request)))
+        return _json(run_detail_json(await self._run(request)))
 
     async def run_events(self, request: Request) -> Response:
         """The run's log, oldest first (after ``after``, a sequence number)."""
         after = _query_int(request, "after", 0, 0, 2**62)
         record = await self._run(request)
         events = await self.store.events(record.id, after_seq=after)
-        return _json({"run_id": record.id, "events": [event_json(e) for e in events]})
+        return _json(EventList(run_id=record.id, events=[event_json(e) for e in events]))
 
     async def cancel_run(self, request: Request) -> Response:
         """Ask for the run to be cancelled; the request is stored before the answer."""
-        record = await self._run(request)
+        run_id = _run_id(request)
         try:
-            await self.engine.cancel(record.id)
-        except RunNotFoundError:  # pragma: no cover (runs are never deleted)
-            raise _Refused(404, f"no run with id {record.id!r}") from None
-        after = await self.store.get_run(record.id)
-        return _json(_run_detail(after or record), 202)
+            record = await self.engine.cancel(run_id)
+        except RunNotFoundError:
+            raise _Refused(404, f"no run with id {run_id!r}") from None
+        return _json(run_detail_json(record), 202)
 
     async def rerun(self, request: Request) -> Response:
         """Start a new run of the run's workflow with the same stored input."""
-        record = await self._run(request)
-        spec = lookup_workflow(record.workflow)
-        # The latest code's version when this process defines the workflow.
-        version = spec.version if spec is not None else record.version
-        new = NewRun(uuid.uuid4().hex, record.workflow, record.input, version)
-        created, _ = await self.store.create_run(new, self.engine.clock.now())
-        self.engine._signal()  # wake this process's worker; others hear of it from the store
-        return _json(_run_detail(created), 201)
+        run_id = _run_id(request)
+        try:
+            run = await self.engine.rerun(run_id)
+        except RunNotFoundError:
+            raise _Refused(404, f"no run with id {run_id!r}") from None
+        return _json(run_detail_json(run.record), 201)
 
     async def run_timeline(self, request: Request) -> Response:
         """The run's steps, sleeps and hooks in time, built from its log."""
         record = await self._run(request)
         events = await self.store.events(record.id)
-        return _json(
-            {
-                "run_id": record.id,
-                "now": iso(self.engine.clock.now()),
-                "spans": [span_json(span) for span in spans(events)],
-            }
-        )
+        return _json(timeline_json(record.id, events, self.engine.clock.now()))
 
     async def list_hooks(self, request: Request) -> Response:
         """Live hooks, oldest first; with ``run``, only that run's."""
         run_id = request.query_params.get("run")
         if run_id is not None:
-            _plain_key(run_id, "run with id")
-            if await self.store.get_run(run_id) is None:
-                raise _Refused(404, f"no run with id {run_id!r}")
+            await self._find(run_id)
         hooks = await self.store.list_hooks(run_id=run_id)
-        return _json({"hooks": [_hook_detail(hook) for hook in hooks]})
+        return _json(HookList(hooks=[_hook_detail(hook) for hook in hooks]))
 
     async def _run(self, request: Request) -> RunRecord:
-        run_id = request.path_params["run_id"]
+        return await self._find(_run_id(request))
+
+    async def _find(self, run_id: str) -> RunRecord:
         _plain_key(run_id, "run with id")
-        record = await self.store.get_run(run_id)
-        if record is None:
-            raise _Refused(404, f"no run with id {run_id!r}")
-        return record
+        try:
+            run = await self.engine.get_run(run_id)
+        except RunNotFoundError:
+            raise _Refused(404, f"no run with id {run_id!r}") from None
+        return run.record
 
 
-def _hook_detail(hook: HookRecord) -> dict[str, JSON]:
-    shape = hook_json(hook)
+def _run_id(request: Request) -> str:
+    """The path's run id, refused at once if no store could hold it."""
+    run_id: str = request.path_params["run_id"]
+    _plain_key(run_id, "run with id")
+    return run_id
+
+
+def _hook_detail(hook: HookRecord) -> HookDetail:
     definition = lookup_hook(hook.name) if hook.kind != WEBHOOK else None
-    shape["schema"] = _json_schema(definition) if definition is not None else None
-    return shape
+    return hook_detail_json(hook, _json_schema(definition) if definition is not None else None)
+
+
+def _kind(created: Event) -> str | None:
+    """The kind of hook a ``hook_created`` event made (None if it cannot be read)."""
+    try:
+        return HookCreated.of(created).kind
+    except LogFormatError:
+        return None
 
 
 _schemas: dict[int, tuple[Hook[Any], JSON]] = {}
@@ -407,29 +384,6 @@ def _json_schema(definition: Hook[Any]) -> JSON:
         document = None
     _schemas[id(definition)] = (definition, document)
     return document
-
-
-def _encode_payload(name: str, payload: JSON) -> JSON:
-    definition = lookup_hook(name)
-    if definition is None:  # defined in another process: stored as given
-        return payload
-    try:
-        value: Any = definition.validate(payload)
-    except pydantic.ValidationError as exc:
-        raise _Refused(
-            422, f"payload does not match hook {name!r}: {payload_errors(exc)}"
-        ) from None
-    except (ValueError, TypeError) as exc:
-        raise _Refused(422, f"payload does not match hook {name!r}: {exc}") from None
-    try:
-        return encode(value, definition.schema, where=f"payload of hook {name!r}")
-    except TypeError as exc:
-        raise _Refused(422, str(exc)) from None
-
-
-async def _hook_created(store: Store, token: str) -> Event | None:
-    """The ``hook_created`` event of the live hook holding ``token``."""
-    return await store.hook_event(token)
 
 
 def _start_request(body: JSON) -> tuple[str, list[Any], dict[str, Any], str | None]:
@@ -561,7 +515,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         del app
-        if engine._entered:
+        if engine.running:
             yield
             return
         async with engine:
