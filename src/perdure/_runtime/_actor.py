@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from perdure import _log
 from perdure._errors import HookConflictError, LeaseLostError, NonDeterminismError
 from perdure._records import EventType, InboxItem, NewEvent, RunRecord, RunStatus, StepTask
 from perdure._replay import (
@@ -201,7 +202,7 @@ class RunActor:
             await self.host.store.append(
                 self.host.id,
                 self.run_id,
-                [NewEvent(EventType.RUN_STARTED, data={"worker": self.host.id})],
+                [_log.run_started(worker=self.host.id)],
                 now,
             )
         self.instance = self._make_instance(now)
@@ -232,7 +233,7 @@ class RunActor:
             self._start_step(in_flight.command, in_flight.next_attempt, in_flight.not_before)
 
     def _fail_outright(self, exc: BaseException) -> None:
-        self._emit(NewEvent(EventType.RUN_FAILED, data={"error": error_record(exc)}), durable=True)
+        self._emit(_log.run_failed(error=error_record(exc)), durable=True)
         self.finished = True
 
     # -- the ordered log writer -----------------------------------------------------
@@ -245,6 +246,7 @@ class RunActor:
         inbox_id: int | None = None,
         task_id: int | None = None,
         durable: bool = False,
+        queues_task: bool = False,
     ) -> None:
         if self.gone:
             return
@@ -261,7 +263,7 @@ class RunActor:
         batch.durable = batch.durable or durable
         if event.type in _TERMINAL:
             batch.terminal = event
-        elif event.type is EventType.STEP_STARTED and "queue" in event.data:
+        elif queues_task:  # a step_started with a queue
             batch.queues_task = True
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
@@ -318,18 +320,13 @@ class RunActor:
         completions = list(batch.completions)
         marked = False
         for event in batch.events:
-            if (
-                not marked
-                and event.type is EventType.HOOK_CREATED
-                and "error" not in event.data
-                and (token is None or event.data.get("token") == token)
-            ):
-                marked = True
-                message = str(exc)
-                event = NewEvent(  # noqa: PLW2901 (the rewritten event replaces it)
-                    event.type, event.correlation_id, {**event.data, "error": message}
-                )
-                completions.append(HookRejected(event.correlation_id or "", message))
+            if not marked and event.type is EventType.HOOK_CREATED:
+                created = _log.HookCreated.of(event, run_id=self.run_id)
+                if created.error is None and (token is None or created.token == token):
+                    marked = True
+                    message = str(exc)
+                    completions.append(HookRejected(created.correlation_id, message))
+                    event = _log.hook_conflict(event, message)  # noqa: PLW2901 (it replaces it)
             events.append(event)
         rest = self._buffer or _Batch()
         self._buffer = _Batch(
@@ -356,73 +353,55 @@ class RunActor:
                     # the store queues a task with this event, and the run awaits it.
                     self._await_remote(command)
                     self._emit(
-                        NewEvent(
-                            EventType.STEP_STARTED,
+                        _log.step_started(
                             command.correlation_id,
-                            {
-                                "name": command.spec.name,
-                                "attempt": 1,
-                                "input": command.input,
-                                "queue": command.spec.queue,
-                            },
-                        )
+                            name=command.spec.name,
+                            attempt=1,
+                            input=command.input,
+                            queue=command.spec.queue,
+                        ),
+                        queues_task=True,
                     )
                 case ScheduleStep():
                     # The step's task first: a step that finishes at once then joins its
                     # step_started in the flusher's next batch (one append per step).
                     self._start_step(command, 1, None, logged=True)
                     self._emit(
-                        NewEvent(
-                            EventType.STEP_STARTED,
+                        _log.step_started(
                             command.correlation_id,
-                            {"name": command.spec.name, "attempt": 1, "input": command.input},
+                            name=command.spec.name,
+                            attempt=1,
+                            input=command.input,
                         )
                     )
                 case StartTimer():
-                    self._emit(
-                        NewEvent(
-                            EventType.SLEEP_STARTED,
-                            command.correlation_id,
-                            {"wake_at": command.wake_at.isoformat()},
-                        )
-                    )
+                    self._emit(_log.sleep_started(command.correlation_id, wake_at=command.wake_at))
                     self._arm_timer(command.correlation_id, command.wake_at)
                 case CancelTimer():
                     timer = self._timers.pop(command.correlation_id, None)
                     if timer is not None:
                         timer.cancel()
-                    self._emit(
-                        NewEvent(
-                            EventType.SLEEP_COMPLETED, command.correlation_id, {"cancelled": True}
-                        )
-                    )
+                    self._emit(_log.sleep_completed(command.correlation_id, cancelled=True))
                 case CreateHook():
+                    # A webhook's command carries what its requests are answered with.
                     self._emit(
-                        NewEvent(
-                            EventType.HOOK_CREATED,
+                        _log.hook_created(
                             command.correlation_id,
-                            {
-                                **command.data,
-                                "token": command.token,
-                                "name": command.name,
-                                "kind": command.kind,
-                            },
+                            token=command.token,
+                            name=command.name,
+                            kind=command.kind,
+                            respond_with=command.data.get("respond_with"),
+                            body=command.data.get("body"),
                         )
                     )
                 case DisposeHook():
-                    self._emit(
-                        NewEvent(
-                            EventType.HOOK_DISPOSED,
-                            command.correlation_id,
-                            {"token": command.token},
-                        )
-                    )
+                    self._emit(_log.hook_disposed(command.correlation_id, token=command.token))
                 case CompleteRun():
-                    self._end(NewEvent(EventType.RUN_COMPLETED, data={"output": command.output}))
+                    self._end(_log.run_completed(output=command.output))
                 case FailRun():
-                    self._end(NewEvent(EventType.RUN_FAILED, data={"error": command.error}))
+                    self._end(_log.run_failed(error=command.error))
                 case CancelRun():
-                    self._end(NewEvent(EventType.RUN_CANCELLED))
+                    self._end(_log.run_cancelled())
 
     def _end(self, event: NewEvent) -> None:
         self.finished = True
@@ -479,8 +458,11 @@ class RunActor:
 
     def attempt_started(self, call: ScheduleStep, attempt: int) -> None:
         """Log the attempt's ``step_started``."""
-        data = {"name": call.spec.name, "attempt": attempt, "input": call.input}
-        self._emit(NewEvent(EventType.STEP_STARTED, call.correlation_id, data))
+        self._emit(
+            _log.step_started(
+                call.correlation_id, name=call.spec.name, attempt=attempt, input=call.input
+            )
+        )
 
     def attempt_span(
         self, call: ScheduleStep, step: StepMetadata
@@ -500,23 +482,21 @@ class RunActor:
         self, call: ScheduleStep, attempt: int, error: Exception, retry_at: datetime
     ) -> None:
         """Log ``step_retrying``."""
-        data = {
-            "name": call.spec.name,
-            "attempt": attempt,
-            "error": error_record(error),
-            "retry_at": retry_at.isoformat(),
-        }
-        self._emit(NewEvent(EventType.STEP_RETRYING, call.correlation_id, data))
+        self._emit(
+            _log.step_retrying(
+                call.correlation_id,
+                name=call.spec.name,
+                attempt=attempt,
+                error=error_record(error),
+                retry_at=retry_at,
+            )
+        )
 
     def succeeded(self, call: ScheduleStep, attempt: int, output: JSON) -> None:
         """Log ``step_completed``; the workflow gets the output once it is stored."""
         cid = call.correlation_id
         self._emit(
-            NewEvent(
-                EventType.STEP_COMPLETED,
-                cid,
-                {"name": call.spec.name, "attempt": attempt, "output": output},
-            ),
+            _log.step_completed(cid, name=call.spec.name, attempt=attempt, output=output),
             completion=StepDone(cid, output),
         )
 
@@ -524,11 +504,7 @@ class RunActor:
         """Log ``step_failed``; the workflow gets the error once it is stored."""
         cid, record = call.correlation_id, error_record(error)
         self._emit(
-            NewEvent(
-                EventType.STEP_FAILED,
-                cid,
-                {"name": call.spec.name, "attempt": attempt, "error": record},
-            ),
+            _log.step_failed(cid, name=call.spec.name, attempt=attempt, error=record),
             completion=StepFailed(cid, record, attempt),
         )
 
@@ -556,7 +532,7 @@ class RunActor:
         if self._timers.pop(cid, None) is None or self.gone or self.finished:
             return
         self._emit(
-            NewEvent(EventType.SLEEP_COMPLETED, cid, {"cancelled": False}),
+            _log.sleep_completed(cid, cancelled=False),
             completion=TimerFired(cid),
         )
 
@@ -570,11 +546,7 @@ class RunActor:
             return
         self._inbox_seen.add(item.id)
         self._emit(
-            NewEvent(
-                EventType.HOOK_RECEIVED,
-                item.correlation_id,
-                {"token": item.token, "payload": item.payload},
-            ),
+            _log.hook_received(item.correlation_id, token=item.token, payload=item.payload),
             completion=HookPayload(item.correlation_id, item.payload),
             inbox_id=item.id,
         )
@@ -732,7 +704,8 @@ class RunActor:
     def _finish(self, terminal: NewEvent) -> None:
         self.finished = True
         outcome = terminal.type.value.removeprefix("run_")
-        self._span.end(outcome=outcome, error=terminal.data.get("error"))
+        error = _log.RunFailed.of(terminal).error if terminal.type is EventType.RUN_FAILED else None
+        self._span.end(outcome=outcome, error=error)
         self._abandon()
         self.host.run_finished(self.run_id)
 

@@ -20,10 +20,12 @@ import functools
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from perdure import _log
 from perdure._errors import LeaseLostError
-from perdure._records import JSON, EventType, NewEvent, StepOutcome, StepTask
+from perdure._records import JSON, NewEvent, StepOutcome, StepTask
 from perdure._replay import StepDone, StepFailed, error_record
 from perdure._runtime._outage import until_the_store_answers
 from perdure._tracing import step_task_span
@@ -31,7 +33,6 @@ from perdure._workflow import WorkflowMetadata, lookup_step, queued_steps
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
-    from datetime import datetime
 
     from perdure._replay import Completion
     from perdure._runtime._hosts import QueueHost
@@ -69,29 +70,29 @@ def outcome_events(task: StepTask, name: str) -> tuple[list[NewEvent], Completio
     outcome, cid = task.outcome, task.correlation_id
     if outcome is None:
         return None
-    events = [
-        NewEvent(
-            EventType.STEP_RETRYING,
-            cid,
-            {
-                "name": name,
-                "attempt": retry.get("attempt"),
-                "error": retry.get("error"),
-                "retry_at": retry.get("retry_at"),
-            },
-        )
-        for retry in outcome.retries
-    ]
+    events = [_retrying(cid, name, retry) for retry in outcome.retries]
     completion: Completion
     if outcome.error is None:
-        data = {"name": name, "attempt": outcome.attempt, "output": outcome.output}
-        events.append(NewEvent(EventType.STEP_COMPLETED, cid, data))
+        events.append(
+            _log.step_completed(cid, name=name, attempt=outcome.attempt, output=outcome.output)
+        )
         completion = StepDone(cid, outcome.output)
     else:
-        data = {"name": name, "attempt": outcome.attempt, "error": outcome.error}
-        events.append(NewEvent(EventType.STEP_FAILED, cid, data))
+        events.append(
+            _log.step_failed(cid, name=name, attempt=outcome.attempt, error=outcome.error)
+        )
         completion = StepFailed(cid, outcome.error, outcome.attempt)
     return events, completion
+
+
+def _retrying(cid: str, name: str, retry: dict[str, JSON]) -> NewEvent:
+    """The ``step_retrying`` of a failed attempt kept in a step task (see `StepOutcome`)."""
+    attempt, error, retry_at = retry.get("attempt"), retry.get("error"), retry.get("retry_at")
+    if not isinstance(attempt, int) or not isinstance(error, dict) or not isinstance(retry_at, str):
+        raise TypeError(f"step task of {cid}: a failed attempt is not as stored: {retry!r}")
+    return _log.step_retrying(
+        cid, name=name, attempt=attempt, error=error, retry_at=datetime.fromisoformat(retry_at)
+    )
 
 
 @dataclass(slots=True)
