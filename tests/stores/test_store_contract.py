@@ -25,6 +25,14 @@ from perdure._records import (
     StepTask,
 )
 from perdure.stores import FAR_FUTURE, MemoryStore, PostgresStore, SQLiteStore, Store
+from perdure.stores._protocol import (
+    HookStore,
+    LogStore,
+    QueueStore,
+    RunStore,
+    TimerStore,
+    WorkerStore,
+)
 
 AnyStore = MemoryStore | SQLiteStore | PostgresStore
 
@@ -66,6 +74,21 @@ async def snapshot(store: AnyStore, run_id: str) -> tuple[object, ...]:
 async def test_store_satisfies_the_protocol(store: AnyStore) -> None:
     """Each backend is a `Store` as far as isinstance can tell."""
     assert isinstance(store, Store)
+
+
+@pytest.mark.parametrize(
+    "role", [WorkerStore, RunStore, LogStore, TimerStore, HookStore, QueueStore]
+)
+async def test_store_plays_every_role(store: AnyStore, role: type[object]) -> None:
+    """Each backend is each of the role protocols that `Store` combines."""
+    assert isinstance(store, role)
+
+
+async def test_only_a_store_that_tells_dead_workers_by_a_lease_has_one(store: AnyStore) -> None:
+    """PostgreSQL has a lease (10 s unless told otherwise); memory and SQLite have none."""
+    expected = timedelta(seconds=10) if isinstance(store, PostgresStore) else None
+
+    assert expected == store.lease
 
 
 async def test_open_is_idempotent(store: AnyStore) -> None:
