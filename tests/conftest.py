@@ -2,6 +2,10 @@
 
 Every Engine here runs on a `FakeClock` that jumps to the next timer whenever the
 worker is idle, so sleeps and retry backoffs take no wall time.
+
+The tests that run on every store (the `store_kind` fixture here, the `store` fixture of
+tests/stores/) run on all three unless ``--store`` names some: ``pytest --store sqlite``
+runs their SQLite variants only, and leaves the other tests as they are.
 """
 
 from __future__ import annotations
@@ -28,13 +32,44 @@ __all__ = ["EngineFactory", "engine", "make_engine", "postgres_database", "store
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
 
+STORES = ("memory", "sqlite", "postgres")
+"""The stores the tests that run on every store run on."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store",
+        action="append",
+        choices=STORES,
+        dest="stores",
+        help="run the tests that run on every store on this one only (repeatable)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``--store``, deselect the variants of the every-store tests on other stores."""
+    chosen: list[str] | None = config.getoption("stores")
+    if not chosen:
+        return
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params: dict[str, object] = callspec.params if callspec is not None else {}
+        kind = params.get("store_kind", params.get("store"))
+        (dropped if kind is not None and kind not in chosen else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 class EngineFactory(Protocol):
     """Makes a not-yet-entered Engine on the store under test."""
 
     def __call__(self, **options: Any) -> Engine: ...
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=STORES)
 def store_kind(request: pytest.FixtureRequest) -> str:
     """Which store the test runs on."""
     kind: str = request.param

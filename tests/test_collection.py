@@ -49,12 +49,21 @@ def copy_of_the_tree(into: Path) -> Path:
     return tree
 
 
-def collect(tree: Path) -> subprocess.CompletedProcess[str]:
-    """``pytest --collect-only`` run in ``tree``, with the default database URL."""
+def collect(tree: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """``pytest --collect-only OPTIONS...`` run in ``tree``, with the default database URL."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("PERDURE_")}
     environment["PYTHONDONTWRITEBYTECODE"] = "1"
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *options,
+        ],
         cwd=tree,
         env=environment,
         capture_output=True,
@@ -89,3 +98,16 @@ def test_the_check_sees_a_file_made_at_import(tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert [".perdure"] == sorted(files_under(tree) - before)
+
+
+def test_the_store_option_keeps_one_stores_variants() -> None:
+    """``--store sqlite`` keeps the SQLite variants of the tests that run on every store,
+    and drops the others."""
+    done = collect(ROOT, "--store", "sqlite", "tests/stores/test_store_contract.py")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    ids = [line for line in done.stdout.splitlines() if "::" in line]
+    variants = [test_id.partition("[")[2] for test_id in ids if "[" in test_id]
+    assert len(variants) > 50
+    assert all("sqlite" in v and "memory" not in v and "postgres" not in v for v in variants)
+    assert "deselected" in done.stdout
