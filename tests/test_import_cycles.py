@@ -104,10 +104,6 @@ def describe(graph: Graph, cycle: list[str]) -> str:
     return "\n".join(lines)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="perdure._replay._instance <-> perdure._replay._loop, being broken in another change",
-)
 def test_no_module_of_perdure_is_in_an_import_cycle() -> None:
     """The module-level import graph of src/perdure, typing-only imports included, has
     no cycle."""
