@@ -23,6 +23,7 @@ from perdure._serde import decode, encode, validator
 
 if TYPE_CHECKING:
     from perdure._current import CurrentEngine
+    from perdure._log import HookCreated
     from perdure._records import JSON, HookRecord
 
 __all__ = [
@@ -305,12 +306,12 @@ def create_webhook(*, respond_with: int = 202, body: Any = None) -> Webhook:
     return stream
 
 
-def webhook_response(data: dict[str, JSON]) -> tuple[int, JSON]:
-    """The status and body a webhook answers with, from its ``hook_created`` event data."""
-    status = data.get("respond_with", 202)
-    if not isinstance(status, int) or not _MIN_STATUS <= status <= _MAX_STATUS:
+def webhook_response(created: HookCreated) -> tuple[int, JSON]:
+    """The status and body a webhook answers with, from its ``hook_created`` event."""
+    status = created.respond_with
+    if status is None or not _MIN_STATUS <= status <= _MAX_STATUS:
         status = 202
-    return status, data.get("body")
+    return status, created.body
 
 
 def payload_errors(exc: pydantic.ValidationError) -> str:

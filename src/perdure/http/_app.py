@@ -248,7 +248,7 @@ class _Api:
             raise _Refused(404, f"no live webhook has token {token!r}") from None
         except ValueError as exc:
             raise _Refused(422, str(exc)) from None
-        status, content = webhook_response(created.data)
+        status, content = webhook_response(HookCreated.of(created))
         if content is None:
             return Response(None, status)
         if isinstance(content, str):
