@@ -111,7 +111,7 @@ class Run(Generic[R]):
         async with asyncio.timeout(timeout):
             while True:
                 # Set when this run ends here, or when other processes commit something.
-                changed = self._engine._ending(self.id)
+                changed = self._engine.changed(self.id)
                 record = await self.refresh()
                 if record.status.is_terminal:
                     return self._outcome(record)
@@ -323,19 +323,19 @@ class Engine:
         if self.worker is not None:
             self.worker.poke()  # a slot is free for another run
 
-    def _ending(self, run_id: str) -> asyncio.Event:
-        """The event `_run_finished` (or any news from elsewhere) sets for ``run_id``."""
-        event = self._ends.get(run_id)
-        if event is None:
-            event = self._ends[run_id] = asyncio.Event()
-        return event
-
-    def changed(self) -> asyncio.Event:
+    def changed(self, run_id: str | None = None) -> asyncio.Event:
         """An event set at the next change this Engine notices.
 
         That is a run of this process making progress, or another process committing
-        something. Wait on it in a loop that re-checks what you wait for.
+        something. With ``run_id``, only that run's end in this process, or news from
+        another process (which may be its end), sets it: `Run.result` waits so. Wait on
+        it in a loop that re-checks what you wait for.
         """
+        if run_id is not None:
+            event = self._ends.get(run_id)
+            if event is None:
+                event = self._ends[run_id] = asyncio.Event()
+            return event
         self._changed_handed_out = True
         return self._changed
 
