@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 
 import cli_workflows as wf
+from helpers import run_fresh_python
 from perdure import Engine, EventType, RunStatus, WorkflowCancelled, WorkflowFailed
+from perdure._tracing import run_trace_id
 from perdure.stores import open_store
 
 TESTS = Path(__file__).resolve().parent
@@ -335,6 +337,54 @@ def test_resume_hook_rejects_bad_input_and_writes_nothing(db: Populated) -> None
     assert _inbox_rows(db.path) == 0
 
 
+def test_resume_hook_refuses_what_no_database_keeps_and_writes_nothing(db: Populated) -> None:
+    """The HTTP API's checks hold here too: NaN is not JSON (exit 2); a NUL character,
+    validated or not, is refused (exit 1); nothing is written."""
+    before = asyncio.run(_snapshot(db.url, db.waiting))
+    assert_clean_error(
+        cli(db.url, "resume-hook", "tok-ro", "--data", '{"approved": NaN}'), 2, "NaN is not JSON"
+    )
+    nul = '{"approved": true, "note": "a\\u0000b"}'
+    assert_clean_error(cli(db.url, "resume-hook", "tok-ro", "--data", nul), 1, "NUL")
+    validated = cli(db.url, "resume-hook", "tok-ro", "--data", nul, "--module", WORKFLOWS)
+    assert_clean_error(validated, 1, "NUL")
+    assert asyncio.run(_snapshot(db.url, db.waiting)) == before
+    assert _inbox_rows(db.path) == 0
+
+
+_TRACED_CLI = """
+import json, sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+
+from perdure.cli import main
+
+sys.argv = ["perdure", *ARGV]
+try:
+    main()
+except SystemExit as stop:
+    code = stop.code
+print(json.dumps({
+    "code": code,
+    "spans": [
+        {
+            "name": span.name,
+            "run_id": (span.attributes or {}).get("perdure.run_id"),
+            "links": [link.context.trace_id for link in span.links],
+        }
+        for span in exporter.get_finished_spans()
+    ],
+}))
+"""
+
+
 # -- changing runs ----------------------------------------------------------------------
 
 
@@ -399,6 +449,25 @@ async def test_resume_hook_completes_a_waiting_run(url: str, tmp_path: Path) -> 
         assert result.code == 0, result
         assert "not validated" in result.err
         assert await as_given.result(timeout=DEADLINE) == "rejected: later"
+
+
+async def test_resume_hook_emits_the_resume_span(url: str) -> None:
+    """`perdure resume-hook` resumes as the Engine does: a ``perdure.resume_hook`` span
+    naming the run it reached, linked to the run's trace."""
+    async with Engine(url) as engine:
+        waiting = await engine.start(wf.wait_for_decision, "tok-traced")
+        await _wait_for_hook(engine, "tok-traced")
+        argv = ["resume-hook", "tok-traced", "--data", '{"approved": true}']
+        argv += ["--module", WORKFLOWS, "--database-url", url]
+        printed = await asyncio.to_thread(run_fresh_python, _TRACED_CLI.replace("ARGV", repr(argv)))
+        assert await waiting.result(timeout=DEADLINE) == "approved"
+
+    traced = json.loads(printed.splitlines()[-1])
+    assert traced["code"] == 0
+    resumes = [span for span in traced["spans"] if span["name"] == "perdure.resume_hook"]
+    assert [(waiting.id, [run_trace_id(waiting.id)])] == [
+        (span["run_id"], span["links"]) for span in resumes
+    ]
 
 
 async def test_rerun_starts_the_same_workflow_with_the_same_input(url: str) -> None:

@@ -157,3 +157,48 @@ async def test_leaving_an_engine_right_after_a_write_does_not_hang(
             async with make_engine():
                 pass
             await outer.start(once, "late")
+
+
+async def test_rerun_starts_a_new_run_with_the_same_input_on_todays_code(engine: Engine) -> None:
+    """engine.rerun makes a new run of the workflow with the stored input and the
+    version this process defines; an unknown id is RunNotFoundError."""
+    first = await engine.start(once, "again")
+    assert "again" == await first.result(timeout=5)
+
+    second = await engine.rerun(first.id)
+
+    assert second.id != first.id
+    assert "again" == await second.result(timeout=5)
+    assert ["again", "again"] == executions
+    assert (once.name, first.record.input) == (second.workflow, second.record.input)
+    assert once.__perdure_workflow__.version == second.record.version
+    with pytest.raises(RunNotFoundError, match="'no-such-run'"):
+        await engine.rerun("no-such-run")
+
+
+async def test_cancel_returns_the_run_as_it_now_stands(engine: Engine) -> None:
+    """engine.cancel answers with the run's row after the request: a waiting run has the
+    request noted, an ended one is left as it was."""
+    waiting = await engine.start(gated, "cancel-gate")
+    await wait_for_hook(engine, "cancel-gate")
+    ended = await engine.start(once, "done")
+    await ended.result(timeout=5)
+
+    requested = await engine.cancel(waiting.id)
+    untouched = await engine.cancel(ended.id)
+
+    assert (waiting.id, True) == (requested.id, requested.cancel_requested)
+    assert RunStatus.COMPLETED == untouched.status
+    with pytest.raises(perdure.WorkflowCancelled):
+        await waiting.result(timeout=5)
+
+
+async def test_running_says_whether_the_engine_is_entered(make_engine: EngineFactory) -> None:
+    """Engine.running is True between entering and leaving, False before and after."""
+    engine = make_engine()
+    seen = [engine.running]
+    async with engine:
+        seen.append(engine.running)
+    seen.append(engine.running)
+
+    assert [False, True, False] == seen

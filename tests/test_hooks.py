@@ -19,9 +19,11 @@ from perdure import (
     RunStatus,
     Workflow,
     WorkflowFailed,
+    create_webhook,
     define_hook,
     workflow,
 )
+from perdure._replay import WEBHOOK
 from perdure.testing import FakeClock
 
 
@@ -357,3 +359,51 @@ def test_creating_a_hook_outside_a_workflow_is_a_runtime_error() -> None:
     """hook.create() needs a running workflow."""
     with pytest.raises(RuntimeError, match="inside a workflow"):
         decision_hook.create(token="x")
+
+
+@workflow
+async def wait_webhook() -> str:
+    """Wait for one request to a webhook."""
+    request = await create_webhook()
+    return request.method
+
+
+async def test_engine_resume_hook_validates_json_for_the_hooks_this_process_defines(
+    make_engine: EngineFactory,
+) -> None:
+    """Engine.resume_hook, behind the CLI and the HTTP API, validates JSON with the hook's
+    schema and stores it encoded; a payload that fails is a ValueError naming the hook
+    and the field, and a NUL is refused: nothing is written either way."""
+    async with make_engine(clock=FakeClock(autojump=False)) as engine:
+        assert engine.worker is not None
+        run = await engine.start(wait_payment, "t-json")
+        await wait_for_hook(engine, "t-json")
+        before = await run.events()
+
+        with pytest.raises(ValueError, match="hook 'Payment': amount: ") as wrong:
+            await engine.resume_hook("t-json", {"amount": "lots"})
+        with pytest.raises(ValueError, match="NUL") as nul:
+            await engine.resume_hook("t-json", {"amount": 1, "currency": "E\x00R"})
+
+        assert isinstance(wrong.value.__cause__, pydantic.ValidationError)
+        assert not isinstance(nul.value, pydantic.ValidationError)
+        assert before == await run.events()
+        assert [] == await engine.store.inbox(engine.worker.id)
+        hook = await engine.resume_hook("t-json", {"amount": 5})
+        assert (run.id, "Payment") == (hook.run_id, hook.name)
+        assert Payment(amount=5) == await run.result(timeout=5)
+
+
+async def test_engine_resume_hook_leaves_webhooks_to_the_http_app(engine: Engine) -> None:
+    """A webhook's token takes a payload only with name=WEBHOOK: its payloads are the
+    requests the HTTP app stores."""
+    run = await engine.start(wait_webhook)
+    [hook] = await wait_until(engine, lambda: engine.store.list_hooks(run_id=run.id))
+
+    with pytest.raises(HookNotFoundError):
+        await engine.resume_hook(hook.token, {"method": "POST", "path": "/"})
+    with pytest.raises(HookNotFoundError):
+        await engine.resume_hook(hook.token, {"method": "POST", "path": "/"}, name="other")
+
+    await engine.resume_hook(hook.token, {"method": "PUT", "path": "/"}, name=WEBHOOK)
+    assert "PUT" == await run.result(timeout=5)

@@ -2,7 +2,8 @@
 
 Requests go through `httpx.ASGITransport` to the app, in the test's own event loop. Bad
 input must get a 4xx naming what was wrong and leave the store exactly as it was; a
-schemathesis run against /openapi.json checks that no generated request gets a 5xx.
+schemathesis run against /openapi.json checks that no generated request gets a 5xx, and
+that every answer matches the schema the document gives for it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pytest
 import schemathesis
 from fastapi_app import build_app, order
 from schemathesis import GenerationMode
+from schemathesis.checks import response_schema_conformance
+from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
 from schemathesis.python import asgi
 
@@ -29,6 +32,7 @@ from perdure import (
     RunStatus,
     Webhook,
     WebhookRequest,
+    WorkflowFailed,
     _hooks,
     create_webhook,
     define_hook,
@@ -748,6 +752,23 @@ async def test_a_run_timeline_shows_steps_and_hooks_with_their_values(
     assert 404 == unknown.status_code
 
 
+async def test_a_hook_conflict_is_a_span_with_an_error_like_any_other(
+    engine: Engine, client: httpx.AsyncClient
+) -> None:
+    """A hook whose token another run holds is a ``conflict`` span whose error has a type
+    and a message, as every error in a timeline has (it was a bare string)."""
+    await waiting_approval(engine, "dup")
+    second = await engine.start(approve, "dup")
+    with pytest.raises(WorkflowFailed):
+        await second.result(timeout=5)
+
+    response = await client.get(f"/runs/{second.id}/timeline")
+
+    [span] = [span for span in response.json()["spans"] if span["kind"] == "hook"]
+    assert ("conflict", "perdure.HookConflictError") == (span["outcome"], span["error"]["type"])
+    assert "'approve-dup'" in span["error"]["message"]
+
+
 async def test_rerun_starts_a_new_run_with_the_same_input(
     engine: Engine, client: httpx.AsyncClient
 ) -> None:
@@ -824,25 +845,43 @@ async def test_the_fastapi_example_mounts_the_api_under_a_prefix(tmp_path: Path)
 # -- schemathesis ---------------------------------------------------------------------------
 
 
+def _checked(case: Any, failures: list[str]) -> int:
+    """Send ``case``; note a 5xx or an answer its schema does not describe. Its status."""
+    response = case.call()
+    where = f"{case.method} {case.formatted_path} -> {response.status_code}"
+    if response.status_code >= 500:
+        failures.append(f"{where}: {response.text[:200]}")
+    try:
+        case.validate_response(response, checks=[response_schema_conformance])
+    except FailureGroup as failed:  # what the answer does that its schema does not allow
+        failures.append(f"{where}: {failed}"[:2000])
+    status: int = response.status_code
+    return status
+
+
 def test_generated_requests_never_get_a_server_error(tmp_path: Path) -> None:
-    """Schemathesis calls every operation in /openapi.json with generated input: no 5xx."""
+    """Schemathesis calls every operation in /openapi.json with generated input, and on
+    the paths where something exists: no answer is a 5xx, and each matches its schema."""
     engine = Engine(f"sqlite:///{tmp_path}/t.db", clock=FakeClock(), public_url="http://testserver")
     app: Any = create_app(engine, max_body=4096)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)  # starts the app: the Engine
-    server_errors: list[str] = []
+    failures: list[str] = []
     negated: list[str] = []
     try:
         with asgi.get_client(app) as http:  # something to find: a waiting hook, a webhook
             for body in (
                 {"workflow": "http-approve", "args": ["st"], "run_id": "st-1"},
                 {"workflow": "http-webhook"},
-                {"workflow": "http-greet", "args": ["st"]},
+                {"workflow": "http-greet", "args": ["st"], "run_id": "st-2"},
             ):
                 assert http.post("/runs", json=body).status_code == 201
+            webhook = next(h for h in http.get("/hooks").json()["hooks"] if h["kind"] == "webhook")
         results = list(schema.get_all_operations())
-        operations = [result.ok() for result in results if isinstance(result, Ok)]
+        operations = {
+            result.ok().label: result.ok() for result in results if isinstance(result, Ok)
+        }
         assert len(operations) == 14
-        for operation in operations:
+        for operation in operations.values():
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
                 @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
@@ -855,12 +894,7 @@ def test_generated_requests_never_get_a_server_error(tmp_path: Path) -> None:
                     phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
                 )
                 def call(case: Any) -> None:
-                    response = case.call()
-                    if response.status_code >= 500:
-                        server_errors.append(
-                            f"{case.method} {case.formatted_path} -> {response.status_code}: "
-                            f"{response.text[:200]}"
-                        )
+                    _checked(case, failures)
 
                 try:
                     call()
@@ -871,10 +905,32 @@ def test_generated_requests_never_get_a_server_error(tmp_path: Path) -> None:
                 else:
                     if mode is GenerationMode.NEGATIVE:
                         negated.append(operation.label)
+
+        # Generated ids and tokens name nothing: reach each operation's success too.
+        run = {"run_id": "st-1"}
+        happy_paths: list[tuple[str, dict[str, Any]]] = [
+            ("GET /runs", {"query": {"status": "running", "limit": 5}}),
+            ("GET /runs/{run_id}", {"path_parameters": {"run_id": "st-2"}}),
+            ("GET /runs/{run_id}/events", {"path_parameters": run}),
+            ("GET /runs/{run_id}/timeline", {"path_parameters": run}),
+            ("GET /hooks", {"query": {"run": "st-1"}}),
+            ("POST /runs", {"body": {"workflow": "http-greet", "args": ["again"]}}),
+            ("POST /runs/{run_id}/rerun", {"path_parameters": run}),
+            ("POST /webhooks/{token}", {"path_parameters": {"token": webhook["token"]}}),
+            (
+                "POST /hooks/{token}/resume",
+                {"path_parameters": {"token": "approve-st"}, "body": {"decision": "changes"}},
+            ),
+            ("POST /runs/{run_id}/cancel", {"path_parameters": {"run_id": "st-2"}}),
+        ]
+        succeeded = {
+            label: _checked(operations[label].Case(**case), failures) for label, case in happy_paths
+        }
     finally:
         asgi.shutdown_lifespans()
 
-    assert [] == server_errors
+    assert [] == failures
+    assert {label: status for label, status in succeeded.items() if status >= 300} == {}
     # Invalid input exists where the document constrains it (a bare string or any JSON
     # cannot be made invalid): those operations got negative cases too.
     assert {"POST /runs", "GET /runs", "GET /runs/{run_id}/events"} <= set(negated)
