@@ -231,8 +231,8 @@ class _Api:
         token = request.path_params["token"]
         body = await _read_body(request, self.max_body)
         _plain_key(token, "webhook has token")
-        created = await self.store.hook_event(token)
-        if created is None or _kind(created) != WEBHOOK:
+        created = _webhook_created(await self.store.hook_event(token))
+        if created is None:
             raise _Refused(404, f"no live webhook has token {token!r}")
         sent = WebhookRequest(
             method=request.method,
@@ -248,7 +248,7 @@ class _Api:
             raise _Refused(404, f"no live webhook has token {token!r}") from None
         except ValueError as exc:
             raise _Refused(422, str(exc)) from None
-        status, content = webhook_response(HookCreated.of(created))
+        status, content = webhook_response(created)
         if content is None:
             return Response(None, status)
         if isinstance(content, str):
@@ -362,12 +362,15 @@ def _hook_detail(hook: HookRecord) -> HookDetail:
     return hook_detail_json(hook, _json_schema(definition) if definition is not None else None)
 
 
-def _kind(created: Event) -> str | None:
-    """The kind of hook a ``hook_created`` event made (None if it cannot be read)."""
+def _webhook_created(event: Event | None) -> HookCreated | None:
+    """A live webhook's ``hook_created`` event, read; None for any other (or none)."""
+    if event is None:
+        return None
     try:
-        return HookCreated.of(created).kind
+        created = HookCreated.of(event)
     except LogFormatError:
         return None
+    return created if created.kind == WEBHOOK else None
 
 
 _schemas: dict[int, tuple[Hook[Any], JSON]] = {}
