@@ -257,3 +257,23 @@ def test_parsed_entries_are_frozen() -> None:
 
     with pytest.raises(AttributeError):
         entry.attempt = 2  # type: ignore[misc,union-attr]
+
+
+def test_the_log_module_imports_only_the_standard_library_records_and_errors() -> None:
+    """The replay core imports perdure._log, so it must stay below everything else."""
+    import ast  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    tree = ast.parse(Path(_log.__file__).read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    ours = {name for name in imported if name and name.split(".")[0] == "perdure"}
+    others = {name for name in imported if name and name not in ours and name != "__future__"}
+
+    assert {"perdure._records", "perdure._errors"} == ours
+    assert all(name.split(".")[0] in sys.stdlib_module_names for name in others), others
