@@ -403,11 +403,11 @@ class _Entry:
         """
         if event.type is not cls.TYPE:
             raise _fail(event, run_id, None, f"is not a {cls.TYPE.value} event")
-        return cls._read(event, run_id)
+        return cls.read(event, run_id)
 
     @classmethod
-    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
-        """Parse an event known to be of this type."""
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
+        """Parse an event known to be of this type (`of` and `parse` check the type first)."""
         raise NotImplementedError
 
 
@@ -421,7 +421,7 @@ class RunCreated(_Entry):
     version: str | None
 
     @classmethod
-    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
         return cls(
             _str(event, run_id, "workflow"),
             event.data.get("input"),
@@ -437,7 +437,7 @@ class RunStarted(_Entry):
     worker: str | None
 
     @classmethod
-    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
         return cls(_optional_str(event, run_id, "worker"))
 
 
@@ -453,7 +453,7 @@ class StepStarted(_Entry):
     queue: str | None
 
     @classmethod
-    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
         # Every step's start is parsed by the store's index: check the usual shape in one
         # go, and leave naming the faulty key to the careful path.
         data, cid = event.data, event.correlation_id
@@ -492,7 +492,7 @@ class StepRetrying(_Entry):
     retry_at: datetime
 
     @classmethod
-    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
         return cls(
             _cid(event, run_id),
             _str(event, run_id, "name"),
@@ -513,7 +513,7 @@ class StepCompleted(_Entry):
     output: JSON
 
     @classmethod
-    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
         data, cid = event.data, event.correlation_id
         name, attempt = data.get("name"), data.get("attempt")
         if type(cid) is str and cid and type(name) is str and type(attempt) is int and attempt >= 1:
@@ -537,7 +537,7 @@ class StepFailed(_Entry):
     error: ErrorRecord
 
     @classmethod
-    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
         return cls(
             _cid(event, run_id),
             _str(event, run_id, "name"),
@@ -555,7 +555,7 @@ class SleepStarted(_Entry):
     wake_at: datetime
 
     @classmethod
-    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
         return cls(_cid(event, run_id), _time(event, run_id, "wake_at"))
 
 
@@ -568,7 +568,7 @@ class SleepCompleted(_Entry):
     cancelled: bool
 
     @classmethod
-    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
         cancelled = event.data.get("cancelled", False)
         if not isinstance(cancelled, bool):
             raise _fail(event, run_id, "cancelled", f"must be true or false; got {cancelled!r}")
@@ -593,7 +593,7 @@ class HookCreated(_Entry):
     error: str | None
 
     @classmethod
-    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
         data = event.data
         kind = data.get("kind", "hook")
         if not isinstance(kind, str):
@@ -624,7 +624,7 @@ class HookReceived(_Entry):
     payload: JSON
 
     @classmethod
-    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
         return cls(_cid(event, run_id), _token(event, run_id), event.data.get("payload"))
 
 
@@ -637,7 +637,7 @@ class HookDisposed(_Entry):
     token: str
 
     @classmethod
-    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
         return cls(_cid(event, run_id), _token(event, run_id))
 
 
@@ -649,7 +649,7 @@ class RunCompleted(_Entry):
     output: JSON
 
     @classmethod
-    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:  # noqa: ARG003 (no key to fault)
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:  # noqa: ARG003 (no key to fault)
         return cls(event.data.get("output"))
 
 
@@ -661,7 +661,7 @@ class RunFailed(_Entry):
     error: ErrorRecord
 
     @classmethod
-    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
         return cls(_error(event, run_id))
 
 
@@ -672,7 +672,7 @@ class RunCancelled(_Entry):
     TYPE: ClassVar[EventType] = EventType.RUN_CANCELLED
 
     @classmethod
-    def _read(cls, event: AnyEvent, run_id: str | None) -> Self:  # noqa: ARG003 (nothing to read)
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:  # noqa: ARG003 (nothing to read)
         return cls()
 
 
@@ -712,7 +712,7 @@ _ENTRY_TYPES: tuple[type[LogEntry], ...] = (
 )
 
 PARSERS: dict[EventType, Callable[[AnyEvent, str | None], LogEntry]] = {
-    kind.TYPE: kind._read for kind in _ENTRY_TYPES
+    kind.TYPE: kind.read for kind in _ENTRY_TYPES
 }
 """The parser of each event type (a test checks every type has one)."""
 
