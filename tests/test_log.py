@@ -277,3 +277,11 @@ def test_the_log_module_imports_only_the_standard_library_records_and_errors() -
 
     assert {"perdure._records", "perdure._errors"} == ours
     assert all(name.split(".")[0] in sys.stdlib_module_names for name in others), others
+
+
+def test_a_stored_type_this_release_does_not_know_is_a_log_format_error() -> None:
+    """A store reading a row of a later release's event type says which run and event."""
+    assert EventType.STEP_STARTED is _log.event_type("step_started", run_id="r1", seq=3)
+
+    with pytest.raises(_log.LogFormatError, match="run 'r1', event #3 \\(stream_chunk\\)"):
+        _log.event_type("stream_chunk", run_id="r1", seq=3)

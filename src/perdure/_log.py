@@ -93,6 +93,7 @@ __all__ = [
     "StepFailed",
     "StepRetrying",
     "StepStarted",
+    "event_type",
     "hook_conflict",
     "hook_created",
     "hook_disposed",
@@ -379,6 +380,25 @@ def _time(event: AnyEvent, run_id: str | None, key: str) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def event_type(value: str, *, run_id: str, seq: int) -> EventType:
+    """The type of a stored event, as a store reads it from its row.
+
+    Raises:
+        LogFormatError: a type this release does not know (a log a later one wrote).
+    """
+    try:
+        return EventType(value)
+    except ValueError:
+        raise LogFormatError(
+            f"run {run_id!r}, event #{seq} ({value}): is an event type this version of "
+            "perdure does not know",
+            run_id=run_id,
+            seq=seq,
+            event_type=value,
+            key=None,
+        ) from None
 
 
 # -- parsed events: what readers get ---------------------------------------------------

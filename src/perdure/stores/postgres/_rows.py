@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from perdure._log import event_type
 from perdure._records import (
     JSON,
     Event,
-    EventType,
     HookRecord,
     InboxItem,
     RunRecord,
@@ -216,8 +216,9 @@ def hook_from_row(row: Record) -> HookRecord:
 def event_from_row(row: Record) -> Event:
     """An `Event` from a row selected by `EVENTS`."""
     return Event(
-        row["run_id"], row["seq"], EventType(row["type"]), row["correlation_id"],
-        json.loads(row["data"]), row["created_at"],
+        row["run_id"], row["seq"],
+        event_type(row["type"], run_id=row["run_id"], seq=row["seq"]),
+        row["correlation_id"], json.loads(row["data"]), row["created_at"],
     )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from perdure._log import event_type
 from perdure._records import (
     JSON,
     Event,
@@ -192,7 +193,14 @@ def events(conn: sqlite3.Connection, run_id: str, after_seq: int) -> list[Event]
         (run_id, after_seq),
     )
     return [
-        Event(run_id, seq, EventType(kind), correlation_id, json.loads(data), from_us(created_at))
+        Event(
+            run_id,
+            seq,
+            event_type(kind, run_id=run_id, seq=seq),
+            correlation_id,
+            json.loads(data),
+            from_us(created_at),
+        )
         for seq, kind, correlation_id, data, created_at in rows
     ]
 
