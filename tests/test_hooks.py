@@ -403,7 +403,7 @@ async def test_engine_resume_hook_leaves_webhooks_to_the_http_app(engine: Engine
     with pytest.raises(HookNotFoundError):
         await engine.resume_hook(hook.token, {"method": "POST", "path": "/"})
     with pytest.raises(HookNotFoundError):
-        await engine.resume_hook(hook.token, {"method": "POST", "path": "/"}, name="other")
+        await engine.resume_hook(hook.token, {"method": "POST", "path": "/"}, name="elsewhere")
 
     await engine.resume_hook(hook.token, {"method": "PUT", "path": "/"}, name=WEBHOOK)
     assert "PUT" == await run.result(timeout=5)

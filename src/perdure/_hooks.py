@@ -323,33 +323,31 @@ def payload_errors(exc: pydantic.ValidationError) -> str:
     return "; ".join(parts)
 
 
-def stored_payload(hook: HookRecord, payload: Any) -> JSON:
-    """What is stored when ``payload`` is sent to ``hook``: the one check of every resume.
+def stored_payload(name: str, payload: Any) -> JSON:
+    """What is stored when ``payload`` is sent to a hook named ``name``: every resume's check.
 
-    A hook this process defines (`define_hook`, found by the hook's name) takes the
-    payload validated against its schema and encoded, as the workflow decodes it; a
-    hook defined elsewhere, and a webhook, take it as given. Either way it must be JSON
-    that every database can keep.
+    A hook this process defines (`define_hook`) takes the payload validated against its
+    schema and encoded, as the workflow decodes it; a hook defined elsewhere, and a
+    webhook, take it as given. Either way it must be JSON that every database can keep.
 
     Raises:
         ValueError: naming the hook and each wrong field, or what cannot be stored;
             nothing has been written.
     """
-    definition = _registry.get(hook.name) if hook.kind != WEBHOOK else None
+    definition = _registry.get(name)  # never a webhook: no definition takes its name
     if definition is None:
         encoded: JSON = payload
     else:
-        where = f"payload of hook {hook.name!r}"
         try:
             value = definition.validate(payload)
         except pydantic.ValidationError as exc:
             raise ValueError(
-                f"payload does not match hook {hook.name!r}: {payload_errors(exc)}"
+                f"payload does not match hook {name!r}: {payload_errors(exc)}"
             ) from exc
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"payload does not match hook {hook.name!r}: {exc}") from exc
+            raise ValueError(f"payload does not match hook {name!r}: {exc}") from exc
         try:
-            encoded = encode(value, definition.schema, where=where)
+            encoded = encode(value, definition.schema, where=f"payload of hook {name!r}")
         except TypeError as exc:
             raise ValueError(str(exc)) from exc
     problem = unstorable(encoded, "payload")

@@ -3,7 +3,11 @@
 Every handler either answers with what it was asked for or with a JSON
 ``{"error": "..."}`` and a 4xx naming what was wrong, having written nothing: input is
 checked in full (size, JSON, shape, schema, what the store can hold) before the one
-store call that writes, and that call either stores everything or raises.
+store call that writes, and that call either stores everything or raises. The request
+is read and checked here; the action is the Engine's (`Engine.start`, ``cancel``,
+``rerun``, ``resume_hook``), the same one the CLI and the Python API take, and answers
+are built from the typed shapes of `perdure._views` that the OpenAPI document is
+generated from.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from perdure.http._dashboard import (
     session_problem,
     wants_html,
 )
-from perdure.http._openapi import ApiError, openapi_document
+from perdure.http._openapi import ApiError, StartRun, openapi_document
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -67,7 +71,7 @@ MAX_LIMIT = 1000
 
 WEBHOOK_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
-_START_KEYS = frozenset({"workflow", "args", "kwargs", "run_id"})
+_START_KEYS = StartRun.__required_keys__ | StartRun.__optional_keys__
 
 
 class _Refused(Exception):
