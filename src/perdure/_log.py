@@ -22,7 +22,7 @@ durable call's name and counter such as ``fetch#2``; run events have none)::
     step_retrying    cid; name, attempt (the one that failed), error, retry_at: ISO 8601
     step_completed   cid; name, attempt, output: the encoded value
     step_failed      cid; name, attempt, error
-    sleep_started    cid; wake_at: ISO 8601 (UTC)
+    sleep_started    cid; wake_at: ISO 8601 with an offset (read without one: UTC)
     sleep_completed  cid; cancelled: bool (absent: false, the timer fired)
     hook_created     cid; token: str, name: str, kind: "hook" or "webhook" (absent:
                      "hook"); a webhook also has respond_with: int and body: JSON (what
@@ -43,7 +43,7 @@ one, and a run in flight survives an upgrade only if the new code reads its log 
 old code meant it. So a later version
 
 - MAY add a new optional key to an event type, with a default that means what the log
-  meant without it (as ``queue`` was added to ``step_started``: absent means inline);
+  meant without it (like ``queue`` on ``step_started``: absent means run inline);
   parsers ignore keys they do not know, so older code reading a newer log is unharmed
   by such keys;
 - MAY add a new event type; code that does not know it refuses it with a clear
@@ -58,6 +58,11 @@ old code meant it. So a later version
 The golden histories in ``tests/golden/`` are logs recorded by earlier releases; their
 test replays each one against today's code, and a file there is never rewritten to
 make that test pass.
+
+To add an event type: a member of `EventType`; here, its constructor, its parsed class
+(with ``read``) in `CONSTRUCTORS`, `LogEntry` and ``_ENTRY_TYPES``, and its line above;
+an example in ``tests/test_log.py`` (a test fails until there is one); and a golden
+scenario that logs it, recorded with ``tests/golden/record.py --new NAME``.
 """
 
 from __future__ import annotations
