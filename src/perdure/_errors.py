@@ -8,12 +8,16 @@ The hierarchy::
     │   ├── WorkflowCancelled         run.result() of a run that ended `cancelled`
     │   ├── NonDeterminismError       the workflow's code no longer matches its run's log
     │   ├── LeaseLostError            a worker tried to write to a run it no longer holds
+    │   ├── CancelRequestedError      a worker tried to move on a run whose cancel is stored
     │   ├── RunNotFoundError          (also LookupError) no run has that id
     │   ├── HookNotFoundError         (also LookupError) no live hook holds that token
     │   ├── HookConflictError         a live hook already holds the token being created
     │   └── StepError                 a step's failure whose original type cannot be rebuilt
     ├── FatalError                    raised by a step: fail at once, never retry
     └── RetryableError                raised by a step: retry, optionally after `retry_after`
+
+`CancelRequestedError`, like `LeaseLostError`, is what a store tells a worker; users
+never see it, and it is not part of ``perdure``'s exports.
 
 `FatalError` and `RetryableError` are not `PerdureError`s: user code raises them, and
 they mean "this step's failure is of this kind", not "perdure went wrong".
@@ -24,6 +28,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 __all__ = [
+    "CancelRequestedError",
     "FatalError",
     "HookConflictError",
     "HookNotFoundError",
@@ -139,6 +144,14 @@ class LeaseLostError(PerdureError):
     """A worker wrote to a run that another worker has since taken over.
 
     The write was refused; the run continues on its new owner.
+    """
+
+
+class CancelRequestedError(PerdureError):
+    """A worker tried to log something other than the end of a run whose cancel is stored.
+
+    The write was refused: once ``cancel()`` has returned, the run's only next entry is
+    ``run_cancelled``. The worker cancels the workflow instead of moving it on.
     """
 
 

@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 
 from helpers import T0, at, drain, hold
-from perdure._errors import HookConflictError, HookNotFoundError, LeaseLostError
+from perdure._errors import (
+    CancelRequestedError,
+    HookConflictError,
+    HookNotFoundError,
+    LeaseLostError,
+)
 from perdure._records import (
     EventType,
     NewEvent,
@@ -1256,3 +1261,82 @@ async def test_a_queue_must_be_a_non_empty_string(store: AnyStore) -> None:
             await store.append("w1", "r1", [queued_step(queue=bad)], T0)
     assert await snapshot(store, "r1") == before
     assert await store.step_tasks("r1") == []
+
+
+# -- a stored cancel request fences the run's appends (issue 10) ----------------------
+
+
+async def test_after_a_cancel_request_only_the_cancellation_may_be_appended(
+    store: AnyStore,
+) -> None:
+    """Once a held run's cancel is requested, every append but one ending it cancelled
+    raises CancelRequestedError and writes nothing; the cancellation itself lands, with
+    the events before it."""
+    await hold(store)
+    await store.append("w1", "r1", [step(EventType.STEP_STARTED)], at(1))
+    await store.request_cancel("r1", at(2))
+    before = await snapshot(store, "r1")
+    refused = [
+        [step(EventType.STEP_COMPLETED, output=1)],
+        [step(EventType.STEP_COMPLETED, output=1), step(EventType.STEP_STARTED, "b#1")],
+        [step(EventType.STEP_COMPLETED, output=1), NewEvent(EventType.RUN_COMPLETED)],
+        [NewEvent(EventType.RUN_FAILED, data={"error": {"type": "x", "message": "y"}})],
+        [hook_created("t")],
+    ]
+    for events in refused:
+        with pytest.raises(CancelRequestedError, match="'r1'"):
+            await store.append("w1", "r1", events, at(3))
+    assert await snapshot(store, "r1") == before
+    assert await store.get_hook("t") is None
+
+    last = await store.append(
+        "w1",
+        "r1",
+        [step(EventType.STEP_COMPLETED, output=1), NewEvent(EventType.RUN_CANCELLED)],
+        at(4),
+        durable=True,
+    )
+    assert last == 4
+    run = await store.get_run("r1")
+    assert run is not None
+    assert (run.status, run.owner) == (RunStatus.CANCELLED, None)
+
+
+async def test_the_fence_of_a_cancel_request_is_checked_before_the_lease(
+    store: AnyStore,
+) -> None:
+    """A worker that does not hold the run is told so (LeaseLostError), cancel or not."""
+    await hold(store)
+    await store.request_cancel("r1", at(1))
+    with pytest.raises(LeaseLostError):
+        await store.append("w2", "r1", [NewEvent(EventType.RUN_CANCELLED)], at(2))
+
+
+@pytest.mark.parametrize("kind", ["step", "hook", "end"])
+async def test_a_cancel_request_refuses_only_its_own_runs_appends(
+    store: AnyStore, kind: str
+) -> None:
+    """Among appends racing on one event loop (one batch on PostgreSQL), only those of
+    the run whose cancel is requested are refused; the others land whole."""
+    for index in range(6):
+        await hold(store, f"r{index}")
+    await store.request_cancel("r3", at(1))
+    events = {
+        "step": [step(EventType.STEP_STARTED), step(EventType.STEP_COMPLETED)],
+        "hook": [step(EventType.STEP_STARTED), hook_created("t3")],
+        "end": [step(EventType.STEP_STARTED), NewEvent(EventType.RUN_COMPLETED)],
+    }[kind]
+    others = [step(EventType.STEP_STARTED), step(EventType.STEP_COMPLETED)]
+    results = await asyncio.gather(
+        *(
+            store.append("w1", f"r{index}", events if index == 3 else others, at(2))
+            for index in range(6)
+        ),
+        return_exceptions=True,
+    )
+    assert isinstance(results.pop(3), CancelRequestedError)
+    assert results == [3] * 5
+    assert len(await store.events("r3")) == 1
+    assert await store.get_hook("t3") is None
+    cancelled = await store.append("w1", "r3", [NewEvent(EventType.RUN_CANCELLED)], at(3))
+    assert cancelled == 2

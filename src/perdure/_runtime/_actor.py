@@ -14,6 +14,21 @@ same batch, and the store's group commit folds batches of concurrent runs togeth
 A step's attempts are run by the worker's `StepAttempts` (the loop queues use too); the
 actor is where they report (`AttemptOutcomes`), and it logs what they report. The actor
 sees the worker only as a `RunHost`.
+
+A stored cancel request wins over whatever comes after it. The worker's pass tells the
+actor of a request, but the pass may come late: meanwhile a step may finish and the
+workflow would begin its next one, or return. So the store refuses every append of a
+run whose cancel is requested, but the one that ends it cancelled
+(`CancelRequestedError`, checked in the append's own transaction), and the actor then
+cancels the workflow instead of delivering what the refused batch carried. Outcomes
+reach the workflow only once their batch is committed, so a step whose result the
+store refused is never seen by the workflow, no step begins after it, and a
+``run_completed`` or ``run_failed`` written after the request never lands. The refused
+events themselves are logged before ``run_cancelled``: a step that finished meanwhile
+keeps its recorded result. A run claimed with a request already stored starts no step
+at all. (A cancel stored while the append that delivers a step's predecessor is on its
+way back finds that step begun: the step is run from the moment its predecessor's
+result is committed, which is the point at which the run decided to call it.)
 """
 
 from __future__ import annotations
@@ -27,7 +42,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from perdure import _log
-from perdure._errors import HookConflictError, LeaseLostError, NonDeterminismError
+from perdure._errors import (
+    CancelRequestedError,
+    HookConflictError,
+    LeaseLostError,
+    NonDeterminismError,
+)
 from perdure._records import EventType, InboxItem, NewEvent, RunRecord, RunStatus, StepTask
 from perdure._replay import (
     CancelRun,
@@ -77,7 +97,7 @@ def _store_call() -> Iterator[None]:
     """Tell the store's failures (the database down, a connection lost) from the run's."""
     try:
         yield
-    except LeaseLostError:
+    except (LeaseLostError, CancelRequestedError):
         raise
     except Exception as exc:
         raise _StoreFailed(f"{type(exc).__name__}: {exc}") from exc
@@ -163,6 +183,8 @@ class RunActor:
 
     async def begin(self) -> None:
         """Start the run fresh, or bring it back from its log by replay."""
+        # A request stored before the claim: the run starts no step, and ends cancelled.
+        self._cancel_pending = self._cancel_pending or self._claimed().cancel_requested
         try:
             if self._claimed().status is RunStatus.PENDING:
                 await self._start_fresh()
@@ -198,13 +220,20 @@ class RunActor:
 
     async def _start_fresh(self) -> None:
         now = self.host.clock.now()
-        with _store_call():
-            await self.host.store.append(
-                self.host.id,
-                self.run_id,
-                [_log.run_started(worker=self.host.id)],
-                now,
-            )
+        if self._cancel_pending:  # cancelled before it began: its code never runs
+            self._end(_log.run_cancelled())
+            return
+        try:
+            with _store_call():
+                await self.host.store.append(
+                    self.host.id,
+                    self.run_id,
+                    [_log.run_started(worker=self.host.id)],
+                    now,
+                )
+        except CancelRequestedError:  # requested since the claim
+            self._end(_log.run_cancelled())
+            return
         self.instance = self._make_instance(now)
         self._process(self.instance.start(now))
 
@@ -229,6 +258,8 @@ class RunActor:
         for in_flight in result.steps:
             if in_flight.queue is not None:  # its task waits in the store: await its outcome
                 self._await_remote(in_flight.command)
+                continue
+            if self._cancel_pending:  # `begin` cancels the run next: no attempt begins
                 continue
             self._start_step(in_flight.command, in_flight.next_attempt, in_flight.not_before)
 
@@ -291,6 +322,9 @@ class RunActor:
                 logger.warning("run %s was taken over by another worker", self.run_id)
                 self._abandon()
                 return
+            except CancelRequestedError:
+                self._cancel_instead(batch)
+                continue
             except HookConflictError as exc:
                 self._requeue_with_conflict(batch, exc)
                 continue
@@ -339,14 +373,38 @@ class RunActor:
             rest.terminal or batch.terminal,
         )
 
+    def _cancel_instead(self, refused: _Batch) -> None:
+        """The store refused ``refused``: the run's cancel is stored. Cancel the run.
+
+        Nothing the batch carried reaches the workflow (it waits where it was, and sees
+        CancelledError there), a terminal event in it or in the buffer is dropped, and
+        its other events are logged again ahead of the cancellation, so the log keeps
+        the result of a step that finished meanwhile.
+        """
+        rest = self._buffer or _Batch()
+        kept = [e for e in (*refused.events, *rest.events) if e.type not in _TERMINAL]
+        self._buffer = _Batch(
+            kept,
+            [],  # nothing of it is delivered: the workflow is cancelled where it waits
+            refused.inbox + rest.inbox,
+            refused.durable or rest.durable,
+            refused.tasks + rest.tasks,
+            refused.queues_task or rest.queues_task,
+        )
+        if self.instance is not None and not self.instance.finished:
+            self._process(self.instance.cancel(self.host.clock.now()))
+        else:  # it returned or failed meanwhile (that end was refused), or never began
+            self._end(_log.run_cancelled())
+
     # -- commands from the workflow -------------------------------------------------
 
     def _process(self, commands: list[Command]) -> None:
         for command in commands:
             match command:
-                case ScheduleStep() if self.host.draining:
+                case ScheduleStep() if self.host.draining or self._cancel_pending:
                     # Shutting down: the step is not started nor logged; the worker that
-                    # takes the run over replays to this point and starts it.
+                    # takes the run over replays to this point and starts it. Or a run
+                    # whose cancel is stored is being brought back: `begin` cancels it.
                     continue
                 case ScheduleStep() if command.spec.queue is not None:
                     # Routed to the queue's workers, even if this one serves the queue:

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from perdure._errors import HookConflictError, HookNotFoundError, LeaseLostError
+from perdure._errors import (
+    CancelRequestedError,
+    HookConflictError,
+    HookNotFoundError,
+    LeaseLostError,
+)
 
 __all__ = [
+    "cancel_requested",
     "earliest",
     "hook_conflict",
     "hook_not_found",
@@ -51,6 +57,13 @@ def lease_lost(worker_id: str, run_id: str, owner: str | None, *, exists: bool) 
     else:
         held = f"it is held by worker {owner!r}"
     return LeaseLostError(f"worker {worker_id!r} does not hold run {run_id!r}: {held}")
+
+
+def cancel_requested(run_id: str) -> CancelRequestedError:
+    """The error for an append, other than the run's cancellation, once a cancel is stored."""
+    return CancelRequestedError(
+        f"run {run_id!r} has a cancel request: only its cancellation may be logged"
+    )
 
 
 def task_lost(

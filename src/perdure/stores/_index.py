@@ -28,6 +28,7 @@ __all__ = [
     "StepRow",
     "TimerCleared",
     "TimerSet",
+    "ends_cancelled",
     "fold_steps",
     "plan",
 ]
@@ -128,6 +129,18 @@ def plan(events: list[NewEvent], run_id: str | None = None) -> list[Change | Non
             )
         changes.append(_change(event, run_id))
     return changes
+
+
+def ends_cancelled(changes: list[Change | None]) -> bool:
+    """Whether an append with these changes ends its run cancelled.
+
+    Once a run's cancel is requested, that is the only append its worker may make
+    (`perdure.stores.LogStore.append`).
+    """
+    if not changes:
+        return False
+    last = changes[-1]
+    return isinstance(last, RunEnded) and last.status is RunStatus.CANCELLED
 
 
 @dataclass(slots=True)

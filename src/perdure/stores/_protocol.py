@@ -214,7 +214,12 @@ class LogStore(Protocol):
         """Append events to a held run's log and update the indexes; return the last seq.
 
         Fenced: raises `LeaseLostError` (and writes nothing) unless ``worker_id`` holds
-        the run. Raises `HookConflictError` (and writes nothing) when a
+        the run. Once the run's cancel is requested, raises `CancelRequestedError` (and
+        writes nothing) unless the append ends the run cancelled (its last event is
+        ``run_cancelled``): checked in the same transaction as the write, so whatever
+        comes after a stored cancel request, a step's result that the workflow would
+        act on or the run's completion, is refused, and the worker cancels instead.
+        Raises `HookConflictError` (and writes nothing) when a
         ``hook_created`` event without ``error`` names a token another live hook
         holds. ``consume_inbox`` deletes those inbox items, and ``consume_tasks`` those
         step tasks, in the same transaction (their ``hook_received`` and step outcome

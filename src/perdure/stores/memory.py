@@ -38,6 +38,7 @@ from perdure._records import (
     StepTask,
 )
 from perdure.stores._common import (
+    cancel_requested,
     earliest,
     hook_conflict,
     hook_not_found,
@@ -54,6 +55,7 @@ from perdure.stores._index import (
     StepChanged,
     TimerCleared,
     TimerSet,
+    ends_cancelled,
     plan,
 )
 from perdure.stores._protocol import Store
@@ -211,6 +213,8 @@ class MemoryStore(Store):
         run = self._held(worker_id, run_id)
         events = [replace(event, data=_json(event.data)) for event in events]
         changes = plan(events, run_id)
+        if run.cancel_requested and not ends_cancelled(changes):
+            raise cancel_requested(run_id)
         self._check_hooks(run_id, changes)
         # Nothing below raises: the write is all-or-nothing.
         run = self._log(run, events, changes, now)

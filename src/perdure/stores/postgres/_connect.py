@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from perdure.stores._common import hook_conflict, lease_lost, task_lost
+from perdure.stores._common import cancel_requested, hook_conflict, lease_lost, task_lost
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -75,6 +75,8 @@ def write_failure(
     Shared by a failed statement (`translated`) and by a batch that reports one append's
     failure in its result rather than raising it, so both raise the same error.
     """
+    if sqlstate == "PD004":
+        return cancel_requested(run_id)
     if sqlstate not in {"PD001", "PD002"}:
         return None
     fields = json.loads(detail or "{}")

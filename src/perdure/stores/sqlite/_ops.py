@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 
 from perdure._log import run_cancelled, run_created
 from perdure._records import NewEvent, RunStatus
-from perdure.stores._common import hook_conflict, hook_not_found, lease_lost, task_lost
+from perdure.stores._common import (
+    cancel_requested,
+    hook_conflict,
+    hook_not_found,
+    lease_lost,
+    task_lost,
+)
 from perdure.stores._index import (
     Change,
     HookAdded,
@@ -28,6 +34,7 @@ from perdure.stores._index import (
     StepRow,
     TimerCleared,
     TimerSet,
+    ends_cancelled,
     fold_steps,
     plan,
 )
@@ -130,9 +137,15 @@ def append(
     consume_inbox: list[int] | None,
     consume_tasks: list[int] | None = None,
 ) -> int:
-    """Fence, log the events with their index changes, consume inbox items and tasks."""
-    last_seq, _ = _fence(conn, worker_id, run_id)
+    """Fence, log the events with their index changes, consume inbox items and tasks.
+
+    Once the run's cancel is requested, only an append that ends it cancelled is taken
+    (the writer serializes this with `request_cancel`).
+    """
+    last_seq, cancel_requested_at = _fence(conn, worker_id, run_id)
     changes = plan(events, run_id)
+    if cancel_requested_at is not None and not ends_cancelled(changes):
+        raise cancel_requested(run_id)
     seq = _log(conn, run_id, last_seq, events, changes, at=to_us(now))
     if consume_inbox:
         conn.executemany(
