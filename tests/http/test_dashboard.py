@@ -2,7 +2,7 @@
 
 The browser test drives Debian's Chromium (/usr/bin/chromium) with Playwright against
 the app served by uvicorn on 127.0.0.1, with an Engine on a SQLite file running the
-workflows of tests/dashboard_workflows.py. Without Chromium or Playwright it is skipped
+workflows of tests/http/dashboard_workflows.py. Without Chromium or Playwright it is skipped
 with a message, except in CI ($CI set), where it fails. With PERDURE_SCREENSHOTS=1 it
 also writes the run page's screenshot to docs/dashboard-run.png.
 """
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from perdure import Run
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = ROOT / "src" / "perdure" / "web" / "pages"
 STATIC = ROOT / "src" / "perdure" / "web" / "static"
 WORKFLOWS = str(Path(__file__).resolve().parent / "dashboard_workflows.py")

@@ -1,4 +1,4 @@
-"""Workflows the dashboard's tests run (tests/test_dashboard.py), also for `perdure web -m`.
+"""Workflows the dashboard's tests run (tests/http/test_dashboard.py), also for `perdure web -m`.
 
 `review_order` has what a timeline shows: steps, one retried after a failed attempt,
 two steps in parallel, a sleep, and a hook that waits for a person's decision. Its

@@ -1,7 +1,7 @@
 """Crashes and many processes: real child processes on a real SQLite file, real SIGKILL.
 
-Each test drives worker processes (``tests/crash_programs/crash_child.py``) that run the
-workflows of ``tests/crash_programs/``; their steps append side-effect lines to a file
+Each test drives worker processes (``tests/runtime/crash_programs/crash_child.py``) that run the
+workflows of ``tests/runtime/crash_programs/``; their steps append side-effect lines to a file
 and wait at gates the test opens, so the test knows what ran, how often, in which
 process, and can kill a process at a chosen point. The test process watches the
 database through an Engine without a worker (it never takes a run, and never reaps a
@@ -35,7 +35,7 @@ T = TypeVar("T")
 TESTS = Path(__file__).resolve().parent
 PROGRAMS = TESTS / "crash_programs"
 CHILD = PROGRAMS / "crash_child.py"
-EXAMPLES = TESTS.parent / "examples"
+EXAMPLES = TESTS.parents[1] / "examples"
 APPROVE = str(EXAMPLES / "approve.py")
 DEADLINE = 15.0
 """Seconds to wait for anything: generous, and far below the 60 s heartbeat timeout."""

@@ -2,7 +2,7 @@
 restart and a host cut off from the network (issue #3).
 
 Workers are real ``python -m perdure worker`` processes with a 2 s lease, serving
-``tests/cluster_programs/cluster_workflows.py``: a workflow of three steps, each of
+``tests/runtime/cluster_programs/cluster_workflows.py``: a workflow of three steps, each of
 which appends ``RUN STEP PID`` to a side-effect file as it begins, so the test knows
 which step attempts began, how often, and in which process. The test process starts
 runs through an Engine without a worker and reads the database; every wait polls a

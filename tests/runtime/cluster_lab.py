@@ -2,7 +2,7 @@
 server, and network namespaces standing in for hosts.
 
 - `WorkerProcess`: a real ``python -m perdure worker`` process serving
-  ``tests/cluster_programs/cluster_workflows.py`` (a `helpers.ChildProcess`).
+  ``tests/runtime/cluster_programs/cluster_workflows.py`` (a `helpers.ChildProcess`).
 - `Lab`: one test's folder (side-effect file, gates), database URL and workers; every
   worker it started is SIGKILLed when the test ends, pass or fail.
 - `PrivatePostgres`: a PostgreSQL server of the test's own (initdb into a temporary
