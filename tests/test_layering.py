@@ -70,11 +70,7 @@ LAYERS = {
 
 FRONT_ENDS = ("perdure.http", *CLI)
 
-KNOWN_PRIVATE_IMPORTS = {
-    # `perdure migrate` runs SQLite's migrations with the store's own functions:
-    # perdure.stores.sqlite exports no migrate() as perdure.stores.postgres does.
-    ("perdure._cli._migrate", "perdure.stores.sqlite._schema"),
-}
+KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = set()
 """The front ends' imports of private runtime and store modules that remain, each a
 debt with its reason: a new one fails the test, and so does one that is gone (remove it
 here)."""

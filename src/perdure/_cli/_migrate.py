@@ -8,8 +8,6 @@ apply new schema before the new workers start, and fail loudly if it cannot.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
 
 from perdure._cli._common import (
     USAGE,
@@ -26,24 +24,15 @@ from perdure._cli._output import out, print_json
 __all__ = ["migrate"]
 
 
-def _migrate_sqlite(path: str) -> list[str]:
-    from perdure.stores.sqlite import _schema  # noqa: PLC0415 (only when migrating SQLite)
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        return _schema.migrate(conn, _schema.migrations())
-    finally:
-        conn.close()
-
-
 def _migrate(url: str) -> list[str]:
     if url.startswith(("postgresql://", "postgres://")):
         from perdure.stores.postgres import migrate as apply  # noqa: PLC0415
 
         return asyncio.run(apply(url))
     if url.startswith("sqlite:///") and url != "sqlite:///":
-        return _migrate_sqlite(url.removeprefix("sqlite:///"))
+        from perdure.stores.sqlite import migrate as apply_sqlite  # noqa: PLC0415
+
+        return apply_sqlite(url.removeprefix("sqlite:///"))
     raise CliError(
         f"cannot migrate {shown_url(url)}: only sqlite:/// and postgresql:// databases "
         "have a schema",

@@ -6,6 +6,7 @@
 ``_rows`` (rows to records) and ``_workers`` (telling a dead process by its lock).
 """
 
+from perdure.stores.sqlite._schema import migrate_file as migrate
 from perdure.stores.sqlite._store import SQLiteStore, WriterStatistics
 
-__all__ = ["SQLiteStore", "WriterStatistics"]
+__all__ = ["SQLiteStore", "WriterStatistics", "migrate"]

@@ -10,15 +10,15 @@ serialized by SQLite, and the second finds nothing left to do.
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from perdure.stores._migrations import Migration, load_migrations, missing_migrations
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
-__all__ = ["BUSY_TIMEOUT", "Migration", "connect", "migrate", "migrations"]
+__all__ = ["BUSY_TIMEOUT", "Migration", "connect", "migrate", "migrate_file", "migrations"]
 
 BUSY_TIMEOUT = 10.0
 """Seconds a connection waits for another process's write lock before giving up."""
@@ -64,6 +64,22 @@ def migrate(conn: sqlite3.Connection, known: list[Migration]) -> list[str]:
         conn.execute("ROLLBACK")
         raise
     return done
+
+
+def migrate_file(path: str | Path) -> list[str]:
+    """Bring the SQLite file at ``path`` to perdure's schema; the migrations applied.
+
+    For running migrations on their own (``perdure migrate``, a deploy step);
+    `SQLiteStore` does the same on `open`. The file and its folders are created.
+
+    Raises:
+        RuntimeError: the file records a migration this perdure does not know.
+    """
+    conn = connect(Path(path))
+    try:
+        return migrate(conn, migrations())
+    finally:
+        conn.close()
 
 
 def _apply_missing(conn: sqlite3.Connection, known: list[Migration]) -> list[str]:
