@@ -6,6 +6,9 @@ test session creates a database of its own, ``perdure_test_<random>``, and drops
 the end (`postgres_database`); a test that needs a database nobody has opened yet makes
 one more (`fresh_database`).
 
+A test that stops the server, or cuts it off, runs a server of its own instead
+(`private_postgres`): the machine's shared server is never stopped or restarted.
+
 When the server cannot be reached, PostgreSQL tests are skipped with a message saying
 so, except in CI (``$CI`` set), where they fail: CI must never pass by skipping them.
 
@@ -19,7 +22,13 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,12 +42,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_URL",
     "TABLES",
+    "PrivatePostgres",
     "clear_tables",
     "create_database",
     "database_url",
     "drop_database",
     "fresh_database",
     "postgres_database",
+    "private_postgres",
     "require_postgres",
     "run_in_thread",
     "server_url",
@@ -171,3 +182,94 @@ def postgres_database() -> Iterator[str]:
         yield url
     finally:
         run_in_thread(drop_database(url))
+
+
+# -- a private PostgreSQL server ----------------------------------------------------------
+
+
+def _unavailable(message: str) -> None:
+    """Skip the test for want of PostgreSQL, or fail it in CI (as `require_postgres`)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; CI must run the PostgreSQL tests", pytrace=False)
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own: its binaries, folder and port."""
+
+    bindir: Path
+    folder: Path
+    port: int
+    listen: list[str]
+    trusted: list[str]
+
+    @property
+    def data(self) -> Path:
+        return self.folder / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "server.log"
+
+    def url(self, host: str = "127.0.0.1", database: str = "postgres") -> str:
+        return f"postgresql://postgres@{host}:{self.port}/{database}"
+
+    def _run(self, *argv: str) -> None:
+        # initdb and the server refuse to run as root: run them as the postgres user.
+        command = [str(self.bindir / argv[0]), *argv[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            log = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}\n{log}")
+
+    def init(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
+        with (self.data / "pg_hba.conf").open("a") as hba:
+            for network in self.trusted:
+                hba.write(f"host all all {network} trust\n")
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        options = (
+            f"-c listen_addresses='{','.join(self.listen)}' -p {self.port} "
+            f"-k {self.folder} -c fsync=off -c max_connections=200"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-o", options, "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+
+@contextlib.contextmanager
+def private_postgres(
+    listen: list[str] | None = None, trusted: list[str] | None = None
+) -> Iterator[PrivatePostgres]:
+    """A fresh PostgreSQL server listening on 127.0.0.1 and ``listen``, trusting
+    connections from ``trusted`` networks; stopped and deleted afterwards."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if not found:
+        _unavailable("PostgreSQL server binaries (/usr/lib/postgresql/*/bin) not installed")
+    folder = Path(tempfile.mkdtemp(prefix="perdure-pg-"))
+    server = PrivatePostgres(
+        found[-1].parent, folder, _free_port(), ["127.0.0.1", *(listen or [])], trusted or []
+    )
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(folder, "postgres", "postgres")
+        server.init()
+        server.start()
+        yield server
+    finally:
+        with contextlib.suppress(RuntimeError):
+            server.stop("immediate")
+        shutil.rmtree(folder, ignore_errors=True)

@@ -5,8 +5,8 @@ server, and network namespaces standing in for hosts.
   ``tests/runtime/cluster_programs/cluster_workflows.py`` (a `helpers.ChildProcess`).
 - `Lab`: one test's folder (side-effect file, gates), database URL and workers; every
   worker it started is SIGKILLed when the test ends, pass or fail.
-- `PrivatePostgres`: a PostgreSQL server of the test's own (initdb into a temporary
-  folder, a free port), for tests that stop the server or cut hosts off from it: the
+- `PrivatePostgres`: a PostgreSQL server of the test's own (`pg.private_postgres`,
+  re-exported here), for tests that stop the server or cut hosts off from it: the
   machine's shared server, which other tests and people use, is never touched.
 - `Hosts`: network namespaces joined to this one by veth pairs: two "hosts" whose
   only way to the server is their own virtual link, which a test can cut.
@@ -19,11 +19,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +29,7 @@ from typing import TYPE_CHECKING, TypeVar
 import pytest
 
 import helpers
+from pg import PrivatePostgres, private_postgres
 
 PROGRAMS = Path(__file__).resolve().parent / "cluster_programs"
 sys.path.insert(0, str(PROGRAMS))  # the test process imports the workers' workflows too
@@ -159,97 +157,6 @@ class Lab:
     def close(self) -> None:
         for worker in self.workers:
             worker.close()
-
-
-# -- a private PostgreSQL server ----------------------------------------------------------
-
-
-def _unavailable(message: str) -> None:
-    """Skip the test for want of PostgreSQL, or fail it in CI (as `pg.require_postgres`)."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{message}; CI must run the PostgreSQL tests", pytrace=False)
-    pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass
-class PrivatePostgres:
-    """A PostgreSQL server of the test's own: its binaries, folder and port."""
-
-    bindir: Path
-    folder: Path
-    port: int
-    listen: list[str]
-    trusted: list[str]
-
-    @property
-    def data(self) -> Path:
-        return self.folder / "data"
-
-    @property
-    def log(self) -> Path:
-        return self.folder / "server.log"
-
-    def url(self, host: str = "127.0.0.1", database: str = "postgres") -> str:
-        return f"postgresql://postgres@{host}:{self.port}/{database}"
-
-    def _run(self, *argv: str) -> None:
-        # initdb and the server refuse to run as root: run them as the postgres user.
-        command = [str(self.bindir / argv[0]), *argv[1:]]
-        if os.geteuid() == 0:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            log = self.log.read_text() if self.log.exists() else ""
-            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}\n{log}")
-
-    def init(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
-        with (self.data / "pg_hba.conf").open("a") as hba:
-            for network in self.trusted:
-                hba.write(f"host all all {network} trust\n")
-
-    def start(self) -> None:
-        """Start the server and wait until it accepts connections."""
-        options = (
-            f"-c listen_addresses='{','.join(self.listen)}' -p {self.port} "
-            f"-k {self.folder} -c fsync=off -c max_connections=200"
-        )
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-o", options, "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
-
-
-@contextlib.contextmanager
-def private_postgres(
-    listen: list[str] | None = None, trusted: list[str] | None = None
-) -> Iterator[PrivatePostgres]:
-    """A fresh PostgreSQL server listening on 127.0.0.1 and ``listen``, trusting
-    connections from ``trusted`` networks; stopped and deleted afterwards."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
-    if not found:
-        _unavailable("PostgreSQL server binaries (/usr/lib/postgresql/*/bin) not installed")
-    folder = Path(tempfile.mkdtemp(prefix="perdure-pg-"))
-    server = PrivatePostgres(
-        found[-1].parent, folder, _free_port(), ["127.0.0.1", *(listen or [])], trusted or []
-    )
-    try:
-        if os.geteuid() == 0:
-            shutil.chown(folder, "postgres", "postgres")
-        server.init()
-        server.start()
-        yield server
-    finally:
-        with contextlib.suppress(RuntimeError):
-            server.stop("immediate")
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- hosts: network namespaces ------------------------------------------------------------
