@@ -34,7 +34,7 @@ from pg import PrivatePostgres, private_postgres
 PROGRAMS = Path(__file__).resolve().parent / "cluster_programs"
 sys.path.insert(0, str(PROGRAMS))  # the test process imports the workers' workflows too
 
-from cluster_workflows import chain, expected  # noqa: E402
+from cluster_workflows import chain, expected, ticks  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -51,6 +51,7 @@ __all__ = [
     "expected",
     "network_namespaces",
     "private_postgres",
+    "ticks",
 ]
 
 T = TypeVar("T")

@@ -1340,3 +1340,34 @@ async def test_a_cancel_request_refuses_only_its_own_runs_appends(
     assert await store.get_hook("t3") is None
     cancelled = await store.append("w1", "r3", [NewEvent(EventType.RUN_CANCELLED)], at(3))
     assert cancelled == 2
+
+
+# -- a heartbeat tells a worker whether it was taken for dead (issue 10) -------------
+
+
+async def test_a_heartbeat_says_whether_the_worker_was_still_registered(store: AnyStore) -> None:
+    """heartbeat returns True for a registered worker, False for one whose row was gone
+    (unregistered here), and puts the row back either way."""
+    await store.register_worker("w1", T0)
+    assert await store.heartbeat("w1", at(1)) is True
+    await store.unregister_worker("w1", at(2))
+    assert await store.heartbeat("w1", at(3)) is False
+    assert await store.heartbeat("w1", at(4)) is True
+
+
+async def test_a_reaped_workers_next_heartbeat_says_so(store: AnyStore) -> None:
+    """A worker reaped while it was silent (its runs released) learns it from its next
+    heartbeat, and gets its row back but not its runs."""
+    if isinstance(store, MemoryStore):
+        pytest.skip("a memory store's workers live in its process: none can die alone")
+    await store.register_worker("w1", T0)
+    await store.register_worker("silent", T0)
+    await hold(store, worker="silent")
+    later = T0 + timedelta(hours=1)
+    await store.heartbeat("w1", later)
+    assert await store.reap_dead_workers("w1", later) == 1
+    assert await store.heartbeat("silent", later) is False
+    run = await store.get_run("r1")
+    assert run is not None
+    assert run.owner is None
+    assert await store.heartbeat("silent", later) is True

@@ -11,6 +11,11 @@ rules. What differs is where the outcomes go, and that is the caller's
 `AttemptOutcomes`: the actor logs them in the run's log, the queue runner stores them
 in the step task.
 
+No attempt begins unless the worker's lease is known to hold at that moment
+(`perdure._runtime._lease.Lease`): checked once the attempt has its slot, right before
+the step's code runs, since a step may wait long for a slot or out a retry's delay, and
+the worker may have been paused meanwhile. While all is well that is one clock read.
+
 The actor's step is the hot path: a trivial step must cost one append and nothing
 more. So the outcomes are reported by plain method calls on an object the caller
 already has (the actor reports the outcomes of all its steps, told apart by the
@@ -32,6 +37,7 @@ if TYPE_CHECKING:
     from perdure._clock import Clock
     from perdure._records import JSON
     from perdure._replay import StepSpec
+    from perdure._runtime._lease import Lease
 
 __all__ = ["AttemptOutcomes", "StepAttempts", "call_attempt"]
 
@@ -87,11 +93,12 @@ class StepAttempts:
     the queues it serves: together they run at most ``max_concurrent`` attempts.
     """
 
-    __slots__ = ("clock", "slots")
+    __slots__ = ("clock", "lease", "slots")
 
-    def __init__(self, clock: Clock, max_concurrent: int) -> None:
+    def __init__(self, clock: Clock, max_concurrent: int, lease: Lease) -> None:
         self.clock = clock
         self.slots = asyncio.Semaphore(max_concurrent)
+        self.lease = lease
 
     async def run(
         self,
@@ -117,7 +124,7 @@ class StepAttempts:
             lost = outcomes.lost(call, attempt - 1, policy.max_retries)
             return outcomes.failed(call, attempt - 1, lost)
         args, kwargs = spec.codec.decode_args(input_)
-        clock, run_id = self.clock, workflow.run_id
+        clock, lease, run_id = self.clock, self.lease, workflow.run_id
         while True:
             if not_before is not None:
                 outcomes.backing_off(call, waiting=True)
@@ -134,6 +141,8 @@ class StepAttempts:
             error: Exception
             try:
                 async with self.slots:
+                    if not lease.valid:  # the worker may have been paused: ask first
+                        await lease.confirm()
                     token = step_context.set((meta, workflow))
                     try:
                         with outcomes.attempt_span(call, meta):

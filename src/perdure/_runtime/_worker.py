@@ -14,6 +14,11 @@ start, resume or cancel, a timer of an unheld run coming due), does one pass:
 
 Every second (at least three times per lease, on stores with leases) it also records a
 heartbeat and reaps dead workers (their runs are released and claimed at once).
+
+The lease (`perdure._runtime._lease.Lease`) is checked before the worker claims
+anything and before any step attempt begins, its own runs' and its queues' alike: once
+it may have lapsed, the worker asks the store first, and lets everything go if it was
+taken for dead meanwhile.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from perdure._errors import LeaseLostError
 from perdure._records import RunRecord
 from perdure._runtime._actor import RunActor
 from perdure._runtime._attempts import StepAttempts
+from perdure._runtime._lease import Lease
 from perdure._runtime._outage import Outage, until_the_store_answers
 from perdure._runtime._queues import QueueRunner
 from perdure._workflow import lookup_workflow, registered_workflows
@@ -74,6 +80,8 @@ class WorkerStatistics:
     evictions: int
     """Suspended runs handed back to the store to free memory."""
     finished: int
+    lost_leases: int = 0
+    """Times the worker found it had been taken for dead and let its runs go."""
 
 
 def new_worker_id() -> str:
@@ -107,13 +115,14 @@ class Worker:
         self.store = store
         self.clock = clock
         self.evict_after = evict_after
-        lease = store.lease
-        self._lease = lease.total_seconds() if lease is not None else 0.0
+        self.lease = Lease(store, self.id, clock, self._lost_lease)
+        """The worker's lease, checked before it claims or begins anything."""
+        self._lease = self.lease.seconds
         """The store's lease in seconds (0 for stores that tell dead workers otherwise)."""
         self._heartbeat_every = (
             min(_MAINTENANCE_SECONDS, self._lease / 3) if self._lease else _MAINTENANCE_SECONDS
         )
-        self.attempts = StepAttempts(clock, max_concurrent_steps)
+        self.attempts = StepAttempts(clock, max_concurrent_steps, self.lease)
         """Runs step attempts, of held runs and queues alike, in ``max_concurrent_steps`` slots."""
         self.queues = queues
         """The queues whose step tasks this worker claims and runs."""
@@ -147,9 +156,8 @@ class Worker:
 
     async def start(self) -> None:
         """Register, take over the runs of dead workers, and begin claiming."""
-        now = self.clock.now()
-        await self.store.register_worker(self.id, now)
-        released = await self.store.reap_dead_workers(self.id, now)
+        await self.lease.register()
+        released = await self.store.reap_dead_workers(self.id, self.clock.now())
         if released:
             logger.info("recovered %d runs and step tasks left by workers that died", released)
         loop = asyncio.get_running_loop()
@@ -179,6 +187,7 @@ class Worker:
         for task in (self._main, self._maintenance, self._autojump):
             if task is not None:
                 task.cancel()
+        self.lease.close()
         for task in (self._main, self._maintenance, self._autojump):
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
@@ -226,18 +235,9 @@ class Worker:
                 self.maybe_idle()
 
     async def _pass(self) -> None:
-        store, now = self.store, self.clock.now()
-        room = self._max_active_runs - len(self._actors)
-        if room > 0 and not self._stopping:  # a stopping worker only finishes what it holds
-            claimed = await store.claim_runs(
-                self.id, now, min(room, _CLAIM_BATCH), workflows=registered_workflows()
-            )
-            for record in claimed:
-                self._adopt(record)
-            if len(claimed) == min(room, _CLAIM_BATCH):
-                self._poked.set()
-        if self.queues and not self._stopping and await self._queue_runner.claim():
-            self._poked.set()
+        store = self.store
+        if not self._stopping:  # a stopping worker only finishes what it holds
+            await self._claim()
         if self._actors:
             for item in await store.inbox(self.id):
                 actor = self._actors.get(item.run_id)
@@ -256,6 +256,22 @@ class Worker:
                 if actor is not None:
                     actor.cancel()
         self._schedule_wake(await store.next_wake_at(workflows=registered_workflows()))
+
+    async def _claim(self) -> None:
+        """Claim due runs, and step tasks of the queues served, as room allows."""
+        if not self.lease.valid:  # nothing is taken on a lease that may have lapsed
+            await self.lease.confirm()
+        room = self._max_active_runs - len(self._actors)
+        if room > 0:
+            claimed = await self.store.claim_runs(
+                self.id, self.clock.now(), min(room, _CLAIM_BATCH), workflows=registered_workflows()
+            )
+            for record in claimed:
+                self._adopt(record)
+            if len(claimed) == min(room, _CLAIM_BATCH):
+                self._poked.set()
+        if self.queues and await self._queue_runner.claim():
+            self._poked.set()
 
     def _adopt(self, record: RunRecord) -> None:
         self._claimed += 1
@@ -291,6 +307,23 @@ class Worker:
         task: asyncio.Task[object] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _lost_lease(self) -> None:
+        """The store took this worker for dead: every run it held was released then.
+
+        Other workers may hold them now. Drop them all, and the step tasks too (they
+        were put back in their queues), then hand back whatever the store still shows
+        as this worker's: a claim that met the reap half-way. The lease then registers
+        the worker afresh.
+        """
+        for actor in list(self._actors.values()):
+            actor.drop()
+        await self._queue_runner.stop()
+        await until_the_store_answers(
+            lambda: self.store.unregister_worker(self.id, self.clock.now()),
+            f"worker {self.id} could not hand back what it held",
+        )
+        self.poke()
 
     async def _hand_back(self, run_id: str, wake_at: datetime) -> None:
         # Retried until the store answers: a run given up but not released would stay
@@ -405,8 +438,9 @@ class Worker:
         while True:
             await asyncio.sleep(self._heartbeat_every)
             try:
+                if not await self.lease.renew():
+                    self.poke()  # it let everything go: claim afresh
                 now = self.clock.now()
-                await self.store.heartbeat(self.id, now)
                 if loop.time() >= reap_from and await self.store.reap_dead_workers(self.id, now):
                     self.poke()
             except Exception:
@@ -429,4 +463,5 @@ class Worker:
             replays=self._replays,
             evictions=self._evictions,
             finished=self._finished,
+            lost_leases=self.lease.lost,
         )

@@ -120,8 +120,14 @@ class WorkerStore(Protocol):
         ``attempt`` one higher: the attempt that died counts.
         """
 
-    async def heartbeat(self, worker_id: str, now: datetime) -> None:
-        """Record that the worker is alive (and, on stores with leases, renew them)."""
+    async def heartbeat(self, worker_id: str, now: datetime) -> bool:
+        """Record that the worker is alive (and, on stores with leases, renew them).
+
+        Returns whether the worker was still registered. False means it was reaped
+        meanwhile (taken for dead: its runs were released, its claimed step tasks put
+        back): its row is back, but not what it held, and the worker must let all of
+        that go (`perdure._runtime._lease`).
+        """
 
     async def unregister_worker(self, worker_id: str, now: datetime) -> None:
         """Forget the worker and release every run it still holds (``wake_at`` = now).

@@ -115,9 +115,11 @@ class MemoryStore(Store):
         """Reap nothing: a worker sharing this process cannot have died without it."""
         return 0
 
-    async def heartbeat(self, worker_id: str, now: datetime) -> None:  # noqa: ARG002
-        """Record nothing: there are no leases to renew."""
+    async def heartbeat(self, worker_id: str, now: datetime) -> bool:  # noqa: ARG002
+        """Record nothing (there are no leases to renew); whether it was registered."""
+        registered = worker_id in self._workers
         self._workers.add(worker_id)
+        return registered
 
     async def unregister_worker(self, worker_id: str, now: datetime) -> None:
         """Forget the worker, release its runs (claimable at once), requeue its tasks."""

@@ -1,9 +1,10 @@
-"""The workflow the cluster tests' worker processes run (imported, not collected).
+"""The workflows the cluster tests' worker processes run (imported, not collected).
 
 ``perdure worker cluster_workflows`` imports it (the test puts this folder on
-``PYTHONPATH``). Each step appends ``RUN STEP PID`` to ``$CLUSTER_DIR/effects.log``
-with one ``O_APPEND`` write as it begins, so the test counts how often each step of
-each run ran, and in which process, across every worker. Per-test settings, from the
+``PYTHONPATH``): `chain`, of three steps, and `ticks`, of as many as it is told. Each
+step appends ``RUN STEP PID`` to ``$CLUSTER_DIR/effects.log`` with one ``O_APPEND``
+write as it begins, so the test counts how often each step of each run ran, and in
+which process, across every worker. Per-test settings, from the
 worker's environment:
 
 - ``CLUSTER_STEP_SECONDS``: how long each step takes (default 0), so that kills and
@@ -81,3 +82,18 @@ async def chain(x: int) -> int:
 def expected(x: int) -> int:
     """What `chain` returns for ``x``."""
     return (x + 1) * 2 + 3
+
+
+@step(name="tick")
+async def tick(x: int) -> int:
+    """Add 1 (one of the many steps of `ticks`)."""
+    await behave("tick")
+    return x + 1
+
+
+@workflow(name="cluster-ticks")
+async def ticks(x: int, steps: int) -> int:
+    """``steps`` steps, one after the other: x + steps."""
+    for _ in range(steps):
+        x = await tick(x)
+    return x

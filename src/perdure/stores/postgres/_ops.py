@@ -77,10 +77,21 @@ REGISTER = (
     "ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
     "heartbeat_at = excluded.heartbeat_at"
 )
-HEARTBEAT = (
-    "INSERT INTO workers (id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $4) "
-    "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
-)
+# Whether the row was there to renew (false: the worker was reaped); the row is put
+# back either way. Both statements see one snapshot, so the insert runs only when the
+# update found nothing (a reaper that deleted the row first has committed by then: the
+# update waited for its lock).
+HEARTBEAT = """
+    WITH renewed AS (
+        UPDATE workers SET heartbeat_at = $4 WHERE id = $1 RETURNING 1
+    ), restored AS (
+        INSERT INTO workers (id, host, pid, started_at, heartbeat_at)
+        SELECT $1, $2, $3, $4, $4 WHERE NOT EXISTS (SELECT 1 FROM renewed)
+        ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM renewed)
+"""
 
 
 def json_or_none(value: JSON | None) -> str | None:

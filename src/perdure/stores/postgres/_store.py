@@ -189,15 +189,16 @@ class PostgresStore(Store):
         released = await self._db.fetchval(ops.REAP, worker_id, now - self._lease, now)
         return int(released)
 
-    async def heartbeat(self, worker_id: str, now: datetime) -> None:
-        """Renew the worker's lease; bring its row back if it was reaped meanwhile.
+    async def heartbeat(self, worker_id: str, now: datetime) -> bool:
+        """Renew the worker's lease; whether it still held one (False: it was reaped).
 
         A reaped worker gets its row back but not its runs: its writes to them are
         fenced off, and it lets them go.
         """
-        await self._db.execute(
+        renewed = await self._db.fetchval(
             ops.HEARTBEAT, worker_id, socket.gethostname(), os.getpid(), utc(now)
         )
+        return bool(renewed)
 
     async def unregister_worker(self, worker_id: str, now: datetime) -> None:
         """Release the worker's runs, due now, and delete its row."""

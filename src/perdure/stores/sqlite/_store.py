@@ -155,9 +155,9 @@ class SQLiteStore(Store):
             lambda conn: self._locks.reap(conn, worker_id, now, self.stale_after)
         )
 
-    async def heartbeat(self, worker_id: str, now: datetime) -> None:
-        """Record that the worker is alive."""
-        await self._write(lambda conn: self._locks.heartbeat(conn, worker_id, now))
+    async def heartbeat(self, worker_id: str, now: datetime) -> bool:
+        """Record that the worker is alive; whether it was still registered."""
+        return await self._write(lambda conn: self._locks.heartbeat(conn, worker_id, now))
 
     async def unregister_worker(self, worker_id: str, now: datetime) -> None:
         """Release the worker's runs, requeue its tasks, delete its row, drop its lock file."""

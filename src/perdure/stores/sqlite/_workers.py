@@ -74,13 +74,17 @@ class WorkerLocks:
             (worker_id, os.getpid(), socket.gethostname(), at, at),
         )
 
-    def heartbeat(self, conn: sqlite3.Connection, worker_id: str, now: datetime) -> None:
-        """Record that the worker lives; bring its row back if it was reaped as stale."""
+    def heartbeat(self, conn: sqlite3.Connection, worker_id: str, now: datetime) -> bool:
+        """Record that the worker lives; whether its row was there.
+
+        False: it was reaped as stale meanwhile, and its row is now back.
+        """
         updated = conn.execute(
             "UPDATE workers SET heartbeat_at = ? WHERE id = ?", (to_us(now), worker_id)
         ).rowcount
         if not updated:
             self.register(conn, worker_id, now)
+        return bool(updated)
 
     def reap(
         self, conn: sqlite3.Connection, worker_id: str, now: datetime, stale_after: timedelta
