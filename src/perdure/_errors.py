@@ -25,7 +25,9 @@ they mean "this step's failure is of this kind", not "perdure went wrong".
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+
+from perdure._durations import Duration, parse_duration
 
 __all__ = [
     "CancelRequestedError",
@@ -59,17 +61,45 @@ class RetryableError(Exception):
 
     Args:
         message: what went wrong.
-        retry_after: seconds (or a timedelta) to wait before the next attempt; by
-            default the step's exponential backoff decides.
+        retry_after: when to try again. A duration in any form `perdure.sleep` takes
+            (seconds, a timedelta, or text such as ``"5s"`` or ``"1h30m"``), counted
+            from when the attempt failed; or an aware datetime, the moment to try again
+            (on the engine's clock; one already past means at once). By default the
+            step's exponential backoff decides. Attempts still count against the
+            step's ``max_retries``.
+
+    Attributes:
+        retry_after: the delay in seconds, when a duration was given; else None.
+        retry_at: the moment, in UTC, when a datetime was given; else None.
+
+    Raises:
+        TypeError: ``retry_after`` is none of those forms.
+        ValueError: ``retry_after`` is a negative duration, text that is not one, or
+            a naive datetime.
     """
 
-    def __init__(self, message: str = "", *, retry_after: float | timedelta | None = None) -> None:
+    def __init__(
+        self, message: str = "", *, retry_after: Duration | datetime | None = None
+    ) -> None:
         super().__init__(message)
-        if isinstance(retry_after, timedelta):
-            retry_after = retry_after.total_seconds()
-        if retry_after is not None and retry_after < 0:
-            raise ValueError(f"retry_after must be >= 0 seconds, got {retry_after}")
-        self.retry_after: float | None = retry_after
+        self.retry_after: float | None = None
+        self.retry_at: datetime | None = None
+        if retry_after is None:
+            return
+        if isinstance(retry_after, datetime):
+            if retry_after.utcoffset() is None:
+                raise ValueError(f"retry_after needs an aware datetime, got naive {retry_after}")
+            self.retry_at = retry_after.astimezone(UTC)
+        elif isinstance(retry_after, bool) or not isinstance(
+            retry_after, str | int | float | timedelta
+        ):
+            kind = type(retry_after).__name__
+            raise TypeError(
+                "retry_after must be seconds, a timedelta, text like '5s' or a datetime, "
+                f"got {kind}"
+            )
+        else:
+            self.retry_after = parse_duration(retry_after, what="retry_after").total_seconds()
 
 
 class _RemoteError(PerdureError):

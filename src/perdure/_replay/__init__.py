@@ -3,13 +3,15 @@
 ``_instance`` is one run's workflow in memory, driven by activations on its own
 deterministic loop (``_loop``); ``_commands`` what it emits and is given; ``_replayer``
 brings a run back from its log; ``_specs`` what the decorators know of a workflow or a
-step; ``_retry``, ``_durations`` and ``_failures`` the arithmetic of retries, durations
-and recorded errors.
+step; ``_retry`` and ``_failures`` the arithmetic of retries and recorded errors.
+Durations are read by `perdure._durations` (re-exported here), which the exceptions
+users raise use too.
 
 This package imports no store, worker, HTTP or CLI code (a test proves it), so it can
 be read and tested on its own.
 """
 
+from perdure._durations import Duration, parse_duration
 from perdure._replay._commands import (
     CancelRun,
     CancelTimer,
@@ -27,7 +29,6 @@ from perdure._replay._commands import (
     StepFailed,
     TimerFired,
 )
-from perdure._replay._durations import Duration, parse_duration
 from perdure._replay._failures import error_from_record, error_record
 from perdure._replay._instance import WEBHOOK, HookStream, WorkflowInstance, current_instance
 from perdure._replay._replayer import InFlightStep, ReplayResult, replay

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from perdure._errors import FatalError, RetryableError
 
@@ -39,12 +40,26 @@ class RetryPolicy:
         return self.max_retries + 1
 
     def delay_after(
-        self, attempt: int, error: BaseException, rng: random.Random | None = None
+        self,
+        attempt: int,
+        error: BaseException,
+        rng: random.Random | None = None,
+        *,
+        now: datetime | None = None,
     ) -> float | None:
-        """Seconds to wait after ``attempt`` failed with ``error``; None means give up."""
+        """Seconds to wait after ``attempt`` failed with ``error``; None means give up.
+
+        A `RetryableError` sets the delay itself: its ``retry_after``, or the time from
+        ``now`` (when the attempt failed, on the engine's clock; the system clock if
+        not given) until its ``retry_at``.
+        """
         if isinstance(error, FatalError) or attempt >= self.max_attempts:
             return None
-        if isinstance(error, RetryableError) and error.retry_after is not None:
-            return error.retry_after
+        if isinstance(error, RetryableError):
+            if error.retry_at is not None:
+                failed_at = now if now is not None else datetime.now(UTC)
+                return max(0.0, (error.retry_at - failed_at).total_seconds())
+            if error.retry_after is not None:
+                return error.retry_after
         ceiling = min(self.max_delay, self.initial_delay * self.multiplier ** (attempt - 1))
         return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)

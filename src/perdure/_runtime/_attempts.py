@@ -159,10 +159,11 @@ class StepAttempts:
                 except TypeError as exc:  # a result that cannot be stored: retrying won't help
                     return outcomes.failed(call, attempt, exc)
                 return outcomes.succeeded(call, attempt, output)
-            delay = policy.delay_after(attempt, error)
+            failed_at = clock.now()
+            delay = policy.delay_after(attempt, error, now=failed_at)
             if delay is None:
                 return outcomes.failed(call, attempt, error)
-            not_before = clock.now() + timedelta(seconds=delay)
+            not_before = failed_at + timedelta(seconds=delay)
             outcomes.retrying(call, attempt, error, not_before)
             attempt += 1
 

@@ -1,4 +1,10 @@
-"""Durations as people write them: ``"7 days"``, ``"30s"``, ``"1h30m"``, 90, timedelta."""
+"""Durations as people write them: ``"7 days"``, ``"30s"``, ``"1h30m"``, 90, timedelta.
+
+Every duration perdure takes is read here: a sleep, a step's timeout, a retry's
+``retry_after``, an Engine's options. It needs nothing but the standard library, so the
+replay core and the exceptions users raise (`perdure._errors`) can both use it without
+importing each other.
+"""
 
 from __future__ import annotations
 
