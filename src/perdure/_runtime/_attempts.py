@@ -171,11 +171,28 @@ class StepAttempts:
 async def call_attempt(spec: StepSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """One attempt of a step, inline or for a queue, bounded by the step's timeout.
 
-    A plain ``def`` runs in a thread.
+    A plain ``def`` runs in a thread. At the deadline the attempt is cancelled; an
+    attempt that passed it is a timed-out attempt whatever it did then: a body that
+    catches the `asyncio.CancelledError` and returns a value, or raises another
+    error, gets the same `TimeoutError` as one that let the cancellation through, and
+    is retried or fails as that one is. (`asyncio.wait_for` would return such a value
+    as the step's result.)
     """
-    if spec.is_async:
-        if spec.timeout is None:  # wait_for would only add a coroutine to every step
-            return await spec.fn(*args, **kwargs)
-        return await asyncio.wait_for(spec.fn(*args, **kwargs), spec.timeout)
-    # A thread cannot be stopped: on timeout the attempt is abandoned, not killed.
-    return await asyncio.wait_for(asyncio.to_thread(spec.fn, *args, **kwargs), spec.timeout)
+    call = (
+        spec.fn(*args, **kwargs) if spec.is_async else asyncio.to_thread(spec.fn, *args, **kwargs)
+    )
+    if spec.timeout is None:  # a deadline would only add work to every step
+        return await call
+    try:
+        # A thread cannot be stopped: on timeout the attempt is abandoned, not killed.
+        async with asyncio.timeout(spec.timeout) as deadline:
+            value = await call
+    except TimeoutError:
+        raise
+    except Exception as exc:
+        if deadline.expired():
+            raise TimeoutError from exc
+        raise
+    if deadline.expired():
+        raise TimeoutError
+    return value
