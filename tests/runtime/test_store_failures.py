@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from helpers import of_type, wait_for_hook
 from perdure import Engine, EventType, define_hook, step, workflow
 from perdure._records import Event, NewEvent
+from perdure._runtime import _worker
 from perdure.stores import MemoryStore
 
 calls: Counter[str] = Counter()
@@ -48,6 +51,7 @@ class FlakyStore(MemoryStore):
         self.failing_appends: Counter[EventType] = Counter()
         self.failing_reads = 0
         self.failing_releases = 0
+        self.failing_unregisters = 0
         self.failed: Counter[str] = Counter()
 
     def _fail(self, what: str) -> None:
@@ -74,6 +78,12 @@ class FlakyStore(MemoryStore):
             self.failing_releases -= 1
             self._fail("release_run")
         await super().release_run(*args, **kwargs)
+
+    async def unregister_worker(self, *args: Any, **kwargs: Any) -> None:
+        if self.failing_unregisters > 0:
+            self.failing_unregisters -= 1
+            self._fail("unregister_worker")
+        await super().unregister_worker(*args, **kwargs)
 
 
 async def test_a_run_whose_start_cannot_be_logged_is_handed_back_not_failed() -> None:
@@ -126,3 +136,37 @@ async def test_a_run_whose_log_cannot_be_read_for_replay_is_handed_back_not_fail
         await knock.resume("door-1", {"who": "me"}, engine=second)
         assert await (await second.get_run(run.id)).result(timeout=5) == "me 2"
     assert store.failed == Counter({"events": 1})
+
+
+async def test_a_worker_stopping_while_the_store_fails_hands_its_runs_back_when_it_answers() -> (
+    None
+):
+    """Leaving an Engine whose store fails the hand-back (a database restarting) tries
+    again until it answers, then returns: the runs it held are released at once, not
+    left to a lease, and no connection error escapes."""
+    store = FlakyStore()
+    async with Engine("memory://", store=store) as engine:
+        run = await engine.start(knocked, "door-2")
+        await wait_for_hook(engine, "door-2")
+        store.failing_unregisters = 2
+    record = await store.get_run(run.id)
+    assert record is not None
+    assert record.owner is None
+    assert store.failed == Counter({"unregister_worker": 2})
+
+
+async def test_a_worker_stopping_while_the_store_stays_down_still_stops(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker whose store does not answer its hand-back stops anyway once it has tried
+    for a while (the runs then wait out its lease, as after a crash), saying so, rather
+    than failing its shutdown with the connection error (seen in bench/soak.py: a
+    SIGTERM during a server restart made `perdure worker` exit 1 with a traceback)."""
+    monkeypatch.setattr(_worker, "_HAND_BACK_FOR", 0.3)
+    store = FlakyStore()
+    async with Engine("memory://", store=store) as engine:
+        await engine.start(knocked, "door-3")
+        await wait_for_hook(engine, "door-3")
+        store.failing_unregisters = 1_000_000
+    assert store.failed["unregister_worker"] >= 2
+    assert "could not hand back" in caplog.text

@@ -60,6 +60,10 @@ _AUTOJUMP_SPINS = 8
 _WRITES_WAIT = 2.0
 """Seconds `Worker.stop` waits for appends already on their way (a store that hangs
 must not hold the stop up)."""
+_HAND_BACK_FOR = 5.0
+"""Seconds `Worker.stop` keeps trying to hand its runs back while the store does not
+answer, on a store without a lease (with one, the lease: past it, other workers take
+the runs over anyway). A stop during a database restart then still hands them back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +210,31 @@ class Worker:
             pending.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._queue_runner.stop()  # unregistering puts its tasks back in their queues
-        await self.store.unregister_worker(self.id, self.clock.now())
+        await self._unregister()
+
+    async def _unregister(self) -> None:
+        """Hand every run back, again while the store does not answer, for a while.
+
+        A stop during a database restart then still hands the runs back. If the store
+        stays silent, the worker stops anyway, saying so, and the runs wait out its
+        lease as after a crash: the stop does not fail with a connection error (a
+        SIGTERM during a restart made ``perdure worker`` exit 1 with a traceback).
+        """
+        lease = self.store.lease
+        patience = lease.total_seconds() if lease is not None else _HAND_BACK_FOR
+        try:
+            async with asyncio.timeout(patience):
+                await until_the_store_answers(
+                    lambda: self.store.unregister_worker(self.id, self.clock.now()),
+                    f"worker {self.id} could not hand back its runs as it stops",
+                )
+        except TimeoutError:
+            logger.warning(
+                "worker %s stops without handing back its runs: the store did not answer "
+                "for %.0fs; other workers take them over once its lease lapses",
+                self.id,
+                patience,
+            )
 
     def poke(self) -> None:
         """Something may have changed: run a pass soon."""
