@@ -3,9 +3,10 @@
 ``_worker`` is the claim loop (leases, heartbeats, eviction, wake-ups), ``_actor`` one
 run held in memory (its instance and its ordered log writer), ``_queues`` the step
 tasks of queues, ``_attempts`` the one attempt-and-retry loop both run steps with,
-``_outage`` the one "retry until the store answers" rule, and ``_hosts`` what the actor
-and the queue runner may ask of the worker. Imports go one way: the worker imports the
-others, and nothing imports the worker. The `Engine` owns one `Worker`.
+``_outage`` the one "retry until the store answers" rule, ``_lease`` the worker's lease
+on the monotonic clock (nothing begins on one that may have lapsed), and ``_hosts`` what
+the actor and the queue runner may ask of the worker. Imports go one way: the worker
+imports the others, and nothing imports the worker. The `Engine` owns one `Worker`.
 """
 
 from perdure._runtime._queues import validate_queues

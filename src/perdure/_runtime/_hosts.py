@@ -4,8 +4,8 @@ The `Worker` is the only host there is, but the actor and the queue runner are w
 against these protocols rather than against it: what each may touch is listed here, in
 one place, and neither imports the worker. So imports inside the package go one way:
 the worker imports the actor and the queue runner, the actor imports the queue runner's
-`outcome_events`, and all of them import only this module, ``_attempts`` and
-``_outage`` besides. Counters are the worker's: a component tells it what happened
+`outcome_events`, and all of them import only this module, ``_attempts``, ``_lease``
+and ``_outage`` besides. Counters are the worker's: a component tells it what happened
 (`RunHost.replayed`, `RunHost.evict`, `RunHost.run_finished`) and the worker counts.
 """
 
