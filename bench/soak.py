@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -104,6 +105,11 @@ async def soak(args: argparse.Namespace, folder: Path) -> Verdict:
     server = Server(folder / "pg")
     server.init()
     server.start()
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # a background job ignores SIGINT
+        if main is not None:
+            loop.add_signal_handler(signum, main.cancel)
     chaos = Chaos(
         server,
         folder,
@@ -172,7 +178,11 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="perdure-soak-"))
     folder.chmod(0o755)  # the server, run as the postgres user, must reach its own folder
     print(f"soak folder: {folder}", flush=True)
-    verdict = asyncio.run(soak(args, folder))
+    try:
+        verdict = asyncio.run(soak(args, folder))
+    except asyncio.CancelledError:
+        print(f"interrupted: workers and server stopped; kept: {folder}")
+        sys.exit(2)
     report(verdict, args)
     shutil.rmtree(folder / "pg" / "data", ignore_errors=True)
     if verdict.violations or args.keep:
