@@ -32,6 +32,7 @@ EXPORTED = [
     "Step",
     "StepError",
     "StepMetadata",
+    "StoreError",
     "Webhook",
     "WebhookRequest",
     "Workflow",
@@ -72,13 +73,13 @@ def test_errors_show_as_perdure_errors() -> None:
         if isinstance(getattr(perdure, name), type)
         and issubclass(getattr(perdure, name), Exception)
     ]
-    assert 11 == len(errors)
+    assert 12 == len(errors)
     assert {"perdure"} == {error.__module__ for error in errors}
 
 
 def test_the_error_tree() -> None:
     """The exception hierarchy is the one drawn in perdure._errors."""
-    assert [True] * 8 == [
+    assert [True] * 9 == [
         issubclass(error, perdure.PerdureError)
         for error in (
             perdure.WorkflowFailed,
@@ -89,6 +90,7 @@ def test_the_error_tree() -> None:
             perdure.HookNotFoundError,
             perdure.HookConflictError,
             perdure.StepError,
+            perdure.StoreError,
         )
     ]
     assert issubclass(perdure.RunNotFoundError, LookupError)

@@ -15,6 +15,7 @@ from perdure._errors import (
     RetryableError,
     RunNotFoundError,
     StepError,
+    StoreError,
     WorkflowCancelled,
     WorkflowFailed,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "Step",
     "StepError",
     "StepMetadata",
+    "StoreError",
     "Webhook",
     "WebhookRequest",
     "Workflow",

@@ -14,6 +14,7 @@ from perdure._clock import Clock, SystemClock
 from perdure._errors import (
     HookNotFoundError,
     RunNotFoundError,
+    StoreError,
     WorkflowCancelled,
     WorkflowFailed,
 )
@@ -22,9 +23,11 @@ from perdure._records import JSON, Event, NewRun, RunRecord, RunStatus
 from perdure._replay import Duration, parse_duration
 from perdure._runtime import Worker, WorkerStatistics, validate_queues
 from perdure._serde import decode
+from perdure._store_calls import read, write
 from perdure._tracing import link_current_span_to_run, resume_hook_span, start_run_span
 from perdure._workflow import Workflow, lookup_workflow
 from perdure.stores import Store, open_store
+from perdure.stores._failures import failure_of
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -85,8 +88,8 @@ class Run(Generic[R]):
         return f"<Run {self.id} of {self.workflow!r}: {self.record.status.value}>"
 
     async def refresh(self) -> RunRecord:
-        """Read the run's row again."""
-        record = await self._engine.store.get_run(self.id)
+        """Read the run's row again (through a database outage: see `Engine`)."""
+        record = await read(lambda: self._engine.store.get_run(self.id), self._what)
         if record is None:  # pragma: no cover (runs are never deleted)
             raise RunNotFoundError(f"run {self.id!r} no longer exists")
         self.record = record
@@ -98,15 +101,23 @@ class Run(Generic[R]):
 
     async def events(self) -> list[Event]:
         """The run's log so far."""
-        return await self._engine.store.events(self.id)
+        return await read(lambda: self._engine.store.events(self.id), self._what)
+
+    @property
+    def _what(self) -> str:
+        return f"reading run {self.id!r}"
 
     async def result(self, timeout: float | None = None) -> R:
         """Wait for the run to end and return what the workflow returned.
+
+        It waits through a database outage (a restart, a dropped connection), reading
+        again until the database answers: ``timeout`` bounds that too.
 
         Raises:
             WorkflowFailed: the run failed; carries the error's type, message, traceback.
             WorkflowCancelled: the run was cancelled.
             TimeoutError: ``timeout`` seconds passed first.
+            StoreError: the database failed in a way no retry mends.
         """
         async with asyncio.timeout(timeout):
             while True:
@@ -151,6 +162,17 @@ class Engine:
     starts a worker, which first takes over the runs of processes that died. Leaving
     it hands every run it holds back at once, so another process continues them
     without waiting.
+
+    Its calls ride out a database outage (a PostgreSQL restart, a dropped connection,
+    a SQLite file another process keeps locked) as its worker does: reads try again,
+    pausing up to 2 s between tries, until the database answers, within the caller's
+    own deadline (``run.result(timeout=...)``, or ``asyncio.timeout`` around any call).
+    Writes try again when that cannot store them twice: `start` and `rerun` (the new
+    run's id is chosen before the first try) and `cancel` always, `resume_hook` when
+    the failure shows nothing was written. Otherwise, and for a failure no retry mends
+    (a disk I/O error, a corrupt file), they raise `StoreError`, whose
+    ``maybe_stored`` says whether the write may have been stored; never the database
+    driver's own exception.
 
     Args:
         url: ``sqlite:///path.db`` (relative) or ``sqlite:////abs/path.db``, or
@@ -231,7 +253,13 @@ class Engine:
     async def __aenter__(self) -> Engine:
         if self._entered:
             raise RuntimeError("this Engine is already running")
-        await self.store.open()
+        try:
+            await self.store.open()
+        except Exception as exc:
+            if failure_of(exc) is None:
+                raise
+            # Not retried: an Engine that cannot reach its database at start is told so.
+            raise StoreError(f"cannot open {self.store!r}: {exc}", maybe_stored=False) from exc
         self._entered = True
         try:
             if self._run_worker:
@@ -398,7 +426,7 @@ class Engine:
             RunNotFoundError: no run has that id (it is also a LookupError).
         """
         self._require_open()
-        original = await self.store.get_run(run_id)
+        original = await read(lambda: self.store.get_run(run_id), f"reading run {run_id!r}")
         if original is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         spec = lookup_workflow(original.workflow)
@@ -408,10 +436,22 @@ class Engine:
         return Run(self, record)
 
     async def _create(self, new: NewRun) -> tuple[RunRecord, bool]:
-        """Store a new run (in a start span) and wake the worker; the row, and if it is new."""
+        """Store a new run (in a start span) and wake the worker; the row, and if it is new.
+
+        Tried again through an outage: creating is idempotent on the run's id, chosen
+        before the first try, so a try whose answer was lost is found by the next.
+        """
+        now = self.clock.now()
+        tries = 0
+
+        async def create() -> tuple[RunRecord, bool]:
+            nonlocal tries
+            tries += 1
+            return await self.store.create_run(new, now)
+
         with start_run_span(new.id, new.workflow):
-            record, created = await self.store.create_run(new, self.clock.now())
-        if created:
+            record, created = await write(create, f"starting run {new.id!r}", idempotent=True)
+        if created or tries > 1:  # an earlier try may have created it
             self._signal()
         return record, created
 
@@ -422,7 +462,7 @@ class Engine:
             RunNotFoundError: no run has that id (it is also a LookupError).
         """
         self._require_open()
-        record = await self.store.get_run(run_id)
+        record = await read(lambda: self.store.get_run(run_id), f"reading run {run_id!r}")
         if record is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         return Run(self, record)
@@ -437,7 +477,10 @@ class Engine:
         """Runs, newest first, optionally only those with a status or of a workflow."""
         self._require_open()
         wanted = RunStatus(status) if status is not None else None
-        records = await self.store.list_runs(status=wanted, workflow=workflow, limit=limit)
+        records = await read(
+            lambda: self.store.list_runs(status=wanted, workflow=workflow, limit=limit),
+            "listing runs",
+        )
         return [Run(self, record) for record in records]
 
     async def cancel(self, run_id: str) -> RunRecord:
@@ -450,7 +493,13 @@ class Engine:
             RunNotFoundError: no run has that id.
         """
         self._require_open()
-        record = await self.store.request_cancel(run_id, self.clock.now())
+        now = self.clock.now()
+        # A cancel request is stored once however often it is sent: always tried again.
+        record = await write(
+            lambda: self.store.request_cancel(run_id, now),
+            f"cancelling run {run_id!r}",
+            idempotent=True,
+        )
         if record is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         self._signal()
@@ -482,13 +531,20 @@ class Engine:
         self._require_open()
         with resume_hook_span(token):
             if name is None:  # the hook's name says how to check the payload: read it
-                hook = await self.store.get_hook(token)
+                hook = await read(lambda: self.store.get_hook(token), f"reading hook {token!r}")
                 if hook is None or hook.kind == WEBHOOK:
                     raise HookNotFoundError(f"no live hook holds token {token!r}")
                 name = hook.name
             encoded = stored_payload(name, payload)
             # The store refuses, writing nothing, a token no live hook of this name holds.
-            record = await self.store.resume_hook(token, encoded, self.clock.now(), name=name)
+            # A payload sent twice is received twice: tried again only when nothing was
+            # written; a try whose answer was lost raises StoreError(maybe_stored=True).
+            now = self.clock.now()
+            record = await write(
+                lambda: self.store.resume_hook(token, encoded, now, name=name),
+                f"resuming hook {token!r}",
+                idempotent=False,
+            )
             link_current_span_to_run(record.run_id)
         self._signal()
         return record

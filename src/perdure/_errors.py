@@ -12,12 +12,19 @@ The hierarchy::
     │   ├── RunNotFoundError          (also LookupError) no run has that id
     │   ├── HookNotFoundError         (also LookupError) no live hook holds that token
     │   ├── HookConflictError         a live hook already holds the token being created
+    │   ├── StoreError                the database failed a call in a way no retry mends, or
+    │   │                             a write it may have stored (`maybe_stored` says which)
     │   └── StepError                 a step's failure whose original type cannot be rebuilt
     ├── FatalError                    raised by a step: fail at once, never retry
     └── RetryableError                raised by a step: retry, optionally after `retry_after`
 
 `CancelRequestedError`, like `LeaseLostError`, is what a store tells a worker; users
 never see it, and it is not part of ``perdure``'s exports.
+
+`StoreError` is the only way a database failure reaches a caller of the public API:
+never the driver's own exception (asyncpg's, sqlite3's, an `OSError`). A failure
+another try can mend (a restart, a dropped connection, a lock) is retried instead,
+within the caller's own deadline; see `perdure._store_calls`.
 
 `FatalError` and `RetryableError` are not `PerdureError`s: user code raises them, and
 they mean "this step's failure is of this kind", not "perdure went wrong".
@@ -40,6 +47,7 @@ __all__ = [
     "RetryableError",
     "RunNotFoundError",
     "StepError",
+    "StoreError",
     "WorkflowCancelled",
     "WorkflowFailed",
 ]
@@ -191,6 +199,28 @@ class RunNotFoundError(PerdureError, LookupError):
 
 class HookNotFoundError(PerdureError, LookupError):
     """No live hook holds the given token (it never existed, or its run has ended)."""
+
+
+class StoreError(PerdureError):
+    """The database failed a call, and trying again here could not mend it.
+
+    Raised for a failure no retry mends (a disk I/O error, a corrupt file, a refused
+    permission), or for a write whose connection broke before the database answered
+    when sending it twice could do harm (a hook's payload): it may have been stored.
+    Failures that another try mends (a server restart, a dropped connection, a locked
+    file) are retried instead, for reads and for writes that cannot be stored twice.
+    The driver's exception is the ``__cause__``.
+
+    Attributes:
+        maybe_stored: whether the write may have been stored. False: nothing was
+            written (and for every read), so sending it again is safe. True: it may
+            or may not have been; read back (the run, the hook's events) before
+            sending it again.
+    """
+
+    def __init__(self, message: str, *, maybe_stored: bool) -> None:
+        super().__init__(message)
+        self.maybe_stored = maybe_stored
 
 
 class HookConflictError(PerdureError):

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from perdure.stores._common import cancel_requested, hook_conflict, lease_lost, task_lost
+from perdure.stores._failures import Failure
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = [
     "connect_options_of",
     "keep_session",
+    "postgres_failure",
     "redacted",
     "rolled_back",
     "translated",
@@ -85,14 +87,57 @@ def write_failure(
     return hook_conflict(str(fields.get("token")), str(fields.get("holder")))
 
 
+_NEVER_CONNECTED = frozenset(
+    {
+        "08001",  # the client could not establish the connection
+        "08004",  # the server rejected it
+        "57P03",  # the server is starting up or shutting down: cannot connect now
+    }
+)
+"""SQLSTATEs a connection attempt fails with: no statement was sent on it."""
+
+_TRANSIENT_CLASSES = ("08", "57P", "53", "40")
+"""Connection exceptions, operator intervention (a shutdown, a restart, a terminated
+backend), insufficient resources (too many connections), and a transaction rolled back
+for a serialization failure or a deadlock: another try may work."""
+
+_TRANSIENT_STATES = frozenset({"55P03"})  # lock_not_available: a lock it may get next time
+
+
 def rolled_back(exc: asyncpg.PostgresError) -> bool:
     """Whether a statement that raised ``exc`` certainly wrote nothing.
 
     The server answered it with an error, so its transaction rolled back, unless the
     connection itself broke (class 08) or the server ended the session (57P): then the
-    commit may have happened before the error.
+    commit may have happened before the error. A connection that could not be made at
+    all (`_NEVER_CONNECTED`) carried no statement.
     """
-    return not (exc.sqlstate or "").startswith(("08", "57P"))
+    state = exc.sqlstate or ""
+    return state in _NEVER_CONNECTED or not state.startswith(("08", "57P"))
+
+
+def postgres_failure(exc: BaseException) -> Failure:
+    """What an asyncpg exception says about another try (see `perdure.stores._failures`).
+
+    A server restart shows as several of them, depending on where it finds the call:
+    class 08 or 57P from the server or for a connection it closed mid-statement
+    (``ConnectionDoesNotExistError``); ``CannotConnectNowError`` while it starts;
+    ``InterfaceError("connection is closed")`` for a pooled connection found dead before
+    its statement went out; an ``InternalClientError`` ("cannot switch to state ...;
+    another operation is in progress") when the drop lands as a statement starts.
+    """
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        transient = state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_STATES
+        return Failure(transient=transient, maybe_stored=not rolled_back(exc))
+    if isinstance(exc, asyncpg.InterfaceError):
+        # Raised before anything is sent; the closed connection is the pool's to replace,
+        # anything else (a pool being closed, a misuse) is no outage.
+        return Failure(transient="connection is closed" in str(exc), maybe_stored=False)
+    if isinstance(exc, asyncpg.exceptions.OutdatedSchemaCacheError):
+        return Failure(transient=True, maybe_stored=False)  # the server refused the statement
+    # InternalClientError and the rest: the protocol's state broke under the statement.
+    return Failure(transient=True, maybe_stored=True)
 
 
 @contextlib.contextmanager

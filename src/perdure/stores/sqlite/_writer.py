@@ -294,8 +294,12 @@ class Writer:
                     conn.execute("PRAGMA synchronous = NORMAL")
                 if wait:
                     conn.execute("PRAGMA busy_timeout = 0")
-        except _Locked:
-            raise
+        except _Locked as locked:
+            if not wait:
+                raise
+            # Waited `BUSY_TIMEOUT` for another process's lock in vain: each caller gets
+            # SQLite's own "database is locked", never this module's private signal.
+            return [(False, locked.__cause__ or locked)] * len(batch)
         except Exception as exc:  # BEGIN, a savepoint or COMMIT failed: nothing is stored
             return [(False, exc)] * len(batch)
         self._batches += 1
