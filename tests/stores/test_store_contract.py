@@ -1302,10 +1302,11 @@ async def test_after_a_cancel_request_only_the_cancellation_may_be_appended(
     assert (run.status, run.owner) == (RunStatus.CANCELLED, None)
 
 
-async def test_the_fence_of_a_cancel_request_is_checked_before_the_lease(
+async def test_a_worker_that_does_not_hold_the_run_is_told_so_cancel_or_not(
     store: AnyStore,
 ) -> None:
-    """A worker that does not hold the run is told so (LeaseLostError), cancel or not."""
+    """The lease is checked first: a worker that does not hold the run gets
+    LeaseLostError, whether or not the run's cancel is requested."""
     await hold(store)
     await store.request_cancel("r1", at(1))
     with pytest.raises(LeaseLostError):

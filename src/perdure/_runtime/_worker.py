@@ -345,6 +345,8 @@ class Worker:
         the worker afresh.
         """
         for actor in list(self._actors.values()):
+            # As when a write of the run's is refused: the same news, learnt sooner.
+            logger.warning("run %s was taken over by another worker", actor.run_id)
             actor.drop()
         await self._queue_runner.stop()
         await until_the_store_answers(
