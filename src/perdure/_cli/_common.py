@@ -19,6 +19,7 @@ import typer
 
 from perdure._cli._output import error
 from perdure._engine import Engine, default_database_url
+from perdure._errors import StoreError
 from perdure.stores import open_store
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def reporting() -> Iterator[None]:
     except CliError as exc:
         error(str(exc))
         raise typer.Exit(exc.code) from None
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, StoreError) as exc:  # StoreError: what an Engine's call raises
         error(f"database error: {exc}")
         raise typer.Exit(1) from None
 
@@ -140,6 +141,8 @@ def _malformed(url: str) -> bool:
 def database_error(url: str, exc: BaseException) -> CliError:
     """The error for a database that cannot be opened (exit 2 for a malformed URL)."""
     shown = shown_url(url)
+    if isinstance(exc, StoreError) and exc.__cause__ is not None:
+        exc = exc.__cause__  # the database's own words: the message already says the rest
     if isinstance(exc, ValueError):
         reason = str(exc).replace(url, shown)
         return CliError(f"cannot open database {shown}: {reason}", USAGE if _malformed(url) else 1)
