@@ -18,6 +18,7 @@ EXPORTED = [
     "Hook",
     "HookConflictError",
     "HookNotFoundError",
+    "HookPayloadError",
     "HookStream",
     "LeaseLostError",
     "NonDeterminismError",
@@ -73,13 +74,13 @@ def test_errors_show_as_perdure_errors() -> None:
         if isinstance(getattr(perdure, name), type)
         and issubclass(getattr(perdure, name), Exception)
     ]
-    assert 12 == len(errors)
+    assert 13 == len(errors)
     assert {"perdure"} == {error.__module__ for error in errors}
 
 
 def test_the_error_tree() -> None:
     """The exception hierarchy is the one drawn in perdure._errors."""
-    assert [True] * 9 == [
+    assert [True] * 10 == [
         issubclass(error, perdure.PerdureError)
         for error in (
             perdure.WorkflowFailed,
@@ -89,12 +90,14 @@ def test_the_error_tree() -> None:
             perdure.RunNotFoundError,
             perdure.HookNotFoundError,
             perdure.HookConflictError,
+            perdure.HookPayloadError,
             perdure.StepError,
             perdure.StoreError,
         )
     ]
     assert issubclass(perdure.RunNotFoundError, LookupError)
     assert issubclass(perdure.HookNotFoundError, LookupError)
+    assert issubclass(perdure.HookPayloadError, TypeError)
     assert not issubclass(perdure.FatalError, perdure.PerdureError)
     assert not issubclass(perdure.RetryableError, perdure.PerdureError)
 

@@ -101,6 +101,23 @@ def test_optional_keys_are_written_only_when_set() -> None:
     assert (None, None) == (_log.HookCreated.of(hook).respond_with, _log.HookCreated.of(hook).error)
 
 
+def test_a_hook_keeps_the_json_schema_of_its_payloads() -> None:
+    """A hook's schema is written with it and read back; a log without one reads as None,
+    and a conflict keeps it."""
+    schema = {"type": "object", "required": ["decision"]}
+    event = _log.hook_created("approval#1", token="t", name="approval", kind="hook", schema=schema)
+
+    assert schema == event.data["schema"]
+    assert _log.HookCreated("approval#1", "t", "approval", "hook", None, None, None, schema) == (
+        _log.parse(stored(event))
+    )
+    assert schema == _log.HookCreated.of(_log.hook_conflict(event, "taken")).schema
+    assert (
+        None
+        is _log.HookCreated.of(_log.hook_created("a#1", token="t", name="a", kind="hook")).schema
+    )
+
+
 def test_a_hook_conflict_is_the_same_hook_created_with_its_error() -> None:
     """Marking a webhook's hook_created as refused keeps its response and adds the error."""
     event, _ = EXAMPLES[EventType.HOOK_CREATED]
@@ -172,6 +189,8 @@ def test_a_missing_key_is_a_log_format_error_naming_it(event_type: EventType, ke
         (EventType.HOOK_CREATED, "respond_with", "201"),
         (EventType.HOOK_CREATED, "error", {"message": "taken"}),
         (EventType.HOOK_CREATED, "token", ""),
+        (EventType.HOOK_CREATED, "schema", "an object"),
+        (EventType.HOOK_CREATED, "schema", [1]),
         (EventType.RUN_STARTED, "worker", 1),
         (EventType.RUN_CREATED, "version", 2),
     ],

@@ -18,7 +18,8 @@ from perdure._errors import (
     WorkflowCancelled,
     WorkflowFailed,
 )
-from perdure._hooks import WEBHOOK, stored_payload
+from perdure._hooks import WEBHOOK, RecentHooks, stored_payload, unstorable
+from perdure._log import HookCreated
 from perdure._records import JSON, Event, NewRun, RunRecord, RunStatus
 from perdure._replay import Duration, parse_duration
 from perdure._runtime import Worker, WorkerStatistics, validate_queues
@@ -49,6 +50,9 @@ R = TypeVar("R")
 
 DEFAULT_DATABASE_URL = "sqlite:///.perdure/perdure.db"
 logger = logging.getLogger("perdure")
+
+_RESUME_TRIES = 3
+"""Reads of a hook's schema a resume makes when its token changes hands meanwhile."""
 
 _POLL_FALLBACK = 5.0
 """Seconds of quiet after which the worker looks at the store anyway."""
@@ -247,6 +251,7 @@ class Engine:
         at the next news from elsewhere (which may be its end in another process)."""
         self._watcher: asyncio.Task[None] | None = None
         self._entered = False
+        self._recent_hooks = RecentHooks()
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -511,9 +516,11 @@ class Engine:
         Every way of resuming a hook comes here: `Hook.resume`, ``perdure resume-hook``,
         and the HTTP API's hooks and webhooks. When this process defines the hook
         (`define_hook`, found by the hook's name), the payload is validated against its
-        schema and stored encoded; otherwise it is stored as given, and must be JSON.
-        Nothing is written unless all is well; the call returns once the payload is
-        stored durably.
+        type and stored encoded; otherwise it is stored as given, and must be JSON.
+        Either way it must pass the JSON Schema the run stored with the hook (see
+        `perdure._payload_schema`), so a process that does not know the hook's type
+        cannot store a payload its workflow would fail to decode. Nothing is written
+        unless all is well; the call returns once the payload is stored durably.
 
         Args:
             token: the live hook's token.
@@ -529,25 +536,68 @@ class Engine:
                 cannot be encoded, or holds what no database can keep.
         """
         self._require_open()
+        if not isinstance(token, str) or not token or unstorable(token, "token") is not None:
+            raise HookNotFoundError(f"no live hook holds token {token!r}")  # none can hold it
         with resume_hook_span(token):
-            if name is None:  # the hook's name says how to check the payload: read it
-                hook = await read(lambda: self.store.get_hook(token), f"reading hook {token!r}")
-                if hook is None or hook.kind == WEBHOOK:
-                    raise HookNotFoundError(f"no live hook holds token {token!r}")
-                name = hook.name
-            encoded = stored_payload(name, payload)
-            # The store refuses, writing nothing, a token no live hook of this name holds.
-            # A payload sent twice is received twice: tried again only when nothing was
-            # written; a try whose answer was lost raises StoreError(maybe_stored=True).
-            now = self.clock.now()
-            record = await write(
-                lambda: self.store.resume_hook(token, encoded, now, name=name),
-                f"resuming hook {token!r}",
-                idempotent=False,
-            )
+            record = None
+            remembered = self._recent_hooks.get(token)
+            if remembered is not None:  # checked against it; if it is stale, read it again
+                with contextlib.suppress(HookNotFoundError, ValueError):
+                    record = await self._resume_checked(token, payload, name, *remembered)
+            for _ in range(_RESUME_TRIES):
+                if record is not None:
+                    break
+                run_id, created = await self._live_hook(token)
+                record = await self._resume_checked(token, payload, name, run_id, created)
+            if record is None:  # the token changed hands at every try
+                raise HookNotFoundError(f"no live hook holds token {token!r} for long enough")
             link_current_span_to_run(record.run_id)
         self._signal()
         return record
+
+    async def _live_hook(self, token: str) -> tuple[str, HookCreated]:
+        """The run and the ``hook_created`` of the live hook holding ``token``.
+
+        That event says the hook's name (how to encode a payload) and the schema every
+        payload must pass.
+        """
+        event = await read(lambda: self.store.hook_event(token), f"reading hook {token!r}")
+        if event is None:
+            self._recent_hooks.forget(token)
+            raise HookNotFoundError(f"no live hook holds token {token!r}")
+        created = HookCreated.of(event)
+        self._recent_hooks.remember(token, event.run_id, created)
+        return event.run_id, created
+
+    async def _resume_checked(
+        self, token: str, payload: Any, name: str | None, run_id: str, created: HookCreated
+    ) -> HookRecord | None:
+        """Check the payload against the hook ``created`` describes; store it for that hook.
+
+        None when that hook no longer holds the token: the caller reads the one that
+        does (if any) and checks the payload again against its schema.
+        """
+        if name is None and created.kind == WEBHOOK:
+            raise HookNotFoundError(f"no live hook holds token {token!r}")
+        if name is not None and created.name != name:
+            raise HookNotFoundError(
+                f"the live hook holding token {token!r} is named {created.name!r}, not {name!r}"
+            )
+        encoded = stored_payload(created.name, payload, created.schema)
+        # A payload sent twice is received twice: tried again only when nothing was
+        # written; a try whose answer was lost raises StoreError(maybe_stored=True).
+        now, hook = self.clock.now(), (run_id, created.correlation_id)
+        try:
+            return await write(
+                lambda: self.store.resume_hook(
+                    token, encoded, now, name=created.name, created_by=hook
+                ),
+                f"resuming hook {token!r}",
+                idempotent=False,
+            )
+        except HookNotFoundError:
+            self._recent_hooks.forget(token)
+            return None  # gone since it was read (the next read says so), or another's now
 
     def statistics(self) -> WorkerStatistics | None:
         """The worker's statistics, or None when this Engine runs no worker."""

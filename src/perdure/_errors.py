@@ -12,6 +12,7 @@ The hierarchy::
     │   ├── RunNotFoundError          (also LookupError) no run has that id
     │   ├── HookNotFoundError         (also LookupError) no live hook holds that token
     │   ├── HookConflictError         a live hook already holds the token being created
+    │   ├── HookPayloadError          (also TypeError) a payload does not decode to its hook's type
     │   ├── StoreError                the database failed a call in a way no retry mends, or
     │   │                             a write it may have stored (`maybe_stored` says which)
     │   └── StepError                 a step's failure whose original type cannot be rebuilt
@@ -41,6 +42,7 @@ __all__ = [
     "FatalError",
     "HookConflictError",
     "HookNotFoundError",
+    "HookPayloadError",
     "LeaseLostError",
     "NonDeterminismError",
     "PerdureError",
@@ -237,3 +239,23 @@ class HookConflictError(PerdureError):
         super().__init__(message)
         self.token = token
         self.holder_run_id = holder_run_id
+
+
+class HookPayloadError(PerdureError, TypeError):
+    """A payload a hook received does not decode to the hook's type.
+
+    Raised inside the workflow, where it awaits the hook or iterates it: an error the
+    workflow may catch and go on from (uncaught, it fails the run as any error does).
+    Every resume is checked against the schema stored with the hook, so this means a
+    payload stored without that check (for a hook created by an older perdure) or a
+    type a deploy changed since the hook was created. The payload is consumed; an
+    iterated hook stays live for the next one. A `TypeError` too, as the decoding
+    error was before.
+
+    Attributes:
+        token: the hook's token.
+    """
+
+    def __init__(self, message: str, *, token: str) -> None:
+        super().__init__(message)
+        self.token = token

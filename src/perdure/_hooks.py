@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import parse_qsl
@@ -18,6 +20,7 @@ from urllib.parse import parse_qsl
 import pydantic
 
 from perdure import _current
+from perdure._payload_schema import payload_schema, schema_problems
 from perdure._replay import WEBHOOK, HookStream, current_instance
 from perdure._serde import decode, encode, validator
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "WEBHOOK",
     "Hook",
+    "RecentHooks",
     "Webhook",
     "WebhookRequest",
     "create_webhook",
@@ -89,7 +93,19 @@ class Hook(Generic[T]):
             token = f"{self.name}-{instance.uuid4().hex}"
         elif not isinstance(token, str) or not token:
             raise ValueError(f"a hook token must be a non-empty string, got {token!r}")
-        return instance.create_hook(self.name, token, "hook", self._decode)
+        schema = self.json_schema
+        data = {"schema": schema} if schema is not None else None
+        return instance.create_hook(self.name, token, "hook", self._decode, data=data)
+
+    @functools.cached_property
+    def json_schema(self) -> dict[str, Any] | None:
+        """The JSON Schema stored with each hook this creates, which every resume passes.
+
+        None when pydantic cannot describe the schema's type: such hooks take payloads
+        checked only where the type is defined. Made at the first `create`, not at
+        definition, when the types a model refers to may not all exist yet.
+        """
+        return payload_schema(self.schema)
 
     def _decode(self, data: Any) -> T:
         value: T = decode(data, self.schema, where=f"payload of hook {self.name!r}")
@@ -323,12 +339,14 @@ def payload_errors(exc: pydantic.ValidationError) -> str:
     return "; ".join(parts)
 
 
-def stored_payload(name: str, payload: Any) -> JSON:
+def stored_payload(name: str, payload: Any, schema: dict[str, Any] | None = None) -> JSON:
     """What is stored when ``payload`` is sent to a hook named ``name``: every resume's check.
 
     A hook this process defines (`define_hook`) takes the payload validated against its
-    schema and encoded, as the workflow decodes it; a hook defined elsewhere, and a
-    webhook, take it as given. Either way it must be JSON that every database can keep.
+    type and encoded, as the workflow decodes it; a hook defined elsewhere, and a
+    webhook, take it as given. Either way it must be JSON that every database can keep,
+    and pass ``schema``, the JSON Schema stored with the live hook (None for a webhook
+    and for a hook created without one), whichever process sends it.
 
     Raises:
         ValueError: naming the hook and each wrong field, or what cannot be stored;
@@ -350,10 +368,50 @@ def stored_payload(name: str, payload: Any) -> JSON:
             encoded = encode(value, definition.schema, where=f"payload of hook {name!r}")
         except TypeError as exc:
             raise ValueError(str(exc)) from exc
-    problem = unstorable(encoded, "payload")
+    try:
+        problem = unstorable(encoded, "payload")
+    except RecursionError:
+        problem = "payload is nested too deeply to be stored"
     if problem is not None:
         raise ValueError(problem)
+    if schema is not None and (problems := schema_problems(schema, encoded)):
+        raise ValueError(f"payload does not match hook {name!r}: {'; '.join(problems)}")
     return encoded
+
+
+class RecentHooks:
+    """The ``hook_created`` of the hooks an Engine resumed lately, by token.
+
+    A resume checks the payload against the hook's stored schema, which it reads with
+    the hook's ``hook_created`` event; finding that event scans the run's log back from
+    its end, so a hook iterated for thousands of payloads would make each resume cost
+    more than the last. A hook's ``hook_created`` never changes, and the store writes a
+    payload only to the hook it was checked against (``created_by``), so a resume may
+    check against the one remembered here and read the store only when that hook is
+    gone: then the write is refused, and the caller forgets it and reads again.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._hooks: OrderedDict[str, tuple[str, HookCreated]] = OrderedDict()
+
+    def get(self, token: str) -> tuple[str, HookCreated] | None:
+        """The run id and ``hook_created`` remembered for ``token``, if any."""
+        found = self._hooks.get(token)
+        if found is not None:
+            self._hooks.move_to_end(token)
+        return found
+
+    def remember(self, token: str, run_id: str, created: HookCreated) -> None:
+        """Remember the live hook holding ``token`` (the least recently used goes)."""
+        self._hooks[token] = (run_id, created)
+        self._hooks.move_to_end(token)
+        if len(self._hooks) > self._size:
+            self._hooks.popitem(last=False)
+
+    def forget(self, token: str) -> None:
+        """``token``'s hook is gone, or another holds it now."""
+        self._hooks.pop(token, None)
 
 
 def unstorable(value: Any, where: str) -> str | None:

@@ -27,7 +27,10 @@ durable call's name and counter such as ``fetch#2``; run events have none)::
     hook_created     cid; token: str, name: str, kind: "hook" or "webhook" (absent:
                      "hook"); a webhook also has respond_with: int and body: JSON (what
                      the HTTP app answers each request with); error: str when the token
-                     was already held (then no hook is live, and the workflow sees it)
+                     was already held (then no hook is live, and the workflow sees it);
+                     schema: the JSON Schema (an object) every payload must pass before
+                     it is stored, from any process (absent: payloads are checked only
+                     where the hook's type is defined, as before schemas were stored)
     hook_received    cid; token: str, payload: the encoded value
     hook_disposed    cid; token: str
     run_completed    output: the encoded value
@@ -233,10 +236,12 @@ def hook_created(
     respond_with: int | None = None,
     body: JSON = None,
     error: str | None = None,
+    schema: dict[str, JSON] | None = None,
 ) -> NewEvent:
     """A hook (or, with ``respond_with``, a webhook) starts accepting payloads.
 
     ``error`` is the message of a token already held: then no hook is live.
+    ``schema`` is the JSON Schema its payloads must pass, wherever they are sent from.
     """
     data: dict[str, JSON] = {"token": token, "name": name, "kind": kind}
     if respond_with is not None:
@@ -244,6 +249,8 @@ def hook_created(
         data["body"] = body
     if error is not None:
         data["error"] = error
+    if schema is not None:
+        data["schema"] = schema
     return NewEvent(EventType.HOOK_CREATED, cid, data)
 
 
@@ -258,6 +265,7 @@ def hook_conflict(event: NewEvent, message: str) -> NewEvent:
         respond_with=created.respond_with,
         body=created.body,
         error=message,
+        schema=created.schema,
     )
 
 
@@ -605,7 +613,9 @@ class HookCreated(_Entry):
     """``hook_created``: a hook or webhook accepts payloads, unless ``error`` is set.
 
     ``error`` says the token was taken (then no hook is live). A webhook has
-    ``respond_with`` and ``body``: what each request to it is answered with.
+    ``respond_with`` and ``body``: what each request to it is answered with. ``schema``
+    is the JSON Schema of its payloads, None for a hook created without one (by an
+    older perdure, or of a type pydantic cannot describe).
     """
 
     TYPE: ClassVar[EventType] = EventType.HOOK_CREATED
@@ -616,6 +626,7 @@ class HookCreated(_Entry):
     respond_with: int | None
     body: JSON
     error: str | None
+    schema: dict[str, JSON] | None = None
 
     @classmethod
     def read(cls, event: AnyEvent, run_id: str | None) -> Self:
@@ -628,6 +639,9 @@ class HookCreated(_Entry):
             not isinstance(respond_with, int) or isinstance(respond_with, bool)
         ):
             raise _fail(event, run_id, "respond_with", f"must be an int; got {respond_with!r}")
+        schema = data.get("schema")
+        if schema is not None and not isinstance(schema, dict):
+            raise _fail(event, run_id, "schema", f"must be a JSON Schema object; got {schema!r}")
         return cls(
             _cid(event, run_id),
             _token(event, run_id),
@@ -636,6 +650,7 @@ class HookCreated(_Entry):
             respond_with,
             data.get("body"),
             _optional_str(event, run_id, "error"),
+            schema,
         )
 
 

@@ -337,6 +337,18 @@ def test_resume_hook_rejects_bad_input_and_writes_nothing(db: Populated) -> None
     assert _inbox_rows(db.path) == 0
 
 
+def test_resume_hook_without_the_module_checks_the_schema_the_run_stored(db: Populated) -> None:
+    """Without --module, a payload failing the JSON Schema the run stored with its hook
+    exits 1 naming the field, and nothing is written (the run would fail to decode it)."""
+    before = asyncio.run(_snapshot(db.url, db.waiting))
+    wrong_type = cli(db.url, "resume-hook", "tok-ro", "--data", '{"approved": "perhaps"}')
+    assert_clean_error(wrong_type, 1, "hook 'cli-decision': approved: ")
+    missing = cli(db.url, "resume-hook", "tok-ro", "--data", '{"note": "no decision"}')
+    assert_clean_error(missing, 1, "hook 'cli-decision': approved: Field required")
+    assert asyncio.run(_snapshot(db.url, db.waiting)) == before
+    assert _inbox_rows(db.path) == 0
+
+
 def test_resume_hook_refuses_what_no_database_keeps_and_writes_nothing(db: Populated) -> None:
     """The HTTP API's checks hold here too: NaN is not JSON (exit 2); a NUL character,
     validated or not, is refused (exit 1); nothing is written."""
@@ -431,7 +443,8 @@ async def test_cancel_ends_a_waiting_run_cancelled(url: str) -> None:
 
 
 async def test_resume_hook_completes_a_waiting_run(url: str, tmp_path: Path) -> None:
-    """`perdure resume-hook` delivers a payload, validated with --module or as given."""
+    """`perdure resume-hook` delivers a payload, validated with --module or, without it,
+    against the schema the run stored."""
     async with Engine(url) as engine:
         validated = await engine.start(wf.wait_for_decision, "tok-a")
         as_given = await engine.start(wf.wait_for_decision, "tok-b")
@@ -447,7 +460,7 @@ async def test_resume_hook_completes_a_waiting_run(url: str, tmp_path: Path) -> 
         payload.write_text('{"approved": false, "note": "later"}')
         result = await acli(url, "resume-hook", "tok-b", "--data", f"@{payload}")
         assert result.code == 0, result
-        assert "not validated" in result.err
+        assert "not validated" not in result.err
         assert await as_given.result(timeout=DEADLINE) == "rejected: later"
 
 

@@ -31,6 +31,7 @@ import perdure
 from perdure import (
     Engine,
     FatalError,
+    HookPayloadError,
     RetryableError,
     create_webhook,
     define_hook,
@@ -230,6 +231,23 @@ async def typed(number: str) -> Invoice:
     return dataclasses.replace(invoice, tags=invoice.tags | {"paid"})
 
 
+@workflow(name="golden-hook-schema")
+async def reviewed_with_schema(doc: str) -> list[str]:
+    """A hook whose hook_created carries its payloads' JSON Schema; a payload stored
+    without that check (as by an older perdure) is refused at the await, and the
+    workflow takes the next one."""
+    seen: list[str] = []
+    async with review.create(token=f"schema-{doc}") as stream:
+        while not seen or seen[-1] != "done":
+            try:
+                verdict = await stream.next()
+            except HookPayloadError:
+                seen.append("undecodable")
+                continue
+            seen.append(verdict.decision)
+    return seen
+
+
 # -- scenarios --------------------------------------------------------------------------
 
 
@@ -258,6 +276,12 @@ async def _send_reviews(engine: Engine, run: Run[Any]) -> None:
     token = await _waiting_hook(engine, run)
     for decision, notes in [("changes", "tighten the intro"), ("approved", None), ("done", "ok")]:
         await review.resume(token, {"decision": decision, "notes": notes})
+
+
+async def _send_undecodable_then_done(engine: Engine, run: Run[Any]) -> None:
+    token = await _waiting_hook(engine, run)
+    await engine.store.resume_hook(token, {"decision": "maybe"}, engine.clock.now())
+    await review.resume(token, {"decision": "done"})
 
 
 async def _call_webhook(engine: Engine, run: Run[Any]) -> None:
@@ -310,6 +334,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("caught_step_failure", caught_failure, (500,)),
         Scenario("race_step_sleep", race, (6,)),
         Scenario("typed_values", typed, ("INV-2030-001",)),
+        Scenario(
+            "hook_schema", reviewed_with_schema, ("doc-2",), drive=_send_undecodable_then_done
+        ),
     ]
 }
 """Every golden history, by the name of its file."""

@@ -8,6 +8,7 @@ that every answer matches the schema the document gives for it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,7 +25,15 @@ from schemathesis.core.result import Ok
 from schemathesis.python import asgi
 
 from conftest import EngineFactory
-from helpers import evicted, fake_clock, of_type, wait_for_event, wait_for_hook, wait_until
+from helpers import (
+    evicted,
+    fake_clock,
+    of_type,
+    run_fresh_python,
+    wait_for_event,
+    wait_for_hook,
+    wait_until,
+)
 from perdure import (
     Engine,
     EventType,
@@ -193,24 +202,73 @@ async def test_resume_validates_the_payload_and_wakes_the_run(
     assert "d1: approved" == await run.result(timeout=5)
 
 
-async def test_a_hook_this_process_does_not_define_stores_the_payload_as_given(
-    engine: Engine, client: httpx.AsyncClient
+async def test_a_hook_this_process_does_not_define_is_checked_against_its_stored_schema(
+    engine: Engine, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A payload for a hook whose name is not defined here is stored unvalidated."""
+    """A payload for a hook whose type is not defined here must pass the JSON Schema its
+    run stored: 422 naming the field and nothing stored, else 202 and stored as sent."""
     token = await waiting_approval(engine)
     hook = await engine.store.get_hook(token)
     assert hook is not None
-    definition = _hooks._registry.pop("http-approval")
-    try:
-        response = await client.post(f"/hooks/{token}/resume", json={"anything": [1, 2]})
-    finally:
-        _hooks._registry["http-approval"] = definition
+    before = await snapshot(engine)
+    monkeypatch.delitem(_hooks._registry, "http-approval")
 
+    refused = await client.post(f"/hooks/{token}/resume", json={"anything": [1, 2]})
+    assert 422 == refused.status_code, refused.text
+    assert "hook 'http-approval': decision: Field required" in refused.json()["error"]
+    assert before == await snapshot(engine)
+
+    response = await client.post(f"/hooks/{token}/resume", json={"decision": "changes"})
     assert 202 == response.status_code, response.text
     received = await wait_for_event(
         engine, await engine.get_run(hook.run_id), EventType.HOOK_RECEIVED
     )
-    assert {"anything": [1, 2]} == received.data["payload"]
+    assert {"decision": "changes"} == received.data["payload"]
+
+
+_ELSEWHERE = """
+import asyncio, json, sys
+import httpx
+from perdure import Engine
+from perdure.http import create_app
+
+async def main(url, token, payload):
+    async with Engine(url, worker=False) as engine:
+        transport = httpx.ASGITransport(app=create_app(engine, token=None))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            response = await http.post(f"/hooks/{token}/resume", content=payload)
+    print(json.dumps([response.status_code, response.json()]))
+
+asyncio.run(main(*ARGV))
+"""
+
+
+async def test_the_http_api_of_a_process_without_the_hooks_type_refuses_a_bad_payload(
+    tmp_path: Path,
+) -> None:
+    """The HTTP app of another process, which never imported the hook's type, answers
+    422 naming the field and stores nothing; a valid payload it stores, and the run
+    decodes it (before, it stored the bad one and the run failed decoding it)."""
+    async with Engine(f"sqlite:///{tmp_path}/t.db", clock=FakeClock()) as engine:
+        assert engine.worker is not None
+        token = await waiting_approval(engine, "elsewhere")
+        run = await engine.get_run("approve-run-elsewhere")
+
+        def post(payload: str) -> list[Any]:
+            argv = [f"sqlite:///{tmp_path}/t.db", token, payload]
+            printed = run_fresh_python(_ELSEWHERE.replace("ARGV", repr(argv)))
+            answer: list[Any] = json.loads(printed.splitlines()[-1])
+            return answer
+
+        status, body = await asyncio.to_thread(post, '{"decision": "maybe"}')
+        assert 422 == status, body
+        assert "hook 'http-approval': decision: " in body["error"]
+        assert [] == of_type(await run.events(), EventType.HOOK_RECEIVED)
+        assert [] == await engine.store.inbox(engine.worker.id)
+
+        status, body = await asyncio.to_thread(post, '{"decision": "approved"}')
+        assert 202 == status, body
+        assert "elsewhere: approved" == await run.result(timeout=10)
 
 
 @pytest.mark.parametrize(

@@ -689,6 +689,22 @@ async def test_resume_with_the_wrong_name_raises_and_writes_nothing(store: AnySt
     assert await store.inbox("w1") == []
 
 
+async def test_resume_reaches_only_the_hook_the_payload_was_checked_against(
+    store: AnyStore,
+) -> None:
+    """With created_by, a token another hook has taken since (the payload was checked
+    against the schema of the hook that call created) is refused, writing nothing."""
+    await hold(store)
+    await store.append("w1", "r1", [hook_created("tok", "approval#1")], T0)
+    for stale in (("r1", "approval#2"), ("r2", "approval#1")):
+        with pytest.raises(HookNotFoundError, match="'tok'"):
+            await store.resume_hook("tok", {"a": 1}, at(1), created_by=stale)
+    assert await store.inbox("w1") == []
+    hook = await store.resume_hook("tok", {"a": 2}, at(2), created_by=("r1", "approval#1"))
+    assert (hook.run_id, hook.correlation_id) == ("r1", "approval#1")
+    assert [item.payload for item in await store.inbox("w1")] == [{"a": 2}]
+
+
 async def test_append_consumes_inbox_items(store: AnyStore) -> None:
     """consume_inbox deletes the items delivered by the append, and only those."""
     await hold(store)

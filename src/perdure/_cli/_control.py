@@ -26,7 +26,8 @@ from perdure._cli._common import (
 )
 from perdure._cli._output import err, error, note, out, print_json
 from perdure._errors import HookNotFoundError, RunNotFoundError
-from perdure._hooks import lookup_hook
+from perdure._hooks import lookup_hook, unstorable
+from perdure._log import HookCreated
 from perdure._records import RunStatus
 from perdure._workflow import lookup_workflow
 
@@ -175,9 +176,11 @@ def resume_hook(
 ) -> None:
     """Send a payload to the live hook holding TOKEN, waking its run.
 
-    When a --module defines the hook, the payload is validated against its schema
-    first (exit 1 naming the field if it fails; nothing is written). Otherwise the
-    JSON is stored as given. Exit 2 for bad JSON or a token no live hook holds.
+    The payload must pass the JSON Schema the run stored with its hook, and, when a
+    --module defines the hook, its type too (exit 1 naming the field if it fails;
+    nothing is written). A hook created by an older perdure has no stored schema:
+    without --module, its JSON is stored as given. Exit 2 for bad JSON or a token no
+    live hook holds.
     """
     url = resolve_url(database_url)
     with reporting():
@@ -187,15 +190,21 @@ def resume_hook(
     async def main() -> None:
         async with engine(url) as steering:
             try:
+                # Read first only to say whether it was checked: the hook may go after.
+                # (A token no store can hold, say undecodable argv bytes, is never read.)
+                storable = unstorable(token, "token") is None
+                created = await steering.store.hook_event(token) if storable else None
+                schema = created is not None and HookCreated.of(created).schema is not None
                 hook = await steering.resume_hook(token, payload)
             except HookNotFoundError:
                 raise CliError(f"no live hook holds token {token!r}", USAGE) from None
             except ValueError as exc:
                 raise CliError(str(exc)) from None
-        if lookup_hook(hook.name) is None:
+        if lookup_hook(hook.name) is None and not schema:
             note(
-                f"hook {hook.name!r} is not defined by any --module, so the payload was not "
-                "validated; it was stored as given"
+                f"hook {hook.name!r} is not defined by any --module and its run stored no "
+                "schema (an older perdure made it), so the payload was not validated; it "
+                "was stored as given"
             )
         out().print(f"resumed hook {hook.name!r} (token {token!r}) of run {hook.run_id}")
 

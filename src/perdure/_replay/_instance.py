@@ -24,7 +24,7 @@ from random import Random
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-from perdure._errors import HookConflictError
+from perdure._errors import HookConflictError, HookPayloadError
 from perdure._replay._commands import (
     CancelRun,
     CancelTimer,
@@ -132,7 +132,12 @@ class HookStream(Generic[_T]):
         self._disposed = False
 
     async def next(self) -> _T:
-        """Wait for the next payload and return it, decoded to the hook's schema."""
+        """Wait for the next payload and return it, decoded to the hook's schema.
+
+        Raises:
+            HookPayloadError: the payload does not decode to the hook's type; it is
+                consumed, and the next call waits for the next payload.
+        """
         inlet = self._inlet
         while not inlet.payloads:
             if inlet.error is not None:
@@ -141,7 +146,12 @@ class HookStream(Generic[_T]):
                 raise StopAsyncIteration
             inlet.waiter = self._instance.loop.create_future()
             await inlet.waiter
-        return self._decode(inlet.payloads.popleft())
+        try:
+            return self._decode(inlet.payloads.popleft())
+        except (TypeError, ValueError) as exc:
+            # The workflow's own error, at its await, not the run's end: deterministic
+            # (the same payload and code decode the same on replay), so it may catch it.
+            raise HookPayloadError(f"hook token {self.token!r}: {exc}", token=self.token) from None
 
     def dispose(self) -> None:
         """Stop accepting payloads; the token may be used by another hook."""

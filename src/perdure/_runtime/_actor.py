@@ -441,7 +441,8 @@ class RunActor:
                         timer.cancel()
                     self._emit(_log.sleep_completed(command.correlation_id, cancelled=True))
                 case CreateHook():
-                    # A webhook's command carries what its requests are answered with.
+                    # A webhook's command carries what its requests are answered with,
+                    # a hook's the JSON Schema every resume checks its payload against.
                     self._emit(
                         _log.hook_created(
                             command.correlation_id,
@@ -450,6 +451,7 @@ class RunActor:
                             kind=command.kind,
                             respond_with=command.data.get("respond_with"),
                             body=command.data.get("body"),
+                            schema=command.data.get("schema"),
                         )
                     )
                 case DisposeHook():

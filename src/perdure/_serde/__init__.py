@@ -6,6 +6,6 @@ self-describing form used where no type is known, and ``_unions`` how an ambiguo
 union records which member a value belongs to.
 """
 
-from perdure._serde._codec import CallCodec, JSONValue, decode, encode, validator
+from perdure._serde._codec import CallCodec, JSONValue, decode, encode, json_schema, validator
 
-__all__ = ["CallCodec", "JSONValue", "decode", "encode", "validator"]
+__all__ = ["CallCodec", "JSONValue", "decode", "encode", "json_schema", "validator"]

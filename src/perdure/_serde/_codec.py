@@ -76,7 +76,7 @@ from perdure._serde import _unions as unions
 if typing.TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["CallCodec", "JSONValue", "decode", "encode", "validator"]
+__all__ = ["CallCodec", "JSONValue", "decode", "encode", "json_schema", "validator"]
 
 JSONValue = Any
 """A structure of dict (str keys), list, str, int, float (finite), bool and None only."""
@@ -682,3 +682,29 @@ def validator(annotation: Any) -> TypeAdapter[Any]:
     if typing_extensions.is_typeddict(tp):
         tp = _typeddict(tp)
     return TypeAdapter(tp)
+
+
+def json_schema(annotation: Any) -> dict[str, JSONValue] | None:
+    """The JSON Schema (draft 2020-12) of the JSON that `decode` reads as ``annotation``.
+
+    Made from the very adapter `decode` validates with, rewritten annotation and all,
+    rather than from ``TypeAdapter(annotation)``: what `encode` stores (base64 bytes,
+    ``[key, value]`` pairs, tagged union members, tagged ``Any``) must pass it, and a
+    plain adapter's schema would refuse some of that. The parts only `decode` can
+    judge (tagged ``Any``, an ambiguous union) come out as ``{}``, which allows anything.
+    None when there is nothing to check (``Any`` itself) or pydantic cannot describe
+    the type.
+    """
+    try:
+        plan = _plan(annotation, "a hook payload")
+        if plan.typed is None:
+            return None
+        wrapped = plan.adapter().json_schema()
+        [item] = wrapped["prefixItems"]  # the 1-tuple wrapper of `_Plan.adapter`
+    except Exception:
+        return None
+    schema: dict[str, JSONValue] = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
+    schema.update(item)
+    if "$defs" in wrapped:
+        schema["$defs"] = wrapped["$defs"]
+    return schema

@@ -7,6 +7,7 @@ stores cannot drift apart on the details a test would notice.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from perdure._errors import (
     CancelRequestedError,
@@ -15,12 +16,16 @@ from perdure._errors import (
     LeaseLostError,
 )
 
+if TYPE_CHECKING:
+    from perdure._records import HookRecord
+
 __all__ = [
     "cancel_requested",
     "earliest",
     "hook_conflict",
     "hook_not_found",
     "lease_lost",
+    "same_hook",
     "task_lost",
     "utc",
 ]
@@ -86,6 +91,11 @@ def hook_conflict(token: str, holder_run_id: str) -> HookConflictError:
         token=token,
         holder_run_id=holder_run_id,
     )
+
+
+def same_hook(hook: HookRecord, created_by: tuple[str, str] | None) -> bool:
+    """Whether ``hook`` is the one ``created_by`` (run id, correlation id) names, if any."""
+    return created_by is None or created_by == (hook.run_id, hook.correlation_id)
 
 
 def hook_not_found(

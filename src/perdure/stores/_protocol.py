@@ -271,13 +271,22 @@ class HookStore(Protocol):
     """Live hooks by token, and the inbox of payloads resumed from any process."""
 
     async def resume_hook(
-        self, token: str, payload: JSON, now: datetime, *, name: str | None = None
+        self,
+        token: str,
+        payload: JSON,
+        now: datetime,
+        *,
+        name: str | None = None,
+        created_by: tuple[str, str] | None = None,
     ) -> HookRecord:
         """Store a payload for the live hook holding ``token``, durably.
 
         Raises `HookNotFoundError` (a LookupError), writing nothing, when no live hook
-        holds the token, or when ``name`` is given and the hook's name differs. Wakes
-        the run when nobody holds it (``wake_at`` = now).
+        holds the token, when ``name`` is given and the hook's name differs, or when
+        ``created_by`` (a run id and a correlation id) is given and the live hook is not
+        the one that call of that run created: the payload was checked against that
+        hook's schema, and the token has since passed to another hook. Wakes the run
+        when nobody holds it (``wake_at`` = now).
         """
 
     async def get_hook(self, token: str) -> HookRecord | None:
@@ -286,8 +295,8 @@ class HookStore(Protocol):
     async def hook_event(self, token: str) -> Event | None:
         """The ``hook_created`` event of the live hook holding ``token``, or None.
 
-        A webhook's configured response lives in that event; one lookup, not a scan of
-        the run's log.
+        A hook's payload schema and a webhook's configured response live in that
+        event; one lookup, not a scan of the run's log.
         """
 
     async def list_hooks(self, *, run_id: str | None = None) -> list[HookRecord]:

@@ -43,6 +43,7 @@ from perdure.stores._common import (
     hook_conflict,
     hook_not_found,
     lease_lost,
+    same_hook,
     task_lost,
     utc,
 )
@@ -329,12 +330,18 @@ class MemoryStore(Store):
     # -- hooks --------------------------------------------------------------------
 
     async def resume_hook(
-        self, token: str, payload: JSON, now: datetime, *, name: str | None = None
+        self,
+        token: str,
+        payload: JSON,
+        now: datetime,
+        *,
+        name: str | None = None,
+        created_by: tuple[str, str] | None = None,
     ) -> HookRecord:
         """Put the payload in the inbox of the hook's run and wake the run if unheld."""
         now = utc(now)
         hook = self._hooks.get(token)
-        if hook is None:
+        if hook is None or not same_hook(hook, created_by):
             raise hook_not_found(token)
         if name is not None and hook.name != name:
             raise hook_not_found(token, name=name, actual=hook.name)
@@ -355,7 +362,7 @@ class MemoryStore(Store):
     async def hook_event(self, token: str) -> Event | None:
         """The ``hook_created`` event of the live hook holding ``token``, or None.
 
-        Not part of `Store`: the HTTP app reads a webhook's response from it.
+        A resume reads the hook's payload schema there, the HTTP app a webhook's response.
         """
         hook = self._hooks.get(token)
         if hook is None:

@@ -66,9 +66,9 @@ APPEND_MANY = (
 FINISH_STEP_TASK = "SELECT perdure_finish_step_task($1, $2, $3, $4, $5, $6, $7)"
 RELEASE_RUN = "SELECT perdure_release_run($1, $2, $3)"
 REQUEST_CANCEL = f"SELECT {RUN_COLUMNS} FROM perdure_request_cancel($1, $2)"  # noqa: S608
-RESUME_HOOK = (
+RESUME_HOOK = (  # the form of migration 0005, which checks the hook is the one expected
     "SELECT token, run_id, correlation_id, name, kind, created_at "
-    "FROM perdure_resume_hook($1, $2, $3, $4)"
+    "FROM perdure_resume_hook($1, $2, $3, $4, $5, $6)"
 )
 REAP = "SELECT perdure_reap($1, $2, $3)"
 UNREGISTER = "SELECT perdure_unregister($1, $2)"

@@ -47,7 +47,7 @@ import asyncpg
 
 from perdure._log import run_created
 from perdure._records import RunRecord, RunStatus
-from perdure.stores._common import hook_not_found, utc
+from perdure.stores._common import hook_not_found, same_hook, utc
 from perdure.stores._protocol import Store
 from perdure.stores.postgres import _ops as ops
 from perdure.stores.postgres import _rows as rows
@@ -352,13 +352,24 @@ class PostgresStore(Store):
     # -- hooks --------------------------------------------------------------------
 
     async def resume_hook(
-        self, token: str, payload: JSON, now: datetime, *, name: str | None = None
+        self,
+        token: str,
+        payload: JSON,
+        now: datetime,
+        *,
+        name: str | None = None,
+        created_by: tuple[str, str] | None = None,
     ) -> HookRecord:
         """Store a payload for the live hook holding ``token``, durably; wake its run."""
-        row = await self._db.fetchrow(ops.RESUME_HOOK, token, rows.dumps(payload), utc(now), name)
+        run_id, correlation_id = created_by if created_by is not None else (None, None)
+        row = await self._db.fetchrow(
+            ops.RESUME_HOOK, token, rows.dumps(payload), utc(now), name, run_id, correlation_id
+        )
         if row is None:
             raise hook_not_found(token)
         hook = rows.hook_from_row(row)
+        if not same_hook(hook, created_by):
+            raise hook_not_found(token)
         if name is not None and hook.name != name:
             raise hook_not_found(token, name=name, actual=hook.name)
         return hook
@@ -371,7 +382,7 @@ class PostgresStore(Store):
     async def hook_event(self, token: str) -> Event | None:
         """The ``hook_created`` event of the live hook holding ``token``, or None.
 
-        Not part of `Store`: the HTTP app reads a webhook's response from it.
+        A resume reads the hook's payload schema there, the HTTP app a webhook's response.
         """
         row = await self._db.fetchrow(rows.HOOK_EVENT, token)
         return None if row is None else rows.event_from_row(row)

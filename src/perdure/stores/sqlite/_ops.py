@@ -22,6 +22,7 @@ from perdure.stores._common import (
     hook_conflict,
     hook_not_found,
     lease_lost,
+    same_hook,
     task_lost,
 )
 from perdure.stores._index import (
@@ -200,13 +201,20 @@ def request_cancel(conn: sqlite3.Connection, run_id: str, now: datetime) -> RunR
 
 
 def resume_hook(
-    conn: sqlite3.Connection, token: str, payload: JSON, now: datetime, name: str | None
+    conn: sqlite3.Connection,
+    token: str,
+    payload: JSON,
+    now: datetime,
+    name: str | None,
+    created_by: tuple[str, str] | None,
 ) -> HookRecord:
     """Store the payload in the inbox of the hook's run; wake the run if nobody holds it."""
     row = conn.execute(f"SELECT {HOOK_COLUMNS} FROM hooks WHERE token = ?", (token,)).fetchone()  # noqa: S608 - constant columns
     if row is None:
         raise hook_not_found(token)
     hook = hook_from_row(row)
+    if not same_hook(hook, created_by):
+        raise hook_not_found(token)
     if name is not None and hook.name != name:
         raise hook_not_found(token, name=name, actual=hook.name)
     at = to_us(now)

@@ -261,11 +261,18 @@ class SQLiteStore(Store):
     # -- hooks --------------------------------------------------------------------
 
     async def resume_hook(
-        self, token: str, payload: JSON, now: datetime, *, name: str | None = None
+        self,
+        token: str,
+        payload: JSON,
+        now: datetime,
+        *,
+        name: str | None = None,
+        created_by: tuple[str, str] | None = None,
     ) -> HookRecord:
         """Store a payload for the live hook holding ``token``, durably; wake its run."""
         return await self._write(
-            lambda conn: ops.resume_hook(conn, token, payload, now, name), durable=True
+            lambda conn: ops.resume_hook(conn, token, payload, now, name, created_by),
+            durable=True,
         )
 
     async def get_hook(self, token: str) -> HookRecord | None:
@@ -275,7 +282,7 @@ class SQLiteStore(Store):
     async def hook_event(self, token: str) -> Event | None:
         """The ``hook_created`` event of the live hook holding ``token``, or None.
 
-        Not part of `Store`: the HTTP app reads a webhook's response from it.
+        A resume reads the hook's payload schema there, the HTTP app a webhook's response.
         """
         return await self._read(lambda conn: rows.hook_event(conn, token))
 
