@@ -6,7 +6,10 @@ store by hand, and running real child processes.
 - reading a run's log: `of_type`, `types`;
 - a store driven by hand, with explicit times (stores never read a clock): `T0`, `at`,
   `hold`, `drain`;
-- other processes: `ChildProcess`, and `run_fresh_python` for a one-shot interpreter.
+- other processes: `ChildProcess`, and `run_fresh_python` for a one-shot interpreter;
+- hook payloads for property tests: `approval_payloads` (any JSON, mostly near a valid
+  approval) and `approval_outcome` (what resuming an approval hook must store, if
+  anything), written apart from perdure's own checks so that they can disagree.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from hypothesis import strategies as st
 
 from perdure import Engine, Event, EventType
 from perdure._records import NewRun
@@ -178,6 +183,84 @@ async def drain(store: Store) -> None:
     """Consume pending change notifications (a store may report one write twice)."""
     while await store.wait_for_change(0.2):
         pass
+
+
+# -- hook payloads for property tests ---------------------------------------------------
+
+_BAD_TEXT = st.sampled_from(["\x00", "a\x00b", "\ud800", "x\udfff"])
+"""Text JSON carries but no database keeps: a NUL, a lone surrogate."""
+_GOOD_TEXT = st.text(max_size=12)
+_TEXT = st.one_of(_GOOD_TEXT, _GOOD_TEXT, _GOOD_TEXT, _BAD_TEXT)  # one in four is bad
+
+
+def _json(text: st.SearchStrategy[str]) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | text,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+        max_leaves=12,
+    )
+
+
+_JSON = _json(_TEXT)
+_GOOD_JSON = _json(_GOOD_TEXT)
+_DECISIONS = st.one_of(
+    st.sampled_from(["approved", "changes"]),
+    st.sampled_from(["approved", "changes", "maybe", "", "APPROVED"]),
+    _JSON,
+)
+
+
+def approval_payloads() -> st.SearchStrategy[Any]:
+    """Any JSON value, objects near ``{"decision": "approved" | "changes", "notes": str
+    | None}`` (a wrong or missing decision, notes of any type, extra keys, text no
+    database keeps), and valid ones, a third each."""
+    near = st.fixed_dictionaries(
+        {},
+        optional={
+            "decision": _DECISIONS,
+            "notes": st.one_of(st.none(), _GOOD_TEXT, _GOOD_TEXT, _TEXT, _JSON),
+            "extra": st.one_of(_GOOD_JSON, _GOOD_JSON, _JSON),
+        },
+    )
+    valid = st.fixed_dictionaries(
+        {"decision": st.sampled_from(["approved", "changes"])},
+        optional={"notes": st.none() | _GOOD_TEXT, "extra": _GOOD_JSON},
+    )
+    return st.one_of(valid, near, _JSON)
+
+
+REFUSED: Any = object()
+"""`approval_outcome` of a payload a resume must refuse."""
+
+
+def approval_outcome(payload: Any, *, typed: bool) -> Any:
+    """What resuming an approval hook with ``payload`` stores, or `REFUSED`.
+
+    ``typed``: the resuming process defines the hook's type, and stores the payload
+    encoded by it (the two fields, extra keys dropped); otherwise as given.
+    """
+    if not isinstance(payload, dict) or payload.get("decision") not in ("approved", "changes"):
+        return REFUSED
+    notes = payload.get("notes")
+    if notes is not None and not isinstance(notes, str):
+        return REFUSED
+    stored = {"decision": payload["decision"], "notes": notes} if typed else payload
+    return REFUSED if holds_bad_text(stored) else stored
+
+
+def holds_bad_text(value: Any) -> bool:
+    """Whether ``value`` holds, anywhere, text no database keeps (a NUL, a lone surrogate)."""
+    if isinstance(value, str):
+        return "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, list):
+        return any(holds_bad_text(item) for item in value)
+    if isinstance(value, dict):
+        return any(holds_bad_text(k) or holds_bad_text(v) for k, v in value.items())
+    return False
 
 
 # -- child processes ----------------------------------------------------------------------
