@@ -300,7 +300,7 @@ def figures(
     say(f"faults: {_counts(by_kind) or 'none'}")
     for fault in faults:
         if fault.kind == "restart":
-            say(f"  restart at +{fault.began - faults[0].began:.0f}s: {fault.detail}")
+            say(f"  restart at +{fault.began - journal.began:.0f}s: {fault.detail}")
     say(f"re-executions and retries: {_counts(verdict.reexecutions) or 'none'}")
     resumes = Counter(f"{r.via} {r.outcome}" for r in journal.resumed)
     refused = Counter("refused" if r.code else "ACCEPTED" for r in journal.refused)

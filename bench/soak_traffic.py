@@ -7,9 +7,10 @@ API accepted is written down in the `Journal`, which the checks (`soak_check.py`
 compare with the database at the end: an accepted start or resume must be there.
 
 A call that raises something other than perdure's answer about the request itself
-(unknown hook, bad payload) is a caller error: the soak counts each by type and tries
-again when that is safe (a start with a ``run_id`` and a cancel are idempotent; a
-resume is retried, and a retry that finds the hook gone makes the first one a "maybe").
+(unknown hook, bad payload) is a caller error: the soak counts each by type (a
+driver's own exception, not a `perdure.StoreError`, is a violation) and tries again
+when that is safe (a start with a ``run_id`` and a cancel are idempotent; a resume is
+retried, and a retry that finds the hook gone makes the first one a "maybe").
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ class Journal:
     caller_errors: Counter[str] = field(default_factory=Counter)
     """``call: module.Type`` of every exception a public API call raised on the way."""
     gave_up: list[str] = field(default_factory=list)
+    began: float = field(default_factory=time.time)
+    """When the traffic began (epoch seconds)."""
 
 
 class Traffic:
