@@ -29,6 +29,7 @@ import pytest
 from cluster_lab import Effect, Lab, eventually, ticks
 from helpers import of_type, wait_for_event
 from perdure import Engine, EventType, RunStatus, get_step_metadata, step, workflow
+from perdure._clock import SystemClock
 from perdure._runtime._lease import Lease
 from perdure.stores import MemoryStore
 from pg import fresh_database
@@ -180,7 +181,7 @@ def a_lease(store: LeasedStore, clock: Monotonic, lost: list[str]) -> Lease:
     async def on_lost() -> None:
         lost.append("let go")
 
-    return Lease(store, "w1", Engine("memory://").clock, on_lost, monotonic=clock)
+    return Lease(store, "w1", SystemClock(), on_lost, monotonic=clock)
 
 
 def holds(lease: Lease) -> bool:
@@ -239,13 +240,13 @@ async def test_a_worker_found_reaped_lets_go_and_registers_afresh() -> None:
 
     assert lost == ["let go"]
     assert (lease.lost, lease.valid) == (1, True)
-    assert await store.heartbeat("w1", Engine("memory://").clock.now()) is True
+    assert await store.heartbeat("w1", SystemClock().now()) is True
 
 
 async def test_a_store_without_a_lease_needs_no_check() -> None:
     """On a store without leases the lease always holds: no heartbeat is asked for."""
     store = MemoryStore()
-    lease = Lease(store, "w1", Engine("memory://").clock, lambda: asyncio.sleep(0))
+    lease = Lease(store, "w1", SystemClock(), lambda: asyncio.sleep(0))
     assert lease.valid
     await lease.confirm()
     assert lease.valid
