@@ -414,29 +414,58 @@ class RecentHooks:
         self._hooks.pop(token, None)
 
 
+MAX_DEPTH = 100
+"""The deepest nesting of arrays and objects a payload may have.
+
+A workflow decodes what it receives with pydantic, whose JSON parser stops at 200
+levels (a payload is read inside a wrapper or two): deeper JSON, stored, would fail the
+run that reads it. Nothing legitimate comes near 100.
+"""
+
+
 def unstorable(value: Any, where: str) -> str | None:
     r"""Where ``value`` is not JSON every database can keep, if anywhere: what is wrong.
 
     NUL characters and lone surrogates (``\ud800``-``\udfff``) are text JSON may
-    carry but PostgreSQL and UTF-8 cannot, and NaN and the infinities are numbers Python
-    writes but JSON has not: all are refused before anything is written.
+    carry but PostgreSQL and UTF-8 cannot, NaN and the infinities are numbers Python
+    writes but JSON has not, and nesting deeper than `MAX_DEPTH` is more than a
+    workflow reads back: all are refused before anything is written. The walk keeps
+    its own stack, so no nesting makes it raise `RecursionError`; the problem reported
+    is the first in document order.
     """
+    # Values to look at, last first: (value, where, depth); a key's check rides along as
+    # (problem, None, -1), so it is reported in its place in the document.
+    pending: list[tuple[Any, str | None, int]] = [(value, where, 0)]
+    while pending:
+        item, at, depth = pending.pop()
+        problem = item if at is None else _unstorable_value(item, at, depth)
+        if problem is not None:
+            return str(problem)
+        if isinstance(item, list) and at is not None:
+            pending.extend(
+                (child, f"{at}[{index}]", depth + 1)
+                for index, child in reversed(list(enumerate(item)))
+            )
+        elif isinstance(item, dict) and at is not None:
+            for key, child in reversed(list(item.items())):
+                pending.append((child, f"{at}.{key}", depth + 1))
+                pending.append((_unstorable_key(key, at), None, -1))
+    return None
+
+
+def _unstorable_value(value: Any, where: str, depth: int) -> str | None:
+    """What is wrong with ``value`` itself (not its items), if anything."""
     if isinstance(value, str):
         return _unstorable_text(value, where)
-    if isinstance(value, list):
-        problems = (unstorable(item, f"{where}[{index}]") for index, item in enumerate(value))
-    elif isinstance(value, dict):
-        problems = (
-            _unstorable_key(key, where) or unstorable(item, f"{where}.{key}")
-            for key, item in value.items()
-        )
-    elif isinstance(value, float) and not math.isfinite(value):
-        return f"{where} is {value}, which JSON cannot hold"
-    elif value is None or isinstance(value, bool | int | float):
+    if isinstance(value, list | dict):
+        if depth >= MAX_DEPTH:
+            return f"{where} is nested more than {MAX_DEPTH} arrays or objects deep"
         return None
-    else:
-        return f"{where} is a {type(value).__name__}, not JSON"
-    return next((problem for problem in problems if problem is not None), None)
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} is {value}, which JSON cannot hold"
+    if value is None or isinstance(value, bool | int | float):
+        return None
+    return f"{where} is a {type(value).__name__}, not JSON"
 
 
 def _unstorable_key(key: object, where: str) -> str | None:

@@ -15,8 +15,10 @@ received), in the order they began.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, WithJsonSchema
 from typing_extensions import TypedDict  # pydantic reads only this one's fields on 3.11
@@ -61,6 +63,7 @@ __all__ = [
     "hook_detail_json",
     "hook_json",
     "iso",
+    "json_text",
     "run_detail_json",
     "run_full_json",
     "run_json",
@@ -109,6 +112,41 @@ SpanOutcome = Literal[
 def iso(moment: datetime | None) -> str | None:
     """ISO 8601 text, or None."""
     return moment.isoformat() if moment is not None else None
+
+
+def json_text(value: Any, *, indent: int | None = None, ascii_only: bool = True) -> str:
+    """``value`` as JSON text that every JSON parser reads, for the HTTP API and ``--json``.
+
+    Nothing perdure writes today holds NaN or an infinity, but a log written by an older
+    release, or by hand, may: Python's `json` would print them as bare ``NaN`` and
+    ``Infinity``, which are not JSON, and a browser's ``JSON.parse`` would refuse the
+    whole answer (the dashboard could not show that run at all). They are written as
+    the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` instead. Values that are
+    not JSON (a datetime) are written as their ``str``.
+    """
+    separators = (",", ": ") if indent is not None else (",", ":")
+    options: dict[str, Any] = {
+        "indent": indent,
+        "ensure_ascii": ascii_only,
+        "separators": separators,
+        "default": str,
+        "allow_nan": False,
+    }
+    try:
+        return json.dumps(value, **options)
+    except ValueError:  # a non-finite number somewhere: the rare case pays for a copy
+        return json.dumps(_finite(value), **options)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with each non-finite float replaced by its name, as a string."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 # -- runs -------------------------------------------------------------------------------

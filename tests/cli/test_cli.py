@@ -291,7 +291,7 @@ def test_database_that_cannot_be_opened(tmp_path: Path) -> None:
     assert_clean_error(cli("sqlite:///", "runs"), 2, "cannot open database sqlite:///")
     (tmp_path / "a-file").write_text("not a folder")
     blocked = f"sqlite:///{tmp_path}/a-file/runs.db"
-    assert_clean_error(cli(blocked, "runs"), 1, f"cannot open database {blocked}: ")
+    assert_clean_error(cli(blocked, "runs"), 2, f"cannot open database {blocked}: ")
     (tmp_path / "garbage.db").write_text("this is not an SQLite database, not at all" * 100)
     garbage = f"sqlite:///{tmp_path}/garbage.db"
     assert_clean_error(cli(garbage, "show", "x"), 1, f"cannot open database {garbage}: ")

@@ -152,9 +152,33 @@ def database_error(url: str, exc: BaseException) -> CliError:
     return CliError(f"cannot open database {shown}: {str(exc).replace(url, shown)}")
 
 
+def _missing_database(url: str) -> CliError | None:
+    """The error for a SQLite file that does not exist, if it does not (None: it does).
+
+    Opening a SQLite store creates its file and folders. Commands that only read, or
+    act on runs that must already exist, would turn a mistyped path into a new empty
+    database and report "no runs" (exit 0), leaving the folders behind: they refuse it
+    instead, and create nothing. PostgreSQL databases are never created by opening.
+    """
+    if _malformed(url) or not url.startswith("sqlite:///"):
+        return None  # opening it says what is wrong
+    path = Path(url.removeprefix("sqlite:///"))
+    if path.is_file():
+        return None
+    what = "is not a file" if path.exists() else "does not exist"
+    return CliError(
+        f"cannot open database {shown_url(url)}: {path} {what} (this command creates no "
+        "database; perdure worker, perdure web and perdure migrate do)",
+        USAGE,
+    )
+
+
 @contextlib.asynccontextmanager
 async def opened(url: str) -> AsyncIterator[Store]:
-    """The store ``url`` names, opened (created if need be) for the block, then closed."""
+    """The store ``url`` names, opened for the block, then closed; never created."""
+    missing = _missing_database(url)
+    if missing is not None:
+        raise missing
     try:
         store = open_store(url)
     except (ValueError, OSError, ImportError) as exc:
@@ -176,8 +200,13 @@ async def engine(url: str) -> AsyncIterator[Engine]:
     """An Engine on ``url`` without a worker, running for the block.
 
     The commands that change runs act through it, as the HTTP API does, so that each
-    action is the Engine's one implementation of it (checks, trace spans and all).
+    action is the Engine's one implementation of it (checks, trace spans and all). They
+    act on runs and hooks that exist, so a database that does not is refused, as by
+    `opened`, rather than created.
     """
+    missing = _missing_database(url)
+    if missing is not None:
+        raise missing
     try:
         running = Engine(url, worker=False)
     except (ValueError, OSError, ImportError) as exc:

@@ -130,22 +130,34 @@ def _report_cancel(outcome: dict[str, JSON]) -> None:
 
 
 def _read_data(data: str) -> JSON:
+    """The ``--data`` payload: JSON text, or a file's (``@path``, ``@-`` for stdin).
+
+    Every way it can be unreadable (no such file, bytes that are not UTF-8, text that is
+    not JSON, NaN, nesting deeper than the parser goes) is wrong usage: exit 2, one line.
+    """
     source = "--data"
     text = data
     if data.startswith("@"):
         name = data[1:]
         source = "standard input" if name == "-" else name
         try:
-            text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+            raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
         except OSError as exc:
             raise CliError(
                 f"cannot read --data file {name}: {exc.strerror or exc}", USAGE
             ) from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CliError(
+                f"{source} is not UTF-8 text: byte {exc.start} is {raw[exc.start : exc.end]!r}",
+                USAGE,
+            ) from None
     try:
         return json.loads(text, parse_constant=_no_constants)
-    except json.JSONDecodeError as exc:
-        raise CliError(f"{source} is not valid JSON: {exc}", USAGE) from None
-    except ValueError as exc:
+    except RecursionError:
+        raise CliError(f"{source} is not valid JSON: nested too deeply", USAGE) from None
+    except ValueError as exc:  # JSONDecodeError, and NaN or Infinity (_no_constants)
         raise CliError(f"{source} is not valid JSON: {exc}", USAGE) from None
 
 

@@ -13,10 +13,13 @@ from rich.text import Text
 
 from perdure._cli import _timeline
 from perdure._cli._common import (
+    USAGE,
+    CliError,
     DatabaseUrl,
     JsonFlag,
     get_run,
     opened,
+    reporting,
     resolve_url,
     run,
     shown_url,
@@ -46,18 +49,26 @@ RunId = Annotated[str, typer.Argument(metavar="RUN", help="The run's id.", show_
 
 
 def _since(text: str, now: datetime) -> datetime:
+    """The ``--since`` cutoff: an ISO 8601 time, or that long before ``now``."""
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        try:
-            return now - parse_duration(text, what="--since")
-        except (TypeError, ValueError):
-            raise typer.BadParameter(
-                f"{text!r} is neither an ISO 8601 time (2024-05-01T12:00) "
-                "nor a duration (30m, 1h, 7d)",
-                param_hint="'--since'",
-            ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        pass
+    else:
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    try:
+        return now - parse_duration(text, what="--since")
+    except OverflowError:  # 99999999999d: more than a timedelta holds, or before year 1
+        raise CliError(
+            f"--since {text!r} reaches back before the year 1; give a shorter duration or a time",
+            USAGE,
+        ) from None
+    except (TypeError, ValueError):
+        raise CliError(
+            f"--since {text!r} is neither an ISO 8601 time (2024-05-01T12:00) "
+            "nor a duration (30m, 1h, 7d)",
+            USAGE,
+        ) from None
 
 
 def runs(
@@ -82,7 +93,8 @@ def runs(
 ) -> None:
     """List runs, newest first."""
     now = utcnow()
-    cutoff = _since(since, now) if since is not None else None
+    with reporting():
+        cutoff = _since(since, now) if since is not None else None
     url = resolve_url(database_url)
 
     async def main() -> None:

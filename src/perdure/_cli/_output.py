@@ -1,12 +1,12 @@
 """Consoles, formatting, and the JSON shapes the commands print (from `perdure._views`).
 
 People get rich tables and colour (none when the stream is not a terminal or when
-``NO_COLOR`` is set); scripts get ``--json``: plain `json.dumps`, always the same keys.
+``NO_COLOR`` is set); scripts get ``--json``: JSON any parser reads (`json_text`), always
+the same keys.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from perdure._records import RunStatus
-from perdure._views import event_json, hook_json, iso, run_json, shown_run_json
+from perdure._views import event_json, hook_json, iso, json_text, run_json, shown_run_json
 
 if TYPE_CHECKING:
     from perdure._records import RunRecord
@@ -85,8 +85,16 @@ def note(message: str, *, label: str = "note") -> None:
 
 
 def print_json(value: Any) -> None:
-    """Print ``value`` as indented JSON on stdout, without colour."""
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
+    """Print ``value`` as indented JSON on stdout, without colour.
+
+    Text is printed as it is, unless stdout cannot encode it (a lone surrogate an older
+    release stored, or a terminal that is not UTF-8): then all of it as ASCII escapes,
+    the same JSON to a parser.
+    """
+    try:
+        sys.stdout.write(json_text(value, indent=2, ascii_only=False) + "\n")
+    except UnicodeEncodeError:  # the whole text is encoded before any of it is written
+        sys.stdout.write(json_text(value, indent=2) + "\n")
     sys.stdout.flush()
 
 
