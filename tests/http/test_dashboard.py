@@ -62,7 +62,7 @@ HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0
 DASHBOARD = {"X-Perdure-Dashboard": "1"}
 
 
-def client_for(app: Any, base_url: str = "http://testserver") -> httpx.AsyncClient:
+def client_for(app: Any, base_url: str = "http://localhost") -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
 
 
@@ -375,7 +375,7 @@ def test_perdure_web_on_another_address_makes_up_a_token(tmp_path: Path) -> None
         first = proc.stdout.readline()
         second = proc.stdout.readline()
         port = re.search(r":(\d+)/", first)
-        link = re.search(r"/login\?token=(\S+)", second)
+        link = re.search(r"/login#token=(\S+)", second)
         assert port is not None, first
         assert link is not None, second
         with httpx.Client(base_url=f"http://127.0.0.1:{port[1]}", timeout=DEADLINE) as http:

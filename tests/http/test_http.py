@@ -143,7 +143,7 @@ async def engine(make_engine: EngineFactory) -> AsyncIterator[Engine]:
 
 
 def client_for(app: Starlette) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost")
 
 
 @pytest.fixture
@@ -235,7 +235,7 @@ from perdure.http import create_app
 async def main(url, token, payload):
     async with Engine(url, worker=False) as engine:
         transport = httpx.ASGITransport(app=create_app(engine, token=None))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             response = await http.post(f"/hooks/{token}/resume", content=payload)
     print(json.dumps([response.status_code, response.json()]))
 

@@ -83,7 +83,7 @@ def _served(
     runner.run(engine.__aenter__())
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=create_app(engine, token=None)),
-        base_url="http://testserver",
+        base_url="http://localhost",
     )
     try:
         run = runner.run(engine.start(collect, TOKEN))

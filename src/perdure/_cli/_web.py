@@ -1,4 +1,10 @@
-"""``perdure web``: the web dashboard and the HTTP API, served with uvicorn."""
+"""``perdure web``: the web dashboard and the HTTP API, served with uvicorn.
+
+The app protects itself (`perdure.http`: tokens, cross-site requests, the Host header,
+body size and time, credentials kept out of webhook requests); this command adds what
+belongs to the server (`perdure._cli._uvicorn`): connection limits, a deadline for each
+request's head, and tokens kept out of the access log.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,11 @@ import ipaddress
 import logging
 import os
 import secrets
-import signal
 import socket
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from perdure._cli._common import (
     USAGE,
@@ -28,16 +32,15 @@ from perdure._cli._common import (
     shown_url,
 )
 from perdure._cli._output import out
+from perdure._cli._uvicorn import LIMITS, HeadTimeoutProtocol, RedactTokens, Server
 from perdure._engine import Engine
 from perdure._workflow import registered_workflows
 from perdure.http import create_app
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from starlette.types import ASGIApp
 
-__all__ = ["web"]
+__all__ = ["server_config", "web"]
 
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -51,6 +54,16 @@ def web(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log every request (INFO level).")
     ] = False,
+    secret_headers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secret-header",
+            metavar="NAME",
+            show_default=False,
+            help="A request header never stored with a webhook's request (repeatable), "
+            "besides Authorization, Cookie and Proxy-Authorization.",
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Serve the web dashboard and the HTTP API until SIGTERM or Ctrl-C.
@@ -61,8 +74,9 @@ def web(
     the hook's schema, and reruns record the latest code's version.
 
     With $PERDURE_API_TOKEN set, the API needs it as a bearer token and browsers sign in
-    with it. Without it, the dashboard is open on a loopback address (the default); on
-    any other address a token is made up for the session and the sign-in link printed.
+    with it. Without it, the dashboard is open on a loopback address (the default), to
+    requests naming this machine (the Host header); on any other address a token is
+    made up for the session and the sign-in link printed.
     """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -77,7 +91,16 @@ def web(
     if made_up:
         token = secrets.token_urlsafe(24)
     try:
-        run(_serve(url, listener, token, made_up=made_up, verbose=verbose))
+        run(
+            _serve(
+                url,
+                listener,
+                token,
+                made_up=made_up,
+                verbose=verbose,
+                secret_headers=secret_headers or [],
+            )
+        )
     finally:
         listener.close()
 
@@ -109,45 +132,47 @@ def _listen(host: str, port: int) -> socket.socket:
     return listener
 
 
+def server_config(app: ASGIApp, *, verbose: bool) -> uvicorn.Config:
+    """How uvicorn serves ``app``: its limits, the request-head deadline, a quiet log."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())
+    return uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=verbose,
+        lifespan="off",
+        server_header=False,
+        http=HeadTimeoutProtocol,
+        **LIMITS,
+    )
+
+
 def _address(listener: socket.socket) -> str:
     host, port = listener.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, stopping on SIGINT or SIGTERM without re-raising them after.
-
-    So ``perdure web`` exits 0 when told to stop, as ``perdure worker`` does.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        handled = (signal.SIGINT, signal.SIGTERM)
-        previous = {signum: signal.signal(signum, self.handle_exit) for signum in handled}
-        try:
-            yield
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-
 async def _serve(
-    url: str, listener: socket.socket, token: str | None, *, made_up: bool, verbose: bool
+    url: str,
+    listener: socket.socket,
+    token: str | None,
+    *,
+    made_up: bool,
+    verbose: bool,
+    secret_headers: list[str],
 ) -> None:
     async with contextlib.AsyncExitStack() as stack:
         try:
             engine = await stack.enter_async_context(Engine(url, worker=False))
         except Exception as exc:
             raise database_error(url, exc) from None
-        app: ASGIApp = create_app(engine, token=token)
-        if token is None:  # open, on loopback: refuse other Host names (DNS rebinding)
-            hosts = [*_LOOPBACK_NAMES, listener.getsockname()[0]]
-            app = TrustedHostMiddleware(app, allowed_hosts=hosts, www_redirect=False)
-        config = uvicorn.Config(
-            app, log_config=None, access_log=verbose, lifespan="off", server_header=False
-        )
-        server = _Server(config)
+        # Open (no token) only on loopback: this machine's names and the address it
+        # listens on; with a token, any name (the app's default).
+        hosts = [*_LOOPBACK_NAMES, listener.getsockname()[0]] if token is None else None
+        app = create_app(engine, token=token, allowed_hosts=hosts, secret_headers=secret_headers)
+        server = Server(server_config(app, verbose=verbose))
         address = _address(listener)
         known = sorted(registered_workflows())
         out().print(
@@ -157,8 +182,10 @@ async def _serve(
             soft_wrap=True,
         )
         if made_up:
+            # After '#', which browsers never send: the token reaches no access log,
+            # ours or a proxy's; the sign-in page's script posts it.
             out().print(
-                f"sign in at {address}/login?token={token} (a token made up for this "
+                f"sign in at {address}/login#token={token} (a token made up for this "
                 "session: set $PERDURE_API_TOKEN to choose one)",
                 soft_wrap=True,
             )

@@ -8,6 +8,14 @@ is read and checked here; the action is the Engine's (`Engine.start`, ``cancel``
 ``rerun``, ``resume_hook``), the same one the CLI and the Python API take, and answers
 are built from the typed shapes of `perdure._views` that the OpenAPI document is
 generated from.
+
+What the app guards by itself, wherever it is served (the README's "Serving the HTTP
+API" lists it with what is left to a proxy): the bearer token or the dashboard's
+session (`perdure.http._dashboard`), cross-site requests to an open API, the Host
+header (`perdure.http._guard`), a webhook's token kept apart from a hook's, the body's
+size (``max_body``) and time (``body_timeout``), a client hanging up mid-body (the end
+of its request, not a server error), and credentials in the webhook requests it
+stores (`CREDENTIAL_HEADERS` and ``secret_headers``).
 """
 
 from __future__ import annotations
@@ -19,11 +27,13 @@ import json
 import logging
 import os
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pydantic
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -39,6 +49,7 @@ from perdure._views import (
     event_json,
     hook_detail_json,
     hook_json,
+    json_text,
     run_detail_json,
     run_json,
     timeline_json,
@@ -51,10 +62,11 @@ from perdure.http._dashboard import (
     session_problem,
     wants_html,
 )
-from perdure.http._openapi import ApiError, StartRun, openapi_document
+from perdure.http._guard import LOOPBACK_HOSTS, BodyTimeout, Guard, host_pattern
+from perdure.http._openapi import AFTER, LIMIT, ApiError, IntQuery, StartRun, openapi_document
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
     from perdure._engine import Engine, Run
     from perdure._hooks import Hook
@@ -66,10 +78,16 @@ __all__ = ["create_app"]
 
 logger = logging.getLogger("perdure.http")
 
-MAX_LIMIT = 1000
-"""The most runs ``GET /runs`` lists at once."""
-
 WEBHOOK_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+"""Request headers never stored with a webhook request.
+
+A webhook's request is kept in its run's log, which everyone who may read runs reads
+(the dashboard shows it). A browser opening a webhook's link sends its cookies, the
+dashboard's session among them, and a client sends its credentials for this server;
+neither is the webhook's business. `create_app`'s ``secret_headers`` adds more names.
+"""
 
 _START_KEYS = StartRun.__required_keys__ | StartRun.__optional_keys__
 
@@ -85,9 +103,9 @@ class _Refused(Exception):
 
 
 def _json(content: JSON, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    # ASCII escapes: stored text may hold lone surrogates, which UTF-8 cannot encode.
-    body = json.dumps(content, ensure_ascii=True, separators=(",", ":"), default=str)
-    return Response(body, status, headers, media_type="application/json")
+    # ASCII escapes: stored text may hold lone surrogates, which UTF-8 cannot encode; and
+    # never a bare NaN (json_text), which no JSON parser reads.
+    return Response(json_text(content), status, headers, media_type="application/json")
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
@@ -129,7 +147,7 @@ async def _read_json(request: Request, max_body: int) -> JSON:
         raise _Refused(400, "the request body is not valid JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise _Refused(400, f"the request body is not valid JSON: {exc}") from None
-    problem = unstorable(value, "$")
+    problem = unstorable(value, "$")  # NaN, NUL, lone surrogates, nesting over 100 deep
     if problem is not None:
         raise _Refused(422, problem)
     return value
@@ -141,16 +159,20 @@ def _plain_key(value: str, what: str) -> None:
         raise _Refused(404, f"no {what} {value!r}")
 
 
-def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    text = request.query_params.get(name)
+def _query_int(request: Request, query: IntQuery) -> int:
+    """The parameter's value, in the range the OpenAPI document states (`IntQuery`)."""
+    name, text = query.name, request.query_params.get(query.name)
     if text is None:
-        return default
+        return query.default
     try:
         number = int(text)
     except ValueError:
         raise _Refused(400, f"query parameter {name!r} must be an integer, got {text!r}") from None
-    if not low <= number <= high:
-        raise _Refused(400, f"query parameter {name!r} must be from {low} to {high}, got {number}")
+    if not query.low <= number <= query.high:
+        raise _Refused(
+            400,
+            f"query parameter {name!r} must be from {query.low} to {query.high}, got {number}",
+        )
     return number
 
 
@@ -158,10 +180,13 @@ def _query_int(request: Request, name: str, default: int, low: int, high: int) -
 
 
 class _Api:
-    def __init__(self, engine: Engine, token: str | None, max_body: int) -> None:
+    def __init__(
+        self, engine: Engine, token: str | None, max_body: int, secret_headers: frozenset[str]
+    ) -> None:
         self.engine = engine
         self.token = token
         self.max_body = max_body
+        self.secret_headers = secret_headers
 
     @property
     def store(self) -> Store:
@@ -231,19 +256,27 @@ class _Api:
         return _json(hook_json(record), 202)
 
     async def webhook(self, request: Request) -> Response:
-        """Store the request for the webhook holding ``token``; answer as it was told."""
+        """Store the request for the webhook holding ``token``; answer as it was told.
+
+        The token is looked up before the body is read: a request to a token no webhook
+        has costs no body, whoever sends it.
+        """
         token = request.path_params["token"]
-        body = await _read_body(request, self.max_body)
         _plain_key(token, "webhook has token")
         created = _webhook_created(await self.store.hook_event(token))
         if created is None:
             raise _Refused(404, f"no live webhook has token {token!r}")
+        body = await _read_body(request, self.max_body)
         sent = WebhookRequest(
             method=request.method,
             path=request.url.path,
             query=dict(request.query_params),
             query_string=request.url.query,
-            headers={name: ", ".join(request.headers.getlist(name)) for name in request.headers},
+            headers={
+                name: ", ".join(request.headers.getlist(name))
+                for name in request.headers
+                if name not in self.secret_headers
+            },
             body=body,
         )
         try:
@@ -295,7 +328,7 @@ class _Api:
         workflow = request.query_params.get("workflow")
         if workflow is not None and "\x00" in workflow:
             raise _Refused(400, "query parameter 'workflow' contains a NUL character")
-        limit = _query_int(request, "limit", 100, 1, MAX_LIMIT)
+        limit = _query_int(request, LIMIT)
         runs = await self.engine.list_runs(status=status, workflow=workflow, limit=limit)
         return _json(RunList(runs=[run_json(run.record) for run in runs]))
 
@@ -305,7 +338,7 @@ class _Api:
 
     async def run_events(self, request: Request) -> Response:
         """The run's log, oldest first (after ``after``, a sequence number)."""
-        after = _query_int(request, "after", 0, 0, 2**62)
+        after = _query_int(request, AFTER)
         record = await self._run(request)
         events = await self.store.events(record.id, after_seq=after)
         return _json(EventList(run_id=record.id, events=[event_json(e) for e in events]))
@@ -448,9 +481,52 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error(exc.status_code, str(exc.detail), exc.headers)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up before its body was in: nobody is left to answer.
+
+    Not a server error: anyone can do it, at will, so it must not log a traceback.
+    """
+    del exc
+    logger.debug("perdure HTTP: %s %s: the client hung up", request.method, request.url.path)
+    return Response(None, 400)  # never sent: the connection is gone
+
+
+async def _body_timeout(request: Request, exc: Exception) -> Response:
+    """The body did not arrive in time: 408, and the connection is closed."""
+    del request
+    return _error(408, str(exc), {"Connection": "close"})
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
     logger.error("perdure HTTP: %s %s failed", request.method, request.url.path, exc_info=exc)
     return _error(500, "internal error; the server's log has the details")
+
+
+def _by_method(
+    path: str, handlers: Mapping[str, Callable[[Request], Awaitable[Response]]]
+) -> Route:
+    """One route for a path served by several handlers, one per method.
+
+    One route per method would answer a wrong method with the first route's methods
+    alone in ``Allow`` (``POST`` for ``/runs``, which takes GET too).
+    """
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method if request.method != "HEAD" else "GET"](request)
+
+    dispatch.__name__ = "_".join(handler.__name__ for handler in handlers.values())
+    return Route(path, dispatch, methods=list(handlers))
+
+
+def _default_hosts(engine: Engine, token: str | None) -> list[str]:
+    """The Host names an app answers to when ``allowed_hosts`` is not given."""
+    if token is not None:
+        return ["*"]
+    hosts = list(LOOPBACK_HOSTS)
+    public = urlsplit(engine.public_url).hostname if engine.public_url else None
+    if public:
+        hosts.append(public)
+    return hosts
 
 
 def create_app(
@@ -459,6 +535,9 @@ def create_app(
     token: str | None = None,
     max_body: int = 1_048_576,
     dashboard: bool = True,
+    allowed_hosts: Iterable[str] | None = None,
+    secret_headers: Iterable[str] = (),
+    body_timeout: float = 30.0,
 ) -> Starlette:
     """Perdure's HTTP API, webhooks and web dashboard as an ASGI app (see `perdure.http`).
 
@@ -472,12 +551,32 @@ def create_app(
         max_body: the largest request body accepted, in bytes (413 above it).
         dashboard: serve the web dashboard (``/``, ``/runs/{id}`` for browsers,
             ``/static/...``, ``/login``); False serves the API alone.
+        allowed_hosts: the names in the ``Host`` header the app answers to (400 for
+            any other): names, addresses (``::1``), ``*.example.com`` for a domain's
+            subdomains, ``"*"`` for any. By default, with a token, any; without one (an
+            open API), only this machine's names (``localhost``, ``127.0.0.1``,
+            ``[::1]``) and the host of the Engine's ``public_url``, so that no page on
+            another site can reach the open API through a visitor's browser by DNS
+            rebinding. Behind a proxy that passes its own name on, name it here.
+        secret_headers: request headers, besides ``Authorization``, ``Cookie`` and
+            ``Proxy-Authorization``, that are never stored with a webhook's request
+            (names in any case): the headers that carry your clients' credentials.
+        body_timeout: the seconds a request's body may take to arrive in full,
+            counted from the request's start (408 after them).
     """
     if max_body < 0:
         raise ValueError(f"max_body must be >= 0, got {max_body}")
+    if not body_timeout > 0:
+        raise ValueError(f"body_timeout must be > 0 seconds, got {body_timeout}")
     secret = token if token is not None else (os.environ.get("PERDURE_API_TOKEN") or None)
-    api = _Api(engine, secret, max_body)
-    document = openapi_document(secured=secret is not None)
+    hidden = CREDENTIAL_HEADERS | {name.strip().lower() for name in secret_headers}
+    api = _Api(engine, secret, max_body, frozenset(hidden))
+    document = openapi_document(
+        secured=secret is not None, max_body=max_body, body_timeout=body_timeout
+    )
+    hosts = list(allowed_hosts) if allowed_hosts is not None else _default_hosts(engine, secret)
+    hosts = [host_pattern(host) for host in hosts]  # a mistake is said now, not at a request
+    guard = Middleware(Guard, allowed_hosts=hosts, body_timeout=body_timeout)
 
     async def openapi(request: Request) -> Response:
         """This API's OpenAPI 3.1 document."""
@@ -509,8 +608,9 @@ def create_app(
             methods=list(WEBHOOK_METHODS),
         ),
         Route("/hooks", api.endpoint(api.list_hooks), methods=["GET"]),
-        Route("/runs", api.endpoint(api.start_run), methods=["POST"]),
-        Route("/runs", api.endpoint(api.list_runs), methods=["GET"]),
+        _by_method(
+            "/runs", {"GET": api.endpoint(api.list_runs), "POST": api.endpoint(api.start_run)}
+        ),
         Route("/runs/{run_id}", get_run, methods=["GET"]),
         Route("/runs/{run_id}/events", api.endpoint(api.run_events), methods=["GET"]),
         Route("/runs/{run_id}/timeline", api.endpoint(api.run_timeline), methods=["GET"]),
@@ -530,9 +630,12 @@ def create_app(
 
     app = Starlette(
         routes=routes,
+        middleware=[guard],
         exception_handlers={
             404: _not_found,
             HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
+            BodyTimeout: _body_timeout,
             Exception: _server_error,
         },
         lifespan=lifespan,

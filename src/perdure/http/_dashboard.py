@@ -7,20 +7,23 @@
 
 The pages are static shells; their scripts read and steer runs through the JSON API.
 
-Signing in. With a token, a browser signs in once at ``/login``: a form, or
-``/login?token=...`` (handy to print in a terminal), answered with a redirect to a URL
-without the token. Either sets an HttpOnly, SameSite=Lax session cookie that holds an
-HMAC of the token, never the token itself, and that stops working when the token
-changes. The API accepts the cookie instead of the bearer token only on requests that
-carry the ``X-Perdure-Dashboard`` header: the dashboard's scripts send it, and a page on
-another site cannot (a custom header needs a CORS preflight, which this app never
-grants), so other sites cannot use a signed-in browser's cookie (CSRF).
+Signing in. With a token, a browser signs in once at ``/login``: a form, or a link.
+``/login#token=...`` (what ``perdure web`` prints) keeps the token after ``#``, which
+browsers never send: the page's script posts it with the form, so it reaches no
+access log, ours or a proxy's. ``/login?token=...`` works too, answered with a
+redirect to a URL without the token (``perdure web`` keeps it out of its access log).
+Each sets an HttpOnly, SameSite=Lax session cookie that holds an HMAC of the token,
+never the token itself, and that stops working when the token changes. The API accepts
+the cookie instead of the bearer token only on requests that carry the
+``X-Perdure-Dashboard`` header: the dashboard's scripts send it, and a page on another
+site cannot (a custom header needs a CORS preflight, which this app never grants), so
+other sites cannot use a signed-in browser's cookie (CSRF).
 
 Without a token the API is open, meant for a dashboard on localhost. Then requests
 that change something are refused when a browser says they come from another site
 (``Sec-Fetch-Site``, else ``Origin``): a page elsewhere cannot cancel runs or resume
-hooks through the visitor's browser. ``perdure web`` also checks the Host header on
-loopback addresses, against DNS rebinding.
+hooks through the visitor's browser, and the app answers only requests naming this
+machine in their Host header (`perdure.http._guard`), against DNS rebinding.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ next to the JSON API the scripts call.
 - ``pages/``: ``runs.html`` (the runs list), ``run.html`` (one run), ``login.html``;
   ``{{name}}`` marks a value filled in, HTML-escaped, when a page is served;
 - ``static/``: ``dashboard.css``, ``dashboard.js`` (helpers both pages import),
-  ``runs.js``, ``run.js``, ``favicon.svg``.
+  ``runs.js``, ``run.js``, ``login.js`` (signs in from a ``/login#token=`` link),
+  ``favicon.svg``.
 """
 
 from __future__ import annotations
