@@ -5,7 +5,8 @@
 - `_output`: consoles, formatting, the JSON shapes;
 - `_inspect`: ``runs``, ``show``, ``events``, ``hooks``; `_timeline` draws ``show``;
 - `_control`: ``cancel``, ``resume-hook``, ``rerun``;
-- `_serve`: ``worker``; `_web`: ``web`` (the dashboard and the HTTP API);
+- `_serve`: ``worker``; `_web`: ``web`` (the dashboard and the HTTP API), served as
+  `_uvicorn` says (limits, a request-head deadline, tokens kept out of the access log);
 - `_migrate`: ``migrate`` (apply schema migrations as a deploy step).
 """
 

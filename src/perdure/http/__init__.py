@@ -24,7 +24,9 @@ The web dashboard (`perdure.web`) is served by the same app: ``/`` lists runs, a
 
 With a token (``create_app(engine, token=...)`` or ``$PERDURE_API_TOKEN``) every
 endpoint but the webhooks and the OpenAPI document needs ``Authorization: Bearer ...``;
-browsers sign in at ``/login`` instead (see `perdure.http._dashboard`).
+browsers sign in at ``/login`` instead (see `perdure.http._dashboard`). Without one,
+the app answers only requests naming this machine or the public URL's host
+(``allowed_hosts``; see `perdure.http._guard`).
 """
 
 from perdure._hooks import Webhook, WebhookRequest
