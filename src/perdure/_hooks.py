@@ -93,9 +93,7 @@ class Hook(Generic[T]):
             token = f"{self.name}-{instance.uuid4().hex}"
         elif not isinstance(token, str) or not token:
             raise ValueError(f"a hook token must be a non-empty string, got {token!r}")
-        schema = self.json_schema
-        data = {"schema": schema} if schema is not None else None
-        return instance.create_hook(self.name, token, "hook", self._decode, data=data)
+        return instance.create_hook(self.name, token, "hook", self._decode, schema=self.json_schema)
 
     @functools.cached_property
     def json_schema(self) -> dict[str, Any] | None:
@@ -315,7 +313,8 @@ def create_webhook(*, respond_with: int = 202, body: Any = None) -> Webhook:
         token,
         WEBHOOK,
         WebhookRequest.from_payload,
-        data={"respond_with": respond_with, "body": stored},
+        respond_with=respond_with,
+        body=stored,
         stream_type=Webhook,
     )
     assert isinstance(stream, Webhook)  # noqa: S101 (made with stream_type=Webhook)

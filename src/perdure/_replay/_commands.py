@@ -70,14 +70,19 @@ class CancelTimer:
 class CreateHook:
     """Make ``token`` resumable (``hook_created``).
 
-    ``data`` is logged in the event too: a webhook keeps its response there.
+    A webhook's command carries what its requests are answered with (``respond_with``
+    and ``body``), a hook's the JSON Schema every resume checks its payload against
+    (``schema``, None when pydantic cannot describe the payload's type). They are
+    logged, not compared: replay matches a hook by its name, kind and token.
     """
 
     correlation_id: str
     token: str
     name: str
     kind: str
-    data: dict[str, Any] = field(default_factory=dict, compare=False)
+    respond_with: int | None = field(default=None, compare=False)
+    body: Any = field(default=None, compare=False)
+    schema: dict[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

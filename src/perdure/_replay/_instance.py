@@ -458,14 +458,17 @@ class WorkflowInstance:
         kind: str,
         decode: Callable[[Any], _T],
         *,
-        data: dict[str, Any] | None = None,
+        respond_with: int | None = None,
+        body: Any = None,
+        schema: dict[str, Any] | None = None,
         stream_type: type[HookStream[Any]] = HookStream,
     ) -> HookStream[_T]:
         """Register a hook under ``token``; payloads arrive through the stream.
 
         A webhook's token is random, not derived from the run: on replay the token the
         log recorded for this call replaces the fresh one, so the workflow sees (and
-        may pass on) the same token as in its first life. ``data`` goes into the
+        may pass on) the same token as in its first life. ``respond_with``, ``body``
+        (a webhook's answer) and ``schema`` (a hook's payload schema) go into the
         ``hook_created`` event; ``stream_type`` is the stream's class (a subclass of
         `HookStream` taking the same arguments).
         """
@@ -477,7 +480,7 @@ class WorkflowInstance:
         if self._hooks is None:
             self._hooks = {}
         self._hooks[cid] = inlet
-        self._command(CreateHook(cid, token, name, kind, dict(data or {})))
+        self._command(CreateHook(cid, token, name, kind, respond_with, body, schema))
         return stream
 
     def use_logged_tokens(self, tokens: dict[str, str]) -> None:

@@ -449,9 +449,9 @@ class RunActor:
                             token=command.token,
                             name=command.name,
                             kind=command.kind,
-                            respond_with=command.data.get("respond_with"),
-                            body=command.data.get("body"),
-                            schema=command.data.get("schema"),
+                            respond_with=command.respond_with,
+                            body=command.body,
+                            schema=command.schema,
                         )
                     )
                 case DisposeHook():
