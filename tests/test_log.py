@@ -62,6 +62,10 @@ EXAMPLES: dict[EventType, tuple[NewEvent, _log.LogEntry]] = {
     EventType.RUN_COMPLETED: (_log.run_completed(output=None), _log.RunCompleted(None)),
     EventType.RUN_FAILED: (_log.run_failed(error=ERROR), _log.RunFailed(ERROR)),
     EventType.RUN_CANCELLED: (_log.run_cancelled(), _log.RunCancelled()),
+    EventType.PATCH_MARKED: (
+        _log.patch_marked("patch.charge-first#1", patch="charge-first"),
+        _log.PatchMarked("patch.charge-first#1", "charge-first"),
+    ),
 }
 """One event of every type, as a writer builds it, and what a reader gets back."""
 

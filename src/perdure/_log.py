@@ -36,6 +36,11 @@ durable call's name and counter such as ``fetch#2``; run events have none)::
     run_completed    output: the encoded value
     run_failed       error
     run_cancelled    nothing
+    patch_marked     cid (``patch.ID#1``); patch: str, the id given to `perdure.patched`:
+                     the run took the patch's new branch. A replay reads every marker
+                     of the log before it starts, not in order, and a marker the code
+                     no longer asks about (a deprecated or removed patch) is skipped
+
 
 An ``error`` is ``{"type": "module.QualName", "message": str, "traceback": str}``.
 A key holding an encoded value (``input``, ``output``, ``payload``, ``body``) may be
@@ -90,6 +95,7 @@ __all__ = [
     "HookReceived",
     "LogEntry",
     "LogFormatError",
+    "PatchMarked",
     "RunCancelled",
     "RunCompleted",
     "RunCreated",
@@ -107,6 +113,7 @@ __all__ = [
     "hook_disposed",
     "hook_received",
     "parse",
+    "patch_marked",
     "run_cancelled",
     "run_completed",
     "run_created",
@@ -294,6 +301,11 @@ def run_cancelled() -> NewEvent:
     return NewEvent(EventType.RUN_CANCELLED)
 
 
+def patch_marked(cid: str, *, patch: str) -> NewEvent:
+    """The run reached ``perdure.patched(patch)`` on code with the patch: new branch."""
+    return NewEvent(EventType.PATCH_MARKED, cid, {"patch": patch})
+
+
 CONSTRUCTORS: dict[EventType, Callable[..., NewEvent]] = {
     EventType.RUN_CREATED: run_created,
     EventType.RUN_STARTED: run_started,
@@ -309,6 +321,7 @@ CONSTRUCTORS: dict[EventType, Callable[..., NewEvent]] = {
     EventType.RUN_COMPLETED: run_completed,
     EventType.RUN_FAILED: run_failed,
     EventType.RUN_CANCELLED: run_cancelled,
+    EventType.PATCH_MARKED: patch_marked,
 }
 """The constructor of each event type (a test checks every type has one)."""
 
@@ -716,6 +729,19 @@ class RunCancelled(_Entry):
         return cls()
 
 
+@dataclass(frozen=True, slots=True)
+class PatchMarked(_Entry):
+    """``patch_marked``: the run took the new branch of the patch ``patch``."""
+
+    TYPE: ClassVar[EventType] = EventType.PATCH_MARKED
+    correlation_id: str
+    patch: str
+
+    @classmethod
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
+        return cls(_cid(event, run_id), _str(event, run_id, "patch"))
+
+
 LogEntry = (
     RunCreated
     | RunStarted
@@ -731,6 +757,7 @@ LogEntry = (
     | RunCompleted
     | RunFailed
     | RunCancelled
+    | PatchMarked
 )
 """Any parsed event: match on its class to tell them apart."""
 
@@ -749,6 +776,7 @@ _ENTRY_TYPES: tuple[type[LogEntry], ...] = (
     RunCompleted,
     RunFailed,
     RunCancelled,
+    PatchMarked,
 )
 
 PARSERS: dict[EventType, Callable[[AnyEvent, str | None], LogEntry]] = {

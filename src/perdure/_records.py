@@ -71,6 +71,7 @@ class EventType(enum.StrEnum):
     RUN_COMPLETED = "run_completed"
     RUN_FAILED = "run_failed"
     RUN_CANCELLED = "run_cancelled"
+    PATCH_MARKED = "patch_marked"
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from perdure._log import (
     HookDisposed,
     HookReceived,
     LogFormatError,
+    PatchMarked,
     SleepCompleted,
     SleepStarted,
     StepCompleted,
@@ -91,7 +92,7 @@ ErrorJson = Annotated[
     Field(description="The error, when there is one: its type, message and traceback."),
 ]
 
-SpanKind = Literal["step", "sleep", "hook"]
+SpanKind = Literal["step", "sleep", "hook", "patch"]
 SpanOutcome = Literal[
     "running",
     "completed",
@@ -103,10 +104,11 @@ SpanOutcome = Literal[
     "received",
     "disposed",
     "conflict",
+    "marked",
 ]
 """``running``, ``completed``, ``retrying`` or ``failed`` (steps); ``sleeping``,
 ``completed`` or ``cancelled`` (sleeps); ``waiting``, ``received``, ``disposed`` or
-``conflict`` (hooks)."""
+``conflict`` (hooks); ``marked`` (a patch whose new branch the run took)."""
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -386,7 +388,7 @@ def shown_run_json(
 
 @dataclass
 class Span:
-    """One step attempt, sleep or hook, from its first event to its last."""
+    """One step attempt, sleep or hook from its first event to its last, or a patch marker."""
 
     kind: SpanKind
     call: str
@@ -466,6 +468,10 @@ def _other_event(open_: dict[str, Span], event: Event) -> Span | None:
             span = open_.pop(cid)
             span.end = event.created_at
             span.outcome = "received" if span.payloads else "disposed"
+        case PatchMarked(correlation_id=cid, patch=patch):
+            span = Span("patch", cid, event.created_at, event.created_at, "marked", name=patch)
+            span.detail = f"took the new branch of patch {patch!r}"
+            return span
         case _:
             pass
     return None

@@ -30,11 +30,13 @@ __all__ = [
     "StepMetadata",
     "Workflow",
     "WorkflowMetadata",
+    "deprecate_patch",
     "get_step_metadata",
     "get_workflow_metadata",
     "lookup_step",
     "lookup_workflow",
     "now",
+    "patched",
     "queued_steps",
     "random",
     "registered_workflows",
@@ -147,6 +149,54 @@ def uuid4() -> _uuid.UUID:
     """A random UUID: in a workflow, from a generator seeded by the run id."""
     instance = _in_workflow()
     return instance.uuid4() if instance is not None else _uuid.uuid4()
+
+
+def _patch_instance(patch_id: str, what: str) -> WorkflowInstance:
+    if not isinstance(patch_id, str) or not patch_id or "#" in patch_id:
+        raise ValueError(f"{what}() needs a non-empty patch id without '#', got {patch_id!r}")
+    instance = _in_workflow()
+    if instance is None:
+        raise RuntimeError(f"{what}() must be called inside a workflow")
+    return instance
+
+
+def patched(patch_id: str) -> bool:
+    """Whether this run takes the new branch of a change made while runs were in flight.
+
+    True for a run that reaches this call on code with the patch (the first time, a
+    ``patch_marked`` event records it, so its replays answer True too); False when
+    replaying a run whose log shows it passed this point on code without the patch,
+    so that it keeps making the durable calls its log holds::
+
+        if perdure.patched("charge-first"):
+            await charge(order_id)
+            await reserve(order_id)
+        else:
+            await reserve(order_id)
+            await charge(order_id)
+
+    Once no run in flight can take the old branch, drop it and replace the call with
+    `deprecate_patch`.
+
+    Raises:
+        RuntimeError: outside a workflow.
+        ValueError: an empty id, or one containing ``#``.
+    """
+    return _patch_instance(patch_id, "patched").patched(patch_id)
+
+
+def deprecate_patch(patch_id: str) -> None:
+    """Mark where ``patched(patch_id)`` was, once its old branch is gone from the code.
+
+    It records nothing: runs that recorded the patch still replay (their marker is
+    skipped), and new runs log no marker. When no run in flight predates the patch any
+    more, the call can be removed as well.
+
+    Raises:
+        RuntimeError: outside a workflow.
+        ValueError: an empty id, or one containing ``#``.
+    """
+    _patch_instance(patch_id, "deprecate_patch")
 
 
 async def sleep(duration: Duration | None = None, *, until: datetime | None = None) -> None:

@@ -248,6 +248,19 @@ async def reviewed_with_schema(doc: str) -> list[str]:
     return seen
 
 
+@workflow(name="golden-patched")
+async def patched_flow(n: int) -> list[int]:
+    """A run that takes a patch's new branch (a patch_marked event) and passes a
+    deprecated patch, which logs nothing."""
+    first = await double(n)
+    if perdure.patched("golden-square-first"):
+        rest = [await square(first), await double(first)]
+    else:
+        rest = [await double(first), await square(first)]
+    perdure.deprecate_patch("golden-retired")
+    return [first, *rest]
+
+
 # -- scenarios --------------------------------------------------------------------------
 
 
@@ -337,6 +350,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "hook_schema", reviewed_with_schema, ("doc-2",), drive=_send_undecodable_then_done
         ),
+        Scenario("patched", patched_flow, (3,)),
     ]
 }
 """Every golden history, by the name of its file."""

@@ -13,6 +13,7 @@ be read and tested on its own.
 
 from perdure._durations import Duration, parse_duration
 from perdure._replay._commands import (
+    BlockRun,
     CancelRun,
     CancelTimer,
     Command,
@@ -23,6 +24,7 @@ from perdure._replay._commands import (
     FailRun,
     HookPayload,
     HookRejected,
+    MarkPatch,
     ScheduleStep,
     StartTimer,
     StepDone,
@@ -37,6 +39,7 @@ from perdure._replay._specs import StepSpec, WorkflowSpec
 
 __all__ = [
     "WEBHOOK",
+    "BlockRun",
     "CancelRun",
     "CancelTimer",
     "Command",
@@ -50,6 +53,7 @@ __all__ = [
     "HookRejected",
     "HookStream",
     "InFlightStep",
+    "MarkPatch",
     "ReplayResult",
     "RetryPolicy",
     "ScheduleStep",

@@ -21,6 +21,7 @@ from perdure._replay._specs import StepSpec
 
 __all__ = [
     "SCHEDULING",
+    "BlockRun",
     "CancelRun",
     "CancelTimer",
     "Command",
@@ -31,6 +32,7 @@ __all__ = [
     "FailRun",
     "HookPayload",
     "HookRejected",
+    "MarkPatch",
     "ScheduleStep",
     "StartTimer",
     "StepDone",
@@ -94,6 +96,19 @@ class DisposeHook:
 
 
 @dataclass(frozen=True, slots=True)
+class MarkPatch:
+    """The run took a patch's new branch (``patch_marked``); see `perdure.patched`.
+
+    Not a scheduling command: a replay does not match markers one by one, it reads the
+    log's markers before it starts (`WorkflowInstance.use_logged_patches`), so that
+    ``patched`` can answer at once, in the middle of an activation.
+    """
+
+    correlation_id: str
+    patch_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class CompleteRun:
     """The workflow returned; ``output`` is encoded."""
 
@@ -108,6 +123,17 @@ class FailRun:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockRun:
+    """The workflow's own code raised one of its ``block_on`` errors: set the run aside.
+
+    Such an error is a bug, which a deploy of the fix mends, so the run is not failed;
+    ``reason`` holds the traceback.
+    """
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class CancelRun:
     """The workflow was cancelled and has unwound."""
 
@@ -118,8 +144,10 @@ Command = (
     | CancelTimer
     | CreateHook
     | DisposeHook
+    | MarkPatch
     | CompleteRun
     | FailRun
+    | BlockRun
     | CancelRun
 )
 SCHEDULING = (ScheduleStep, StartTimer, CreateHook)

@@ -24,8 +24,9 @@ from random import Random
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-from perdure._errors import HookConflictError, HookPayloadError
+from perdure._errors import FatalError, HookConflictError, HookPayloadError
 from perdure._replay._commands import (
+    BlockRun,
     CancelRun,
     CancelTimer,
     Command,
@@ -36,6 +37,7 @@ from perdure._replay._commands import (
     FailRun,
     HookPayload,
     HookRejected,
+    MarkPatch,
     ScheduleStep,
     StartTimer,
     StepDone,
@@ -54,6 +56,11 @@ WEBHOOK = "webhook"
 
 # Shared, immutable stand-ins for containers most runs never fill.
 _NO_TOKENS: Mapping[str, str] = MappingProxyType({})
+_SURFACED = "__perdure_step_error__"
+"""The mark (in its ``__dict__``) of a step's error rebuilt and raised in a workflow: it
+fails a run whatever its type, as a step's error always has; only the workflow's own
+errors may block it. (Exceptions take no weak references, so no WeakSet.)"""
+
 _NO_HOOKS: Mapping[str, _Inlet] = MappingProxyType({})
 
 
@@ -185,6 +192,17 @@ class HookStream(Generic[_T]):
 # -- the instance -------------------------------------------------------------------
 
 
+class _Patches:
+    """A run's patches: the markers its log holds, its logged calls, the answers given."""
+
+    __slots__ = ("answers", "calls", "logged")
+
+    def __init__(self, logged: frozenset[str], calls: int) -> None:
+        self.logged = logged
+        self.calls = calls
+        self.answers: dict[str, bool] = {}
+
+
 _Pending = asyncio.Future[Any] | tuple[asyncio.Future[Any], StepSpec] | asyncio.TimerHandle
 """What a durable call waits on: a sleep's future; a step's future and spec (which
 decodes its result); or an asyncio timer (``asyncio.sleep``, ``wait_for``) made durable.
@@ -208,6 +226,7 @@ class WorkflowInstance:
         "_logged_tokens",
         "_main",
         "_now",
+        "_patches",
         "_rng",
         "_timer_ids",
         "cancelling",
@@ -247,6 +266,8 @@ class WorkflowInstance:
         self._commands: list[Command] | None = None
         self._rng: Random | None = None
         """Made on first use: its state is 2.5 KB, and most workflows never draw."""
+        self._patches: _Patches | None = None
+        """What `patched` answered and what the log holds; made on first use."""
         self._main: asyncio.Task[Any] | None = None
         self.cancelling = False
         self.finished = False
@@ -324,7 +345,9 @@ class WorkflowInstance:
                     future.set_exception(exc)
             else:
                 context = f"step {cid}, attempt {completion.attempt}"
-                future.set_exception(error_from_record(completion.error, context=context))
+                error = error_from_record(completion.error, context=context)
+                vars(error)[_SURFACED] = True  # the step's error, not the workflow's own
+                future.set_exception(error)
         return self._run()
 
     def _take_call(self, cid: str) -> _Pending:
@@ -390,6 +413,17 @@ class WorkflowInstance:
                 return CompleteRun(self.spec.codec.encode_result(main.result()))
             except TypeError as exc:
                 error = exc
+        if (
+            isinstance(error, self.spec.block_on)
+            and not isinstance(error, FatalError)
+            and not vars(error).get(_SURFACED)
+        ):
+            record = error_record(error)
+            return BlockRun(
+                f"the workflow's code raised {record['type']} (one of its block_on errors, "
+                f"so the run is blocked, not failed; deploy the fix and it continues):\n"
+                f"{record['traceback']}"
+            )
         return FailRun(error_record(error))
 
     def _command(self, command: Command) -> None:
@@ -486,6 +520,46 @@ class WorkflowInstance:
     def use_logged_tokens(self, tokens: dict[str, str]) -> None:
         """Give webhooks created again on replay the tokens the log holds (by call id)."""
         self._logged_tokens = dict(tokens) if tokens else _NO_TOKENS
+
+    def use_logged_patches(self, patches: set[str], calls: int) -> None:
+        """Before a replay: the patches the log marked, and how many durable calls it holds.
+
+        `patched` needs both at once, in the middle of an activation, before the
+        replayer sees the calls the activation makes.
+        """
+        if patches or calls:
+            self._patches = _Patches(frozenset(patches), calls)
+
+    def patched(self, patch_id: str) -> bool:
+        """Whether this run takes the new branch of the patch ``patch_id`` (Temporal's rule).
+
+        A run whose log marked the patch: yes. A run replayed at a point its log shows
+        it passed (it holds durable calls beyond the ones made so far) with no marker:
+        no, its first life ran the old code there. Otherwise the run is live at this
+        point: yes, and the marker is logged. The answer is kept per patch id, so
+        asking again (in a loop) answers the same and logs nothing more.
+        """
+        if self.cancelling or self.finished:
+            raise asyncio.CancelledError
+        patches = self._patches
+        if patches is None:
+            patches = self._patches = _Patches(frozenset(), 0)
+        answer = patches.answers.get(patch_id)
+        if answer is not None:
+            return answer
+        if patch_id in patches.logged:
+            answer = True
+        elif self._made() < patches.calls:
+            answer = False
+        else:
+            answer = True
+            self._command(MarkPatch(_correlation_id(f"patch.{patch_id}", 1), patch_id))
+        patches.answers[patch_id] = answer
+        return answer
+
+    def _made(self) -> int:
+        """How many durable calls (steps, sleeps, timers, hooks) the workflow has made."""
+        return sum(count for count in self._calls.values() if isinstance(count, int))
 
     def dispose_hook(self, correlation_id: str, token: str) -> None:
         """The workflow stopped accepting payloads for a hook."""

@@ -7,6 +7,12 @@ calls the log recorded (``step_started`` for a first attempt, ``sleep_started``,
 ``hook_created``), one by one and in order; a mismatch is a `NonDeterminismError`.
 Calls beyond the end of the log are new and are handed back to run live.
 
+Patch markers (``patch_marked``) are not matched in order: the instance is told up
+front which patches the log marked and how many calls it holds, which is all
+`perdure.patched` needs to answer as the run's first life did; a marker the code no
+longer asks about (a deprecated patch) is skipped, and one already logged is not
+logged again.
+
 Replay happens only after a crash, a restart or an eviction, never per step.
 """
 
@@ -29,6 +35,7 @@ from perdure._replay._commands import (
     DisposeHook,
     HookPayload,
     HookRejected,
+    MarkPatch,
     ScheduleStep,
     StartTimer,
     StepDone,
@@ -173,6 +180,8 @@ class _Replay:
                 if isinstance(entry, _log.HookCreated) and entry.kind == WEBHOOK
             }
         )
+        self.patches = {e.patch for e in self.entries if isinstance(e, _log.PatchMarked)}
+        instance.use_logged_patches(self.patches, len(self.expected))
 
     def fail(self, detail: str) -> NonDeterminismError:
         spec = self.instance.spec
@@ -205,7 +214,7 @@ class _Replay:
             elif (
                 isinstance(command, CancelTimer | DisposeHook)
                 and command.correlation_id in self.closed
-            ):
+            ) or (isinstance(command, MarkPatch) and command.patch_id in self.patches):
                 continue
             self.result.commands.append(command)
 

@@ -60,6 +60,7 @@ from perdure._replay import (
     FailRun,
     HookPayload,
     HookRejected,
+    MarkPatch,
     ScheduleStep,
     StartTimer,
     StepDone,
@@ -398,7 +399,7 @@ class RunActor:
 
     # -- commands from the workflow -------------------------------------------------
 
-    def _process(self, commands: list[Command]) -> None:
+    def _process(self, commands: list[Command]) -> None:  # noqa: PLR0912 (one branch per command)
         for command in commands:
             match command:
                 case ScheduleStep() if self.host.draining or self._cancel_pending:
@@ -456,6 +457,8 @@ class RunActor:
                     )
                 case DisposeHook():
                     self._emit(_log.hook_disposed(command.correlation_id, token=command.token))
+                case MarkPatch():
+                    self._emit(_log.patch_marked(command.correlation_id, patch=command.patch_id))
                 case CompleteRun():
                     self._end(_log.run_completed(output=command.output))
                 case FailRun():

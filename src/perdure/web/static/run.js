@@ -251,6 +251,7 @@ const OUTCOME_WORDS = {
   received: "received",
   disposed: "disposed",
   conflict: "conflict",
+  marked: "new branch",
 };
 
 function groups(spans) {
@@ -363,6 +364,8 @@ function spanDetail(group, origin) {
       h("p", {}, `Slept from ${formatTime(parseTime(first.start))} until ${formatTime(parseTime(first.wake_at))}`,
         end !== null ? `; ${first.outcome === "cancelled" ? "cancelled" : "woke"} at ${formatTime(end)}.` : "."),
     );
+  } else if (group.kind === "patch") {
+    parts.push(h("p", {}, "The run took the new branch of patch ", h("strong", {}, first.name || "?"), " (perdure.patched)."));
   } else {
     parts.push(
       h("p", {}, "Hook ", h("strong", {}, first.name || "?"), ", token ", h("code", { class: "wrap" }, first.token || "?")),
