@@ -7,9 +7,10 @@ workers killed, frozen and stopped, and the server restarted, at random (issue 1
 It starts a PostgreSQL server of its own (``initdb`` in a temporary folder, a free
 port: it restarts that server, so never the machine's shared one), ``--workers``
 ``perdure worker`` processes serving `soak_workflows` (and its queue), and an
-``Engine(url, worker=False)`` in this process that starts runs at ``--rate`` per second
-and follows them up: resuming hooks (through the API, and ``perdure resume-hook``
-without ``--module``), cancelling some (`soak_traffic`). Meanwhile `soak_chaos`
+``Engine(url, worker=False)`` in this process that starts runs at ``--rate`` per second,
+plus a burst of 30 runs of 30 steps every 30 to 60 s, and follows them up: resuming
+hooks (through the API, and ``perdure resume-hook`` without ``--module``), cancelling
+some (`soak_traffic`). Meanwhile `soak_chaos`
 SIGKILLs, SIGSTOPs (past the lease) or SIGTERMs a worker at random intervals (mean
 ``--fault-every`` seconds), and restarts the server every 30 to 90 s.
 
@@ -123,6 +124,7 @@ async def soak(args: argparse.Namespace, folder: Path) -> Verdict:
         async with Engine(server.url, worker=False) as engine:
             await chaos.start()
             traffic = Traffic(engine, server.url, args.rate, random.Random(args.seed))
+            chaos.burst = traffic.burst
             began = time.monotonic()
             until = began + args.minutes * 60
             reporter = asyncio.create_task(progress(began, traffic, chaos))

@@ -6,7 +6,8 @@ Worker faults come one at a time, at random intervals (exponential, mean
 - ``kill``: SIGKILL of a worker, then a replacement is started (a crash, an OOM kill);
 - ``stop``: SIGSTOP for 1.5 to 3 leases, then SIGCONT (a frozen VM, a long GC pause):
   the other workers take its runs over meanwhile, and when it comes back it must not
-  begin anything for runs it lost;
+  begin anything for runs it lost. Half of them wait for the traffic's next burst of
+  runs, so that the frozen worker holds many runs mid-step;
 - ``term``: SIGTERM with the worker's grace period (a deploy), then a replacement; the
   worker must exit 0 within its grace, having finished its steps in flight.
 
@@ -20,6 +21,7 @@ is replaced so that the soak goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 import time
@@ -55,6 +57,8 @@ class Chaos:
         self.lease = lease
         self.grace = grace
         self.fault_every = fault_every
+        self.burst: asyncio.Event | None = None
+        """Set by the traffic when a burst of runs has started (see `workers_loop`)."""
         self.workers: list[Worker] = []
         self.all_workers: list[Worker] = []
         self.faults: list[Fault] = []
@@ -91,10 +95,16 @@ class Chaos:
     async def workers_loop(self, until: float) -> None:
         """Inject worker faults until the monotonic time ``until``."""
         while await _pause(self.random.expovariate(1 / self.fault_every), until):
-            await self.check_workers()
-            victim = self.random.choice(self.workers)
             kind = self.random.choice(["kill", "stop", "term"])
-            await getattr(self, kind)(victim)
+            if kind == "stop" and self.burst is not None and self.random.random() < 0.5:
+                # Half the pauses land while a burst of runs is in flight.
+                self.burst.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, until - time.monotonic())):
+                        await self.burst.wait()
+                await asyncio.sleep(self.random.uniform(0.5, 2.0))
+            await self.check_workers()
+            await getattr(self, kind)(self.random.choice(self.workers))
 
     async def kill(self, victim: Worker) -> None:
         began = time.time()

@@ -215,6 +215,16 @@ def _retried(events: list[Event], step: str, attempt: int) -> bool:
     )
 
 
+def _started(events: list[Event], step: str, attempt: int) -> int:
+    """How many ``step_started`` of that attempt of ``step`` the log holds."""
+    return sum(
+        e.type is EventType.STEP_STARTED
+        and e.correlation_id == step
+        and e.data.get("attempt") == attempt
+        for e in events
+    )
+
+
 def explain(prev: Effect, cur: Effect, faults: list[Fault], lease: float) -> tuple[str, bool]:
     """Why the step attempt ``prev`` began again as ``cur``: a label, and whether a fault
     explains it."""
@@ -257,7 +267,12 @@ def check_reexecutions(
             if _retried(events, step, prev.attempt):
                 verdict.reexecutions["a retry the log records (not a re-execution)"] += 1
                 continue
-            label, ok = explain(prev, cur, faults, lease)
+            if prev.attempt == cur.attempt and _started(events, step, cur.attempt) > 1:
+                # Both copies passed the fence and logged the same attempt: two live
+                # copies of the run at once, whatever fault came near.
+                label, ok = "two copies of the run logged the same attempt", False
+            else:
+                label, ok = explain(prev, cur, faults, lease)
             verdict.reexecutions[label] += 1
             if not ok:
                 verdict.violations.append(

@@ -45,6 +45,10 @@ CLI_RESUMES = 0.2
 """The share of hooks resumed with ``perdure resume-hook`` rather than the Python API."""
 INVALID_FIRST = 0.25
 """The share of those CLI resumes that first send a payload the schema refuses."""
+BURST_RUNS = 30
+"""Every 30 to 60 s, this many runs of `BURST_STEPS` steps start at once: a worker
+frozen then holds many runs mid-step (see `soak_chaos`), as in the issue's section 1."""
+BURST_STEPS = 30
 RETRY_FOR = 120.0
 """How long a caller keeps retrying a call that failed for want of the database."""
 
@@ -114,6 +118,8 @@ class Traffic:
         self.random = chaos
         self.journal = Journal()
         self.follow_ups: set[asyncio.Task[None]] = set()
+        self.burst = asyncio.Event()
+        """Set when a burst of runs has been started (`soak_chaos` clears it)."""
         self._count = 0
 
     async def call(self, what: str, make: Callable[[], Awaitable[T]]) -> T:
@@ -134,13 +140,29 @@ class Traffic:
             delay = min(delay * 2, 2.0)
 
     async def run(self, until: float) -> None:
-        """Start runs until the monotonic time ``until``."""
+        """Start runs until the monotonic time ``until``, and a burst now and then."""
+        next_burst = time.monotonic() + self.random.uniform(30, 60)
         while time.monotonic() < until:
             self._count += 1
             await self.start_one(self._count)
+            if time.monotonic() >= next_burst:
+                next_burst = time.monotonic() + self.random.uniform(30, 60)
+                self._follow(self.burst_of(self._count))
             await asyncio.sleep(self.random.uniform(0.5, 1.5) / self.rate)
 
+    async def burst_of(self, n: int) -> None:
+        """Start `BURST_RUNS` long chains at once; set `burst` once they are stored."""
+        seeds = [self.random.randrange(1000) for _ in range(BURST_RUNS)]
+        await asyncio.gather(
+            *(
+                self.start(f"burst-{n:05d}-{k:02d}", chain, [BURST_STEPS, seed])
+                for k, seed in enumerate(seeds)
+            )
+        )
+        self.burst.set()
+
     async def start_one(self, n: int) -> None:
+        """Start one run of a workflow drawn from `MIX`, and plan its follow-ups."""
         workflow = self.random.choices(list(MIX), weights=list(MIX.values()))[0]
         seed = self.random.randrange(1000)
         run_id = f"{workflow.removeprefix('soak-')}-{n:05d}"
@@ -157,16 +179,24 @@ class Traffic:
                 args, fn = [seed], queued
             case _:
                 args, fn = [self.random.randint(8, 24)], long
-        try:
-            await self.call("start", lambda: self.engine.start(fn, *args, run_id=run_id))
-        except Exception as exc:
-            self.journal.gave_up.append(f"start {run_id}: {exc!r}")
+        if not await self.start(run_id, fn, args):
             return
-        self.journal.started[run_id] = Started(run_id, workflow, args, time.time())
         if workflow == "soak-approval":
             self._follow(self.resume(run_id, args[0]))
         if workflow == "soak-long" or self.random.random() < CANCEL_OTHERS:
             self._follow(self.cancel(run_id, self.random.uniform(0.2, 5.0)))
+
+    async def start(self, run_id: str, fn: Workflow[..., Any], args: list[Any]) -> bool:
+        """Start a run, writing it down once the API accepted it; whether it did."""
+        try:
+            await self.call("start", lambda: self.engine.start(fn, *args, run_id=run_id))
+        except Exception as exc:
+            self.journal.gave_up.append(f"start {run_id}: {exc!r}")
+            return False
+        self.journal.started[run_id] = Started(
+            run_id, fn.__perdure_workflow__.name, args, time.time()
+        )
+        return True
 
     def _follow(self, work: Awaitable[None]) -> None:
         async def wrapped() -> None:
