@@ -28,4 +28,4 @@ def test_the_deploying_example_goes_through_each_situation(tmp_path: Path) -> No
     assert "shop_v2_unpatched.py:27 in checkout" in done.stdout
     assert "order-2: ['reserved order-2', 'charged order-2']" in done.stdout
     assert "order-3: ['charged order-3', 'reserved order-3']" in done.stdout
-    assert "1 of 1 runs would block" in done.stderr
+    assert "1 of 1 run would block" in done.stderr

@@ -111,12 +111,14 @@ def check_replay(
         out().print()
     if found:
         note(
-            f"{len(found)} of {checked} runs would block on this code; deploy it with "
+            f"{len(found)} of {checked} run{'' if checked == 1 else 's'} would block on "
+            "this code; deploy it with "
             "perdure.patched() around the change, or let those runs finish first",
             label="check-replay",
         )
         raise typer.Exit(1)
-    note(f"all {checked} runs replay on this code", label="check-replay")
+    what = "the 1 run checked replays" if checked == 1 else f"all {checked} runs replay"
+    note(f"{what} on this code", label="check-replay")
 
 
 def export(
