@@ -31,7 +31,9 @@ durable call's name and counter such as ``fetch#2``; run events have none)::
                      schema: the JSON Schema (an object) every payload must pass before
                      it is stored, from any process (absent: payloads are checked only
                      where the hook's type is defined, as before schemas were stored)
-    hook_received    cid; token: str, payload: the encoded value
+    hook_received    cid; token: str, payload: the encoded value; error: str when the
+                     payload stored for the hook could not be read back (then payload
+                     is null, and the workflow's await raises HookPayloadError with it)
     hook_disposed    cid; token: str
     run_completed    output: the encoded value
     run_failed       error
@@ -276,9 +278,17 @@ def hook_conflict(event: NewEvent, message: str) -> NewEvent:
     )
 
 
-def hook_received(cid: str, *, token: str, payload: JSON) -> NewEvent:
-    """A payload (encoded) that `resume` stored, now delivered to the hook."""
-    return NewEvent(EventType.HOOK_RECEIVED, cid, {"token": token, "payload": payload})
+def hook_received(cid: str, *, token: str, payload: JSON, error: str | None = None) -> NewEvent:
+    """A payload (encoded) that `resume` stored, now delivered to the hook.
+
+    ``error``: the stored payload could not be read back (a damaged row); the workflow
+    gets this error at its await instead of a payload.
+    """
+    if error is None:
+        return NewEvent(EventType.HOOK_RECEIVED, cid, {"token": token, "payload": payload})
+    return NewEvent(
+        EventType.HOOK_RECEIVED, cid, {"token": token, "payload": payload, "error": error}
+    )
 
 
 def hook_disposed(cid: str, *, token: str) -> NewEvent:
@@ -669,16 +679,25 @@ class HookCreated(_Entry):
 
 @dataclass(frozen=True, slots=True)
 class HookReceived(_Entry):
-    """``hook_received``: a payload (encoded) delivered to the hook holding ``token``."""
+    """``hook_received``: a payload (encoded) delivered to the hook holding ``token``.
+
+    ``error`` is set instead when the stored payload could not be read back.
+    """
 
     TYPE: ClassVar[EventType] = EventType.HOOK_RECEIVED
     correlation_id: str
     token: str
     payload: JSON
+    error: str | None = None
 
     @classmethod
     def read(cls, event: AnyEvent, run_id: str | None) -> Self:
-        return cls(_cid(event, run_id), _token(event, run_id), event.data.get("payload"))
+        return cls(
+            _cid(event, run_id),
+            _token(event, run_id),
+            event.data.get("payload"),
+            _optional_str(event, run_id, "error"),
+        )
 
 
 @dataclass(frozen=True, slots=True)

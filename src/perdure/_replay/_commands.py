@@ -170,10 +170,15 @@ class TimerFired:
 
 @dataclass(frozen=True, slots=True)
 class HookPayload:
-    """A hook received a payload (``hook_received``)."""
+    """A hook received a payload (``hook_received``).
+
+    ``error``: the stored payload could not be read back; the workflow's await raises
+    `perdure.HookPayloadError` with it, as for a payload that does not decode.
+    """
 
     correlation_id: str
     payload: Any
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,15 @@ def current_instance() -> WorkflowInstance | None:
 # -- hooks as the workflow sees them ------------------------------------------------
 
 
+class _Unreadable:
+    """In place of a payload that could not be read back: its await raises this error."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
 class _Inlet:
     """The instance's end of a hook: where it drops payloads for the workflow to read.
 
@@ -147,8 +156,13 @@ class HookStream(Generic[_T]):
                 raise StopAsyncIteration
             inlet.waiter = self._instance.loop.create_future()
             await inlet.waiter
+        payload = inlet.payloads.popleft()
+        if isinstance(payload, _Unreadable):
+            raise HookPayloadError(
+                f"hook token {self.token!r}: {payload.message}", token=self.token
+            )
         try:
-            return self._decode(inlet.payloads.popleft())
+            return self._decode(payload)
         except (TypeError, ValueError) as exc:
             # The workflow's own error, at its await, not the run's end: deterministic
             # (the same payload and code decode the same on replay), so it may catch it.
@@ -314,7 +328,8 @@ class WorkflowInstance:
         if isinstance(completion, HookPayload | HookRejected):
             inlet = (self._hooks or _NO_HOOKS)[cid]
             if isinstance(completion, HookPayload):
-                inlet.push(completion.payload)
+                unread = completion.error
+                inlet.push(completion.payload if unread is None else _Unreadable(unread))
             else:
                 inlet.fail(HookConflictError(completion.error, token=inlet.token))
             return self._run()

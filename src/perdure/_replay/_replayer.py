@@ -96,7 +96,7 @@ def _completion(entry: _log.LogEntry) -> Completion | None:
         case _log.SleepCompleted(cancelled=False):
             return TimerFired(entry.correlation_id)
         case _log.HookReceived():
-            return HookPayload(entry.correlation_id, entry.payload)
+            return HookPayload(entry.correlation_id, entry.payload, entry.error)
         case _log.HookCreated(error=str() as error) if error:
             return HookRejected(entry.correlation_id, error)
     return None
