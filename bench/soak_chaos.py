@@ -6,8 +6,9 @@ Worker faults come one at a time, at random intervals (exponential, mean
 - ``kill``: SIGKILL of a worker, then a replacement is started (a crash, an OOM kill);
 - ``stop``: SIGSTOP for 1.5 to 3 leases, then SIGCONT (a frozen VM, a long GC pause):
   the other workers take its runs over meanwhile, and when it comes back it must not
-  begin anything for runs it lost. Half of them wait for the traffic's next burst of
-  runs, so that the frozen worker holds many runs mid-step;
+  begin anything for runs it lost. The worker frozen is the one that began the most
+  steps in the last half second, and half the time the pause waits for the traffic's
+  next burst of runs, so that the frozen worker holds many runs mid-step;
 - ``term``: SIGTERM with the worker's grace period (a deploy), then a replacement; the
   worker must exit 0 within its grace, having finished its steps in flight.
 
@@ -104,7 +105,23 @@ class Chaos:
                         await self.burst.wait()
                 await asyncio.sleep(self.random.uniform(0.5, 2.0))
             await self.check_workers()
-            await getattr(self, kind)(self.random.choice(self.workers))
+            victim = await self.busiest() if kind == "stop" else self.random.choice(self.workers)
+            await getattr(self, kind)(victim)
+
+    async def busiest(self) -> Worker:
+        """The worker that began the most steps in the last half second (a frozen worker
+        that holds nothing proves little)."""
+
+        def sizes() -> list[int]:
+            files = [self.folder / "effects" / f"{w.pid}.log" for w in self.workers]
+            return [f.stat().st_size if f.exists() else 0 for f in files]
+
+        before = sizes()
+        await asyncio.sleep(0.5)
+        grown = [after - was for after, was in zip(sizes(), before, strict=True)]
+        if max(grown) == 0:
+            return self.random.choice(self.workers)
+        return self.workers[grown.index(max(grown))]
 
     async def kill(self, victim: Worker) -> None:
         began = time.time()
