@@ -66,6 +66,11 @@ EXAMPLES: dict[EventType, tuple[NewEvent, _log.LogEntry]] = {
         _log.patch_marked("patch.charge-first#1", patch="charge-first"),
         _log.PatchMarked("patch.charge-first#1", "charge-first"),
     ),
+    EventType.RUN_BLOCKED: (
+        _log.run_blocked(reason="durable call #2 is step b", version="v2", worker="w1"),
+        _log.RunBlocked("durable call #2 is step b", "v2", "w1"),
+    ),
+    EventType.RUN_UNBLOCKED: (_log.run_unblocked(by="w2"), _log.RunUnblocked("w2")),
 }
 """One event of every type, as a writer builds it, and what a reader gets back."""
 

@@ -510,6 +510,30 @@ class Engine:
         self._signal()
         return record
 
+    async def unblock(self, run_id: str) -> RunRecord:
+        """Try a blocked run again now; the run as it now stands.
+
+        The run is due at once: a worker that defines its workflow replays it, and it
+        continues, or blocks again with a new reason (the log keeps both). A run that
+        is not blocked is left as it is. Workers also try a blocked run by themselves
+        when their code of its workflow differs from the code that blocked it.
+
+        Raises:
+            RunNotFoundError: no run has that id (it is also a LookupError).
+        """
+        self._require_open()
+        now = self.clock.now()
+        # Unblocking a run that is no longer blocked does nothing: always tried again.
+        record = await write(
+            lambda: self.store.unblock_run(run_id, now, by=None),
+            f"unblocking run {run_id!r}",
+            idempotent=True,
+        )
+        if record is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        self._signal()
+        return record
+
     async def resume_hook(self, token: str, payload: Any, *, name: str | None = None) -> HookRecord:
         """Send ``payload`` to the live hook holding ``token``, and wake its run.
 

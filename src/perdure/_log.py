@@ -38,11 +38,17 @@ durable call's name and counter such as ``fetch#2``; run events have none)::
     run_completed    output: the encoded value
     run_failed       error
     run_cancelled    nothing
+    run_blocked      reason: str (what diverged, or the workflow's traceback), version:
+                     str | null (the code version of the worker that blocked it), worker:
+                     str | null; written by the store's `block_run`, not by an append.
+                     Not terminal: the run waits for a worker whose code differs, or
+                     `Engine.unblock`
+    run_unblocked    by: str | null (the worker or the caller that tried it again);
+                     written by the store's `unblock_run`
     patch_marked     cid (``patch.ID#1``); patch: str, the id given to `perdure.patched`:
                      the run took the patch's new branch. A replay reads every marker
                      of the log before it starts, not in order, and a marker the code
                      no longer asks about (a deprecated or removed patch) is skipped
-
 
 An ``error`` is ``{"type": "module.QualName", "message": str, "traceback": str}``.
 A key holding an encoded value (``input``, ``output``, ``payload``, ``body``) may be
@@ -98,11 +104,13 @@ __all__ = [
     "LogEntry",
     "LogFormatError",
     "PatchMarked",
+    "RunBlocked",
     "RunCancelled",
     "RunCompleted",
     "RunCreated",
     "RunFailed",
     "RunStarted",
+    "RunUnblocked",
     "SleepCompleted",
     "SleepStarted",
     "StepCompleted",
@@ -116,11 +124,13 @@ __all__ = [
     "hook_received",
     "parse",
     "patch_marked",
+    "run_blocked",
     "run_cancelled",
     "run_completed",
     "run_created",
     "run_failed",
     "run_started",
+    "run_unblocked",
     "sleep_completed",
     "sleep_started",
     "step_completed",
@@ -311,6 +321,18 @@ def run_cancelled() -> NewEvent:
     return NewEvent(EventType.RUN_CANCELLED)
 
 
+def run_blocked(*, reason: str, version: str | None, worker: str | None) -> NewEvent:
+    """The run is set aside, not failed: ``reason`` says why. Not terminal."""
+    return NewEvent(
+        EventType.RUN_BLOCKED, None, {"reason": reason, "version": version, "worker": worker}
+    )
+
+
+def run_unblocked(*, by: str | None) -> NewEvent:
+    """A blocked run is due again: a worker whose code differs, or a caller, retries it."""
+    return NewEvent(EventType.RUN_UNBLOCKED, None, {"by": by})
+
+
 def patch_marked(cid: str, *, patch: str) -> NewEvent:
     """The run reached ``perdure.patched(patch)`` on code with the patch: new branch."""
     return NewEvent(EventType.PATCH_MARKED, cid, {"patch": patch})
@@ -331,6 +353,8 @@ CONSTRUCTORS: dict[EventType, Callable[..., NewEvent]] = {
     EventType.RUN_COMPLETED: run_completed,
     EventType.RUN_FAILED: run_failed,
     EventType.RUN_CANCELLED: run_cancelled,
+    EventType.RUN_BLOCKED: run_blocked,
+    EventType.RUN_UNBLOCKED: run_unblocked,
     EventType.PATCH_MARKED: patch_marked,
 }
 """The constructor of each event type (a test checks every type has one)."""
@@ -749,6 +773,36 @@ class RunCancelled(_Entry):
 
 
 @dataclass(frozen=True, slots=True)
+class RunBlocked(_Entry):
+    """``run_blocked``: why the run was set aside, and by which code version."""
+
+    TYPE: ClassVar[EventType] = EventType.RUN_BLOCKED
+    reason: str
+    version: str | None
+    worker: str | None
+
+    @classmethod
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
+        return cls(
+            _str(event, run_id, "reason"),
+            _optional_str(event, run_id, "version"),
+            _optional_str(event, run_id, "worker"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunUnblocked(_Entry):
+    """``run_unblocked``: the blocked run is due again (``by`` whom, when known)."""
+
+    TYPE: ClassVar[EventType] = EventType.RUN_UNBLOCKED
+    by: str | None
+
+    @classmethod
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
+        return cls(_optional_str(event, run_id, "by"))
+
+
+@dataclass(frozen=True, slots=True)
 class PatchMarked(_Entry):
     """``patch_marked``: the run took the new branch of the patch ``patch``."""
 
@@ -776,6 +830,8 @@ LogEntry = (
     | RunCompleted
     | RunFailed
     | RunCancelled
+    | RunBlocked
+    | RunUnblocked
     | PatchMarked
 )
 """Any parsed event: match on its class to tell them apart."""
@@ -796,6 +852,8 @@ _ENTRY_TYPES: tuple[type[LogEntry], ...] = (
     RunFailed,
     RunCancelled,
     PatchMarked,
+    RunBlocked,
+    RunUnblocked,
 )
 
 PARSERS: dict[EventType, Callable[[AnyEvent, str | None], LogEntry]] = {

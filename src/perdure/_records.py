@@ -39,6 +39,10 @@ class RunStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    BLOCKED = "blocked"
+    """Not terminal, never failed: its replay diverged from the log, or the workflow's own
+    code raised one of its ``block_on`` errors. A worker whose code differs, or
+    ``engine.unblock``, tries it again; ``RunRecord.blocked_reason`` says why."""
 
     @property
     def is_terminal(self) -> bool:
@@ -71,6 +75,8 @@ class EventType(enum.StrEnum):
     RUN_COMPLETED = "run_completed"
     RUN_FAILED = "run_failed"
     RUN_CANCELLED = "run_cancelled"
+    RUN_BLOCKED = "run_blocked"
+    RUN_UNBLOCKED = "run_unblocked"
     PATCH_MARKED = "patch_marked"
 
 
@@ -125,6 +131,9 @@ class RunRecord:
     wake_at: datetime | None
     """When an unheld run becomes claimable again; None while held or ended."""
     cancel_requested: bool
+    blocked_reason: str | None = None
+    """Why the run is `RunStatus.BLOCKED` (None otherwise): what the log holds and what
+    the code called, or the traceback of the workflow's error, with the code versions."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -343,16 +344,25 @@ class _StepDecorator(Protocol):
 
 
 def _make_workflow(
-    fn: Callable[..., Any], name: str | None, version: str | None
+    fn: Callable[..., Any],
+    name: str | None,
+    version: str | None,
+    block_on: tuple[type[BaseException], ...] | None = None,
 ) -> Workflow[Any, Any]:
     if not inspect.iscoroutinefunction(fn):
         raise TypeError(f"@workflow needs an async def function, got {_origin(fn)}")
+    if block_on is not None and not all(
+        isinstance(kind, type) and issubclass(kind, BaseException) for kind in block_on
+    ):
+        raise TypeError(f"@workflow(block_on=...) takes exception classes, got {block_on!r}")
     spec = WorkflowSpec(
         fn=fn,
         name=name or fn.__qualname__,
         codec=CallCodec(fn),
         version=version or _source_version(fn),
     )
+    if block_on is not None:
+        spec = dataclasses.replace(spec, block_on=tuple(block_on))
     existing = _registry.get(spec.name)
     if existing is not None and _origin(existing.fn) != _origin(fn):
         raise ValueError(
@@ -366,13 +376,19 @@ def _make_workflow(
 @overload
 def workflow(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Workflow[P, R]: ...
 @overload
-def workflow(*, name: str | None = None, version: str | None = None) -> _WorkflowDecorator: ...
+def workflow(
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    block_on: tuple[type[BaseException], ...] | None = None,
+) -> _WorkflowDecorator: ...
 def workflow(
     fn: Callable[..., Any] | None = None,
     /,
     *,
     name: str | None = None,
     version: str | None = None,
+    block_on: tuple[type[BaseException], ...] | None = None,
 ) -> Any:
     """Make an ``async def`` function a durable workflow.
 
@@ -380,11 +396,18 @@ def workflow(
         fn: the workflow function (when used as ``@workflow``).
         name: the name its runs are stored under; defaults to the function's qualified
             name. Keep it stable: a worker finds a run's code by this name.
-        version: the code version runs record; defaults to a hash of the source.
+        version: the code version runs record; defaults to a hash of the source. A
+            worker whose version differs from the one that blocked a run tries it again.
+        block_on: the errors of the workflow's own code that block its run instead of
+            failing it; by default the programming errors ``(NameError,
+            AttributeError, ImportError, TypeError)``, which a deploy of the fix mends.
+            Any other error fails the run, and so does a step's error surfacing in
+            the workflow or `FatalError`, whatever its type. ``block_on=()`` fails on
+            every error.
     """
     if fn is not None:
         return _make_workflow(fn, name, version)
-    return functools.partial(_make_workflow, name=name, version=version)
+    return functools.partial(_make_workflow, name=name, version=version, block_on=block_on)
 
 
 def _make_step(

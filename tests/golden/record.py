@@ -41,6 +41,8 @@ async def record(scenario: Scenario) -> dict[str, Any]:
     """Run the scenario to its end; the golden file's content."""
     run_id = f"golden-{scenario.name.replace('_', '-')}"
     clock = FakeClock(autojump=scenario.autojump)
+    if scenario.setup is not None:
+        scenario.setup()
     async with memory_engine(clock=clock, **scenario.engine_options) as engine:
         run = await engine.start(scenario.workflow, *scenario.args, run_id=run_id)
         if scenario.drive is not None:

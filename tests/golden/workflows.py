@@ -285,6 +285,28 @@ async def _waiting_hook(engine: Engine, run: Run[Any]) -> str:
     return hook.token
 
 
+_BUGGY: list[bool] = []
+"""Set while `blocked_then_fixed` is recorded: its first life has a bug."""
+
+
+@workflow(name="golden-blocked-then-fixed")
+async def blocked_then_fixed(x: int) -> int:
+    """A bug (an AttributeError) blocks the run; the fix, unblocked, completes it."""
+    y = await double(x)
+    if _BUGGY:
+        return y.bug  # type: ignore[attr-defined,no-any-return]
+    return await square(y)
+
+
+async def _fix_and_unblock(engine: Engine, run: Run[Any]) -> None:
+    async def blocked() -> bool:
+        return (await run.status()).value == "blocked"
+
+    await _until(blocked, f"run {run.id} to block")
+    _BUGGY.clear()
+    await engine.unblock(run.id)
+
+
 async def _send_reviews(engine: Engine, run: Run[Any]) -> None:
     token = await _waiting_hook(engine, run)
     for decision, notes in [("changes", "tighten the intro"), ("approved", None), ("done", "ok")]:
@@ -326,6 +348,8 @@ class Scenario:
     engine_options: dict[str, Any] = field(default_factory=dict)
     autojump: bool = True
     """Whether the fake clock jumps to the next timer when the worker is idle."""
+    setup: Callable[[], None] | None = None
+    """Called before the run starts (a bug to deploy, that `drive` then fixes)."""
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -351,6 +375,13 @@ SCENARIOS: dict[str, Scenario] = {
             "hook_schema", reviewed_with_schema, ("doc-2",), drive=_send_undecodable_then_done
         ),
         Scenario("patched", patched_flow, (3,)),
+        Scenario(
+            "blocked_then_fixed",
+            blocked_then_fixed,
+            (3,),
+            drive=_fix_and_unblock,
+            setup=lambda: _BUGGY.append(True),
+        ),
     ]
 }
 """Every golden history, by the name of its file."""

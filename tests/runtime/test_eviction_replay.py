@@ -11,7 +11,7 @@ import pytest
 import perdure
 from conftest import EngineFactory
 from helpers import evicted, fake_clock, of_type, wait_for_hook, wait_until
-from perdure import Engine, EventType, RunStatus, WorkflowFailed, define_hook, step, workflow
+from perdure import Engine, EventType, RunStatus, define_hook, step, workflow
 from perdure.testing import FakeClock
 
 START = datetime(2030, 1, 1, tzinfo=UTC)
@@ -198,10 +198,11 @@ async def test_a_run_waiting_only_on_a_hook_is_evicted_and_resumed(engine: Engin
     assert statistics.replays >= 1
 
 
-async def test_code_that_changed_in_flight_fails_the_run_with_non_determinism(
+async def test_code_that_changed_in_flight_blocks_the_run(
     make_engine: EngineFactory,
 ) -> None:
-    """A replay that meets a different durable call than the log fails the run, naming both."""
+    """A replay that meets a different durable call than the log blocks the run (issue 12:
+    before, it failed it), naming both sides; nothing the run recorded changes."""
     async with make_engine(clock=FakeClock(autojump=False)) as engine:
         run = await engine.start(changes_its_mind)
         clock = fake_clock(engine)
@@ -214,14 +215,21 @@ async def test_code_that_changed_in_flight_fails_the_run_with_non_determinism(
         await wait_until(engine, lambda: evicted(engine))
         branch["first"] = "right"
 
+        before = await run.events()
         clock.advance("1 day")
 
-        with pytest.raises(WorkflowFailed) as caught:
-            await run.result(timeout=5)
-        assert "perdure.NonDeterminismError" == caught.value.type
-        assert "'right'" in caught.value.message
-        assert "'left'" in caught.value.message
-        assert RunStatus.FAILED == await run.status()
+        async def blocked() -> bool:
+            return await run.status() is RunStatus.BLOCKED
+
+        await wait_until(engine, blocked)
+        record = await run.refresh()
+        assert record.blocked_reason is not None
+        assert "'right'" in record.blocked_reason
+        assert "'left'" in record.blocked_reason
+        assert (record.owner, record.error, record.completed_at) == (None, None, None)
+        after = await run.events()
+        assert before == after[: len(before)]
+        assert [EventType.RUN_BLOCKED] == [e.type for e in after[len(before) :]]
 
 
 async def test_code_unchanged_in_flight_completes(engine: Engine) -> None:

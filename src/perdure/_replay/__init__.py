@@ -13,6 +13,7 @@ be read and tested on its own.
 
 from perdure._durations import Duration, parse_duration
 from perdure._replay._commands import (
+    BlockRun,
     CancelRun,
     CancelTimer,
     Command,
@@ -38,6 +39,7 @@ from perdure._replay._specs import StepSpec, WorkflowSpec
 
 __all__ = [
     "WEBHOOK",
+    "BlockRun",
     "CancelRun",
     "CancelTimer",
     "Command",

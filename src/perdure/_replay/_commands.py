@@ -21,6 +21,7 @@ from perdure._replay._specs import StepSpec
 
 __all__ = [
     "SCHEDULING",
+    "BlockRun",
     "CancelRun",
     "CancelTimer",
     "Command",
@@ -122,6 +123,17 @@ class FailRun:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockRun:
+    """The workflow's own code raised one of its ``block_on`` errors: set the run aside.
+
+    Such an error is a bug, which a deploy of the fix mends, so the run is not failed;
+    ``reason`` holds the traceback.
+    """
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class CancelRun:
     """The workflow was cancelled and has unwound."""
 
@@ -135,6 +147,7 @@ Command = (
     | MarkPatch
     | CompleteRun
     | FailRun
+    | BlockRun
     | CancelRun
 )
 SCHEDULING = (ScheduleStep, StartTimer, CreateHook)

@@ -24,8 +24,9 @@ from random import Random
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-from perdure._errors import HookConflictError, HookPayloadError
+from perdure._errors import FatalError, HookConflictError, HookPayloadError
 from perdure._replay._commands import (
+    BlockRun,
     CancelRun,
     CancelTimer,
     Command,
@@ -55,6 +56,11 @@ WEBHOOK = "webhook"
 
 # Shared, immutable stand-ins for containers most runs never fill.
 _NO_TOKENS: Mapping[str, str] = MappingProxyType({})
+_SURFACED = "__perdure_step_error__"
+"""The mark (in its ``__dict__``) of a step's error rebuilt and raised in a workflow: it
+fails a run whatever its type, as a step's error always has; only the workflow's own
+errors may block it. (Exceptions take no weak references, so no WeakSet.)"""
+
 _NO_HOOKS: Mapping[str, _Inlet] = MappingProxyType({})
 
 
@@ -354,7 +360,9 @@ class WorkflowInstance:
                     future.set_exception(exc)
             else:
                 context = f"step {cid}, attempt {completion.attempt}"
-                future.set_exception(error_from_record(completion.error, context=context))
+                error = error_from_record(completion.error, context=context)
+                vars(error)[_SURFACED] = True  # the step's error, not the workflow's own
+                future.set_exception(error)
         return self._run()
 
     def _take_call(self, cid: str) -> _Pending:
@@ -418,8 +426,19 @@ class WorkflowInstance:
         if error is None:
             try:
                 return CompleteRun(self.spec.codec.encode_result(main.result()))
-            except TypeError as exc:
-                error = exc
+            except TypeError as exc:  # a result perdure cannot store: the run fails
+                return FailRun(error_record(exc))
+        if (
+            isinstance(error, self.spec.block_on)
+            and not isinstance(error, FatalError)
+            and not vars(error).get(_SURFACED)
+        ):
+            record = error_record(error)
+            return BlockRun(
+                f"the workflow's code raised {record['type']} (one of its block_on errors, "
+                f"so the run is blocked, not failed; deploy the fix and it continues):\n"
+                f"{record['traceback']}"
+            )
         return FailRun(error_record(error))
 
     def _command(self, command: Command) -> None:

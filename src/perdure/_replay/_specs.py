@@ -36,3 +36,12 @@ class WorkflowSpec:
     name: str
     codec: CallCodec
     version: str
+    block_on: tuple[type[BaseException], ...] = (
+        NameError,
+        AttributeError,
+        ImportError,
+        TypeError,
+    )
+    """The errors of the workflow's own code that block its run rather than fail it:
+    programming errors, which a deploy of the fixed code mends (a step's error that
+    surfaces in the workflow, and `FatalError`, fail it whatever their type)."""

@@ -50,6 +50,7 @@ from perdure._errors import (
 )
 from perdure._records import EventType, InboxItem, NewEvent, RunRecord, RunStatus, StepTask
 from perdure._replay import (
+    BlockRun,
     CancelRun,
     CancelTimer,
     Command,
@@ -132,6 +133,7 @@ class RunActor:
 
     __slots__ = (
         "_backing_off",
+        "_blocker",
         "_buffer",
         "_cancel_pending",
         "_evict_timer",
@@ -140,6 +142,7 @@ class RunActor:
         "_record",
         "_remote",
         "_span",
+        "_started_on",
         "_steps",
         "_tasks_seen",
         "_timers",
@@ -177,6 +180,10 @@ class RunActor:
         self._cancel_pending = False
         self._evict_timer: TimerHandle | None = None
         self._backing_off = 0
+        self._blocker: asyncio.Task[None] | None = None
+        self._started_on = record.version
+        """The code version the run started on (for a blocked run's reason)."""
+        """The task that blocks the run, once its workflow has blocked it."""
         """How many of `_steps` wait out a retry's backoff (they do not keep it busy)."""
         self._span = RunSpan(record.id, spec.name, replayed=record.status is not RunStatus.PENDING)
 
@@ -250,9 +257,20 @@ class RunActor:
         try:
             result = replay(self.instance, events)
         except NonDeterminismError as exc:
-            logger.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
-            self._fail_outright(exc)
+            # The code changed under the run: set it aside, never fail it. A worker whose
+            # code differs tries it again.
+            self._block(f"{exc} {self._versions()}")
             return
+        record = self._claimed()
+        if record.status is RunStatus.BLOCKED and not any(
+            isinstance(command, BlockRun) for command in result.commands
+        ):
+            # Claimed while blocked (a cancel or a payload woke it) and this code replays
+            # it: it is no longer blocked.
+            with _store_call():
+                await self.host.store.unblock_run(
+                    self.run_id, self.host.clock.now(), by=self.host.id
+                )
         self._process(result.commands)
         for cid, wake_at in result.timers.items():
             self._arm_timer(cid, wake_at)
@@ -263,6 +281,54 @@ class RunActor:
             if self._cancel_pending:  # `begin` cancels the run next: no attempt begins
                 continue
             self._start_step(in_flight.command, in_flight.next_attempt, in_flight.not_before)
+
+    def _versions(self) -> str:
+        return (
+            f"(the run started on code version {self._started_on or 'unknown'}; this worker's "
+            f"code of workflow {self.spec.name!r} is version {self.spec.version})"
+        )
+
+    def _block(self, reason: str) -> None:
+        """Set the run aside as blocked, once what is buffered is written; let it go."""
+        if self._cancel_pending:  # a stored cancel request wins, as everywhere
+            self._end(_log.run_cancelled())
+            return
+        self.finished = True
+        for task in self._steps.values():
+            task.cancel()
+        self._steps.clear()
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        self._blocker = asyncio.get_running_loop().create_task(self._write_block(reason))
+
+    async def _write_block(self, reason: str) -> None:
+        flusher = self._flusher
+        if flusher is not None and not flusher.done():
+            await asyncio.wait([flusher])
+        if self.gone:
+            return
+        host = self.host
+        event = _log.run_blocked(reason=reason, version=self.spec.version, worker=host.id)
+        try:
+            with _store_call():
+                await host.store.block_run(host.id, self.run_id, event, host.clock.now())
+        except LeaseLostError:
+            self._abandon()
+            return
+        except _StoreFailed as exc:
+            logger.warning("could not block run %s (%s); handing it back", self.run_id, exc)
+            host.hand_back(self)
+            return
+        logger.warning(
+            "run %s of workflow %r is blocked, not failed (perdure unblock %s tries it again): %s",
+            self.run_id,
+            self.spec.name,
+            self.run_id,
+            reason,
+        )
+        self._span.end(outcome="blocked")
+        self._abandon()
 
     def _fail_outright(self, exc: BaseException) -> None:
         self._emit(_log.run_failed(error=error_record(exc)), durable=True)
@@ -399,7 +465,7 @@ class RunActor:
 
     # -- commands from the workflow -------------------------------------------------
 
-    def _process(self, commands: list[Command]) -> None:  # noqa: PLR0912 (one branch per command)
+    def _process(self, commands: list[Command]) -> None:  # noqa: C901, PLR0912 (one branch per command)
         for command in commands:
             match command:
                 case ScheduleStep() if self.host.draining or self._cancel_pending:
@@ -463,6 +529,8 @@ class RunActor:
                     self._end(_log.run_completed(output=command.output))
                 case FailRun():
                     self._end(_log.run_failed(error=command.error))
+                case BlockRun():
+                    self._block(f"{command.reason}\n{self._versions()}")
                 case CancelRun():
                     self._end(_log.run_cancelled())
 

@@ -38,6 +38,7 @@ from perdure._errors import LeaseLostError
 from perdure._records import RunRecord
 from perdure._runtime._actor import RunActor
 from perdure._runtime._attempts import StepAttempts
+from perdure._runtime._blocked import retry_blocked
 from perdure._runtime._lease import Lease
 from perdure._runtime._outage import Outage, until_the_store_answers
 from perdure._runtime._queues import QueueRunner
@@ -473,6 +474,8 @@ class Worker:
                 now = self.clock.now()
                 if loop.time() >= reap_from and await self.store.reap_dead_workers(self.id, now):
                     self.poke()
+                if not self._stopping and await retry_blocked(self.store, self.id, now):
+                    self.poke()  # blocked runs this code may mend are due
             except Exception:
                 outage.failed()
                 # Cut off from the store, this worker cannot tell who else was: the others

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from perdure import _log
-from perdure._records import JSON, NewEvent, RunStatus
+from perdure._records import JSON, EventType, NewEvent, RunStatus
 
 __all__ = [
     "Change",
@@ -127,6 +127,10 @@ def plan(events: list[NewEvent], run_id: str | None = None) -> list[Change | Non
                 f"{event.type.value} follows {events[position - 1].type.value} in one "
                 "append: nothing may be logged after a run's terminal event"
             )
+        if event.type in _OWN_CALLS:
+            # They change who may hold the run, so each is written with that change in
+            # a store call of its own, never by an append.
+            raise ValueError(f"{event.type.value} is written by {_OWN_CALLS[event.type]}")
         changes.append(_change(event, run_id))
     return changes
 
@@ -185,6 +189,12 @@ def fold_steps(changes: list[Change | None]) -> list[StepRow]:
         if row.input is None:
             row.input = change.input
     return list(rows.values())
+
+
+_OWN_CALLS = {
+    EventType.RUN_BLOCKED: "the store's block_run",
+    EventType.RUN_UNBLOCKED: "the store's unblock_run",
+}
 
 
 def _change(event: NewEvent, run_id: str | None) -> Change | None:  # noqa: PLR0911 (one per type)

@@ -244,6 +244,25 @@ class LogStore(Protocol):
         terminal event; not of other steps.
         """
 
+    async def block_run(self, worker_id: str, run_id: str, event: NewEvent, now: datetime) -> None:
+        """Set a held run aside as blocked: ``event`` is its ``run_blocked``; durably.
+
+        Fenced like `append` (`LeaseLostError`, nothing written, unless ``worker_id``
+        holds it). In one transaction: the event is logged, status becomes blocked,
+        ``blocked_reason`` the event's reason, and the run is unheld with no
+        ``wake_at`` (no claim takes it) -- unless its cancel is requested, when it is
+        due at once, so that its next holder cancels it. Nothing else it recorded
+        changes: its steps, timers, hooks and inbox stay as they were.
+        """
+
+    async def unblock_run(self, run_id: str, now: datetime, *, by: str | None) -> RunRecord | None:
+        """Make a blocked run due again, durably; None when no run has that id.
+
+        A blocked run gets ``run_unblocked`` (with ``by``), status running, no
+        ``blocked_reason``, and ``wake_at`` = now if nobody holds it. Any other run is
+        left as it is and comes back as it stands.
+        """
+
     async def events(self, run_id: str, *, after_seq: int = 0) -> list[Event]:
         """The run's log after ``after_seq``, in order."""
 

@@ -22,7 +22,7 @@ from collections.abc import Collection
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from perdure._log import run_cancelled, run_created
+from perdure._log import RunBlocked, run_cancelled, run_created, run_unblocked
 from perdure._records import (
     JSON,
     Event,
@@ -269,6 +269,37 @@ class MemoryStore(Store):
             run = self._log(run, cancelled, plan(cancelled, run_id), now)
         elif run.owner is None:
             run = replace(run, wake_at=earliest(run.wake_at, now))
+        self._runs[run_id] = run
+        self._changed()
+        return run
+
+    async def block_run(self, worker_id: str, run_id: str, event: NewEvent, now: datetime) -> None:
+        """Log ``run_blocked`` and set the held run aside: blocked, unheld, not due."""
+        now = utc(now)
+        run = self._held(worker_id, run_id)
+        reason = RunBlocked.of(event, run_id=run_id).reason
+        log = self._events[run_id]
+        log.append(Event(run_id, len(log) + 1, event.type, None, event.data, now))
+        due = now if run_id in self._cancel_requested_at else None
+        self._runs[run_id] = replace(
+            run, status=RunStatus.BLOCKED, blocked_reason=reason, owner=None, wake_at=due,
+            updated_at=now,
+        )  # fmt: skip
+        self._changed()
+
+    async def unblock_run(self, run_id: str, now: datetime, *, by: str | None) -> RunRecord | None:
+        """Make a blocked run due again with ``run_unblocked``; any other run is left be."""
+        now = utc(now)
+        run = self._runs.get(run_id)
+        if run is None or run.status is not RunStatus.BLOCKED:
+            return run
+        event = run_unblocked(by=by)
+        log = self._events[run_id]
+        log.append(Event(run_id, len(log) + 1, event.type, None, event.data, now))
+        run = replace(
+            run, status=RunStatus.RUNNING, blocked_reason=None, updated_at=now,
+            wake_at=now if run.owner is None else run.wake_at,
+        )  # fmt: skip
         self._runs[run_id] = run
         self._changed()
         return run

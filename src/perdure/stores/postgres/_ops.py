@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "APPEND",
     "APPEND_MANY",
+    "BLOCK_RUN",
     "CREATE_RUN",
     "CREATE_RUNS",
     "FINISH_STEP_TASK",
@@ -45,6 +46,7 @@ __all__ = [
     "RELEASE_RUN",
     "REQUEST_CANCEL",
     "RESUME_HOOK",
+    "UNBLOCK_RUN",
     "UNREGISTER",
     "Append",
     "NewRunRow",
@@ -66,6 +68,8 @@ APPEND_MANY = (
 FINISH_STEP_TASK = "SELECT perdure_finish_step_task($1, $2, $3, $4, $5, $6, $7)"
 RELEASE_RUN = "SELECT perdure_release_run($1, $2, $3)"
 REQUEST_CANCEL = f"SELECT {RUN_COLUMNS} FROM perdure_request_cancel($1, $2)"  # noqa: S608
+BLOCK_RUN = "SELECT perdure_block_run($1, $2, $3, $4, $5)"
+UNBLOCK_RUN = f"SELECT {RUN_COLUMNS} FROM perdure_unblock_run($1, $2, $3)"  # noqa: S608
 RESUME_HOOK = (  # the form of migration 0005, which checks the hook is the one expected
     "SELECT token, run_id, correlation_id, name, kind, created_at "
     "FROM perdure_resume_hook($1, $2, $3, $4, $5, $6)"

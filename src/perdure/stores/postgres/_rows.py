@@ -62,7 +62,7 @@ __all__ = [
 
 RUN_COLUMNS = (
     "id, workflow, status, input::text, output::text, error::text, version, created_at, "
-    "updated_at, started_at, completed_at, owner, wake_at, cancel_requested_at"
+    "updated_at, started_at, completed_at, owner, wake_at, cancel_requested_at, blocked_reason"
 )
 HOOK_COLUMNS = "token, run_id, correlation_id, name, kind, created_at"
 
@@ -202,6 +202,7 @@ def run_from_row(row: Record) -> RunRecord:
         owner=row["owner"],
         wake_at=row["wake_at"],
         cancel_requested=row["cancel_requested_at"] is not None,
+        blocked_reason=row["blocked_reason"],
     )
 
 

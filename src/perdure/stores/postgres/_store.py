@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from perdure._log import run_created
+from perdure._log import RunBlocked, run_created, run_unblocked
 from perdure._records import RunRecord, RunStatus
 from perdure.stores._common import hook_not_found, same_hook, utc
 from perdure.stores._protocol import Store
@@ -295,6 +295,20 @@ class PostgresStore(Store):
     async def request_cancel(self, run_id: str, now: datetime) -> RunRecord | None:
         """Cancel a pending unheld run now, or flag the run for its worker; durably."""
         row = await self._db.fetchrow(ops.REQUEST_CANCEL, run_id, utc(now))
+        return None if row is None else rows.run_from_row(row)
+
+    async def block_run(self, worker_id: str, run_id: str, event: NewEvent, now: datetime) -> None:
+        """Log ``run_blocked`` and set the held run aside: blocked, unheld, not due."""
+        reason = RunBlocked.of(event, run_id=run_id).reason
+        with translated(worker_id, run_id):
+            await self._db.fetchval(
+                ops.BLOCK_RUN, worker_id, run_id, rows.dumps(event.data), reason, utc(now)
+            )
+
+    async def unblock_run(self, run_id: str, now: datetime, *, by: str | None) -> RunRecord | None:
+        """Make a blocked run due again with ``run_unblocked``; any other run is left be."""
+        data = rows.dumps(run_unblocked(by=by).data)
+        row = await self._db.fetchrow(ops.UNBLOCK_RUN, run_id, data, utc(now))
         return None if row is None else rows.run_from_row(row)
 
     async def get_run(self, run_id: str) -> RunRecord | None:

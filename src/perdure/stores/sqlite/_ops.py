@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from perdure._log import run_cancelled, run_created
+from perdure._log import RunBlocked, run_cancelled, run_created, run_unblocked
 from perdure._records import NewEvent, RunStatus
 from perdure.stores._common import (
     cancel_requested,
@@ -197,6 +197,44 @@ def request_cancel(conn: sqlite3.Connection, run_id: str, now: datetime) -> RunR
         (last_seq,) = conn.execute("SELECT last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
         cancelled = [run_cancelled()]
         _log(conn, run_id, last_seq, cancelled, plan(cancelled, run_id), at=at)
+    return get_run(conn, run_id)
+
+
+def block_run(
+    conn: sqlite3.Connection, worker_id: str, run_id: str, event: NewEvent, now: datetime
+) -> None:
+    """Log ``run_blocked`` and set the held run aside: unheld, due only if cancelled."""
+    last_seq, cancel_requested_at = _fence(conn, worker_id, run_id)
+    reason = RunBlocked.of(event, run_id=run_id).reason
+    at = to_us(now)
+    conn.execute(
+        _INSERT_EVENT, (run_id, last_seq + 1, event.type.value, None, dumps(event.data), at)
+    )
+    conn.execute(
+        "UPDATE runs SET status = 'blocked', blocked_reason = ?, owner = NULL, wake_at = ?, "
+        "last_seq = ?, updated_at = ? WHERE id = ?",
+        (reason, None if cancel_requested_at is None else at, last_seq + 1, at, run_id),
+    )
+
+
+def unblock_run(
+    conn: sqlite3.Connection, run_id: str, now: datetime, by: str | None
+) -> RunRecord | None:
+    """Make a blocked run due again with ``run_unblocked``; any other run is left be."""
+    run = get_run(conn, run_id)
+    if run is None or run.status is not RunStatus.BLOCKED:
+        return run
+    (last_seq,) = conn.execute("SELECT last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+    at = to_us(now)
+    event = run_unblocked(by=by)
+    conn.execute(
+        _INSERT_EVENT, (run_id, last_seq + 1, event.type.value, None, dumps(event.data), at)
+    )
+    conn.execute(
+        "UPDATE runs SET status = 'running', blocked_reason = NULL, last_seq = ?, updated_at = ?, "
+        "wake_at = CASE WHEN owner IS NULL THEN ? ELSE wake_at END WHERE id = ?",
+        (last_seq + 1, at, at, run_id),
+    )
     return get_run(conn, run_id)
 
 

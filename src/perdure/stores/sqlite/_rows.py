@@ -62,7 +62,7 @@ _MICROSECOND = timedelta(microseconds=1)
 
 RUN_COLUMNS = (
     "id, workflow, status, input, output, error, version, created_at, updated_at, "
-    "started_at, completed_at, owner, wake_at, cancel_requested_at"
+    "started_at, completed_at, owner, wake_at, cancel_requested_at, blocked_reason"
 )
 HOOK_COLUMNS = "token, run_id, correlation_id, name, kind, created_at"
 _INBOX_COLUMNS = "i.id, i.run_id, i.token, i.correlation_id, i.payload, i.created_at"
@@ -103,7 +103,8 @@ def loads(text: str | None) -> JSON:
 def run_from_row(row: tuple[Any, ...]) -> RunRecord:
     """A `RunRecord` from a row selected with `RUN_COLUMNS`."""
     (run_id, workflow, status, run_input, output, error, version, created_at, updated_at,
-     started_at, completed_at, owner, wake_at, cancel_requested_at) = row  # fmt: skip
+     started_at, completed_at, owner, wake_at, cancel_requested_at,
+     blocked_reason) = row  # fmt: skip
     return RunRecord(
         id=run_id,
         workflow=workflow,
@@ -119,6 +120,7 @@ def run_from_row(row: tuple[Any, ...]) -> RunRecord:
         owner=owner,
         wake_at=_from_us_or_none(wake_at),
         cancel_requested=cancel_requested_at is not None,
+        blocked_reason=blocked_reason,
     )
 
 

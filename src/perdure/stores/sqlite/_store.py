@@ -213,6 +213,16 @@ class SQLiteStore(Store):
         """Stop holding a run; due at ``wake_at``, or at once if something waits for it."""
         await self._write(lambda conn: ops.release_run(conn, worker_id, run_id, wake_at))
 
+    async def block_run(self, worker_id: str, run_id: str, event: NewEvent, now: datetime) -> None:
+        """Log ``run_blocked`` and set the held run aside: blocked, unheld, not due; durably."""
+        await self._write(
+            lambda conn: ops.block_run(conn, worker_id, run_id, event, now), durable=True
+        )
+
+    async def unblock_run(self, run_id: str, now: datetime, *, by: str | None) -> RunRecord | None:
+        """Make a blocked run due again with ``run_unblocked``; any other run is left be."""
+        return await self._write(lambda conn: ops.unblock_run(conn, run_id, now, by), durable=True)
+
     async def request_cancel(self, run_id: str, now: datetime) -> RunRecord | None:
         """Cancel a pending unheld run now, or flag the run for its worker; durably."""
         return await self._write(lambda conn: ops.request_cancel(conn, run_id, now), durable=True)
