@@ -166,6 +166,14 @@ class RunSummary(TypedDict):
     completed_at: Timestamp | None
     version: Annotated[str | None, Field(description="The workflow's code version.")]
     cancel_requested: bool
+    blocked_reason: Annotated[
+        str | None,
+        Field(
+            description="Why a blocked run is blocked (null otherwise): what its log holds "
+            "and what the code called, or the traceback of the workflow's error, with the "
+            "code version of each side."
+        ),
+    ]
     error: Annotated[
         dict[str, JSON] | None,
         Field(
@@ -221,6 +229,7 @@ def run_json(record: RunRecord) -> RunSummary:
         completed_at=iso(record.completed_at),
         version=record.version,
         cancel_requested=record.cancel_requested,
+        blocked_reason=record.blocked_reason,
         error=_error_summary(record.error),
     )
 
@@ -237,6 +246,7 @@ def run_full_json(record: RunRecord) -> RunFull:
         completed_at=iso(record.completed_at),
         version=record.version,
         cancel_requested=record.cancel_requested,
+        blocked_reason=record.blocked_reason,
         error=record.error,
         input=record.input,
         output=record.output,

@@ -938,7 +938,7 @@ def test_generated_requests_never_get_a_server_error(tmp_path: Path) -> None:
         operations = {
             result.ok().label: result.ok() for result in results if isinstance(result, Ok)
         }
-        assert len(operations) == 14
+        assert len(operations) == 15  # with POST /runs/{run_id}/unblock
         for operation in operations.values():
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 

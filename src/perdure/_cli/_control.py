@@ -223,6 +223,32 @@ def resume_hook(
     run(main())
 
 
+def unblock(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The blocked run to try again.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Try a blocked run again now: a worker that defines its workflow replays it.
+
+    It continues, or blocks again with a new reason (``perdure show RUN``). A run that
+    is not blocked is left as it is (exit 1). Exit 2 if the id is unknown.
+    """
+    url = resolve_url(database_url)
+
+    async def main() -> RunRecord:
+        async with engine(url) as steering:
+            try:
+                before = (await steering.get_run(run_id)).record
+                after = await steering.unblock(run_id)
+            except RunNotFoundError as exc:
+                raise CliError(str(exc), USAGE) from None
+        if before.status is not RunStatus.BLOCKED:
+            raise CliError(f"{run_id}: not blocked ({before.status.value}); left as it is")
+        return after
+
+    record = run(main())
+    out().print(f"{record.id}: unblocked; due now ({record.status.value})")
+
+
 def rerun(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run to start again.")],
     modules: Modules = None,

@@ -46,6 +46,7 @@ STATUS_STYLES: dict[RunStatus, str] = {
     RunStatus.COMPLETED: "green",
     RunStatus.FAILED: "bold red",
     RunStatus.CANCELLED: "magenta",
+    RunStatus.BLOCKED: "bold yellow",
 }
 
 _PIPE_WIDTH = 200

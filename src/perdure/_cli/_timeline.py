@@ -138,6 +138,8 @@ def _header(record: RunRecord, events: list[Event], now: datetime) -> Table:
         status.append(" (cancel requested)", style="magenta")
     grid.add_row("status", status)
     grid.add_row("version", record.version or "-")
+    if record.blocked_reason is not None:
+        grid.add_row("blocked", Text(record.blocked_reason, style="yellow"))
     grid.add_row("created", when(record.created_at) + " UTC")
     grid.add_row("started", when(record.started_at))
     grid.add_row("ended", when(record.completed_at))

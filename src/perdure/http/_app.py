@@ -352,6 +352,15 @@ class _Api:
             raise _Refused(404, f"no run with id {run_id!r}") from None
         return _json(run_detail_json(record), 202)
 
+    async def unblock_run(self, request: Request) -> Response:
+        """Try a blocked run again now; a run that is not blocked is left as it is."""
+        run_id = _run_id(request)
+        try:
+            record = await self.engine.unblock(run_id)
+        except RunNotFoundError:
+            raise _Refused(404, f"no run with id {run_id!r}") from None
+        return _json(run_detail_json(record), 202)
+
     async def rerun(self, request: Request) -> Response:
         """Start a new run of the run's workflow with the same stored input."""
         run_id = _run_id(request)
@@ -615,6 +624,7 @@ def create_app(
         Route("/runs/{run_id}/events", api.endpoint(api.run_events), methods=["GET"]),
         Route("/runs/{run_id}/timeline", api.endpoint(api.run_timeline), methods=["GET"]),
         Route("/runs/{run_id}/cancel", api.endpoint(api.cancel_run), methods=["POST"]),
+        Route("/runs/{run_id}/unblock", api.endpoint(api.unblock_run), methods=["POST"]),
         Route("/runs/{run_id}/rerun", api.endpoint(api.rerun), methods=["POST"]),
         *(pages.routes() if pages is not None else []),
     ]

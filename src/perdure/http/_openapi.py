@@ -397,6 +397,22 @@ def _paths(limits: _Limits) -> dict[str, Any]:
                 },
             }
         },
+        "/runs/{run_id}/unblock": {
+            "post": {
+                "operationId": "unblock_run",
+                "summary": "Try a blocked run again now",
+                "description": "A blocked run is due at once: a worker that defines its "
+                "workflow replays it, and it continues or blocks again with a new reason. "
+                "A run that is not blocked is left as it is.",
+                "tags": ["runs"],
+                "parameters": [_RUN_ID],
+                "responses": {
+                    "202": _ok("The run as it now stands.", RunDetail),
+                    **_AUTH_ERRORS,
+                    "404": _error("No run has this id."),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",

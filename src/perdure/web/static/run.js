@@ -30,6 +30,7 @@ const ui = {
   workflow: $("workflow"),
   status: $("status"),
   facts: $("facts"),
+  blocked: $("blocked"),
   cancel: $("cancel"),
   rerun: $("rerun"),
   hooksSection: $("hooks-section"),
@@ -74,6 +75,23 @@ function renderFacts(run, now) {
   fact("Held by", run.owner || (isTerminal(run.status) ? "–" : "no worker now"));
   ui.cancel.hidden = isTerminal(run.status) || run.cancel_requested;
   ui.rerun.disabled = false;
+  renderBlocked(run);
+}
+
+// A blocked run is not failed: it waits for code that can continue it. Say why.
+let shownBlocked = null;
+function renderBlocked(run) {
+  const reason = run.status === "blocked" ? run.blocked_reason || "" : null;
+  if (reason === shownBlocked) return;
+  shownBlocked = reason;
+  ui.blocked.hidden = reason === null;
+  if (reason === null) return;
+  ui.blocked.replaceChildren(
+    h("strong", {}, "Blocked, not failed. "),
+    "A worker whose code of this workflow differs tries it again by itself; " +
+      `perdure unblock ${run.id} tries it now.`,
+    h("pre", { class: "mono" }, reason),
+  );
 }
 
 // -- input and outcome -----------------------------------------------------------------
