@@ -123,9 +123,14 @@ def runs(
         table.add_column("created (UTC)", min_width=10)
         if wide:
             table.add_column("updated (UTC)", min_width=10)
+            table.add_column("version", no_wrap=True)
         table.add_column("duration", justify="right", no_wrap=True)
         for r in found:
-            times = [when(r.created_at), when(r.updated_at)] if wide else [when(r.created_at)]
+            times = (
+                [when(r.created_at), when(r.updated_at), r.version or "-"]
+                if wide
+                else [when(r.created_at)]
+            )
             table.add_row(
                 r.id,
                 r.workflow,

@@ -55,6 +55,7 @@ function makeRow(run) {
   const link = h("a", { href: `${base}/runs/${encodeURIComponent(run.id)}`, class: "mono" }, run.id);
   const cells = {
     workflow: h("td"),
+    version: h("td", { class: "mono" }),
     status: statusBadge(run.status),
     created: h("time"),
     duration: h("td", { class: "num" }),
@@ -64,6 +65,7 @@ function makeRow(run) {
     { "data-run-id": run.id },
     h("th", { scope: "row" }, link),
     cells.workflow,
+    cells.version,
     h("td", {}, cells.status),
     h("td", {}, cells.created),
     cells.duration,
@@ -73,9 +75,11 @@ function makeRow(run) {
 
 function updateRow(row, run, now) {
   setText(row.cells.workflow, run.workflow);
+  setText(row.cells.version, run.version || "–");
   const cancelling = run.cancel_requested && !isTerminal(run.status);
   statusBadge(run.status, row.cells.status, cancelling ? "cancelling" : run.status);
   if (run.error) row.cells.status.title = `${run.error.type}: ${run.error.message}`;
+  if (run.blocked_reason) row.cells.status.title = run.blocked_reason;
   const created = parseTime(run.created_at);
   row.cells.created.dateTime = run.created_at;
   row.cells.created.title = formatTime(created);
