@@ -26,6 +26,7 @@ def test_the_deploying_example_goes_through_each_situation(tmp_path: Path) -> No
     assert "order-1: ['reserved order-1', 'charged order-1', 'receipt for order-1']" in done.stdout
     assert "run order-2 of workflow 'shop-checkout' would block" in done.stdout
     assert "shop_v2_unpatched.py:27 in checkout" in done.stdout
+    assert "order-2 is blocked: run order-2 of workflow 'shop-checkout' no longer" in done.stdout
     assert "order-2: ['reserved order-2', 'charged order-2']" in done.stdout
     assert "order-3: ['charged order-3', 'reserved order-3']" in done.stdout
     assert "1 of 1 run would block" in done.stderr

@@ -13,8 +13,10 @@ process of its own, as each deploy would):
 
 It goes through the situations in turn: version 1 leaves runs waiting and exits; the
 compatible version passes ``perdure check-replay`` and finishes one of them; the
-unpatched one fails the check (exit 1, naming the run); the patched one passes, and
-finishes the old run down the old branch and a new run down the new branch.
+unpatched one fails the check (exit 1, naming the run), and deployed anyway it blocks
+that run (not failed: nothing it recorded is lost); the patched one passes the check,
+unblocks the run by itself, and finishes it down the old branch and a new run down the
+new branch.
 """
 
 from __future__ import annotations
@@ -43,6 +45,16 @@ async def main(url):
     # the process exits: both runs wait for their go-ahead, in the database only
 """
 
+DEPLOY_ANYWAY = """
+async def main(url):
+    async with Engine(url) as engine:   # deployed despite the check: it takes order-2 over
+        run = await engine.get_run("order-2")
+        while await run.status() != "blocked":
+            await asyncio.sleep(0.05)
+        reason = (await run.refresh()).blocked_reason or ""
+        print(f"  order-2 is {await run.status()}: {reason.splitlines()[0][:100]}...")
+"""
+
 FINISH = """
 async def main(url, *orders):
     async with Engine(url) as engine:   # this version is deployed
@@ -50,6 +62,9 @@ async def main(url, *orders):
             await engine.start(shop.checkout, order, run_id=order)  # idempotent: an old run stays
         await wait_for_hooks(engine, *orders)
         for order in orders:
+            run = await engine.get_run(order)
+            while await run.status() == "blocked":   # this code tries it again by itself
+                await asyncio.sleep(0.05)
             await shop.go.resume(f"go-{order}", {})
             result = await (await engine.get_run(order)).result(timeout=30)
             print(f"  {order}: {result}")
@@ -97,8 +112,11 @@ def main(url: str) -> int:
     print("\n3. an incompatible change: check-replay names the run it would block")
     if perdure("check-replay", "--module", "shop_v2_unpatched", *db) != 1:
         return 1
+    print("   deployed anyway, it blocks the run: blocked, not failed")
+    python("shop_v2_unpatched", DEPLOY_ANYWAY, url)
 
-    print("\n4. the same change behind perdure.patched: it passes, and both branches run")
+    print("\n4. the same change behind perdure.patched: it passes; deployed, it unblocks")
+    print("   order-2 by itself, and both branches run")
     if perdure("check-replay", "--module", "shop_v2", *db) != 0:
         return 1
     python("shop_v2", FINISH, url, "order-2", "order-3")

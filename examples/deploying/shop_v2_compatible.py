@@ -26,7 +26,7 @@ async def receipt(order: str) -> str:
     return f"receipt for {order}"
 
 
-@workflow(name="shop-checkout", version="v2")
+@workflow(name="shop-checkout", version="v2-compatible")
 async def checkout(order: str) -> list[str]:
     done = [await reserve(order)]
     await go.create(token=f"go-{order}")

@@ -22,7 +22,7 @@ async def charge(order: str) -> str:
     return f"charged {order}"
 
 
-@workflow(name="shop-checkout", version="v2")
+@workflow(name="shop-checkout", version="v2-unpatched")
 async def checkout(order: str) -> list[str]:
     done = [await charge(order)]
     await go.create(token=f"go-{order}")
