@@ -259,7 +259,7 @@ async def test_a_database_from_a_newer_perdure_is_refused(db: Path) -> None:
 
 
 async def test_a_killed_process_has_its_runs_reaped_at_once(store: SQLiteStore, db: Path) -> None:
-    """After SIGKILL, the dead worker's lock is free and its runs are released, due now."""
+    """After SIGKILL, the dead worker's lock is free and its runs are released, due at once."""
     await store.register_worker("me", T0)
     await store.create_run(NewRun("r1", "wf", {}), T0)
     child = child_process("hold", db, "child", "r1", T0)
@@ -272,7 +272,7 @@ async def test_a_killed_process_has_its_runs_reaped_at_once(store: SQLiteStore, 
         child.close()
     run = await store.get_run("r1")
     assert run is not None
-    assert (run.owner, run.wake_at) == (None, at(2))
+    assert (run.owner, run.wake_at) == (None, T0)  # due since it was created
     assert not (Path(f"{db}.workers") / "child.lock").exists()
     assert [run.id for run in await store.claim_runs("me", at(2), 5)] == ["r1"]
     assert await store.reap_dead_workers("me", at(3)) == 0

@@ -769,15 +769,32 @@ async def test_release_with_a_cancel_request_is_due_at_once(store: AnyStore) -> 
 
 
 async def test_unregister_releases_the_workers_runs_due_now(store: AnyStore) -> None:
-    """A worker leaving hands back every run it holds, claimable at once."""
+    """A worker leaving hands back every run it holds, claimable at once: due since it
+    was created."""
     await store.register_worker("w1", T0)
-    await hold(store, "r1")
+    await hold(store, "r1", now=at(1))
     await hold(store, "r2")
     await store.release_run("w1", "r2", at(99))
     await store.unregister_worker("w1", at(5))
     runs = {run.id: run for run in await store.list_runs()}
-    assert (runs["r1"].owner, runs["r1"].wake_at) == (None, at(5))
+    assert (runs["r1"].owner, runs["r1"].wake_at) == (None, at(1))
     assert (runs["r2"].owner, runs["r2"].wake_at) == (None, at(99))
+
+
+async def test_runs_handed_back_by_a_leaving_worker_are_claimed_before_later_runs(
+    store: AnyStore,
+) -> None:
+    """Runs a worker held when it left go back in the order they were created, ahead
+    of the runs created after them: a worker claims only as many runs as its step
+    slots have room for, so runs can wait in the store, and the runs that were in
+    flight are not sent behind all of those."""
+    await store.register_worker("w1", T0)
+    await hold(store, "in-flight", now=at(1))
+    await create(store, "older", T0)
+    await create(store, "newer", at(2))
+    await store.unregister_worker("w1", at(5))
+    claimed = await store.claim_runs("w2", at(5), 3)
+    assert [run.id for run in claimed] == ["older", "in-flight", "newer"]
 
 
 async def test_a_live_worker_is_not_reaped(store: AnyStore) -> None:

@@ -11,6 +11,9 @@ rules. What differs is where the outcomes go, and that is the caller's
 `AttemptOutcomes`: the actor logs them in the run's log, the queue runner stores them
 in the step task.
 
+The worker's slots (`StepSlots`) also count the attempts that want one, in a slot or
+waiting for it: the worker claims runs only as far as its slots have room for them.
+
 No attempt begins unless the worker's lease is known to hold at that moment
 (`perdure._runtime._lease.Lease`): checked once the attempt has its slot, right before
 the step's code runs, since a step may wait long for a slot or out a retry's delay, and
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from perdure._workflow import StepMetadata, WorkflowMetadata, step_context
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from contextlib import AbstractContextManager
 
     from perdure._clock import Clock
@@ -39,7 +43,7 @@ if TYPE_CHECKING:
     from perdure._replay import StepSpec
     from perdure._runtime._lease import Lease
 
-__all__ = ["AttemptOutcomes", "StepAttempts", "call_attempt"]
+__all__ = ["AttemptOutcomes", "StepAttempts", "StepSlots", "call_attempt"]
 
 _Call_contra = TypeVar("_Call_contra", contravariant=True)
 _Result_co = TypeVar("_Result_co", covariant=True)
@@ -86,18 +90,63 @@ class AttemptOutcomes(Protocol[_Call_contra, _Result_co]):
         """
 
 
+class StepSlots:
+    """A worker's step slots (``async with``), and how many attempts want one.
+
+    Args:
+        count: how many attempts may run at once.
+        on_watch: called when an attempt leaves its slot with `wanted` at or below
+            `watch`, which is then reset to -1 (so once per `watch` set).
+    """
+
+    __slots__ = ("_on_watch", "_semaphore", "wanted", "watch")
+
+    def __init__(self, count: int, on_watch: Callable[[], None] | None = None) -> None:
+        self._semaphore = asyncio.Semaphore(count)
+        self._on_watch = on_watch
+        self.wanted = 0
+        """Attempts in a slot or waiting for one."""
+        self.watch = -1
+        """Set by the worker while it is short of slots: see ``on_watch``."""
+
+    async def __aenter__(self) -> None:
+        self.wanted += 1
+        try:
+            await self._semaphore.acquire()
+        except BaseException:  # cancelled while waiting: it wants no slot any more
+            self._left()
+            raise
+
+    async def __aexit__(self, *_: object) -> None:
+        self._semaphore.release()
+        self._left()
+
+    def _left(self) -> None:
+        self.wanted -= 1
+        if self.wanted <= self.watch and self._on_watch is not None:
+            self.watch = -1
+            self._on_watch()
+
+
 class StepAttempts:
     """Runs the attempts of step calls in a worker's step slots, on its clock.
 
     A worker has one, shared by the steps of the runs it holds and by the step tasks of
     the queues it serves: together they run at most ``max_concurrent`` attempts.
+    ``on_watch`` is the slots' (`StepSlots`).
     """
 
     __slots__ = ("clock", "lease", "slots")
 
-    def __init__(self, clock: Clock, max_concurrent: int, lease: Lease) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        max_concurrent: int,
+        lease: Lease,
+        on_watch: Callable[[], None] | None = None,
+    ) -> None:
         self.clock = clock
-        self.slots = asyncio.Semaphore(max_concurrent)
+        self.slots = StepSlots(max_concurrent, on_watch)
         self.lease = lease
 
     async def run(

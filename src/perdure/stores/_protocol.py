@@ -114,10 +114,11 @@ class WorkerStore(Protocol):
     async def reap_dead_workers(self, worker_id: str, now: datetime) -> int:
         """Release every run held by a worker that is gone; return how many runs and tasks.
 
-        ``worker_id`` is the caller (never reaped). Released runs get ``wake_at`` = now
-        so they are claimed and replayed at once. The step tasks a dead worker claimed
-        and did not finish are put back in their queues (``queued``, no owner), their
-        ``attempt`` one higher: the attempt that died counts.
+        ``worker_id`` is the caller (never reaped). Released runs are due at once, as
+        by `unregister_worker`, and replayed by whoever claims them. The step tasks a
+        dead worker claimed and did not finish are put back in their queues
+        (``queued``, no owner), their ``attempt`` one higher: the attempt that died
+        counts.
         """
 
     async def heartbeat(self, worker_id: str, now: datetime) -> bool:
@@ -130,7 +131,12 @@ class WorkerStore(Protocol):
         """
 
     async def unregister_worker(self, worker_id: str, now: datetime) -> None:
-        """Forget the worker and release every run it still holds (``wake_at`` = now).
+        """Forget the worker and release every run it still holds, due at once.
+
+        A released run is due since it was created (``wake_at`` = its ``created_at``):
+        workers claim runs only as their step slots have room, so due runs may wait,
+        and a run that was in flight goes before the runs created after it rather than
+        behind every run that was waiting.
 
         Step tasks it claimed and did not finish are put back in their queues, as by
         `reap_dead_workers`.

@@ -128,7 +128,8 @@ class MemoryStore(Store):
         self._workers.discard(worker_id)
         held = [run for run in self._runs.values() if run.owner == worker_id]
         for run in held:
-            self._runs[run.id] = replace(run, owner=None, wake_at=now, updated_at=now)
+            due = min(now, run.created_at)  # due since created: see `Store.unregister_worker`
+            self._runs[run.id] = replace(run, owner=None, wake_at=due, updated_at=now)
         claimed = [
             task
             for task in self._tasks.values()

@@ -272,11 +272,13 @@ def resume_hook(
 def release_worker_runs(conn: sqlite3.Connection, worker_id: str, now: datetime) -> int:
     """Unhold ``worker_id``'s runs, due at once, and requeue its tasks; how many of both.
 
-    A requeued task's attempt is one higher: the attempt that was cut short counts.
+    A released run is due since it was created (`Store.unregister_worker` says why). A
+    requeued task's attempt is one higher: the attempt that was cut short counts.
     """
     at = to_us(now)
     runs = conn.execute(
-        "UPDATE runs SET owner = NULL, wake_at = ?, updated_at = ? WHERE owner = ?",
+        "UPDATE runs SET owner = NULL, wake_at = min(?, created_at), updated_at = ? "
+        "WHERE owner = ?",
         (at, at, worker_id),
     ).rowcount
     tasks = conn.execute(
