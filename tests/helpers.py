@@ -5,7 +5,7 @@ store by hand, and running real child processes.
   (wake at every change an Engine notices);
 - reading a run's log: `of_type`, `types`;
 - a store driven by hand, with explicit times (stores never read a clock): `T0`, `at`,
-  `hold`, `drain`;
+  `hold`, `drain`; and rows damaged through its own connection: `damage`, `unreadable`;
 - other processes: `ChildProcess`, and `run_fresh_python` for a one-shot interpreter;
 - hook payloads for property tests: `approval_payloads` (any JSON, mostly near a valid
   approval) and `approval_outcome` (what resuming an approval hook must store, if
@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from perdure import Engine, Event, EventType
 from perdure._records import NewRun
+from perdure.stores import PostgresStore, SQLiteStore
 from perdure.testing import FakeClock
 
 if TYPE_CHECKING:
@@ -183,6 +184,25 @@ async def drain(store: Store) -> None:
     """Consume pending change notifications (a store may report one write twice)."""
     while await store.wait_for_change(0.2):
         pass
+
+
+async def damage(store: Store, sql: str, *values: Any) -> None:
+    """Run ``sql`` (``?`` placeholders) through the store's own connection, as a row
+    changed by hand, a damaged one, or one a newer release wrote (issue 11)."""
+    if isinstance(store, SQLiteStore):
+        await store._write(lambda conn: conn.execute(sql, values))
+        return
+    assert isinstance(store, PostgresStore), store
+    for number in range(1, len(values) + 1):
+        sql = sql.replace("?", f"${number}", 1)
+    await store._db.execute(sql, *values)
+
+
+def unreadable(store: Store) -> str:
+    """Text a JSON column of ``store`` keeps and Python's `json` cannot read back: not
+    JSON on SQLite; on PostgreSQL (whose ``json`` refuses that) JSON nested 5,000 deep,
+    past Python's recursion limit."""
+    return "{bad" if isinstance(store, SQLiteStore) else "[" * 5000 + "]" * 5000
 
 
 # -- hook payloads for property tests ---------------------------------------------------

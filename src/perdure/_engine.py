@@ -13,6 +13,7 @@ from perdure import _current
 from perdure._clock import Clock, SystemClock
 from perdure._errors import (
     HookNotFoundError,
+    RowFormatError,
     RunNotFoundError,
     StoreError,
     WorkflowCancelled,
@@ -96,7 +97,7 @@ class Run(Generic[R]):
         record = await read(lambda: self._engine.store.get_run(self.id), self._what)
         if record is None:  # pragma: no cover (runs are never deleted)
             raise RunNotFoundError(f"run {self.id!r} no longer exists")
-        self.record = record
+        self.record = _readable(record)
         return record
 
     async def status(self) -> RunStatus:
@@ -429,11 +430,13 @@ class Engine:
 
         Raises:
             RunNotFoundError: no run has that id (it is also a LookupError).
+            RowFormatError: the run's row cannot be read (a ValueError naming the column).
         """
         self._require_open()
         original = await read(lambda: self.store.get_run(run_id), f"reading run {run_id!r}")
         if original is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
+        _readable(original)
         spec = lookup_workflow(original.workflow)
         version = spec.version if spec is not None else original.version
         new = NewRun(uuid.uuid4().hex, original.workflow, original.input, version)
@@ -465,12 +468,15 @@ class Engine:
 
         Raises:
             RunNotFoundError: no run has that id (it is also a LookupError).
+            RowFormatError: the run's row holds what this release cannot read (damaged,
+                or a newer release's status); a ValueError naming the columns.
+                `list_runs` lists such a run, flagged (``record.malformed``).
         """
         self._require_open()
         record = await read(lambda: self.store.get_run(run_id), f"reading run {run_id!r}")
         if record is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
-        return Run(self, record)
+        return Run(self, _readable(record))
 
     async def list_runs(
         self,
@@ -479,7 +485,11 @@ class Engine:
         workflow: str | None = None,
         limit: int = 100,
     ) -> list[Run[Any]]:
-        """Runs, newest first, optionally only those with a status or of a workflow."""
+        """Runs, newest first, optionally only those with a status or of a workflow.
+
+        A run whose row cannot be read in full is listed all the same, flagged: its
+        ``record.malformed`` names each column and why (see `RunRecord.malformed`).
+        """
         self._require_open()
         wanted = RunStatus(status) if status is not None else None
         records = await read(
@@ -632,6 +642,17 @@ async def start(fn: Workflow[P, R], *args: Any, run_id: str | None = None, **kwa
     """`Engine.start` on the Engine entered most recently."""
     run: Run[R] = await current_engine().start(fn, *args, run_id=run_id, **kwargs)
     return run
+
+
+def _readable(record: RunRecord) -> RunRecord:
+    """The record, unless its row could not be read in full (then the error saying so).
+
+    A caller asking for one run wants its status and result: a stand-in for a column
+    that could not be read (see `RunRecord.malformed`) would answer wrongly.
+    """
+    if record.malformed is not None:
+        raise RowFormatError("runs", record.id, record.malformed)
+    return record
 
 
 async def get_run(run_id: str) -> Run[Any]:

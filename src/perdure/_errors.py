@@ -13,6 +13,7 @@ The hierarchy::
     │   ├── HookNotFoundError         (also LookupError) no live hook holds that token
     │   ├── HookConflictError         a live hook already holds the token being created
     │   ├── HookPayloadError          (also TypeError) a payload does not decode to its hook's type
+    │   ├── RowFormatError            (also ValueError) a stored row this release cannot read
     │   ├── StoreError                the database failed a call in a way no retry mends, or
     │   │                             a write it may have stored (`maybe_stored` says which)
     │   └── StepError                 a step's failure whose original type cannot be rebuilt
@@ -47,6 +48,7 @@ __all__ = [
     "NonDeterminismError",
     "PerdureError",
     "RetryableError",
+    "RowFormatError",
     "RunNotFoundError",
     "StepError",
     "StoreError",
@@ -259,3 +261,29 @@ class HookPayloadError(PerdureError, TypeError):
     def __init__(self, message: str, *, token: str) -> None:
         super().__init__(message)
         self.token = token
+
+
+class RowFormatError(PerdureError, ValueError):
+    """A row of the database holds what this release cannot read.
+
+    A row perdure wrote never raises this: it means a row changed by hand, a damaged
+    one, or one a newer release wrote (a status this one does not know). The stores
+    read such a row anyway, with what is unreadable set aside (``malformed`` on the
+    record: `perdure.RunRecord`, `StepTask`, `InboxItem`), so that one bad row never
+    fails a listing, a claim or a worker's pass; this error is raised where a caller
+    needs what cannot be read: `Engine.get_run`, a run's result. A worker sets the run
+    that owns such a row aside, with this error naming the row and column. (The events
+    of a run's log have their own, `perdure._log.LogFormatError`.)
+
+    Attributes:
+        table: the table (``runs``, ``step_tasks``, ``hook_inbox``).
+        key: the row's key (a run id, a task or inbox item id).
+        problems: each column that cannot be read, with why.
+    """
+
+    def __init__(self, table: str, key: object, problems: dict[str, str]) -> None:
+        what = "; ".join(f"{column} {problem}" for column, problem in problems.items())
+        super().__init__(f"{table} row {key!r} cannot be read: {what}")
+        self.table = table
+        self.key = key
+        self.problems = problems

@@ -134,6 +134,12 @@ class RunRecord:
     blocked_reason: str | None = None
     """Why the run is `RunStatus.BLOCKED` (None otherwise): what the log holds and what
     the code called, or the traceback of the workflow's error, with the code versions."""
+    malformed: dict[str, str] | None = None
+    """The columns of the row this release could not read, each with why (None: all
+    read). Such a row is damaged, changed by hand, or written by a newer release (a
+    status this one does not know); its record still lists, with each column named here
+    holding a stand-in: None, the epoch for a time, `RunStatus.RUNNING` for a status (not
+    ended, as far as this release can tell). See `perdure._errors.RowFormatError`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +181,9 @@ class InboxItem:
     correlation_id: str
     payload: JSON
     created_at: datetime
+    malformed: dict[str, str] | None = None
+    """The columns this release could not read, each with why (None: all read); the
+    payload is then None. The run's worker delivers it as an error at the hook's await."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,3 +236,6 @@ class StepTask:
     updated_at: datetime
     outcome: StepOutcome | None = None
     """Set once finished."""
+    malformed: dict[str, str] | None = None
+    """The columns this release could not read, each with why (None: all read); they
+    hold stand-ins (None, attempt 1). Such a task's step fails, naming them."""

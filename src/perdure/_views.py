@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from perdure._records import Event, HookRecord, RunRecord, StepRecord
 
 __all__ = [
+    "UNREADABLE",
     "EventList",
     "Hook",
     "HookDetail",
@@ -65,6 +66,7 @@ __all__ = [
     "hook_json",
     "iso",
     "json_text",
+    "malformed_text",
     "run_detail_json",
     "run_full_json",
     "run_json",
@@ -80,8 +82,14 @@ __all__ = [
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 """An ISO 8601 time with its UTC offset."""
 
+UNREADABLE = "unreadable"
+"""The status shown for a run whose row holds a status this release does not know."""
+
 RunStatusName = Annotated[
-    str, WithJsonSchema({"type": "string", "enum": [status.value for status in RunStatus]})
+    str,
+    WithJsonSchema(
+        {"type": "string", "enum": [*(status.value for status in RunStatus), UNREADABLE]}
+    ),
 ]
 EventTypeName = Annotated[
     str, WithJsonSchema({"type": "string", "enum": [kind.value for kind in EventType]})
@@ -181,6 +189,15 @@ class RunSummary(TypedDict):
             "has its traceback too)."
         ),
     ]
+    malformed: Annotated[
+        str | None,
+        Field(
+            description="What this release cannot read in the run's row (damaged, or "
+            "written by a newer release), column by column; null when it reads all of "
+            "it. The fields it names are stand-ins; a status it names shows as "
+            "'unreadable'."
+        ),
+    ]
 
 
 class RunFull(RunSummary):
@@ -217,12 +234,29 @@ def _error_summary(error: dict[str, JSON] | None) -> dict[str, JSON] | None:
     return {"type": error.get("type"), "message": error.get("message")}
 
 
+def malformed_text(record: RunRecord) -> str | None:
+    """What cannot be read in the run's row, one ``column problem`` after another; or None."""
+    if record.malformed is None:
+        return None
+    return "; ".join(f"{column} {problem}" for column, problem in record.malformed.items())
+
+
+def _status(record: RunRecord) -> str:
+    """The run's status, or ``unreadable`` when its row holds one this release does not know."""
+    if record.malformed is not None and "status" in record.malformed:
+        return UNREADABLE
+    return record.status.value
+
+
 def run_json(record: RunRecord) -> RunSummary:
-    """A run as listed; its ``error`` is a summary (type and message)."""
+    """A run as listed; its ``error`` is a summary (type and message).
+
+    A row that cannot be read in full is listed all the same, flagged in ``malformed``.
+    """
     return RunSummary(
         id=record.id,
         workflow=record.workflow,
-        status=record.status.value,
+        status=_status(record),
         created_at=record.created_at.isoformat(),
         updated_at=record.updated_at.isoformat(),
         started_at=iso(record.started_at),
@@ -231,6 +265,7 @@ def run_json(record: RunRecord) -> RunSummary:
         cancel_requested=record.cancel_requested,
         blocked_reason=record.blocked_reason,
         error=_error_summary(record.error),
+        malformed=malformed_text(record),
     )
 
 
@@ -239,7 +274,7 @@ def run_full_json(record: RunRecord) -> RunFull:
     return RunFull(
         id=record.id,
         workflow=record.workflow,
-        status=record.status.value,
+        status=_status(record),
         created_at=record.created_at.isoformat(),
         updated_at=record.updated_at.isoformat(),
         started_at=iso(record.started_at),
@@ -248,6 +283,7 @@ def run_full_json(record: RunRecord) -> RunFull:
         cancel_requested=record.cancel_requested,
         blocked_reason=record.blocked_reason,
         error=record.error,
+        malformed=malformed_text(record),
         input=record.input,
         output=record.output,
         owner=record.owner,

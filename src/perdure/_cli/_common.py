@@ -19,7 +19,8 @@ import typer
 
 from perdure._cli._output import error
 from perdure._engine import Engine, default_database_url
-from perdure._errors import StoreError
+from perdure._errors import RowFormatError, StoreError
+from perdure._log import LogFormatError
 from perdure.stores import open_store
 
 if TYPE_CHECKING:
@@ -96,6 +97,9 @@ def reporting() -> Iterator[None]:
         raise typer.Exit(exc.code) from None
     except (sqlite3.Error, StoreError) as exc:  # StoreError: what an Engine's call raises
         error(f"database error: {exc}")
+        raise typer.Exit(1) from None
+    except (LogFormatError, RowFormatError) as exc:  # a run's log or row it cannot read
+        error(str(exc))
         raise typer.Exit(1) from None
 
 
@@ -222,10 +226,16 @@ async def engine(url: str) -> AsyncIterator[Engine]:
 
 
 async def get_run(store: Store, run_id: str) -> RunRecord:
-    """The run with this id, or a `CliError` (exit 2) saying there is none."""
+    """The run with this id, or a `CliError` (exit 2) saying there is none.
+
+    A row this release cannot read in full (damaged, or a newer release's status) is a
+    `CliError` (exit 1) naming the columns: ``perdure runs`` lists it, flagged.
+    """
     record = await store.get_run(run_id)
     if record is None:
         raise CliError(f"no run with id {run_id!r}", USAGE)
+    if record.malformed is not None:
+        raise CliError(str(RowFormatError("runs", run_id, record.malformed)))
     return record
 
 

@@ -29,6 +29,7 @@ from perdure._cli._output import (
     duration,
     event_json,
     hook_json,
+    note,
     out,
     print_json,
     run_duration,
@@ -37,8 +38,9 @@ from perdure._cli._output import (
     status_text,
     when,
 )
-from perdure._records import RunStatus
+from perdure._records import RunRecord, RunStatus
 from perdure._replay import parse_duration
+from perdure._views import UNREADABLE, malformed_text
 
 __all__ = ["events", "hooks", "runs", "show"]
 
@@ -134,13 +136,23 @@ def runs(
             table.add_row(
                 r.id,
                 r.workflow,
-                status_text(r.status),
+                _status_cell(r),
                 *times,
                 duration(run_duration(r, now)) + ("" if r.status.is_terminal else " …"),
             )
         out().print(table)
+        for r in found:  # rows it cannot read in full: listed, and said what is wrong
+            if r.malformed is not None:
+                note(f"run {r.id}: {malformed_text(r)}", label="unreadable")
 
     run(main())
+
+
+def _status_cell(record: RunRecord) -> Text:
+    """The run's status in its colour; ``unreadable`` for one this release does not know."""
+    if record.malformed is not None and "status" in record.malformed:
+        return Text(UNREADABLE, style="bold red")
+    return status_text(record.status)
 
 
 def show(run_id: RunId, as_json: JsonFlag = False, database_url: DatabaseUrl = None) -> None:

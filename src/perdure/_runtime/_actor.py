@@ -47,7 +47,9 @@ from perdure._errors import (
     HookConflictError,
     LeaseLostError,
     NonDeterminismError,
+    RowFormatError,
 )
+from perdure._log import LogFormatError
 from perdure._records import EventType, InboxItem, NewEvent, RunRecord, RunStatus, StepTask
 from perdure._replay import (
     BlockRun,
@@ -99,8 +101,8 @@ def _store_call() -> Iterator[None]:
     """Tell the store's failures (the database down, a connection lost) from the run's."""
     try:
         yield
-    except (LeaseLostError, CancelRequestedError):
-        raise
+    except (LeaseLostError, CancelRequestedError, LogFormatError):
+        raise  # a log that cannot be read is the run's, not the store's: no retry mends it
     except Exception as exc:
         raise _StoreFailed(f"{type(exc).__name__}: {exc}") from exc
 
@@ -205,6 +207,8 @@ class RunActor:
             logger.warning("could not start run %s (%s); handing it back", self.run_id, exc)
             self.host.hand_back(self)
             return
+        except LogFormatError as exc:
+            self._set_aside(exc)
         except Exception as exc:  # a run that cannot even start fails, loudly and logged
             logger.exception("run %s could not be started", self.run_id)
             self._fail_outright(exc)
@@ -329,6 +333,23 @@ class RunActor:
         )
         self._span.end(outcome="blocked")
         self._abandon()
+
+    def _set_aside(self, exc: LogFormatError | RowFormatError) -> None:
+        """End a run whose log or rows cannot be read: failed, naming what; said once.
+
+        Handed back, as after a store's failure, it would be claimed and replayed again
+        at once, for ever (issue 11): a worker read its log some 700 times a second. The
+        terminal append reads nothing of the log, so it is written whatever the log
+        holds. (Failed until perdure can block a run: it is not the workflow's failure.)
+        """
+        logger.error("run %s is set aside: %s", self.run_id, exc)
+        if self.instance is not None:  # a replay that stopped half-way: nothing of it runs
+            self.instance.discard()
+            self.instance = None
+        if self._cancel_pending:
+            self._end(_log.run_cancelled())
+        else:
+            self._end(_log.run_failed(error=error_record(exc)))
 
     def _fail_outright(self, exc: BaseException) -> None:
         self._emit(_log.run_failed(error=error_record(exc)), durable=True)
@@ -676,9 +697,33 @@ class RunActor:
         elif item.id in self._inbox_seen:
             return
         self._inbox_seen.add(item.id)
+        if item.malformed is not None:
+            self._unreadable_payload(item, item.malformed)
+            return
         self._emit(
             _log.hook_received(item.correlation_id, token=item.token, payload=item.payload),
             completion=HookPayload(item.correlation_id, item.payload),
+            inbox_id=item.id,
+        )
+
+    def _unreadable_payload(self, item: InboxItem, problems: dict[str, str]) -> None:
+        """Deliver an inbox item that cannot be read as an error at the hook's await.
+
+        The workflow sees `perdure.HookPayloadError`, as for a payload that does not
+        decode, and may catch it and wait for the next one; the error is logged in
+        ``hook_received``, so a replay raises it again. An item whose hook cannot be
+        told (its token or correlation id unreadable) is for no await: its run is set
+        aside instead. Either way, only this run is touched.
+        """
+        problem = RowFormatError("hook_inbox", item.id, problems)
+        if "token" in problems or "correlation_id" in problems:
+            self._set_aside(problem)
+            return
+        logger.warning("run %s: %s; its hook's await raises HookPayloadError", self.run_id, problem)
+        cid, error = item.correlation_id, str(problem)
+        self._emit(
+            _log.hook_received(cid, token=item.token, payload=None, error=error),
+            completion=HookPayload(cid, None, error),
             inbox_id=item.id,
         )
 

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from perdure import _log
-from perdure._errors import LeaseLostError
+from perdure._errors import LeaseLostError, RowFormatError
 from perdure._records import JSON, NewEvent, StepOutcome, StepTask
 from perdure._replay import StepDone, StepFailed, error_record
 from perdure._runtime._outage import until_the_store_answers
@@ -70,7 +70,19 @@ def outcome_events(task: StepTask, name: str) -> tuple[list[NewEvent], Completio
     outcome, cid = task.outcome, task.correlation_id
     if outcome is None:
         return None
-    events = [_retrying(cid, name, retry) for retry in outcome.retries]
+    # What the task holds cannot be read: the step failed, saying so, and the workflow
+    # sees that as any failure of the step (issue 11). Raised here, it failed the pass
+    # of the worker holding the run, and so every run that worker holds.
+    unreadable: Exception | None = None
+    if task.malformed is not None:
+        unreadable = RowFormatError("step_tasks", task.id, task.malformed)
+    else:
+        try:
+            events = [_retrying(cid, name, retry) for retry in outcome.retries]
+        except (TypeError, ValueError) as exc:
+            unreadable = exc
+    if unreadable is not None:
+        outcome, events = StepOutcome(outcome.attempt, error=error_record(unreadable)), []
     completion: Completion
     if outcome.error is None:
         events.append(
@@ -187,6 +199,10 @@ class QueueRunner:
         await self._finish(task, outcome)
 
     async def _attempts(self, task: StepTask) -> StepOutcome:
+        if task.malformed is not None:  # its input, say, cannot be read: no attempt
+            unreadable = RowFormatError("step_tasks", task.id, task.malformed)
+            logger.error("step task %s of run %s fails: %s", task.id, task.run_id, unreadable)
+            return StepOutcome(task.attempt, error=error_record(unreadable))
         spec = lookup_step(task.name)
         if spec is None:  # claims ask only for known steps: the code changed since
             missing = RuntimeError(

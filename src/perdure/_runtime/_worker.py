@@ -34,9 +34,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from perdure import _log
 from perdure._clock import Clock, FakeClock, TimerHandle
-from perdure._errors import LeaseLostError
+from perdure._errors import CancelRequestedError, LeaseLostError, RowFormatError
 from perdure._records import RunRecord
+from perdure._replay import error_record
 from perdure._runtime._actor import RunActor
 from perdure._runtime._attempts import StepAttempts
 from perdure._runtime._blocked import retry_blocked
@@ -356,6 +358,9 @@ class Worker:
 
     def _adopt(self, record: RunRecord) -> None:
         self._claimed += 1
+        if record.malformed is not None:
+            self._spawn(self._set_aside(record, record.malformed))
+            return
         spec = lookup_workflow(record.workflow)
         if spec is None:
             logger.warning(
@@ -380,6 +385,30 @@ class Worker:
             self._beginning -= 1
             self._slot_freed()
 
+    async def _set_aside(self, record: RunRecord, problems: dict[str, str]) -> None:
+        """End a claimed run whose row cannot be read: failed, naming the columns; once.
+
+        Handed back, it would be claimed again at once, and a claim that failed on it
+        stopped every other run from being claimed (issue 11). This worker holds it since
+        the claim, so the append is fenced as any; it reads nothing of the row. A cancel
+        request wins, as everywhere. (Failed until perdure can block a run.)
+        """
+        problem = RowFormatError("runs", record.id, problems)
+        logger.error("run %s is set aside: %s", record.id, problem)
+        failed = _log.run_failed(error=error_record(problem))
+
+        async def end() -> None:
+            now, store = self.clock.now(), self.store
+            try:
+                await store.append(self.id, record.id, [failed], now, durable=True)
+            except CancelRequestedError:
+                await store.append(self.id, record.id, [_log.run_cancelled()], now, durable=True)
+
+        try:
+            await until_the_store_answers(end, f"could not set run {record.id} aside")
+        except LeaseLostError:  # taken over, or ended, meanwhile
+            return
+        self.run_finished(record.id)
 
     def _schedule_wake(self, when: datetime | None) -> None:
         # FAR_FUTURE means "woken by a resume or a cancel", which pokes us anyway; a

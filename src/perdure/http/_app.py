@@ -37,7 +37,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from perdure._errors import HookNotFoundError, RunNotFoundError
+from perdure._errors import HookNotFoundError, RowFormatError, RunNotFoundError
 from perdure._hooks import WEBHOOK, WebhookRequest, lookup_hook, unstorable, webhook_response
 from perdure._log import HookCreated, LogFormatError
 from perdure._records import RunStatus
@@ -210,6 +210,10 @@ class _Api:
                 return await handler(request)
             except _Refused as refused:
                 return _error(refused.status, refused.message, refused.headers)
+            except (RowFormatError, LogFormatError) as unreadable:
+                # A run's row or log this release cannot read (damaged, or a newer
+                # release's): say what, rather than a bare 500 (issue 11).
+                return _error(409, str(unreadable))
 
         run.__name__ = handler.__name__
         run.__doc__ = handler.__doc__

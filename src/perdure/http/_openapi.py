@@ -155,6 +155,12 @@ _AUTH_ERRORS = {
     "401": _error("No bearer token was sent (when the API has one)."),
     "403": _error("The bearer token is wrong."),
 }
+_UNREADABLE = {
+    "409": _error(
+        "The run's row or log holds what this release cannot read (damaged, or written "
+        "by a newer release); the message names the column or the event."
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +274,7 @@ def _paths(limits: _Limits) -> dict[str, Any]:
                     "200": _ok("The live hooks.", HookList),
                     **_AUTH_ERRORS,
                     "404": _error("No run has this id."),
+                    **_UNREADABLE,
                 },
             }
         },
@@ -331,6 +338,7 @@ def _paths(limits: _Limits) -> dict[str, Any]:
                     "200": _ok("The run.", RunDetail),
                     **_AUTH_ERRORS,
                     "404": _error("No run has this id."),
+                    **_UNREADABLE,
                 },
             }
         },
@@ -348,6 +356,7 @@ def _paths(limits: _Limits) -> dict[str, Any]:
                     "400": _error("A query parameter is invalid."),
                     **_AUTH_ERRORS,
                     "404": _error("No run has this id."),
+                    **_UNREADABLE,
                 },
             }
         },
@@ -363,6 +372,7 @@ def _paths(limits: _Limits) -> dict[str, Any]:
                     "200": _ok("The timeline.", Timeline),
                     **_AUTH_ERRORS,
                     "404": _error("No run has this id."),
+                    **_UNREADABLE,
                 },
             }
         },
@@ -379,6 +389,7 @@ def _paths(limits: _Limits) -> dict[str, Any]:
                     "201": _ok("The new run.", RunDetail),
                     **_AUTH_ERRORS,
                     "404": _error("No run has this id."),
+                    **_UNREADABLE,
                 },
             }
         },

@@ -9,6 +9,7 @@ datetimes, which is what records hold.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from perdure._log import event_type
@@ -19,9 +20,18 @@ from perdure._records import (
     InboxItem,
     RunRecord,
     RunStatus,
-    StepOutcome,
     StepRecord,
     StepTask,
+)
+from perdure.stores._unreadable import (
+    CLAIMABLE,
+    UNREADABLE,
+    careful_event,
+    careful_inbox_item,
+    careful_run,
+    careful_task,
+    named,
+    suspect,
 )
 
 if TYPE_CHECKING:
@@ -69,12 +79,14 @@ HOOK_COLUMNS = "token, run_id, correlation_id, name, kind, created_at"
 GET_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"  # noqa: S608 - constant columns
 GET_RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ANY($1::text[])"  # noqa: S608
 
-# The due runs, locked without waiting for rows another claimer is taking, then held.
+# The due runs, locked without waiting for rows another claimer is taking, then held;
+# only those of a status this release knows (`CLAIMABLE`): a newer release's are its own.
 # RETURNING has no order, so the due time comes back too, to sort by.
 _CLAIM = """
     WITH due AS (
         SELECT id, wake_at FROM runs
-         WHERE owner IS NULL AND wake_at IS NOT NULL AND wake_at <= $2 {only}
+         WHERE owner IS NULL AND wake_at IS NOT NULL AND wake_at <= $2
+           AND status IN {claimable} {only}
          ORDER BY wake_at, id
          LIMIT $3
            FOR UPDATE SKIP LOCKED
@@ -84,10 +96,16 @@ _CLAIM = """
     RETURNING due.wake_at AS due_at, {columns}
 """
 _RUNS_COLUMNS = ", ".join(f"runs.{column.strip()}" for column in RUN_COLUMNS.split(","))
-CLAIM = _CLAIM.format(only="", columns=_RUNS_COLUMNS)
-CLAIM_OF = _CLAIM.format(only="AND workflow = ANY($4::text[])", columns=_RUNS_COLUMNS)
+CLAIM = _CLAIM.format(only="", columns=_RUNS_COLUMNS, claimable=CLAIMABLE)
+CLAIM_OF = _CLAIM.format(
+    only="AND workflow = ANY($4::text[])", columns=_RUNS_COLUMNS, claimable=CLAIMABLE
+)
 
-NEXT_WAKE_AT = "SELECT min(wake_at) FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL"
+# As the claim sees them: a run of a status this release does not know sets no timer.
+NEXT_WAKE_AT = (
+    "SELECT min(wake_at) FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL "  # noqa: S608
+    f"AND status IN {CLAIMABLE}"
+)
 NEXT_WAKE_AT_OF = f"{NEXT_WAKE_AT} AND workflow = ANY($1::text[])"
 
 EVENTS = (
@@ -186,7 +204,33 @@ _STATUSES = {status.value: status for status in RunStatus}
 
 
 def run_from_row(row: Record) -> RunRecord:
-    """A `RunRecord` from a row selected with `RUN_COLUMNS`."""
+    """A `RunRecord` from a row selected with `RUN_COLUMNS`, flagged where unreadable.
+
+    A column this release cannot read (a status it does not know, JSON nested deeper
+    than Python reads) does not fail the read: the record comes back with it in
+    ``malformed`` (`perdure.stores._unreadable`).
+    """
+    try:
+        record = _run_record(row)
+    except UNREADABLE:
+        return careful_run({name: row[name] for name in _RUN_NAMES}, _time)
+    if suspect(record):
+        return careful_run({name: row[name] for name in _RUN_NAMES}, _time)
+    return record
+
+
+_RUN_NAMES = tuple(column.strip().partition("::")[0] for column in RUN_COLUMNS.split(","))
+
+
+def _time(value: object) -> datetime:
+    """A ``timestamptz`` as asyncpg returns it; anything else is not a time."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"not a time: {value!r}")
+    return value
+
+
+def _run_record(row: Record) -> RunRecord:
+    """The fast path of `run_from_row`: it raises on a column it cannot read."""
     return RunRecord(
         id=row["id"],
         workflow=row["workflow"],
@@ -215,12 +259,24 @@ def hook_from_row(row: Record) -> HookRecord:
 
 
 def event_from_row(row: Record) -> Event:
-    """An `Event` from a row selected by `EVENTS`."""
-    return Event(
-        row["run_id"], row["seq"],
-        event_type(row["type"], run_id=row["run_id"], seq=row["seq"]),
-        row["correlation_id"], json.loads(row["data"]), row["created_at"],
-    )  # fmt: skip
+    """An `Event` from a row selected by `EVENTS`.
+
+    Raises:
+        LogFormatError: a column cannot be read; it names the run, the event and the key.
+    """
+    run_id = row["run_id"]
+    try:
+        data: JSON = json.loads(row["data"])
+        if isinstance(data, dict):
+            return Event(
+                run_id, row["seq"],
+                event_type(row["type"], run_id=run_id, seq=row["seq"]),
+                row["correlation_id"], data, row["created_at"],
+            )  # fmt: skip
+    except UNREADABLE:
+        pass
+    columns = ("seq", "type", "correlation_id", "data", "created_at")
+    return careful_event(run_id, [row[name] for name in columns], _time)  # raises
 
 
 def step_from_row(row: Record) -> StepRecord:
@@ -240,34 +296,25 @@ def step_from_row(row: Record) -> StepRecord:
 
 
 def inbox_from_row(row: Record) -> InboxItem:
-    """An `InboxItem` from a row selected by `INBOX`."""
-    return InboxItem(
-        row["id"], row["run_id"], row["token"], row["correlation_id"],
-        json.loads(row["payload"]), row["created_at"],
-    )  # fmt: skip
+    """An `InboxItem` from a row selected by `INBOX`; flagged, not raised, if unreadable."""
+    try:
+        if named(row["token"], row["correlation_id"]):  # else its append would be refused
+            return InboxItem(
+                row["id"], row["run_id"], row["token"], row["correlation_id"],
+                json.loads(row["payload"]), row["created_at"],
+            )  # fmt: skip
+    except UNREADABLE:
+        pass
+    columns = ("id", "run_id", "token", "correlation_id", "payload", "created_at")
+    return careful_inbox_item([row[name] for name in columns], _time)
 
 
 def task_from_row(row: Record) -> StepTask:
-    """A `StepTask` from a row selected by `STEP_TASKS`, `STEP_RESULTS` or a claim."""
-    outcome = None
-    if row["status"] == "finished":
-        outcome = StepOutcome(
-            attempt=row["attempt"],
-            output=loads(row["output"]),
-            error=loads(row["error"]),
-            retries=tuple(loads(row["retries"]) or ()),
-        )
-    return StepTask(
-        id=row["id"],
-        run_id=row["run_id"],
-        correlation_id=row["correlation_id"],
-        queue=row["queue"],
-        name=row["name"],
-        input=loads(row["input"]),
-        attempt=row["attempt"],
-        status=row["status"],
-        owner=row["owner"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        outcome=outcome,
-    )
+    """A `StepTask` from a row selected by `STEP_TASKS`, `STEP_RESULTS` or a claim.
+
+    Flagged, not raised, where a column cannot be read (`perdure.stores._unreadable`).
+    """
+    return careful_task([row[name] for name in _TASK_NAMES], _time)
+
+
+_TASK_NAMES = tuple(column.partition(" AS ")[2] or column for column in _TASK_COLUMNS)

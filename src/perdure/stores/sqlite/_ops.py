@@ -39,6 +39,7 @@ from perdure.stores._index import (
     fold_steps,
     plan,
 )
+from perdure.stores._unreadable import CLAIMABLE
 from perdure.stores.sqlite._rows import (
     HOOK_COLUMNS,
     RUN_COLUMNS,
@@ -114,9 +115,11 @@ def claim_runs(
     """Hold up to ``limit`` due runs, oldest ``wake_at`` first, read off the claim index."""
     at = to_us(now)
     only, names = workflow_filter(workflows)
+    # Only statuses this release knows (`CLAIMABLE`): a newer release's run is left to it.
+    # ``+status``: the filter must not steer the planner off the claim index.
     due = conn.execute(
         "SELECT id FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL AND wake_at <= ? "  # noqa: S608 (placeholders only)
-        f"{only} ORDER BY wake_at, id LIMIT ?",
+        f"AND +status IN {CLAIMABLE} {only} ORDER BY wake_at, id LIMIT ?",
         (at, *names, max(limit, 0)),
     ).fetchall()
     claim = (

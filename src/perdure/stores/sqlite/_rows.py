@@ -21,11 +21,20 @@ from perdure._records import (
     InboxItem,
     RunRecord,
     RunStatus,
-    StepOutcome,
     StepRecord,
     StepTask,
 )
 from perdure.stores._common import utc
+from perdure.stores._unreadable import (
+    CLAIMABLE,
+    UNREADABLE,
+    careful_event,
+    careful_inbox_item,
+    careful_run,
+    careful_task,
+    named,
+    suspect,
+)
 
 if TYPE_CHECKING:
     import sqlite3
@@ -101,7 +110,25 @@ def loads(text: str | None) -> JSON:
 
 
 def run_from_row(row: tuple[Any, ...]) -> RunRecord:
-    """A `RunRecord` from a row selected with `RUN_COLUMNS`."""
+    """A `RunRecord` from a row selected with `RUN_COLUMNS`, flagged where unreadable.
+
+    A column this release cannot read does not fail the read: the record comes back
+    with it in ``malformed`` (`perdure.stores._unreadable`).
+    """
+    try:
+        record = _run_record(row)
+    except UNREADABLE:
+        return careful_run(dict(zip(_RUN_NAMES, row, strict=True)), from_us)
+    if suspect(record):
+        return careful_run(dict(zip(_RUN_NAMES, row, strict=True)), from_us)
+    return record
+
+
+_RUN_NAMES = tuple(column.strip() for column in RUN_COLUMNS.split(","))
+
+
+def _run_record(row: tuple[Any, ...]) -> RunRecord:
+    """The fast path of `run_from_row`: it raises on a column it cannot read."""
     (run_id, workflow, status, run_input, output, error, version, created_at, updated_at,
      started_at, completed_at, owner, wake_at, cancel_requested_at,
      blocked_reason) = row  # fmt: skip
@@ -125,31 +152,8 @@ def run_from_row(row: tuple[Any, ...]) -> RunRecord:
 
 
 def task_from_row(row: tuple[Any, ...]) -> StepTask:
-    """A `StepTask` from a row selected with `TASK_COLUMNS`."""
-    (task_id, run_id, correlation_id, queue, name, task_input, attempt, status, owner, output,
-     error, retries, created_at, updated_at) = row  # fmt: skip
-    outcome = None
-    if status == "finished":
-        outcome = StepOutcome(
-            attempt=attempt,
-            output=loads(output),
-            error=loads(error),
-            retries=tuple(loads(retries) or ()),
-        )
-    return StepTask(
-        id=task_id,
-        run_id=run_id,
-        correlation_id=correlation_id,
-        queue=queue,
-        name=name,
-        input=loads(task_input),
-        attempt=attempt,
-        status=status,
-        owner=owner,
-        created_at=from_us(created_at),
-        updated_at=from_us(updated_at),
-        outcome=outcome,
-    )
+    """A `StepTask` from a row selected with `TASK_COLUMNS`, flagged where unreadable."""
+    return careful_task(row, from_us)
 
 
 def hook_from_row(row: tuple[Any, ...]) -> HookRecord:
@@ -194,17 +198,30 @@ def events(conn: sqlite3.Connection, run_id: str, after_seq: int) -> list[Event]
         "WHERE run_id = ? AND seq > ? ORDER BY seq",
         (run_id, after_seq),
     )
-    return [
-        Event(
-            run_id,
-            seq,
-            event_type(kind, run_id=run_id, seq=seq),
-            correlation_id,
-            json.loads(data),
-            from_us(created_at),
-        )
-        for seq, kind, correlation_id, data, created_at in rows
-    ]
+    return [_event(run_id, row) for row in rows]
+
+
+def _event(run_id: str, row: tuple[Any, ...]) -> Event:
+    """An event from its columns (seq, type, correlation_id, data, created_at).
+
+    Raises:
+        LogFormatError: a column cannot be read; it names the run, the event and the key.
+    """
+    seq, kind, correlation_id, data, created_at = row
+    try:
+        decoded: JSON = json.loads(data)
+        if isinstance(decoded, dict):
+            return Event(
+                run_id,
+                seq,
+                event_type(kind, run_id=run_id, seq=seq),
+                correlation_id,
+                decoded,
+                from_us(created_at),
+            )
+    except UNREADABLE:
+        pass
+    return careful_event(run_id, row, from_us)  # raises, naming what is wrong
 
 
 def steps(conn: sqlite3.Connection, run_id: str) -> list[StepRecord]:
@@ -261,7 +278,8 @@ def next_wake_at(conn: sqlite3.Connection, workflows: list[str] | None = None) -
     """The earliest due time in the claim index (held and ended runs are not in it)."""
     only, names = workflow_filter(workflows)
     (value,) = conn.execute(
-        f"SELECT min(wake_at) FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL {only}",  # noqa: S608 (placeholders only)
+        "SELECT min(wake_at) FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL "  # noqa: S608 (placeholders only)
+        f"AND +status IN {CLAIMABLE} {only}",  # as `claim_runs` claims
         names,
     ).fetchone()
     return _from_us_or_none(value)
@@ -297,9 +315,7 @@ def hook_event(conn: sqlite3.Connection, token: str) -> Event | None:
     if row is None:
         return None
     run_id, seq, correlation_id, data, created_at = row
-    return Event(
-        run_id, seq, EventType.HOOK_CREATED, correlation_id, json.loads(data), from_us(created_at)
-    )
+    return _event(run_id, (seq, EventType.HOOK_CREATED.value, correlation_id, data, created_at))
 
 
 def list_hooks(conn: sqlite3.Connection, run_id: str | None) -> list[HookRecord]:
@@ -323,10 +339,21 @@ def inbox(conn: sqlite3.Connection, worker_id: str) -> list[InboxItem]:
         "WHERE r.owner = ? ORDER BY i.id",
         (worker_id,),
     )
-    return [
-        InboxItem(item_id, run_id, token, correlation_id, json.loads(payload), from_us(created))
-        for item_id, run_id, token, correlation_id, payload, created in rows
-    ]
+    return [_inbox_item(row) for row in rows]
+
+
+def _inbox_item(row: tuple[Any, ...]) -> InboxItem:
+    """An inbox item; one whose payload cannot be read comes back flagged, not raised."""
+    item_id, run_id, token, correlation_id, payload, created = row
+    try:
+        item = InboxItem(
+            item_id, run_id, token, correlation_id, json.loads(payload), from_us(created)
+        )
+    except UNREADABLE:
+        return careful_inbox_item(row, from_us)
+    if not named(token, correlation_id):  # its append would be refused, again and again
+        return careful_inbox_item(row, from_us)
+    return item
 
 
 def step_results(conn: sqlite3.Connection, worker_id: str) -> list[StepTask]:
