@@ -2,12 +2,13 @@
 
 Each test stores runs with a real Engine, stops its worker (which hands its runs back,
 due at once: its clock does not jump, so nothing is evicted before), damages one row
-with SQL through the store's own connection (as a hand-made UPDATE would, or a newer release
-writing what this one does not know), then starts a worker and checks that the other
-runs carry on and that the damaged one is set aside once, with an error naming what
-is wrong. On SQLite the damage is text that is not JSON; PostgreSQL's ``json`` columns
-refuse that, so there it is JSON nested 5,000 deep, which the server keeps and Python's
-`json` cannot read back (a RecursionError).
+with SQL through the store's own connection (as a hand-made UPDATE would, or a newer
+release writing what this one does not know), then starts a worker and checks that the
+other runs carry on and that the damaged one is set aside once (blocked, or, for a
+hook's payload or a step task, an error its workflow sees), naming what is wrong. On
+SQLite the damage is text that is not JSON; PostgreSQL's ``json`` columns refuse that,
+so there it is JSON nested 5,000 deep, which the server keeps and Python's `json`
+cannot read back (a RecursionError).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from perdure import (
     workflow,
 )
 from perdure._records import StepOutcome
+from perdure._runtime._blocked import retry_blocked
 from perdure.testing import FakeClock
 
 if TYPE_CHECKING:
@@ -100,10 +102,17 @@ def told(caplog: pytest.LogCaptureFixture, run_id: str) -> list[logging.LogRecor
     ]  # fmt: skip
 
 
-async def test_a_malformed_event_fails_its_run_once_and_stalls_nothing(
+async def settled(engine: Engine, *run_ids: str) -> bool:
+    """Whether each run ended or is blocked."""
+    statuses = [await status_of(engine, run_id) for run_id in run_ids]
+    return all(status.is_terminal or status is RunStatus.BLOCKED for status in statuses)
+
+
+async def test_a_malformed_event_blocks_its_run_once_and_stalls_nothing(
     make_engine: EngineFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A run whose log holds an unreadable event is failed once, naming the event."""
+    """A run whose log holds an unreadable event is blocked once, naming the event, and
+    the blocked runs' retry (which reads their logs) passes it by."""
     async with make_engine(clock=FakeClock(autojump=False)) as first:  # no eviction
         await first.start(wait_for_choice, "t1", run_id="r1")
         await wait_for_hook(first, "t1")
@@ -117,20 +126,20 @@ async def test_a_malformed_event_fails_its_run_once_and_stalls_nothing(
     caplog.set_level(logging.INFO, logger="perdure")
     async with make_engine() as second:
         await second.start(greet, "c1", run_id="c1")
-        await wait_until(second, lambda: ended(second, "r1", "c1"))
+        await wait_until(second, lambda: settled(second, "r1", "c1"))
         assert await status_of(second, "c1") is RunStatus.COMPLETED
         run = await second.get_run("r1")
-        assert run.record.status is RunStatus.FAILED
-        error = run.record.error or {}
-        assert error["type"] == "perdure._log.LogFormatError"
-        message = str(error["message"])
-        assert f"event #{created.seq}" in message, message
-        assert "hook_created" in message, message
-        assert "'data'" in message, message
+        assert run.record.status is RunStatus.BLOCKED
+        reason = run.record.blocked_reason or ""
+        assert f"run 'r1', event #{created.seq} (hook_created" in reason, reason
+        assert "'data'" in reason, reason
+        # A worker of another version looks at each blocked run's log: this one it
+        # cannot read, and it passes it by rather than fail its maintenance round.
+        assert await retry_blocked(second.store, "another-version", second.clock.now()) == 0
     assert len(told(caplog, "r1")) == 1, [r.getMessage() for r in told(caplog, "r1")]
 
 
-async def test_an_unknown_event_type_fails_its_run_once(
+async def test_an_unknown_event_type_blocks_its_run_once(
     make_engine: EngineFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An event type a newer release wrote sets its run aside, naming it, once."""
@@ -145,18 +154,19 @@ async def test_an_unknown_event_type_fails_its_run_once(
     caplog.set_level(logging.INFO, logger="perdure")
     async with make_engine() as second:
         await second.start(greet, "c2", run_id="c2")
-        await wait_until(second, lambda: ended(second, "r2", "c2"))
+        await wait_until(second, lambda: settled(second, "r2", "c2"))
         assert await status_of(second, "c2") is RunStatus.COMPLETED
         record = (await second.get_run("r2")).record
-        assert record.status is RunStatus.FAILED
-        assert "hook_renamed" in str((record.error or {})["message"])
+        assert record.status is RunStatus.BLOCKED
+        assert "hook_renamed" in (record.blocked_reason or "")
     assert len(told(caplog, "r2")) == 1
 
 
 async def test_an_unreadable_due_run_is_set_aside_and_the_others_are_claimed(
     make_engine: EngineFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A due run whose input cannot be read is failed naming the column; c1 still runs."""
+    """A due run whose input cannot be read is blocked naming the column, c1 still runs;
+    mended by hand, ``unblock`` runs it."""
     async with make_engine(worker=False) as idle:
         await idle.start(greet, "p1", run_id="p1")
         await damage(
@@ -165,16 +175,19 @@ async def test_an_unreadable_due_run_is_set_aside_and_the_others_are_claimed(
         await idle.start(greet, "c1", run_id="c1")
     caplog.set_level(logging.INFO, logger="perdure")
     async with make_engine() as worker:
-        await wait_until(worker, lambda: ended(worker, "c1", "p1"))
+        await wait_until(worker, lambda: settled(worker, "c1", "p1"))
         assert (await worker.get_run("c1")).record.status is RunStatus.COMPLETED
         listed = {run.id: run.record for run in await worker.list_runs()}
-        assert listed["p1"].status is RunStatus.FAILED
+        assert listed["p1"].status is RunStatus.BLOCKED
         assert listed["p1"].malformed is not None
         assert "input" in listed["p1"].malformed
-        assert "input" in str((listed["p1"].error or {}).get("message"))
-        failed = of_type(await worker.store.events("p1"), EventType.RUN_FAILED)
-        assert len(failed) == 1
-    assert len(told(caplog, "p1")) == 1
+        assert "runs row 'p1' cannot be read: input" in (listed["p1"].blocked_reason or "")
+        blocked = of_type(await worker.store.events("p1"), EventType.RUN_BLOCKED)
+        assert len(blocked) == 1
+        assert len(told(caplog, "p1")) == 1
+        await damage(worker.store, "UPDATE runs SET input = ? WHERE id = 'p1'", '{"name": "p1"}')
+        await worker.unblock("p1")
+        assert await (await worker.get_run("p1")).result(timeout=5) == "hello p1"
 
 
 async def test_a_run_of_an_unknown_status_is_skipped(make_engine: EngineFactory) -> None:

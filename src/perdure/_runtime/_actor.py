@@ -335,21 +335,18 @@ class RunActor:
         self._abandon()
 
     def _set_aside(self, exc: LogFormatError | RowFormatError) -> None:
-        """End a run whose log or rows cannot be read: failed, naming what; said once.
+        """Block a run whose log or rows cannot be read, naming what; said once.
 
         Handed back, as after a store's failure, it would be claimed and replayed again
-        at once, for ever (issue 11): a worker read its log some 700 times a second. The
-        terminal append reads nothing of the log, so it is written whatever the log
-        holds. (Failed until perdure can block a run: it is not the workflow's failure.)
+        at once, for ever (issue 11): a worker read its log some 700 times a second.
+        Blocked, not failed: the row may be mended by hand, or be a newer release's (an
+        event type this one does not know), and ``perdure unblock``, or a worker of
+        another version, tries the run again. Blocking reads nothing of the log.
         """
-        logger.error("run %s is set aside: %s", self.run_id, exc)
         if self.instance is not None:  # a replay that stopped half-way: nothing of it runs
             self.instance.discard()
             self.instance = None
-        if self._cancel_pending:
-            self._end(_log.run_cancelled())
-        else:
-            self._end(_log.run_failed(error=error_record(exc)))
+        self._block(f"{exc}\n{self._versions()}")
 
     def _fail_outright(self, exc: BaseException) -> None:
         self._emit(_log.run_failed(error=error_record(exc)), durable=True)

@@ -21,6 +21,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from perdure import _log
+from perdure._log import LogFormatError
 from perdure._records import EventType, RunStatus
 from perdure._workflow import lookup_workflow
 
@@ -44,11 +45,14 @@ async def retry_blocked(store: Store, worker_id: str, now: datetime) -> int:
         spec = lookup_workflow(run.workflow)
         if spec is None:
             continue
-        blocked_by = {
-            _log.RunBlocked.of(event).version
-            for event in await store.events(run.id)
-            if event.type is EventType.RUN_BLOCKED
-        }
+        try:
+            blocked_by = {
+                _log.RunBlocked.of(event).version
+                for event in await store.events(run.id)
+                if event.type is EventType.RUN_BLOCKED
+            }
+        except LogFormatError:  # a log that cannot be read: `perdure unblock` tries it
+            continue  # (raised here, it failed every maintenance round: issue 11)
         if spec.version in blocked_by:
             continue
         if await store.unblock_run(run.id, now, by=worker_id) is not None:

@@ -36,9 +36,8 @@ from typing import TYPE_CHECKING
 
 from perdure import _log
 from perdure._clock import Clock, FakeClock, TimerHandle
-from perdure._errors import CancelRequestedError, LeaseLostError, RowFormatError
+from perdure._errors import LeaseLostError, RowFormatError
 from perdure._records import RunRecord
-from perdure._replay import error_record
 from perdure._runtime._actor import RunActor
 from perdure._runtime._attempts import StepAttempts
 from perdure._runtime._blocked import retry_blocked
@@ -386,29 +385,40 @@ class Worker:
             self._slot_freed()
 
     async def _set_aside(self, record: RunRecord, problems: dict[str, str]) -> None:
-        """End a claimed run whose row cannot be read: failed, naming the columns; once.
+        """Block a claimed run whose row cannot be read, naming the columns; said once.
 
-        Handed back, it would be claimed again at once, and a claim that failed on it
-        stopped every other run from being claimed (issue 11). This worker holds it since
-        the claim, so the append is fenced as any; it reads nothing of the row. A cancel
-        request wins, as everywhere. (Failed until perdure can block a run.)
+        Handed back, it would be claimed again at once; and before, the claim that met
+        it failed for every run (issue 11). Blocked, not failed: the row may be mended
+        by hand, then ``perdure unblock`` tries the run again. This worker holds it since
+        the claim, so the write is fenced as any, and it reads nothing of the row. A
+        cancel request wins, as everywhere (a run blocked with one is due at once, so
+        its next holder ends it cancelled here).
         """
         problem = RowFormatError("runs", record.id, problems)
-        logger.error("run %s is set aside: %s", record.id, problem)
-        failed = _log.run_failed(error=error_record(problem))
+        spec = lookup_workflow(record.workflow)
+        version = spec.version if spec is not None else None
+        blocked = _log.run_blocked(reason=str(problem), version=version, worker=self.id)
 
-        async def end() -> None:
+        async def set_aside() -> None:
             now, store = self.clock.now(), self.store
-            try:
-                await store.append(self.id, record.id, [failed], now, durable=True)
-            except CancelRequestedError:
+            if record.cancel_requested:
                 await store.append(self.id, record.id, [_log.run_cancelled()], now, durable=True)
+            else:
+                await store.block_run(self.id, record.id, blocked, now)
 
         try:
-            await until_the_store_answers(end, f"could not set run {record.id} aside")
+            await until_the_store_answers(set_aside, f"could not set run {record.id} aside")
         except LeaseLostError:  # taken over, or ended, meanwhile
             return
-        self.run_finished(record.id)
+        if record.cancel_requested:
+            self.run_finished(record.id)
+            return
+        logger.warning(
+            "run %s is blocked, not failed (perdure unblock %s tries it again): %s",
+            record.id,
+            record.id,
+            problem,
+        )
 
     def _schedule_wake(self, when: datetime | None) -> None:
         # FAR_FUTURE means "woken by a resume or a cancel", which pokes us anyway; a
