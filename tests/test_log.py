@@ -313,3 +313,13 @@ def test_a_stored_type_this_release_does_not_know_is_a_log_format_error() -> Non
 
     with pytest.raises(_log.LogFormatError, match="run 'r1', event #3 \\(stream_chunk\\)"):
         _log.event_type("stream_chunk", run_id="r1", seq=3)
+
+
+def test_a_forks_run_created_names_the_run_it_was_forked_from() -> None:
+    """``forked_from`` is an optional key: a fork writes it, other runs leave it out."""
+    fork = _log.run_created(workflow="wf", input=None, version="v2", forked_from="r1")
+    assert fork.data["forked_from"] == "r1"
+    assert _log.RunCreated.of(fork) == _log.RunCreated("wf", None, "v2", "r1")
+    plain = _log.run_created(workflow="wf", input=None, version="v2")
+    assert "forked_from" not in plain.data
+    assert _log.RunCreated.of(plain).forked_from is None

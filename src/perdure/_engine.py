@@ -19,6 +19,7 @@ from perdure._errors import (
     WorkflowCancelled,
     WorkflowFailed,
 )
+from perdure._fork import fork_prefix
 from perdure._hooks import WEBHOOK, RecentHooks, stored_payload, unstorable
 from perdure._log import HookCreated
 from perdure._records import JSON, Event, NewRun, RunRecord, RunStatus
@@ -441,6 +442,45 @@ class Engine:
         version = spec.version if spec is not None else original.version
         new = NewRun(uuid.uuid4().hex, original.workflow, original.input, version)
         record, _ = await self._create(new)
+        return Run(self, record)
+
+    async def fork(self, run_id: str, *, from_step: str) -> Run[Any]:
+        """Start a new run whose log is ``run_id``'s up to ``from_step``, on today's code.
+
+        The fork's log holds every event the original logged before the first event of
+        ``from_step`` (a correlation id such as ``"charge#1"``, as `perdure show` lists
+        them), and its ``run_created`` names the original (``forked_from``). The calls
+        before that point replay from their recorded results and are not executed
+        again; ``from_step`` and everything after it run on the code of the worker that
+        takes the fork, which records this process's version of the workflow (else the
+        original's). The run and its log are stored at once, durably, before any worker
+        can take it. See `perdure._fork` for what is copied, and why a fork point where
+        the original holds a live hook is refused.
+
+        Raises:
+            RunNotFoundError: no run has that id (it is also a LookupError).
+            ValueError: the log holds no call ``from_step`` (the message names the step
+                ids it holds), or a hook of the original is live at that point.
+            RowFormatError: the run's row cannot be read (a ValueError naming the column).
+        """
+        self._require_open()
+        original = await read(lambda: self.store.get_run(run_id), f"reading run {run_id!r}")
+        if original is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        _readable(original)
+        events = await read(lambda: self.store.events(run_id), f"reading run {run_id!r}'s log")
+        prefix = fork_prefix(run_id, events, from_step)
+        spec = lookup_workflow(original.workflow)
+        version = spec.version if spec is not None else original.version
+        new = NewRun(uuid.uuid4().hex, original.workflow, original.input, version)
+        now = self.clock.now()
+        with start_run_span(new.id, new.workflow):
+            record, _ = await write(
+                lambda: self.store.fork_run(new, run_id, prefix, now),
+                f"forking run {run_id!r}",
+                idempotent=True,
+            )
+        self._signal()
         return Run(self, record)
 
     async def _create(self, new: NewRun) -> tuple[RunRecord, bool]:

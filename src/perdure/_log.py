@@ -14,7 +14,8 @@ The events and their data (all JSON; a ``cid`` is the event's correlation id, th
 durable call's name and counter such as ``fetch#2``; run events have none)::
 
     run_created      workflow: str, input: the encoded call ({"args": [...], "kwargs":
-                     {...}}), version: str | null
+                     {...}}), version: str | null; forked_from: str, the id of the run
+                     whose log this one's begins with (`Engine.fork`; absent: not a fork)
     run_started      worker: str (the worker that started it; absent reads as unknown)
     step_started     cid; name: str, attempt: int (1-based), input: the encoded call,
                      and queue: str for a step routed to the workers serving that queue
@@ -181,11 +182,22 @@ class LogFormatError(PerdureError, ValueError):
 # calls step_started and step_completed for every step.
 
 
-def run_created(*, workflow: str, input: JSON, version: str | None) -> NewEvent:  # noqa: A002
-    """The first event of every run, written by the store that creates it."""
-    return NewEvent(
-        EventType.RUN_CREATED, None, {"workflow": workflow, "input": input, "version": version}
-    )
+def run_created(
+    *,
+    workflow: str,
+    input: JSON,  # noqa: A002
+    version: str | None,
+    forked_from: str | None = None,
+) -> NewEvent:
+    """The first event of every run, written by the store that creates it.
+
+    A fork names the run it was forked from; other runs write no ``forked_from`` key, so
+    their logs stay as earlier releases wrote them.
+    """
+    data: dict[str, JSON] = {"workflow": workflow, "input": input, "version": version}
+    if forked_from is not None:
+        data["forked_from"] = forked_from
+    return NewEvent(EventType.RUN_CREATED, None, data)
 
 
 def run_started(*, worker: str) -> NewEvent:
@@ -493,12 +505,16 @@ class _Entry:
 
 @dataclass(frozen=True, slots=True)
 class RunCreated(_Entry):
-    """``run_created``: the workflow's name, its encoded call and its code version."""
+    """``run_created``: the workflow's name, its encoded call and its code version.
+
+    ``forked_from`` is the run a fork's log was copied from (None: not a fork).
+    """
 
     TYPE: ClassVar[EventType] = EventType.RUN_CREATED
     workflow: str
     input: JSON
     version: str | None
+    forked_from: str | None = None
 
     @classmethod
     def read(cls, event: AnyEvent, run_id: str | None) -> Self:
@@ -506,6 +522,7 @@ class RunCreated(_Entry):
             _str(event, run_id, "workflow"),
             event.data.get("input"),
             _optional_str(event, run_id, "version"),
+            _optional_str(event, run_id, "forked_from"),
         )
 
 

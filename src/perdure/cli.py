@@ -1,7 +1,7 @@
 """The ``perdure`` command line.
 
 Commands: ``worker``, ``runs``, ``show``, ``events``, ``cancel``, ``hooks``,
-``resume-hook``, ``rerun`` and ``web``; ``perdure --help`` describes them. Every command
+``resume-hook``, ``rerun``, ``fork`` and ``web``; ``perdure --help`` describes them. Every command
 takes ``--database-url`` (default ``$PERDURE_DATABASE_URL``, else
 ``sqlite:///.perdure/perdure.db``). Exit codes: 0 success, 1 a failed operation, 2 wrong
 usage or an unknown run id or token.

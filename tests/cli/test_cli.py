@@ -139,6 +139,7 @@ def test_help_lists_every_command() -> None:
     for command in ("worker", "runs", "show", "events", "hooks", "cancel", "resume-hook"):
         assert command in result.out
     assert "rerun" in result.out
+    assert "fork" in result.out
     assert "web" in result.out
     script = Path(sys.executable).parent / "perdure"
     version = subprocess.run(
@@ -277,6 +278,7 @@ def test_unknown_run_id_exits_2(db: Populated) -> None:
         ("show", "no-such-run"),
         ("events", "no-such-run"),
         ("rerun", "no-such-run"),
+        ("fork", "no-such-run", "--from-step", "a#1"),
         ("hooks", "--run", "no-such-run"),
     ):
         assert_clean_error(cli(db.url, *args), 2, "no run with id 'no-such-run'")

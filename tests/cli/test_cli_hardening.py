@@ -248,6 +248,7 @@ def test_json_output_never_holds_a_bare_nan(tmp_path: Path) -> None:
         ("cancel", "r1"),
         ("resume-hook", "t1", "--data", "{}"),
         ("rerun", "r1"),
+        ("fork", "r1", "--from-step", "a#1"),
     ],
     ids=lambda args: args[0] if isinstance(args, tuple) else str(args),
 )

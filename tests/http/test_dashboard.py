@@ -444,7 +444,8 @@ async def serving(app: Any) -> AsyncIterator[str]:
 
 
 async def test_the_dashboard_in_a_browser(tmp_path: Path) -> None:
-    """In Chromium: sign in, find the run, see its timeline, resume its hook, rerun, cancel."""
+    """In Chromium: sign in, find the run, see its timeline, resume its hook, rerun, cancel,
+    fork."""
     _browser_or_skip()
     from playwright.async_api import async_playwright, expect  # noqa: PLC0415 (may be missing)
 
@@ -548,6 +549,15 @@ async def test_the_dashboard_in_a_browser(tmp_path: Path) -> None:
         await page.get_by_role("button", name="Cancel run").click()
         await expect(page.locator("#status")).to_have_text("cancelled")
         assert await rerun.status() is RunStatus.CANCELLED
+
+        # Fork from a step of the failed run: a new run, forked from it, opens.
+        await page.goto(f"{base}/runs/charge-B-7")
+        await expect(page.locator("#fork-step")).to_have_value("charge_card#1")
+        await page.get_by_role("button", name="Fork from step").click()
+        await expect(page).not_to_have_url(f"{base}/runs/charge-B-7")
+        forked = page.url.rsplit("/", 1)[1]
+        created = (await engine.store.events(forked))[0]
+        assert created.data["forked_from"] == "charge-B-7"
 
         # An API error is said plainly at the top of the page.
         await page.goto(f"{base}/runs/no-such-run")

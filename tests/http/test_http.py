@@ -850,6 +850,31 @@ async def test_rerun_starts_a_new_run_with_the_same_input(
     assert 2 == len(await engine.list_runs())
 
 
+async def test_fork_starts_a_new_run_from_a_step_of_the_log(
+    engine: Engine, client: httpx.AsyncClient
+) -> None:
+    """POST /runs/{id}/fork with {"from_step": ...} makes a new run (201) that names the
+    original; an unknown run is 404, a step the log does not hold or a bad body 422."""
+    first = await engine.start(greet, "bo", 2)
+    await first.result(timeout=5)
+
+    response = await client.post(f"/runs/{first.id}/fork", json={"from_step": "shout#1"})
+    unknown_run = await client.post("/runs/nope/fork", json={"from_step": "shout#1"})
+    unknown_step = await client.post(f"/runs/{first.id}/fork", json={"from_step": "nope#1"})
+    no_step = await client.post(f"/runs/{first.id}/fork", json={"step": "shout#1"})
+
+    assert 201 == response.status_code, response.text
+    forked = response.json()
+    assert forked["id"] != first.id
+    assert "HELLO BO HELLO BO" == await (await engine.get_run(forked["id"])).result(timeout=5)
+    created = (await engine.store.events(forked["id"]))[0]
+    assert first.id == created.data["forked_from"]
+    assert 404 == unknown_run.status_code
+    assert (422, True) == (unknown_step.status_code, "shout#1" in unknown_step.json()["error"])
+    assert 422 == no_step.status_code
+    assert 2 == len(await engine.list_runs())
+
+
 async def test_unknown_paths_and_methods_get_json_errors(client: httpx.AsyncClient) -> None:
     """A path or method the API does not have is a JSON 404 or 405, not HTML."""
     missing = await client.get("/nowhere")
@@ -938,7 +963,7 @@ def test_generated_requests_never_get_a_server_error(tmp_path: Path) -> None:
         operations = {
             result.ok().label: result.ok() for result in results if isinstance(result, Ok)
         }
-        assert len(operations) == 15  # with POST /runs/{run_id}/unblock
+        assert len(operations) == 16  # with POST /runs/{run_id}/unblock and /fork
         for operation in operations.values():
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
@@ -974,6 +999,10 @@ def test_generated_requests_never_get_a_server_error(tmp_path: Path) -> None:
             ("GET /hooks", {"query": {"run": "st-1"}}),
             ("POST /runs", {"body": {"workflow": "http-greet", "args": ["again"]}}),
             ("POST /runs/{run_id}/rerun", {"path_parameters": run}),
+            (
+                "POST /runs/{run_id}/fork",
+                {"path_parameters": {"run_id": "st-2"}, "body": {"from_step": "shout#1"}},
+            ),
             ("POST /webhooks/{token}", {"path_parameters": {"token": webhook["token"]}}),
             (
                 "POST /hooks/{token}/resume",

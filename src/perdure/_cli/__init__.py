@@ -4,7 +4,7 @@
 - `_common`: errors and exit codes, opening the database, importing user modules;
 - `_output`: consoles, formatting, the JSON shapes;
 - `_inspect`: ``runs``, ``show``, ``events``, ``hooks``; `_timeline` draws ``show``;
-- `_control`: ``cancel``, ``resume-hook``, ``rerun``, ``unblock``;
+- `_control`: ``cancel``, ``resume-hook``, ``rerun``, ``fork``, ``unblock``;
 - `_deploy`: ``check-replay`` and ``export``, what to run before a deploy;
 - `_serve`: ``worker``; `_web`: ``web`` (the dashboard and the HTTP API), served as
   `_uvicorn` says (limits, a request-head deadline, tokens kept out of the access log);
@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from perdure._cli._app import app, main
-from perdure._cli._control import cancel, rerun, resume_hook, unblock
+from perdure._cli._control import cancel, fork, rerun, resume_hook, unblock
 from perdure._cli._deploy import check_replay, export
 from perdure._cli._inspect import events, hooks, runs, show
 from perdure._cli._migrate import migrate
@@ -32,6 +32,7 @@ app.command()(hooks)
 app.command()(cancel)
 app.command("resume-hook")(resume_hook)
 app.command()(rerun)
+app.command()(fork)
 app.command()(unblock)
 app.command("check-replay")(check_replay)
 app.command()(export)

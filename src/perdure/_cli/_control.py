@@ -1,4 +1,4 @@
-"""Commands that steer runs: ``cancel``, ``resume-hook``, ``rerun``."""
+"""Commands that steer runs: ``cancel``, ``resume-hook``, ``rerun``, ``fork``, ``unblock``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from perdure._cli._common import (
 )
 from perdure._cli._output import err, error, note, out, print_json
 from perdure._errors import HookNotFoundError, RunNotFoundError
+from perdure._fork import UnknownStepError
 from perdure._hooks import lookup_hook, unstorable
 from perdure._log import HookCreated
 from perdure._records import RunStatus
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from perdure._engine import Engine
     from perdure._records import JSON, RunRecord
 
-__all__ = ["cancel", "rerun", "resume_hook"]
+__all__ = ["cancel", "fork", "rerun", "resume_hook"]
 
 _PROGRESS_FROM = 5
 """Cancelling at least this many runs shows a progress bar (on a terminal)."""
@@ -279,6 +280,50 @@ def rerun(
             f"started run {record.id} of workflow {record.workflow!r} "
             f"(version {record.version or '-'}), a re-run of {run_id}",
             label="rerun",
+        )
+        return record.id
+
+    new_id = run(main())
+    sys.stdout.write(new_id + "\n")
+
+
+def fork(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run to fork.")],
+    from_step: Annotated[
+        str,
+        typer.Option(
+            "--from-step",
+            metavar="ID",
+            help="The step to run again, and all after it: a step id such as charge#1 "
+            "(perdure show RUN lists them).",
+        ),
+    ],
+    modules: Modules = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Start a new run with RUN's log up to a step, then today's code; print its id.
+
+    The steps before --from-step are not executed again: the new run replays their
+    recorded results. The new run records the version of the workflow a --module
+    defines, else the original run's. Exit 2 for an unknown run or step id, 1 when the
+    fork is refused (a hook of RUN is live at that point).
+    """
+    url = resolve_url(database_url)
+    with reporting():
+        import_modules(modules or [])
+
+    async def main() -> str:
+        async with engine(url) as steering:
+            try:
+                record = (await steering.fork(run_id, from_step=from_step)).record
+            except (RunNotFoundError, UnknownStepError) as exc:
+                raise CliError(str(exc), USAGE) from None
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
+        note(
+            f"started run {record.id} of workflow {record.workflow!r} "
+            f"(version {record.version or '-'}), a fork of {run_id} from {from_step}",
+            label="fork",
         )
         return record.id
 

@@ -16,7 +16,8 @@ Endpoints (JSON; ``GET /openapi.json`` describes them):
 - ``POST /hooks/{token}/resume``: resume a hook made with ``hook.create()``;
 - ``GET|POST|PUT|PATCH|DELETE /webhooks/{token}``: feed a webhook (`create_webhook`);
 - ``POST /runs``, ``GET /runs``, ``GET /runs/{id}``, ``GET /runs/{id}/events``,
-  ``GET /runs/{id}/timeline``, ``POST /runs/{id}/cancel``, ``POST /runs/{id}/rerun``;
+  ``GET /runs/{id}/timeline``, ``POST /runs/{id}/cancel``, ``POST /runs/{id}/rerun``,
+  ``POST /runs/{id}/fork``;
 - ``GET /hooks?run=``: live hooks.
 
 The web dashboard (`perdure.web`) is served by the same app: ``/`` lists runs, and

@@ -374,6 +374,21 @@ class _Api:
             raise _Refused(404, f"no run with id {run_id!r}") from None
         return _json(run_detail_json(run.record), 201)
 
+    async def fork(self, request: Request) -> Response:
+        """Start a new run with the run's log up to a step, then today's code."""
+        run_id = _run_id(request)
+        body = await _read_json(request, self.max_body)
+        from_step = body.get("from_step") if isinstance(body, dict) else None
+        if not isinstance(from_step, str) or not from_step:
+            raise _Refused(422, 'send {"from_step": "ID"}, a step id such as "charge#1"')
+        try:
+            run = await self.engine.fork(run_id, from_step=from_step)
+        except RunNotFoundError:
+            raise _Refused(404, f"no run with id {run_id!r}") from None
+        except ValueError as exc:  # a step the log does not hold, or a live hook
+            raise _Refused(422, str(exc)) from None
+        return _json(run_detail_json(run.record), 201)
+
     async def run_timeline(self, request: Request) -> Response:
         """The run's steps, sleeps and hooks in time, built from its log."""
         record = await self._run(request)
@@ -630,6 +645,7 @@ def create_app(
         Route("/runs/{run_id}/cancel", api.endpoint(api.cancel_run), methods=["POST"]),
         Route("/runs/{run_id}/unblock", api.endpoint(api.unblock_run), methods=["POST"]),
         Route("/runs/{run_id}/rerun", api.endpoint(api.rerun), methods=["POST"]),
+        Route("/runs/{run_id}/fork", api.endpoint(api.fork), methods=["POST"]),
         *(pages.routes() if pages is not None else []),
     ]
 

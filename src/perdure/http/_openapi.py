@@ -28,7 +28,7 @@ from perdure._views import EventList, Hook, HookList, RunDetail, RunList, Timeli
 if TYPE_CHECKING:
     from pydantic_core import CoreSchema
 
-__all__ = ["AFTER", "LIMIT", "ApiError", "IntQuery", "StartRun", "openapi_document"]
+__all__ = ["AFTER", "LIMIT", "ApiError", "ForkRun", "IntQuery", "StartRun", "openapi_document"]
 
 _REF = "#/components/schemas/"
 _JSON = "application/json"
@@ -120,6 +120,20 @@ class _Schemas(GenerateJsonSchema):
         return False
 
 
+@with_config(ConfigDict(extra="forbid"))
+class ForkRun(TypedDict):
+    """The body of ``POST /runs/{run_id}/fork``."""
+
+    from_step: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="The step to run again, and all after it: a step id of the run's "
+            "log such as charge#1.",
+        ),
+    ]
+
+
 @cache
 def _components() -> tuple[dict[str, Any], dict[str, Any]]:
     """The schema of each body (a reference) by its class's name, and the components.
@@ -131,6 +145,7 @@ def _components() -> tuple[dict[str, Any], dict[str, Any]]:
         (shape.__name__, "serialization", TypeAdapter(shape)) for shape in _RESPONSES
     ]
     bodies.append((StartRun.__name__, "validation", TypeAdapter(StartRun)))
+    bodies.append((ForkRun.__name__, "validation", TypeAdapter(ForkRun)))
     references, definitions = TypeAdapter.json_schemas(
         bodies, ref_template=_REF + "{model}", schema_generator=_Schemas
     )
@@ -389,6 +404,33 @@ def _paths(limits: _Limits) -> dict[str, Any]:
                     "201": _ok("The new run.", RunDetail),
                     **_AUTH_ERRORS,
                     "404": _error("No run has this id."),
+                    **_UNREADABLE,
+                },
+            }
+        },
+        "/runs/{run_id}/fork": {
+            "post": {
+                "operationId": "fork_run",
+                "summary": "Start a new run with this run's log up to a step, then today's code",
+                "description": "The steps before from_step are not executed again: the new "
+                "run replays their recorded results, and runs from_step and the rest on the "
+                "code of the worker that takes it. Its run_created event names the original "
+                "(forked_from).",
+                "tags": ["runs"],
+                "parameters": [_RUN_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {_JSON: {"schema": _ref(ForkRun)}},
+                },
+                "responses": {
+                    "201": _ok("The new run.", RunDetail),
+                    **limits.body_errors(),
+                    **_AUTH_ERRORS,
+                    "404": _error("No run has this id."),
+                    "422": _error(
+                        "The run's log holds no such step (the message names those it "
+                        "holds), or a hook of the run is live at that point."
+                    ),
                     **_UNREADABLE,
                 },
             }

@@ -158,6 +158,20 @@ class RunStore(Protocol):
         and the existing record comes back with ``False``.
         """
 
+    async def fork_run(
+        self, run: NewRun, forked_from: str, events: list[NewEvent], now: datetime
+    ) -> tuple[RunRecord, bool]:
+        """Create a run whose log is its ``run_created`` then ``events``, durably, at once.
+
+        ``run_created`` names ``forked_from`` (the run the events were copied from); the
+        events update the indexes as an `append` would (a ``run_started`` makes it
+        running, a sleep sets its timer). Created unheld and due now, in one transaction
+        with its log: no worker can claim it before its log is there. Idempotent on
+        ``run.id`` as `create_run` is. Raises `HookConflictError` (and writes nothing)
+        when an event creates a hook whose token another live hook holds, and ValueError
+        when an event would end the run.
+        """
+
     async def claim_runs(
         self,
         worker_id: str,

@@ -172,6 +172,26 @@ class MemoryStore(Store):
         self._changed()
         return record, True
 
+    async def fork_run(
+        self, run: NewRun, forked_from: str, events: list[NewEvent], now: datetime
+    ) -> tuple[RunRecord, bool]:
+        """Create a pending run whose log goes on with ``events``; idempotent on id."""
+        if (existing := self._runs.get(run.id)) is not None:
+            return existing, False
+        events = [replace(event, data=_json(event.data)) for event in events]
+        changes = plan(events, run.id)
+        if any(isinstance(change, RunEnded) for change in changes):
+            raise ValueError(f"a fork's log cannot hold the end of a run ({run.id!r})")
+        self._check_hooks(run.id, changes)
+        record, _ = await self.create_run(run, now)
+        first = self._events[run.id][0]
+        created = run_created(
+            workflow=run.workflow, input=record.input, version=run.version, forked_from=forked_from
+        )
+        self._events[run.id][0] = replace(first, data=created.data)
+        record = self._log(record, events, changes, utc(now))
+        return record, True
+
     async def claim_runs(
         self,
         worker_id: str,

@@ -59,6 +59,7 @@ from perdure.stores.postgres._connect import (
     translated_task,
     with_defaults,
 )
+from perdure.stores.postgres._fork import fork_run
 from perdure.stores.postgres._group import GroupCommit, PostgresStatistics
 from perdure.stores.postgres._listener import Listener
 from perdure.stores.postgres._schema import apply_migrations, migrations
@@ -240,6 +241,16 @@ class PostgresStore(Store):
             cancel_requested=False,
         )
         return record, True
+
+    async def fork_run(
+        self, run: NewRun, forked_from: str, events: list[NewEvent], now: datetime
+    ) -> tuple[RunRecord, bool]:
+        """Create a due, unheld run whose log goes on with ``events``, durably, at once."""
+        created = await fork_run(self._db, run, forked_from, events, now)
+        record = await self.get_run(run.id)
+        if record is None:  # pragma: no cover - runs are never deleted
+            raise RuntimeError(f"run {run.id!r} was forked and yet cannot be read")
+        return record, created
 
     async def claim_runs(
         self,

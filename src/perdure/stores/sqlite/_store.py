@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 from perdure.stores._protocol import Store
 from perdure.stores.sqlite import _ops as ops
 from perdure.stores.sqlite import _rows as rows
+from perdure.stores.sqlite._fork import fork_run
 from perdure.stores.sqlite._schema import connect, migrate, migrations
 from perdure.stores.sqlite._workers import WorkerLocks
 from perdure.stores.sqlite._writer import Writer, WriterStatistics
@@ -169,6 +170,14 @@ class SQLiteStore(Store):
     async def create_run(self, run: NewRun, now: datetime) -> tuple[RunRecord, bool]:
         """Create a pending run with its ``run_created`` event, durably; idempotent on id."""
         return await self._write(lambda conn: ops.create_run(conn, run, now), durable=True)
+
+    async def fork_run(
+        self, run: NewRun, forked_from: str, events: list[NewEvent], now: datetime
+    ) -> tuple[RunRecord, bool]:
+        """Create a due, unheld run whose log goes on with ``events``, durably, at once."""
+        return await self._write(
+            lambda conn: fork_run(conn, run, forked_from, events, now), durable=True
+        )
 
     async def claim_runs(
         self,

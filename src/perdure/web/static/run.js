@@ -33,6 +33,8 @@ const ui = {
   blocked: $("blocked"),
   cancel: $("cancel"),
   rerun: $("rerun"),
+  forkStep: $("fork-step"),
+  fork: $("fork"),
   hooksSection: $("hooks-section"),
   hooks: $("hooks"),
   timeline: $("timeline"),
@@ -537,6 +539,31 @@ ui.rerun.addEventListener("click", async () => {
   }
 });
 
+// Fork: a new run whose log is this one's up to the chosen call (steps before it are
+// not run again), then today's code. The picker lists the calls of the timeline.
+function renderForkSteps(timeline) {
+  const calls = groups(timeline.spans).map((group) => group.call);
+  const listed = [...ui.forkStep.options].map((option) => option.value);
+  if (listed.join("\n") === calls.join("\n")) return;
+  const chosen = ui.forkStep.value;
+  ui.forkStep.replaceChildren(...calls.map((call) => h("option", { value: call }, call)));
+  if (calls.includes(chosen)) ui.forkStep.value = chosen;
+  ui.forkStep.disabled = ui.fork.disabled = calls.length === 0;
+}
+
+ui.fork.addEventListener("click", async () => {
+  const step = ui.forkStep.value;
+  if (!step) return;
+  ui.fork.disabled = true;
+  try {
+    const run = await api(`${runPath}/fork`, { method: "POST", body: { from_step: step } });
+    location.assign(`${base}/runs/${encodeURIComponent(run.id)}`);
+  } catch (error) {
+    showError("Could not fork:", error);
+    ui.fork.disabled = false;
+  }
+});
+
 // -- polling ---------------------------------------------------------------------------
 
 async function tick() {
@@ -552,6 +579,7 @@ async function tick() {
   renderFacts(run, now);
   renderHooks(isTerminal(run.status) ? [] : hooks.hooks);
   renderTimeline(run, timeline);
+  renderForkSteps(timeline);
   renderIo(run);
   return !isTerminal(run.status);
 }
