@@ -6,6 +6,8 @@ real process per code version.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from helpers import of_type, wait_until
@@ -13,8 +15,10 @@ from perdure import (
     Engine,
     EventType,
     FatalError,
+    Run,
     RunNotFoundError,
     RunStatus,
+    Workflow,
     WorkflowFailed,
     step,
     workflow,
@@ -113,10 +117,12 @@ async def test_a_bug_in_workflow_code_blocks_and_the_fix_continues_it(engine: En
         (never_blocks, "AttributeError"),
     ],
 )
-async def test_other_errors_still_fail_the_run(engine: Engine, fn: object, kind: str) -> None:
+async def test_other_errors_still_fail_the_run(
+    engine: Engine, fn: Workflow[[int], int], kind: str
+) -> None:
     """A ValueError, a FatalError, a step's error surfacing and anything with
     block_on=() fail the run as before."""
-    run = await engine.start(fn, 1)  # type: ignore[call-overload]
+    run = await engine.start(fn, 1)
     with pytest.raises(WorkflowFailed) as caught:
         await run.result(timeout=10)
     assert caught.value.type.endswith(kind)
@@ -149,8 +155,8 @@ async def test_cancelling_a_blocked_run_cancels_it(engine: Engine) -> None:
     await wait_until(engine, lambda: _status_is(run, RunStatus.CANCELLED))
 
 
-async def _status_is(run: object, status: RunStatus) -> bool:
-    return await run.status() is status  # type: ignore[attr-defined,no-any-return]
+async def _status_is(run: Run[Any], status: RunStatus) -> bool:
+    return await run.status() is status
 
 
 @workflow
