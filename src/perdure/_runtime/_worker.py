@@ -369,6 +369,14 @@ class Worker:
             )
             self._spawn(self._hand_back(record.id, self.clock.now() + timedelta(seconds=5)))
             return
+        stale = self._actors.get(record.id)
+        if stale is not None:
+            # The store released the run from this worker (reaped as dead, then claimed
+            # back before its heartbeat heard of it): the copy still in memory lost the
+            # run meanwhile, and its writes, fenced by this worker's id, would still be
+            # accepted beside those of the copy this claim starts.
+            logger.warning("run %s was released from this worker and claimed back", record.id)
+            stale.drop()
         actor = RunActor(self, record, spec)
         self._actors[record.id] = actor
         self._beginning += 1  # now, not in the task: the next pass may come first
