@@ -16,6 +16,7 @@ each test runs twice: as is, and with the worker's pass never reporting the requ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 import pytest
@@ -26,6 +27,7 @@ from perdure import (
     Engine,
     EventType,
     FatalError,
+    HookNotFoundError,
     RunStatus,
     Workflow,
     WorkflowCancelled,
@@ -248,7 +250,10 @@ async def test_a_run_claimed_with_its_cancel_stored_starts_nothing(
     await wait_until(engine, lambda: evicted(engine))
 
     await engine.cancel(run.id)
-    await reply.resume("races-evicted", {})
+    # A worker that hears of the cancel may claim and end the run before this resume:
+    # then no live hook holds the token, and nothing is stored either way.
+    with contextlib.suppress(HookNotFoundError):
+        await reply.resume("races-evicted", {})
 
     await assert_cancelled(engine, run.id)
     assert [] == ran
