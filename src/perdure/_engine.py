@@ -421,6 +421,21 @@ class Engine:
             )
         return Run(self, record)
 
+    async def _again(self, run_id: str) -> NewRun:
+        """A new run of ``run_id``'s workflow and input, for `rerun` and `fork`.
+
+        It records the version of the workflow this process defines (the latest code),
+        else the original run's.
+        """
+        self._require_open()
+        original = await read(lambda: self.store.get_run(run_id), f"reading run {run_id!r}")
+        if original is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        _readable(original)
+        spec = lookup_workflow(original.workflow)
+        version = spec.version if spec is not None else original.version
+        return NewRun(uuid.uuid4().hex, original.workflow, original.input, version)
+
     async def rerun(self, run_id: str) -> Run[Any]:
         """Start a new run of ``run_id``'s workflow with the same input, on today's code.
 
@@ -433,14 +448,7 @@ class Engine:
             RunNotFoundError: no run has that id (it is also a LookupError).
             RowFormatError: the run's row cannot be read (a ValueError naming the column).
         """
-        self._require_open()
-        original = await read(lambda: self.store.get_run(run_id), f"reading run {run_id!r}")
-        if original is None:
-            raise RunNotFoundError(f"no run with id {run_id!r}")
-        _readable(original)
-        spec = lookup_workflow(original.workflow)
-        version = spec.version if spec is not None else original.version
-        new = NewRun(uuid.uuid4().hex, original.workflow, original.input, version)
+        new = await self._again(run_id)
         record, _ = await self._create(new)
         return Run(self, record)
 
@@ -463,16 +471,9 @@ class Engine:
                 ids it holds), or a hook of the original is live at that point.
             RowFormatError: the run's row cannot be read (a ValueError naming the column).
         """
-        self._require_open()
-        original = await read(lambda: self.store.get_run(run_id), f"reading run {run_id!r}")
-        if original is None:
-            raise RunNotFoundError(f"no run with id {run_id!r}")
-        _readable(original)
+        new = await self._again(run_id)
         events = await read(lambda: self.store.events(run_id), f"reading run {run_id!r}'s log")
         prefix = fork_prefix(run_id, events, from_step)
-        spec = lookup_workflow(original.workflow)
-        version = spec.version if spec is not None else original.version
-        new = NewRun(uuid.uuid4().hex, original.workflow, original.input, version)
         now = self.clock.now()
         with start_run_span(new.id, new.workflow):
             record, _ = await write(

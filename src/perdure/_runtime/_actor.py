@@ -298,12 +298,7 @@ class RunActor:
             self._end(_log.run_cancelled())
             return
         self.finished = True
-        for task in self._steps.values():
-            task.cancel()
-        self._steps.clear()
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
+        self._stop_work()
         self._blocker = asyncio.get_running_loop().create_task(self._write_block(reason))
 
     async def _write_block(self, reason: str) -> None:
@@ -554,13 +549,17 @@ class RunActor:
 
     def _end(self, event: NewEvent) -> None:
         self.finished = True
+        self._stop_work()
+        self._emit(event, durable=True)
+
+    def _stop_work(self) -> None:
+        """Cancel the run's running steps and its timers: it ends, blocks or is let go."""
         for task in self._steps.values():
             task.cancel()
         self._steps.clear()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        self._emit(event, durable=True)
 
     # -- steps ----------------------------------------------------------------------
 
@@ -863,12 +862,7 @@ class RunActor:
             return
         self.gone = True
         self._cancel_evict()
-        for task in self._steps.values():
-            task.cancel()
-        self._steps.clear()
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
+        self._stop_work()
         if self.instance is not None:
             self.instance.discard()
         self._span.end(outcome="released")  # no-op when the run ended here
