@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import golden.workflows  # noqa: F401 (defines the workflows the files name)
+from perdure._check import EXPORT_FORMAT, load_export
 from perdure._records import Event, EventType, RunStatus
 from perdure._replay import (
     CancelRun,
@@ -33,8 +33,8 @@ from perdure._workflow import lookup_workflow
 __all__ = ["FOLDER", "GoldenDivergence", "GoldenRun", "check", "golden_files", "load"]
 
 FOLDER = Path(__file__).resolve().parent
-FORMAT = 1
-"""The version of the golden files' own layout (not of perdure's log)."""
+FORMAT = EXPORT_FORMAT
+"""The version of the golden files' own layout (not of perdure's log): `perdure export`'s."""
 
 
 class GoldenDivergence(AssertionError):
@@ -66,28 +66,17 @@ def load(path: Path) -> GoldenRun:
     raw = json.loads(path.read_text())
     if raw.get("format") != FORMAT:
         raise GoldenDivergence(f"{path.name}: unknown golden file format {raw.get('format')!r}")
-    run_id = raw["run_id"]
-    events = [
-        Event(
-            run_id,
-            entry["seq"],
-            EventType(entry["type"]),
-            entry["correlation_id"],
-            entry["data"],
-            datetime.fromisoformat(entry["created_at"]),
-        )
-        for entry in raw["events"]
-    ]
+    exported = load_export(raw, source=path.name)  # the layout `perdure export` writes
     return GoldenRun(
         path=path,
         name=raw["name"],
-        workflow=raw["workflow"],
-        run_id=run_id,
-        input=raw["input"],
-        status=RunStatus(raw["status"]),
+        workflow=exported.workflow,
+        run_id=exported.run_id,
+        input=exported.input,
+        status=exported.status,
         output=raw.get("output"),
         error=raw.get("error"),
-        events=events,
+        events=exported.events,
     )
 
 

@@ -31,9 +31,9 @@ from typing import Any
 FOLDER = Path(__file__).resolve().parent
 sys.path.insert(0, str(FOLDER.parent))  # the tests folder: `golden` is a package in it
 
-import perdure  # noqa: E402 (after the path is set)
-from golden.check import FORMAT, check, load  # noqa: E402
+from golden.check import check, load  # noqa: E402 (after the path is set)
 from golden.workflows import SCENARIOS, Scenario  # noqa: E402
+from perdure._check import export_json  # noqa: E402
 from perdure.testing import FakeClock, memory_engine  # noqa: E402
 
 
@@ -53,27 +53,11 @@ async def record(scenario: Scenario) -> dict[str, Any]:
             status = await run.status()
         record = await run.refresh()
         events = await run.events()
+    # `perdure export`'s layout, so that an exported run and a golden file are one format.
     return {
-        "format": FORMAT,
+        **export_json(record, events),
         "name": scenario.name,
         "description": (scenario.workflow.__doc__ or "").strip(),
-        "recorded_with": f"perdure {perdure.__version__}",
-        "workflow": record.workflow,
-        "run_id": record.id,
-        "input": record.input,
-        "status": record.status.value,
-        "output": record.output,
-        "error": record.error,
-        "events": [
-            {
-                "seq": event.seq,
-                "type": event.type.value,
-                "correlation_id": event.correlation_id,
-                "data": event.data,
-                "created_at": event.created_at.isoformat(),
-            }
-            for event in events
-        ],
     }
 
 
