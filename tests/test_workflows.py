@@ -188,3 +188,26 @@ async def test_steps_of_concurrent_runs_do_not_mix(engine: Engine) -> None:
     results = await asyncio.gather(*(run.result(timeout=10) for run in runs))
 
     assert [sum(range(n)) for n in range(20)] == results
+
+
+@workflow
+async def anyio_task_group(n: int) -> list[int]:
+    """Steps started from an anyio task group, as libraries such as pydantic-ai do."""
+    import anyio  # noqa: PLC0415 (only this workflow needs it)
+
+    results: dict[int, int] = {}
+
+    async def one(i: int) -> None:
+        results[i] = await add_async(i, i)
+
+    async with anyio.create_task_group() as group:
+        for i in range(n):
+            group.start_soon(one, i)
+    return [results[i] for i in range(n)]
+
+
+async def test_anyio_task_groups_run_in_workflow_code(engine: Engine) -> None:
+    """Workflow code may use anyio's task groups: the workflow loop answers what anyio asks."""
+    run = await engine.start(anyio_task_group, 3)
+
+    assert [0, 2, 4] == await run.result(timeout=10)

@@ -194,6 +194,10 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     ) -> asyncio.Task[_T]:
         return asyncio.Task(coro, loop=self, name=name, context=context)
 
+    def get_task_factory(self) -> None:
+        """No factory: `create_task` makes plain tasks (anyio asks before spawning)."""
+        return
+
     def get_debug(self) -> bool:
         return False
 
