@@ -71,6 +71,7 @@ if TYPE_CHECKING:
         StepRecord,
         StepTask,
     )
+    from perdure._stats import RunStats, StatsWindow
 
 __all__ = [
     "FAR_FUTURE",
@@ -216,6 +217,16 @@ class RunStore(Protocol):
 
     async def cancel_requests(self, worker_id: str) -> list[str]:
         """Ids of unended runs held by ``worker_id`` that have a cancel request."""
+
+    async def stats(self, window: StatsWindow, *, workflow: str | None = None) -> RunStats:
+        """Aggregates of the runs over ``window`` (of ``workflow`` only, when given).
+
+        Runs created, and ended by outcome, per bucket of the window and per workflow;
+        the step calls of the most recently ended runs of the window (at most
+        `perdure._stats.MAX_SAMPLED_RUNS`), by name; the pending and blocked runs now.
+        Built by `perdure._stats.build_stats` from counts each query bounds by the
+        window, through an index: the Metrics page stays fast with a million runs.
+        """
 
 
 @runtime_checkable

@@ -37,6 +37,7 @@ from perdure._records import (
     StepRecord,
     StepTask,
 )
+from perdure._stats import MAX_SAMPLED_RUNS, RunStats, StatsWindow, build_stats
 from perdure.stores._common import (
     cancel_requested,
     earliest,
@@ -345,6 +346,44 @@ class MemoryStore(Store):
         ]
         runs.sort(key=lambda run: (run.created_at, run.id), reverse=True)
         return runs[: max(limit, 0)]
+
+    async def stats(self, window: StatsWindow, *, workflow: str | None = None) -> RunStats:
+        """Aggregates of the runs over ``window``: a scan here, an index in a database."""
+        since, until = window.since, window.until
+        runs = [run for run in self._runs.values() if workflow is None or run.workflow == workflow]
+        ended = [
+            run
+            for run in runs
+            if run.completed_at is not None and since <= run.completed_at < until
+        ]
+        ended.sort(key=lambda run: (run.completed_at, run.id), reverse=True)
+        sampled = ended[:MAX_SAMPLED_RUNS]
+        return build_stats(
+            window,
+            workflow,
+            started=[
+                (window.index(run.created_at), 1)
+                for run in runs
+                if since <= run.created_at < until
+            ],
+            ended=[
+                (window.index(run.completed_at), run.workflow, run.status.value, 1)
+                for run in ended
+                if run.completed_at is not None
+            ],
+            steps=[
+                (s.name, s.status, s.attempt, (s.updated_at - s.started_at).total_seconds())
+                for run in sampled
+                for s in self._steps.get(run.id, {}).values()
+                if s.status in {"completed", "failed"}
+            ],
+            backlog=[
+                (run.workflow, run.status.value, 1)
+                for run in runs
+                if run.status in {RunStatus.PENDING, RunStatus.BLOCKED}
+            ],
+            sampled_runs=len(sampled),
+        )
 
     async def events(self, run_id: str, *, after_seq: int = 0) -> list[Event]:
         """The run's log after ``after_seq`` (seq n sits at index n - 1)."""

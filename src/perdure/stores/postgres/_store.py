@@ -51,6 +51,7 @@ from perdure.stores._common import hook_not_found, same_hook, utc
 from perdure.stores._protocol import Store
 from perdure.stores.postgres import _ops as ops
 from perdure.stores.postgres import _rows as rows
+from perdure.stores.postgres import _stats
 from perdure.stores.postgres._connect import (
     connect_options_of,
     keep_session,
@@ -81,6 +82,7 @@ if TYPE_CHECKING:
         StepRecord,
         StepTask,
     )
+    from perdure._stats import RunStats, StatsWindow
 
 __all__ = ["PostgresStatistics", "PostgresStore", "migrate"]
 
@@ -340,6 +342,10 @@ class PostgresStore(Store):
             filters[0] = RunStatus(status).value
         found = await self._db.fetch(query, max(limit, 0), *filters)
         return [rows.run_from_row(row) for row in found]
+
+    async def stats(self, window: StatsWindow, *, workflow: str | None = None) -> RunStats:
+        """Aggregates of the runs over ``window`` (`perdure.stores.postgres._stats`)."""
+        return await _stats.stats(self._db, window, workflow)
 
     async def events(self, run_id: str, *, after_seq: int = 0) -> list[Event]:
         """The run's log after ``after_seq``, in order."""

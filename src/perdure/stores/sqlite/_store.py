@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 from perdure.stores._protocol import Store
 from perdure.stores.sqlite import _ops as ops
 from perdure.stores.sqlite import _rows as rows
+from perdure.stores.sqlite import _stats
 from perdure.stores.sqlite._fork import fork_run
 from perdure.stores.sqlite._schema import connect, migrate, migrations
 from perdure.stores.sqlite._workers import WorkerLocks
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
         StepRecord,
         StepTask,
     )
+    from perdure._stats import RunStats, StatsWindow
 
 __all__ = ["SQLiteStore", "WriterStatistics"]
 
@@ -249,6 +251,10 @@ class SQLiteStore(Store):
     ) -> list[RunRecord]:
         """Runs, newest first (by created_at, then id)."""
         return await self._read(lambda conn: rows.list_runs(conn, status, workflow, limit))
+
+    async def stats(self, window: StatsWindow, *, workflow: str | None = None) -> RunStats:
+        """Aggregates of the runs over ``window`` (`perdure.stores.sqlite._stats`)."""
+        return await self._read(lambda conn: _stats.stats(conn, window, workflow))
 
     async def events(self, run_id: str, *, after_seq: int = 0) -> list[Event]:
         """The run's log after ``after_seq``, in order."""
