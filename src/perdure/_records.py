@@ -25,6 +25,7 @@ __all__ = [
     "StepOutcome",
     "StepRecord",
     "StepTask",
+    "WorkerRecord",
 ]
 
 JSON = Any
@@ -140,6 +141,12 @@ class RunRecord:
     status this one does not know); its record still lists, with each column named here
     holding a stand-in: None, the epoch for a time, `RunStatus.RUNNING` for a status (not
     ended, as far as this release can tell). See `perdure._errors.RowFormatError`."""
+    forked_from: str | None = None
+    """The run this one was forked from (`Engine.fork`), or None."""
+    recoveries: int = 0
+    """Times in a row the run was taken from a worker found dead (its lease lapsed) with
+    no progress in between: a run whose recovery keeps killing its worker is blocked
+    once this reaches the worker's ``poison_after``. A clean hand back resets it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,3 +246,16 @@ class StepTask:
     malformed: dict[str, str] | None = None
     """The columns this release could not read, each with why (None: all read); they
     hold stand-ins (None, attempt 1). Such a task's step fails, naming them."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A live worker as the store knows it: where it runs and what code it has."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    workflows: dict[str, str]
+    """The workflows the worker defines: name -> code version."""

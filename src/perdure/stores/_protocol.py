@@ -56,7 +56,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Mapping
 
     from perdure._records import (
         JSON,
@@ -70,6 +70,7 @@ if TYPE_CHECKING:
         StepOutcome,
         StepRecord,
         StepTask,
+        WorkerRecord,
     )
     from perdure._stats import RunStats, StatsWindow
 
@@ -105,18 +106,35 @@ class WorkerStore(Protocol):
         other means (a lock the kernel drops, a single process) have none.
         """
 
-    async def register_worker(self, worker_id: str, now: datetime) -> None:
+    async def register_worker(
+        self, worker_id: str, now: datetime, *, workflows: Mapping[str, str] | None = None
+    ) -> None:
         """Announce a live worker, so others can tell later whether it died.
 
         SQLite holds an OS file lock for the worker for as long as the process lives;
-        the kernel drops it on any death, SIGKILL included.
+        the kernel drops it on any death, SIGKILL included. ``workflows`` (name -> code
+        version) is what the worker defines, kept with its row (`live_workers`): a run
+        whose workflow no live worker defines is shown so, and blocked. Registering a
+        worker again (an upsert) replaces it; without ``workflows`` it keeps the ones
+        recorded before, if any.
+        """
+
+    async def live_workers(self, now: datetime) -> list[WorkerRecord]:
+        """The workers alive at ``now``, oldest registration first.
+
+        Alive: registered, and heartbeating within the store's lease (PostgreSQL) or
+        ``stale_after`` with its lock held (SQLite); every registered worker on the
+        memory store. A worker that stopped heartbeating is not listed, even before
+        anyone reaps it.
         """
 
     async def reap_dead_workers(self, worker_id: str, now: datetime) -> int:
         """Release every run held by a worker that is gone; return how many runs and tasks.
 
         ``worker_id`` is the caller (never reaped). Released runs are due at once, as
-        by `unregister_worker`, and replayed by whoever claims them. The step tasks a
+        by `unregister_worker`, and replayed by whoever claims them. Each released run
+        counts one recovery more (`RunRecord.recoveries`), or 1 if its log grew since
+        the last one by more than ``step_started`` events (progress). The step tasks a
         dead worker claimed and did not finish are put back in their queues
         (``queued``, no owner), their ``attempt`` one higher: the attempt that died
         counts.
@@ -134,7 +152,8 @@ class WorkerStore(Protocol):
     async def unregister_worker(self, worker_id: str, now: datetime) -> None:
         """Forget the worker and release every run it still holds, due at once.
 
-        A released run is due since it was created (``wake_at`` = its ``created_at``):
+        A released run is due since it was created (``wake_at`` = its ``created_at``),
+        and counts no recovery any more (``recoveries`` = 0):
         workers claim runs only as their step slots have room, so due runs may wait,
         and a run that was in flight goes before the runs created after it rather than
         behind every run that was waiting.
@@ -164,7 +183,8 @@ class RunStore(Protocol):
     ) -> tuple[RunRecord, bool]:
         """Create a run whose log is its ``run_created`` then ``events``, durably, at once.
 
-        ``run_created`` names ``forked_from`` (the run the events were copied from); the
+        ``run_created`` names ``forked_from`` (the run the events were copied from), and
+        so does the record's ``forked_from``; the
         events update the indexes as an `append` would (a ``run_started`` makes it
         running, a sleep sets its timer). Created unheld and due now, in one transaction
         with its log: no worker can claim it before its log is there. Idempotent on
@@ -193,6 +213,7 @@ class RunStore(Protocol):
 
         The run becomes claimable at ``wake_at``, or at once if it has inbox items,
         finished step tasks or a cancel request.
+        Handed back cleanly, it counts no recovery any more (``recoveries`` = 0).
         """
 
     async def request_cancel(self, run_id: str, now: datetime) -> RunRecord | None:
@@ -290,8 +311,8 @@ class LogStore(Protocol):
         """Make a blocked run due again, durably; None when no run has that id.
 
         A blocked run gets ``run_unblocked`` (with ``by``), status running, no
-        ``blocked_reason``, and ``wake_at`` = now if nobody holds it. Any other run is
-        left as it is and comes back as it stands.
+        ``blocked_reason``, no ``recoveries``, and ``wake_at`` = now if nobody holds
+        it. Any other run is left as it is and comes back as it stands.
         """
 
     async def events(self, run_id: str, *, after_seq: int = 0) -> list[Event]:

@@ -186,6 +186,8 @@ def careful_run(columns: Mapping[str, Any], read_time: Callable[[Any], datetime]
             fields[column] = read.time(column, value)
         elif column in {"started_at", "completed_at", "wake_at"}:
             fields[column] = read.optional_time(column, value)
+        elif column == "recoveries":
+            fields[column] = read.integer(column, value)
         else:  # version, owner, and text columns added since
             fields[column] = read.text(column, value, optional=True) or None
     return RunRecord(**fields, malformed=read.problems or None)

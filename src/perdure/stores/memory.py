@@ -6,8 +6,8 @@ would through a database column: a test that passes on this store does not rely 
 Python objects a real store could not keep, and later mutation by the caller cannot
 reach the stored copy.
 
-A single process cannot lose a worker without losing the store with it, so workers
-are only a set: `reap_dead_workers` has nothing to reap.
+A single process cannot lose a worker without losing the store with it, so every
+registered worker is live and `reap_dead_workers` has nothing to reap.
 
 Change notification (`wait_for_change`) reports the writes others act on: new runs,
 resumes, cancels, releases, ended runs, and queued and finished step tasks.
@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Collection
+import os
+import socket
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -36,6 +38,7 @@ from perdure._records import (
     StepOutcome,
     StepRecord,
     StepTask,
+    WorkerRecord,
 )
 from perdure._stats import MAX_SAMPLED_RUNS, RunStats, StatsWindow, build_stats
 from perdure.stores._common import (
@@ -87,7 +90,7 @@ class MemoryStore(Store):
         self._inbox_ids = itertools.count(1)
         self._tasks: dict[int, StepTask] = {}
         self._task_ids = itertools.count(1)
-        self._workers: set[str] = set()
+        self._workers: dict[str, WorkerRecord] = {}
         # Change notification: a counter of writes, the value the last wait returned
         # on, and the futures of waiters (futures rather than an asyncio.Event so the
         # store is not tied to the first event loop that waits on it).
@@ -109,28 +112,44 @@ class MemoryStore(Store):
     def lease(self) -> None:
         """No lease: one process cannot lose a worker without losing the store too."""
 
-    async def register_worker(self, worker_id: str, now: datetime) -> None:  # noqa: ARG002
+    async def register_worker(
+        self, worker_id: str, now: datetime, *, workflows: Mapping[str, str] | None = None
+    ) -> None:
         """Remember the worker; in one process it lives as long as the store."""
-        self._workers.add(worker_id)
+        now = utc(now)
+        old = self._workers.get(worker_id)
+        if workflows is not None:
+            defined = dict(workflows)
+        else:
+            defined = old.workflows if old is not None else {}
+        started = old.started_at if old is not None else now
+        self._workers[worker_id] = WorkerRecord(
+            worker_id, socket.gethostname(), os.getpid(), started, now, defined
+        )
+
+    async def live_workers(self, now: datetime) -> list[WorkerRecord]:  # noqa: ARG002
+        """Every registered worker: in one process, none can have died without the store."""
+        return sorted(self._workers.values(), key=lambda worker: (worker.started_at, worker.id))
 
     async def reap_dead_workers(self, worker_id: str, now: datetime) -> int:  # noqa: ARG002
         """Reap nothing: a worker sharing this process cannot have died without it."""
         return 0
 
-    async def heartbeat(self, worker_id: str, now: datetime) -> bool:  # noqa: ARG002
-        """Record nothing (there are no leases to renew); whether it was registered."""
+    async def heartbeat(self, worker_id: str, now: datetime) -> bool:
+        """Record the heartbeat's time (there are no leases to renew); whether registered."""
         registered = worker_id in self._workers
-        self._workers.add(worker_id)
+        await self.register_worker(worker_id, now)
         return registered
 
     async def unregister_worker(self, worker_id: str, now: datetime) -> None:
         """Forget the worker, release its runs (claimable at once), requeue its tasks."""
         now = utc(now)
-        self._workers.discard(worker_id)
+        self._workers.pop(worker_id, None)
         held = [run for run in self._runs.values() if run.owner == worker_id]
         for run in held:
             due = min(now, run.created_at)  # due since created: see `Store.unregister_worker`
-            self._runs[run.id] = replace(run, owner=None, wake_at=due, updated_at=now)
+            held_run = replace(run, owner=None, wake_at=due, updated_at=now, recoveries=0)
+            self._runs[run.id] = held_run
         claimed = [
             task
             for task in self._tasks.values()
@@ -185,6 +204,7 @@ class MemoryStore(Store):
             raise ValueError(f"a fork's log cannot hold the end of a run ({run.id!r})")
         self._check_hooks(run.id, changes)
         record, _ = await self.create_run(run, now)
+        record = replace(record, forked_from=forked_from)
         first = self._events[run.id][0]
         created = run_created(
             workflow=run.workflow, input=record.input, version=run.version, forked_from=forked_from
@@ -275,7 +295,7 @@ class MemoryStore(Store):
         due = earliest(
             utc(wake_at), first_item, first_result, self._cancel_requested_at.get(run_id)
         )
-        self._runs[run_id] = replace(run, owner=None, wake_at=due)
+        self._runs[run_id] = replace(run, owner=None, wake_at=due, recoveries=0)
         self._changed()
 
     async def request_cancel(self, run_id: str, now: datetime) -> RunRecord | None:
@@ -319,7 +339,7 @@ class MemoryStore(Store):
         log = self._events[run_id]
         log.append(Event(run_id, len(log) + 1, event.type, None, event.data, now))
         run = replace(
-            run, status=RunStatus.RUNNING, blocked_reason=None, updated_at=now,
+            run, status=RunStatus.RUNNING, blocked_reason=None, updated_at=now, recoveries=0,
             wake_at=now if run.owner is None else run.wake_at,
         )  # fmt: skip
         self._runs[run_id] = run

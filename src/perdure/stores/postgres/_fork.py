@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = ["fork_run"]
 
-_RELEASE = "UPDATE runs SET owner = NULL, wake_at = $2, updated_at = $2 WHERE id = $1"
+_RELEASE = (
+    "UPDATE runs SET owner = NULL, wake_at = $2, updated_at = $2, forked_from = $3 WHERE id = $1"
+)
 
 
 async def fork_run(
@@ -60,5 +62,5 @@ async def fork_run(
         if events:
             with translated(holder, run.id):
                 await conn.fetchval(ops.APPEND, *append.arguments())
-        await conn.execute(_RELEASE, run.id, now)
+        await conn.execute(_RELEASE, run.id, now, forked_from)
     return True

@@ -72,7 +72,8 @@ __all__ = [
 
 RUN_COLUMNS = (
     "id, workflow, status, input::text, output::text, error::text, version, created_at, "
-    "updated_at, started_at, completed_at, owner, wake_at, cancel_requested_at, blocked_reason"
+    "updated_at, started_at, completed_at, owner, wake_at, cancel_requested_at, blocked_reason, "
+    "forked_from, recoveries"
 )
 HOOK_COLUMNS = "token, run_id, correlation_id, name, kind, created_at"
 
@@ -247,6 +248,8 @@ def _run_record(row: Record) -> RunRecord:
         wake_at=row["wake_at"],
         cancel_requested=row["cancel_requested_at"] is not None,
         blocked_reason=row["blocked_reason"],
+        forked_from=row["forked_from"],
+        recoveries=row["recoveries"],
     )
 
 

@@ -52,6 +52,7 @@ from perdure.stores._protocol import Store
 from perdure.stores.postgres import _ops as ops
 from perdure.stores.postgres import _rows as rows
 from perdure.stores.postgres import _stats
+from perdure.stores.postgres import _workers as workers
 from perdure.stores.postgres._connect import (
     connect_options_of,
     keep_session,
@@ -66,7 +67,7 @@ from perdure.stores.postgres._listener import Listener
 from perdure.stores.postgres._schema import apply_migrations, migrations
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Mapping
     from datetime import datetime
 
     from asyncpg import Pool, Record
@@ -81,6 +82,7 @@ if TYPE_CHECKING:
         StepOutcome,
         StepRecord,
         StepTask,
+        WorkerRecord,
     )
     from perdure._stats import RunStats, StatsWindow
 
@@ -182,9 +184,23 @@ class PostgresStore(Store):
         """How long a worker that stopped heartbeating keeps its runs."""
         return self._lease
 
-    async def register_worker(self, worker_id: str, now: datetime) -> None:
-        """Insert (or refresh) the worker's row: its lease starts now."""
-        await self._db.execute(ops.REGISTER, worker_id, socket.gethostname(), os.getpid(), utc(now))
+    async def register_worker(
+        self, worker_id: str, now: datetime, *, workflows: Mapping[str, str] | None = None
+    ) -> None:
+        """Insert (or refresh) the worker's row, with what it defines: its lease starts now."""
+        await self._db.execute(
+            workers.REGISTER,
+            worker_id,
+            socket.gethostname(),
+            os.getpid(),
+            utc(now),
+            workers.workflows_json(workflows),
+        )
+
+    async def live_workers(self, now: datetime) -> list[WorkerRecord]:
+        """Workers whose heartbeat is within the lease, oldest registration first."""
+        found = await self._db.fetch(workers.LIVE_WORKERS, utc(now) - self._lease)
+        return [workers.worker_from_row(row) for row in found]
 
     async def reap_dead_workers(self, worker_id: str, now: datetime) -> int:
         """Release the runs of every other worker whose lease ran out; how many runs."""

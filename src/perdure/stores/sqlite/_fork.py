@@ -52,6 +52,7 @@ def fork_run(
         "UPDATE events SET data = ? WHERE run_id = ? AND seq = 1",
         (dumps(created.data), run.id),
     )
+    conn.execute("UPDATE runs SET forked_from = ? WHERE id = ?", (forked_from, run.id))
     ops._log(conn, run.id, 1, events, changes, at=to_us(now))  # noqa: SLF001 - the same log write
     record = get_run(conn, run.id)
     assert record is not None  # noqa: S101 - inserted just above

@@ -181,7 +181,9 @@ def release_run(conn: sqlite3.Connection, worker_id: str, run_id: str, wake_at: 
     ).fetchone()
     waiting = (to_us(wake_at), first_item, first_result, cancel_requested_at)
     due = min(x for x in waiting if x is not None)
-    conn.execute("UPDATE runs SET owner = NULL, wake_at = ? WHERE id = ?", (due, run_id))
+    conn.execute(
+        "UPDATE runs SET owner = NULL, wake_at = ?, recoveries = 0 WHERE id = ?", (due, run_id)
+    )
 
 
 def request_cancel(conn: sqlite3.Connection, run_id: str, now: datetime) -> RunRecord | None:
@@ -235,7 +237,7 @@ def unblock_run(
     )
     conn.execute(
         "UPDATE runs SET status = 'running', blocked_reason = NULL, last_seq = ?, updated_at = ?, "
-        "wake_at = CASE WHEN owner IS NULL THEN ? ELSE wake_at END WHERE id = ?",
+        "recoveries = 0, wake_at = CASE WHEN owner IS NULL THEN ? ELSE wake_at END WHERE id = ?",
         (last_seq + 1, at, at, run_id),
     )
     return get_run(conn, run_id)
@@ -272,18 +274,39 @@ def resume_hook(
     return hook
 
 
-def release_worker_runs(conn: sqlite3.Connection, worker_id: str, now: datetime) -> int:
+_RECOVERED = """
+    UPDATE runs SET owner = NULL, wake_at = min(?, created_at), updated_at = ?,
+           recoveries = CASE WHEN EXISTS (
+               SELECT 1 FROM events e
+                WHERE e.run_id = runs.id AND e.seq > runs.recovered_seq
+                  AND e.type <> 'step_started'
+           ) THEN 1 ELSE recoveries + 1 END,
+           recovered_seq = last_seq
+     WHERE owner = ?
+"""
+"""A dead worker's runs: each counts one recovery more, or 1 after progress (any event
+but a ``step_started``, which each attempt of a step that kills its worker logs)."""
+
+
+def release_worker_runs(
+    conn: sqlite3.Connection, worker_id: str, now: datetime, *, dead: bool = False
+) -> int:
     """Unhold ``worker_id``'s runs, due at once, and requeue its tasks; how many of both.
 
     A released run is due since it was created (`Store.unregister_worker` says why). A
-    requeued task's attempt is one higher: the attempt that was cut short counts.
+    requeued task's attempt is one higher: the attempt that was cut short counts. The
+    runs of a ``dead`` worker count a recovery (`RunRecord.recoveries`); those handed
+    back by a live one are reset to none.
     """
     at = to_us(now)
-    runs = conn.execute(
-        "UPDATE runs SET owner = NULL, wake_at = min(?, created_at), updated_at = ? "
-        "WHERE owner = ?",
-        (at, at, worker_id),
-    ).rowcount
+    if dead:
+        runs = conn.execute(_RECOVERED, (at, at, worker_id)).rowcount
+    else:
+        runs = conn.execute(
+            "UPDATE runs SET owner = NULL, wake_at = min(?, created_at), updated_at = ?, "
+            "recoveries = 0 WHERE owner = ?",
+            (at, at, worker_id),
+        ).rowcount
     tasks = conn.execute(
         "UPDATE step_tasks SET status = 'queued', owner = NULL, attempt = attempt + 1, "
         "updated_at = ? WHERE owner = ? AND status = 'claimed'",

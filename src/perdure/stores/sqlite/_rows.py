@@ -71,7 +71,8 @@ _MICROSECOND = timedelta(microseconds=1)
 
 RUN_COLUMNS = (
     "id, workflow, status, input, output, error, version, created_at, updated_at, "
-    "started_at, completed_at, owner, wake_at, cancel_requested_at, blocked_reason"
+    "started_at, completed_at, owner, wake_at, cancel_requested_at, blocked_reason, "
+    "forked_from, recoveries"
 )
 HOOK_COLUMNS = "token, run_id, correlation_id, name, kind, created_at"
 _INBOX_COLUMNS = "i.id, i.run_id, i.token, i.correlation_id, i.payload, i.created_at"
@@ -131,7 +132,7 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
     """The fast path of `run_from_row`: it raises on a column it cannot read."""
     (run_id, workflow, status, run_input, output, error, version, created_at, updated_at,
      started_at, completed_at, owner, wake_at, cancel_requested_at,
-     blocked_reason) = row  # fmt: skip
+     blocked_reason, forked_from, recoveries) = row  # fmt: skip
     return RunRecord(
         id=run_id,
         workflow=workflow,
@@ -148,6 +149,8 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
         wake_at=_from_us_or_none(wake_at),
         cancel_requested=cancel_requested_at is not None,
         blocked_reason=blocked_reason,
+        forked_from=forked_from,
+        recoveries=recoveries,
     )
 
 

@@ -36,7 +36,7 @@ from perdure.stores.sqlite._writer import Writer, WriterStatistics
 
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Callable, Collection
+    from collections.abc import Callable, Collection, Mapping
     from datetime import datetime
 
     from perdure._records import (
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         StepOutcome,
         StepRecord,
         StepTask,
+        WorkerRecord,
     )
     from perdure._stats import RunStats, StatsWindow
 
@@ -145,9 +146,15 @@ class SQLiteStore(Store):
     def lease(self) -> None:
         """No lease: a dead worker's lock file is free the moment it dies (see `WorkerLocks`)."""
 
-    async def register_worker(self, worker_id: str, now: datetime) -> None:
-        """Take the worker's lock file and insert its row."""
-        await self._write(lambda conn: self._locks.register(conn, worker_id, now))
+    async def register_worker(
+        self, worker_id: str, now: datetime, *, workflows: Mapping[str, str] | None = None
+    ) -> None:
+        """Take the worker's lock file and insert its row, with what it defines."""
+        await self._write(lambda conn: self._locks.register(conn, worker_id, now, workflows))
+
+    async def live_workers(self, now: datetime) -> list[WorkerRecord]:
+        """Workers whose heartbeat is within ``stale_after`` and whose lock is held."""
+        return await self._read(lambda conn: self._locks.live(conn, now, self.stale_after))
 
     async def reap_dead_workers(self, worker_id: str, now: datetime) -> int:
         """Release the runs and requeue the tasks of dead workers; how many of both.

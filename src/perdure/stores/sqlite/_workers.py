@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from perdure._records import WorkerRecord
 from perdure.stores.sqlite._ops import release_worker_runs
-from perdure.stores.sqlite._rows import to_us
+from perdure.stores.sqlite._rows import from_us, to_us
 
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Mapping
     from datetime import datetime, timedelta
 
 __all__ = ["WorkerLocks"]
@@ -46,8 +49,16 @@ class WorkerLocks:
         """The worker's lock file; the id is quoted so any id is one safe file name."""
         return self.folder / f"{quote(worker_id, safe='')}.lock"
 
-    def register(self, conn: sqlite3.Connection, worker_id: str, now: datetime) -> None:
+    def register(
+        self,
+        conn: sqlite3.Connection,
+        worker_id: str,
+        now: datetime,
+        workflows: Mapping[str, str] | None = None,
+    ) -> None:
         """Take the worker's lock (before its row exists, so it is never seen unlocked).
+
+        ``workflows`` (name -> version) replaces the ones recorded; None keeps them.
 
         Raises:
             RuntimeError: another live process, or another store, holds this worker id.
@@ -67,12 +78,34 @@ class WorkerLocks:
             os.write(fd, f"{os.getpid()}\n".encode())  # for people looking at the folder
             self._held[worker_id] = fd
         at = to_us(now)
+        defined = None if workflows is None else json.dumps(dict(workflows), sort_keys=True)
         conn.execute(
-            "INSERT INTO workers (id, pid, hostname, started_at, heartbeat_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, "
-            "hostname = excluded.hostname, heartbeat_at = excluded.heartbeat_at",
-            (worker_id, os.getpid(), socket.gethostname(), at, at),
+            "INSERT INTO workers (id, pid, hostname, started_at, heartbeat_at, workflows) "
+            "VALUES (?, ?, ?, ?, ?, coalesce(?, '{}')) ON CONFLICT (id) DO UPDATE SET "
+            "pid = excluded.pid, hostname = excluded.hostname, "
+            "heartbeat_at = excluded.heartbeat_at, "
+            "workflows = coalesce(?, workflows)",
+            (worker_id, os.getpid(), socket.gethostname(), at, at, defined, defined),
         )
+
+    def live(
+        self, conn: sqlite3.Connection, now: datetime, stale_after: timedelta
+    ) -> list[WorkerRecord]:
+        """The workers whose heartbeat is recent and whose lock is held; oldest first.
+
+        Only reads: a dead worker's row and file stay for the next reap to clear.
+        """
+        stale_before = to_us(now - stale_after)
+        found = conn.execute(
+            "SELECT id, hostname, pid, started_at, heartbeat_at, workflows FROM workers "
+            "WHERE heartbeat_at >= ? ORDER BY started_at, id",
+            (stale_before,),
+        ).fetchall()
+        return [
+            WorkerRecord(worker_id, host, pid, from_us(started), from_us(beat), _workflows(defined))
+            for worker_id, host, pid, started, beat, defined in found
+            if self._is_locked(worker_id)
+        ]
 
     def heartbeat(self, conn: sqlite3.Connection, worker_id: str, now: datetime) -> bool:
         """Record that the worker lives; whether its row was there.
@@ -97,7 +130,7 @@ class WorkerLocks:
         released = 0
         for other, heartbeat_at in others:
             if self._is_dead(other) or heartbeat_at < stale_before:
-                released += release_worker_runs(conn, other, now)
+                released += release_worker_runs(conn, other, now, dead=True)
                 conn.execute("DELETE FROM workers WHERE id = ?", (other,))
         return released
 
@@ -122,6 +155,26 @@ class WorkerLocks:
         for fd in self._held.values():
             os.close(fd)
         self._held.clear()
+
+    def _is_locked(self, worker_id: str) -> bool:
+        """Whether the worker's lock is held (by this store, or a live process); no change."""
+        if worker_id in self._held:
+            return True
+        try:
+            fd = os.open(self.path(worker_id), os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # another user's file tells nothing: the heartbeat decides
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
 
     def _is_dead(self, worker_id: str) -> bool:
         """Whether the worker's lock is free (its process is gone); if so, remove its file.
@@ -148,3 +201,14 @@ class WorkerLocks:
             return True
         finally:
             os.close(fd)
+
+
+def _workflows(text: object) -> dict[str, str]:
+    """The ``workflows`` column; a value that is not an object of strings reads as none."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(name): str(version) for name, version in value.items()}
