@@ -22,6 +22,7 @@ from perdure._errors import (
 from perdure._fork import fork_prefix
 from perdure._hooks import WEBHOOK, RecentHooks, stored_payload, unstorable
 from perdure._log import HookCreated
+from perdure._metrics import recorder, resume_outcome
 from perdure._records import JSON, Event, NewRun, RunRecord, RunStatus
 from perdure._replay import Duration, parse_duration
 from perdure._runtime import Worker, WorkerStatistics, validate_queues
@@ -611,6 +612,19 @@ class Engine:
                 cannot be encoded, or holds what no database can keep.
         """
         self._require_open()
+        metrics = recorder()
+        try:
+            record = await self._resume(token, payload, name)
+        except Exception as exc:
+            if metrics is not None:
+                metrics.hook_resume(resume_outcome(exc), webhook=name == WEBHOOK)
+            raise
+        if metrics is not None:
+            metrics.hook_resume("resumed", webhook=name == WEBHOOK)
+        self._signal()
+        return record
+
+    async def _resume(self, token: str, payload: Any, name: str | None) -> HookRecord:
         if not isinstance(token, str) or not token or unstorable(token, "token") is not None:
             raise HookNotFoundError(f"no live hook holds token {token!r}")  # none can hold it
         with resume_hook_span(token):
@@ -627,7 +641,6 @@ class Engine:
             if record is None:  # the token changed hands at every try
                 raise HookNotFoundError(f"no live hook holds token {token!r} for long enough")
             link_current_span_to_run(record.run_id)
-        self._signal()
         return record
 
     async def _live_hook(self, token: str) -> tuple[str, HookCreated]:

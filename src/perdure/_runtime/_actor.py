@@ -50,6 +50,7 @@ from perdure._errors import (
     RowFormatError,
 )
 from perdure._log import LogFormatError
+from perdure._metrics import recorder
 from perdure._records import EventType, InboxItem, NewEvent, RunRecord, RunStatus, StepTask
 from perdure._replay import (
     BlockRun,
@@ -247,6 +248,8 @@ class RunActor:
             self._end(_log.run_cancelled())
             return
         self.instance = self._make_instance(now)
+        if (metrics := recorder()) is not None:  # due since it was created
+            metrics.run_started(self.spec.name, (now - self._claimed().created_at).total_seconds())
         self._process(self.instance.start(now))
 
     async def _resume_from_log(self) -> None:
@@ -327,6 +330,8 @@ class RunActor:
             reason,
         )
         self._span.end(outcome="blocked")
+        if (metrics := recorder()) is not None:
+            metrics.run_ended(self.spec.name, "blocked", None)
         self._abandon()
 
     def _set_aside(self, exc: LogFormatError | RowFormatError) -> None:
@@ -677,8 +682,12 @@ class RunActor:
         self._timers[cid] = handle
 
     def _timer_fired(self, cid: str) -> None:
-        if self._timers.pop(cid, None) is None or self.gone or self.finished:
+        handle = self._timers.pop(cid, None)
+        if handle is None or self.gone or self.finished:
             return
+        if (metrics := recorder()) is not None:
+            late = self.host.clock.now() - handle.when
+            metrics.woke(self.spec.name, "timer", late.total_seconds())
         self._emit(
             _log.sleep_completed(cid, cancelled=False),
             completion=TimerFired(cid),
@@ -693,6 +702,9 @@ class RunActor:
         elif item.id in self._inbox_seen:
             return
         self._inbox_seen.add(item.id)
+        if (metrics := recorder()) is not None:
+            late = self.host.clock.now() - item.created_at
+            metrics.woke(self.spec.name, "hook", late.total_seconds())
         if item.malformed is not None:
             self._unreadable_payload(item, item.malformed)
             return
@@ -800,6 +812,11 @@ class RunActor:
         )
 
     @property
+    def sleeping(self) -> bool:
+        """Whether a timer is armed: a suspended run without one waits on hooks or queues."""
+        return bool(self._timers)
+
+    @property
     def drained(self) -> bool:
         """No step runs and nothing waits to be written: safe to hand back."""
         return (
@@ -873,6 +890,10 @@ class RunActor:
         outcome = terminal.type.value.removeprefix("run_")
         error = _log.RunFailed.of(terminal).error if terminal.type is EventType.RUN_FAILED else None
         self._span.end(outcome=outcome, error=error)
+        if (metrics := recorder()) is not None:
+            instance, now = self.instance, self.host.clock.now()
+            ran = None if instance is None else (now - instance.started_at).total_seconds()
+            metrics.run_ended(self.spec.name, outcome, ran)
         self._abandon()
         self.host.run_finished(self.run_id)
 

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from perdure._metrics import recorder
 from perdure._workflow import StepMetadata, WorkflowMetadata, step_context
 
 if TYPE_CHECKING:
@@ -149,7 +151,7 @@ class StepAttempts:
         self.slots = StepSlots(max_concurrent, on_watch)
         self.lease = lease
 
-    async def run(
+    async def run(  # noqa: C901, PLR0912, PLR0915 (the hot path: one loop, no call more per attempt)
         self,
         outcomes: AttemptOutcomes[_Call, _Result],
         call: _Call,
@@ -188,11 +190,15 @@ class StepAttempts:
                 f"{run_id}:{correlation_id}", run_id, spec.name, attempt, clock.now()
             )
             error: Exception
+            # Looked up per attempt, as tracing is: None (and no clock read) without metrics.
+            metrics, began = recorder(), 0.0
             try:
                 async with self.slots:
                     if not lease.valid:  # the worker may have been paused: ask first
                         await lease.confirm()
                     token = step_context.set((meta, workflow))
+                    if metrics is not None:
+                        began = perf_counter()
                     try:
                         with outcomes.attempt_span(call, meta):
                             value = await call_attempt(spec, args, kwargs)
@@ -206,10 +212,17 @@ class StepAttempts:
                 try:
                     output = spec.codec.encode_result(value)
                 except TypeError as exc:  # a result that cannot be stored: retrying won't help
+                    if metrics is not None:
+                        metrics.attempt(spec.name, "failed", perf_counter() - began, retried=False)
                     return outcomes.failed(call, attempt, exc)
+                if metrics is not None:
+                    metrics.attempt(spec.name, "succeeded", perf_counter() - began, retried=False)
                 return outcomes.succeeded(call, attempt, output)
             failed_at = clock.now()
             delay = policy.delay_after(attempt, error, now=failed_at)
+            if metrics is not None:
+                ran = perf_counter() - began if began else 0.0
+                metrics.attempt(spec.name, "failed", ran, retried=delay is not None)
             if delay is None:
                 return outcomes.failed(call, attempt, error)
             not_before = failed_at + timedelta(seconds=delay)

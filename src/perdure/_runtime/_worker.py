@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from perdure import _log
 from perdure._clock import Clock, FakeClock, TimerHandle
 from perdure._errors import LeaseLostError, RowFormatError
+from perdure._metrics import BACKLOG_EVERY, recorder, set_backlog, watch_worker
 from perdure._records import RunRecord
 from perdure._runtime._actor import RunActor
 from perdure._runtime._attempts import StepAttempts
@@ -44,6 +45,7 @@ from perdure._runtime._blocked import retry_blocked
 from perdure._runtime._lease import Lease
 from perdure._runtime._outage import Outage, until_the_store_answers
 from perdure._runtime._queues import QueueRunner
+from perdure._stats import StatsWindow
 from perdure._workflow import lookup_workflow, registered_workflows
 from perdure.stores import FAR_FUTURE
 
@@ -176,6 +178,7 @@ class Worker:
         released = await self.store.reap_dead_workers(self.id, self.clock.now())
         if released:
             logger.info("recovered %d runs and step tasks left by workers that died", released)
+        watch_worker(self)
         loop = asyncio.get_running_loop()
         self._main = loop.create_task(self._loop(), name=f"perdure worker {self.id}")
         self._maintenance = loop.create_task(self._maintain(), name="perdure maintenance")
@@ -579,6 +582,7 @@ class Worker:
     async def _maintain(self) -> None:
         loop = asyncio.get_running_loop()
         reap_from = 0.0  # the loop time before which this worker reaps nobody
+        backlog_at = 0.0  # the loop time after which the backlog gauges are read again
         # Not paced by the outage: the heartbeat comes round often enough anyway.
         outage = Outage("worker maintenance failed", level=logging.ERROR)
         while True:
@@ -591,6 +595,9 @@ class Worker:
                     self.poke()
                 if not self._stopping and await retry_blocked(self.store, self.id, now):
                     self.poke()  # blocked runs this code may mend are due
+                if loop.time() >= backlog_at and recorder() is not None:
+                    backlog_at = loop.time() + BACKLOG_EVERY
+                    await self._read_backlog(now)
             except Exception:
                 outage.failed()
                 # Cut off from the store, this worker cannot tell who else was: the others
@@ -598,6 +605,31 @@ class Worker:
                 reap_from = loop.time() + self._lease
             else:
                 outage.ended()
+
+    async def _read_backlog(self, now: datetime) -> None:
+        """The pending and blocked runs per workflow, for the gauges (`perdure._metrics`).
+
+        Read from the store, so every worker reports the same figures: a dashboard takes
+        the maximum, not the sum. Only while metrics are recorded, every `BACKLOG_EVERY`.
+        """
+        stats = await self.store.stats(StatsWindow(now, now, timedelta(minutes=1)))
+        set_backlog((each.workflow, each.pending, each.blocked) for each in stats.backlog)
+
+    def gauges(self) -> tuple[int, int, int]:
+        """Held runs; of those suspended, those with a timer, and those waiting on hooks.
+
+        Read by the metrics' gauges, perhaps on a Prometheus server's thread: hence a
+        copy of the actors first.
+        """
+        held = sleeping = waiting = 0
+        for actor in list(self._actors.values()):
+            held += 1
+            if actor.suspended:
+                if actor.sleeping:
+                    sleeping += 1
+                else:
+                    waiting += 1
+        return held, sleeping, waiting
 
     def statistics(self) -> WorkerStatistics:
         """A snapshot of the worker's counters."""

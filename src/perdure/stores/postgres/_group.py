@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from time import perf_counter
 from typing import TYPE_CHECKING, TypeVar
 
 import asyncpg
 
+from perdure._metrics import recorder
 from perdure.stores.postgres import _ops as ops
 from perdure.stores.postgres import _rows as rows
 from perdure.stores.postgres._batch import Batcher, BatchStatistics
@@ -116,7 +118,25 @@ class GroupCommit:
         alone: Callable[[T], Awaitable[R]],
         many: Callable[[list[T]], Awaitable[list[R | BaseException]]],
     ) -> Sequence[R | BaseException]:
-        """Send a batch with ``many``, or its one item with ``alone``; each item's outcome."""
+        """Send a batch with ``many``, or its one item with ``alone``; each item's outcome.
+
+        Timed as one store commit (`perdure._metrics`) while metrics are recorded.
+        """
+        metrics = recorder()
+        if metrics is None:
+            return await self._send(items, alone, many)
+        began = perf_counter()
+        try:
+            return await self._send(items, alone, many)
+        finally:
+            metrics.commit("postgres", perf_counter() - began, len(items))
+
+    async def _send(
+        self,
+        items: list[T],
+        alone: Callable[[T], Awaitable[R]],
+        many: Callable[[list[T]], Awaitable[list[R | BaseException]]],
+    ) -> Sequence[R | BaseException]:
         if len(items) == 1:
             return [await alone(items[0])]
         try:

@@ -39,8 +39,10 @@ import contextlib
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from perdure._metrics import recorder
 from perdure.stores.sqlite._schema import BUSY_TIMEOUT
 
 if TYPE_CHECKING:
@@ -287,8 +289,12 @@ class Writer:
                 conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             if durable:
                 conn.execute("PRAGMA synchronous = FULL")
+            metrics = recorder()  # None, and no clock read, without metrics
+            began = perf_counter() if metrics is not None else 0.0
             try:
                 outcomes = self._transaction(conn, batch)
+                if metrics is not None:
+                    metrics.commit("sqlite", perf_counter() - began, len(batch))
             finally:
                 if durable:
                     conn.execute("PRAGMA synchronous = NORMAL")
