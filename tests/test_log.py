@@ -71,6 +71,24 @@ EXAMPLES: dict[EventType, tuple[NewEvent, _log.LogEntry]] = {
         _log.RunBlocked("durable call #2 is step b", "v2", "w1"),
     ),
     EventType.RUN_UNBLOCKED: (_log.run_unblocked(by="w2"), _log.RunUnblocked("w2")),
+    EventType.ATTRIBUTES_SET: (
+        _log.attributes_set("attributes#1", values={"customer": "acme", "n": 3, "vip": True}),
+        _log.AttributesSet("attributes#1", {"customer": "acme", "n": 3, "vip": True}),
+    ),
+    EventType.CHILD_STARTED: (
+        _log.child_started(
+            "child.pay#1", workflow="pay", run_id="c1", input={"args": [5]}, detached=True
+        ),
+        _log.ChildStarted("child.pay#1", "pay", "c1", {"args": [5]}, detached=True),
+    ),
+    EventType.CHILD_COMPLETED: (
+        _log.child_completed("child.pay#1", run_id="c1", status="failed", error=ERROR),
+        _log.ChildCompleted("child.pay#1", "c1", "failed", None, ERROR),
+    ),
+    EventType.STEP_CANCELLED: (
+        _log.step_cancelled("fetch#1", name="fetch", attempt=2),
+        _log.StepCancelled("fetch#1", "fetch", 2),
+    ),
 }
 """One event of every type, as a writer builds it, and what a reader gets back."""
 

@@ -20,11 +20,14 @@ from perdure._errors import (
     WorkflowCancelled,
     WorkflowFailed,
 )
+from perdure._flow import Limit, Rate
 from perdure._hooks import Hook, Webhook, WebhookRequest, create_webhook, define_hook
 from perdure._logging import RunContextFilter
 from perdure._records import Event, EventType, RunRecord, RunStatus
 from perdure._replay import HookStream, RetryPolicy
+from perdure._streams import StreamItem, StreamRetracted, StreamWriter, get_writable
 from perdure._workflow import (
+    ChildRun,
     Step,
     StepMetadata,
     Workflow,
@@ -35,13 +38,16 @@ from perdure._workflow import (
     now,
     patched,
     random,
+    set_attributes,
     sleep,
+    start_child,
     step,
     uuid4,
     workflow,
 )
 
 __all__ = [
+    "ChildRun",
     "Engine",
     "Event",
     "EventType",
@@ -52,8 +58,10 @@ __all__ = [
     "HookPayloadError",
     "HookStream",
     "LeaseLostError",
+    "Limit",
     "NonDeterminismError",
     "PerdureError",
+    "Rate",
     "RetryPolicy",
     "RetryableError",
     "Run",
@@ -65,6 +73,9 @@ __all__ = [
     "StepError",
     "StepMetadata",
     "StoreError",
+    "StreamItem",
+    "StreamRetracted",
+    "StreamWriter",
     "Webhook",
     "WebhookRequest",
     "Workflow",
@@ -77,11 +88,14 @@ __all__ = [
     "get_run",
     "get_step_metadata",
     "get_workflow_metadata",
+    "get_writable",
     "now",
     "patched",
     "random",
+    "set_attributes",
     "sleep",
     "start",
+    "start_child",
     "step",
     "uuid4",
     "workflow",

@@ -10,6 +10,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 
 from perdure import _current
+from perdure._attributes import search_terms
 from perdure._clock import Clock, SystemClock
 from perdure._errors import (
     HookNotFoundError,
@@ -19,25 +20,30 @@ from perdure._errors import (
     WorkflowCancelled,
     WorkflowFailed,
 )
+from perdure._flow import LimitUsage, LimitWait, RunFlow, flow_of
 from perdure._fork import fork_prefix
 from perdure._hooks import WEBHOOK, RecentHooks, stored_payload, unstorable
+from perdure._listing import RunPage, check_limit, decode_cursor, encode_cursor
 from perdure._log import HookCreated
 from perdure._metrics import recorder, resume_outcome
 from perdure._records import JSON, Event, NewRun, RunRecord, RunStatus
 from perdure._replay import Duration, parse_duration
-from perdure._runtime import Worker, WorkerStatistics, validate_queues
+from perdure._runtime import Worker, WorkerStatistics, check_poison_after, validate_queues
+from perdure._schedule_api import ScheduleMethods
 from perdure._serde import decode
 from perdure._store_calls import read, write
+from perdure._stream_reader import read_stream
 from perdure._tracing import link_current_span_to_run, resume_hook_span, start_run_span
 from perdure._workflow import Workflow, lookup_workflow
 from perdure.stores import Store, open_store
 from perdure.stores._failures import failure_of
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import AsyncIterator, Collection, Mapping
     from types import TracebackType
 
-    from perdure._records import HookRecord
+    from perdure._records import HookRecord, WorkerRecord
+    from perdure._streams import StreamItem, StreamRetracted
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -110,6 +116,29 @@ class Run(Generic[R]):
         """The run's log so far."""
         return await read(lambda: self._engine.store.events(self.id), self._what)
 
+    def stream(
+        self, name: str = "default", start: int = 0, *, committed: bool = False
+    ) -> AsyncIterator[StreamItem | StreamRetracted]:
+        """Follow the run's durable stream ``name`` live: ``async for item in ...``.
+
+        Yields a `StreamItem` (``index``, ``value``) per chunk, from index ``start``
+        (below 0: counted from the end, -10 is the last ten), as soon as it is stored,
+        and ends when the writer closes the stream or the run ends. A live reader also
+        receives a `perdure.StreamRetracted` when a step attempt whose chunks it was
+        given failed; with ``committed=True`` only the chunks of the workflow body and
+        of attempts that succeeded come, each once, in order. Every reader sees the
+        same indices: to resume, start from the index after the last one received.
+
+        Raises (when iterated):
+            ValueError: ``name`` is not a stream name.
+            TypeError: ``start`` is not an int.
+        """
+        return read_stream(self._engine, self.id, name, start=start, committed=committed)
+
+    async def streams(self) -> dict[str, int]:
+        """The run's durable streams: name -> how many entries each holds so far."""
+        return await read(lambda: self._engine.store.stream_lengths(self.id), self._what)
+
     @property
     def _what(self) -> str:
         return f"reading run {self.id!r}"
@@ -162,7 +191,7 @@ class Run(Generic[R]):
         await self._engine.cancel(self.id)
 
 
-class Engine:
+class Engine(ScheduleMethods):
     """Opens a store, runs a worker, and starts, finds and steers runs.
 
     Use it as an async context manager. Entering it opens (or creates) the store and
@@ -211,6 +240,11 @@ class Engine:
             A step with a queue never runs on the run's worker itself (unless that
             worker serves the queue and claims the task like any other); steps
             without a queue always do.
+        poison_after: how many times in a row a run's recovery may find its worker
+            dead, with no progress in between (a step that crashes the process or
+            exhausts its memory), before the worker that claims it next blocks it as a
+            poison run instead of running it (default 5). A clean hand back, progress
+            or an unblock starts the count again.
     """
 
     def __init__(
@@ -228,6 +262,7 @@ class Engine:
         public_url: str | None = None,
         lease: Duration | None = None,
         queues: Collection[str] = (),
+        poison_after: int = 5,
     ) -> None:
         self.url = url if url is not None else default_database_url()
         lease_time = parse_duration(lease, what="lease") if lease is not None else None
@@ -240,6 +275,7 @@ class Engine:
             "max_active_runs": max_active_runs,
             "evict_after": parse_duration(evict_after, what="evict_after"),
             "queues": validate_queues(queues),
+            "poison_after": check_poison_after(poison_after),
         }
         if self._worker_options["queues"] and not worker:
             raise ValueError("queues= needs a worker to serve them; drop worker=False")
@@ -395,6 +431,9 @@ class Engine:
         fn: Workflow[P, R],
         *args: Any,
         run_id: str | None = None,
+        priority: int = 0,
+        dedupe_key: str | None = None,
+        debounce: Duration | None = None,
         **kwargs: Any,
     ) -> Run[R]:
         """Start a run of workflow ``fn`` with these arguments, durably.
@@ -402,10 +441,19 @@ class Engine:
         Idempotent on ``run_id``: starting again with an id that exists returns the
         existing run and starts nothing.
 
+        Flow control (README, "Flow control"): ``priority`` orders the runs waiting for
+        a worker or a limit, higher first (default 0; negative waits behind). With
+        ``dedupe_key``, while a run of this workflow with that key is pending, running
+        or blocked, the start returns that run instead (the key is free again once it
+        ends). ``debounce`` (with a ``dedupe_key``): the run starts once the window has
+        passed with no other start of the key, with the last start's arguments.
+
         Raises:
             TypeError: ``fn`` is not a @workflow, or an argument cannot be serialized
                 (nothing is stored).
-            ValueError: ``run_id`` belongs to a run of another workflow.
+            ValueError: ``run_id`` belongs to a run of another workflow; or a flow
+                option is wrong (a debounce without a dedupe key, a priority that is not
+                an int, a concurrency limit's key that is not an argument), naming it.
         """
         self._require_open()
         spec = getattr(fn, "__perdure_workflow__", None)
@@ -414,8 +462,12 @@ class Engine:
         if run_id is not None and (not isinstance(run_id, str) or not run_id.strip()):
             raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
         encoded: JSON = spec.codec.encode_args(args, kwargs)
+        flow = flow_of(
+            spec, args, kwargs, priority=priority, dedupe_key=dedupe_key, debounce=debounce,
+            now=self.clock.now(),
+        )  # fmt: skip
         new = NewRun(run_id or uuid.uuid4().hex, spec.name, encoded, spec.version)
-        record, created = await self._create(new)
+        record, created = await self._create(new, flow)
         if not created and record.workflow != spec.name:
             raise ValueError(
                 f"run id {new.id!r} already belongs to a run of workflow {record.workflow!r}"
@@ -485,7 +537,7 @@ class Engine:
         self._signal()
         return Run(self, record)
 
-    async def _create(self, new: NewRun) -> tuple[RunRecord, bool]:
+    async def _create(self, new: NewRun, flow: RunFlow | None = None) -> tuple[RunRecord, bool]:
         """Store a new run (in a start span) and wake the worker; the row, and if it is new.
 
         Tried again through an outage: creating is idempotent on the run's id, chosen
@@ -497,6 +549,8 @@ class Engine:
         async def create() -> tuple[RunRecord, bool]:
             nonlocal tries
             tries += 1
+            if flow is not None:  # with its priority, dedupe key, debounce or limit
+                return await self.store.create_flow_run(new, flow, now)
             return await self.store.create_run(new, now)
 
         with start_run_span(new.id, new.workflow):
@@ -526,19 +580,70 @@ class Engine:
         status: RunStatus | str | None = None,
         workflow: str | None = None,
         limit: int = 100,
+        attributes: Mapping[str, object] | None = None,
+        after: str | None = None,
+        parent_id: str | None = None,
     ) -> list[Run[Any]]:
         """Runs, newest first, optionally only those with a status or of a workflow.
 
+        ``parent_id``: only the child runs of that run (`perdure.start_child`).
         A run whose row cannot be read in full is listed all the same, flagged: its
         ``record.malformed`` names each column and why (see `RunRecord.malformed`).
+
+        ``attributes``: only runs having all of these (`perdure.set_attributes`), each
+        value compared as text (``{"items": 3}`` finds 3 and "3"). ``after``: the runs
+        after that cursor (a page's ``next``, see `list_runs_page`).
+
+        Raises:
+            TypeError, ValueError: a bad attribute (naming it) or cursor.
         """
         self._require_open()
         wanted = RunStatus(status) if status is not None else None
+        terms = search_terms(attributes)
+        before = decode_cursor(after) if after is not None else None
         records = await read(
-            lambda: self.store.list_runs(status=wanted, workflow=workflow, limit=limit),
+            lambda: self.store.list_runs(
+                status=wanted,
+                workflow=workflow,
+                limit=limit,
+                parent_id=parent_id,
+                attributes=terms,
+                before=before,
+            ),
             "listing runs",
         )
         return [Run(self, record) for record in records]
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        """The live workers, oldest first: id, host, pid, what each defines, heartbeat.
+
+        What each defines is its workflows with their code versions. A worker that
+        stopped heartbeating for longer than the lease (SQLite: whose process is gone)
+        is not listed.
+        """
+        self._require_open()
+        now = self.clock.now()
+        return await read(lambda: self.store.live_workers(now), "listing workers")
+
+    async def list_runs_page(
+        self, *, limit: int = 100, after: str | None = None, **filters: Any
+    ) -> RunPage[Run[Any]]:
+        """A page of runs, newest first, and the cursor of the next page.
+
+        ``filters`` are `list_runs`'s (``status``, ``workflow``, ``attributes``, ...).
+        Pass the page's ``next`` as ``after`` for the next page (None: the last page).
+        Pages are stable while runs are created: a run created since the first page
+        sorts before it, so it never shifts a later page, and no run comes twice.
+
+        Raises:
+            ValueError: ``limit`` is not an int from 1 to 1000, or ``after`` is not a
+                cursor a page gave.
+        """
+        limit = check_limit(limit)
+        runs = await self.list_runs(limit=limit + 1, after=after, **filters)
+        if len(runs) <= limit:
+            return RunPage(runs, None)
+        return RunPage(runs[:limit], encode_cursor(runs[limit - 1].record))
 
     async def cancel(self, run_id: str) -> RunRecord:
         """Ask for a run to be cancelled (see `Run.cancel`); the run as it now stands.
@@ -686,6 +791,25 @@ class Engine:
         except HookNotFoundError:
             self._recent_hooks.forget(token)
             return None  # gone since it was read (the next read says so), or another's now
+
+    async def limits(self) -> list[LimitUsage]:
+        """Each concurrency and rate limit in use across all workers, as it stands.
+
+        Workflow limits with unended runs (slots held, runs waiting), step concurrency
+        slots held, and rate windows with starts; by kind, then key. ``perdure limits``
+        prints it.
+        """
+        self._require_open()
+        now = self.clock.now()
+        return await read(lambda: self.store.limits(now), "reading limits")
+
+    async def limit_wait(self, run_id: str) -> LimitWait | None:
+        """Why a pending run waits on its workflow's concurrency limit, or None.
+
+        Its ``reason`` reads "waiting for a slot: customer=acme, 5 of 5 in use; 2 ahead".
+        """
+        self._require_open()
+        return await read(lambda: self.store.limit_wait(run_id), f"reading run {run_id!r}")
 
     def statistics(self) -> WorkerStatistics | None:
         """The worker's statistics, or None when this Engine runs no worker."""

@@ -15,7 +15,13 @@ durable call's name and counter such as ``fetch#2``; run events have none)::
 
     run_created      workflow: str, input: the encoded call ({"args": [...], "kwargs":
                      {...}}), version: str | null; forked_from: str, the id of the run
-                     whose log this one's begins with (`Engine.fork`; absent: not a fork)
+                     whose log this one's begins with (`Engine.fork`; absent: not a fork);
+                     attributes: {key: str | int | float | bool}, the run's attributes
+                     from its start (absent: none); deadline: ISO 8601, when the run is
+                     cancelled if it has not ended (``timeout=``; absent: never);
+                     parent_id, root_id: str, a child run's parent and the top of its
+                     tree, and parent_call: str, its correlation id in the parent's log
+                     (all absent: not a child)
     run_started      worker: str (the worker that started it; absent reads as unknown)
     step_started     cid; name: str, attempt: int (1-based), input: the encoded call,
                      and queue: str for a step routed to the workers serving that queue
@@ -38,7 +44,8 @@ durable call's name and counter such as ``fetch#2``; run events have none)::
     hook_disposed    cid; token: str
     run_completed    output: the encoded value
     run_failed       error
-    run_cancelled    nothing
+    run_cancelled    reason: str, why, when not by a caller (absent: cancelled by a
+                     caller); a deadline's says "deadline of 1h passed"
     run_blocked      reason: str (what diverged, or the workflow's traceback), version:
                      str | null (the code version of the worker that blocked it), worker:
                      str | null; written by the store's `block_run`, not by an append.
@@ -50,6 +57,20 @@ durable call's name and counter such as ``fetch#2``; run events have none)::
                      the run took the patch's new branch. A replay reads every marker
                      of the log before it starts, not in order, and a marker the code
                      no longer asks about (a deprecated or removed patch) is skipped
+    child_started    cid (``child.WORKFLOW#n``); workflow: str, run_id: str (the child's),
+                     input: the encoded call, detached: bool (absent: false). The parent
+                     logs it once the child run exists (created just before, with the
+                     same id: a replay or a crash never makes a second one)
+    child_completed  cid; run_id: str, status: "completed", "failed" or "cancelled",
+                     output: the encoded value (completed), error (failed); moved by
+                     the parent's worker from its inbox, where the store put it in the
+                     transaction that ended the child
+    step_cancelled   cid; name: str, attempt: int: the attempt running when the run was
+                     cancelled; logged just before ``run_cancelled``
+    attributes_set   cid (``attributes#n``, counted apart from durable calls); values:
+                     {key: str | int | float | bool}, set by `perdure.set_attributes`
+                     (later values of a key replace earlier ones). A replay does not log
+                     again a call its log holds, and matches them by cid, not in order
 
 An ``error`` is ``{"type": "module.QualName", "message": str, "traceback": str}``.
 A key holding an encoded value (``input``, ``output``, ``payload``, ``body``) may be
@@ -98,6 +119,9 @@ __all__ = [
     "CONSTRUCTORS",
     "PARSERS",
     "AnyEvent",
+    "AttributesSet",
+    "ChildCompleted",
+    "ChildStarted",
     "ErrorRecord",
     "HookCreated",
     "HookDisposed",
@@ -114,10 +138,14 @@ __all__ = [
     "RunUnblocked",
     "SleepCompleted",
     "SleepStarted",
+    "StepCancelled",
     "StepCompleted",
     "StepFailed",
     "StepRetrying",
     "StepStarted",
+    "attributes_set",
+    "child_completed",
+    "child_started",
     "event_type",
     "hook_conflict",
     "hook_created",
@@ -134,6 +162,7 @@ __all__ = [
     "run_unblocked",
     "sleep_completed",
     "sleep_started",
+    "step_cancelled",
     "step_completed",
     "step_failed",
     "step_retrying",
@@ -188,15 +217,30 @@ def run_created(
     input: JSON,  # noqa: A002
     version: str | None,
     forked_from: str | None = None,
+    attributes: dict[str, JSON] | None = None,
+    deadline: datetime | None = None,
+    parent_id: str | None = None,
+    root_id: str | None = None,
+    parent_call: str | None = None,
 ) -> NewEvent:
     """The first event of every run, written by the store that creates it.
 
     A fork names the run it was forked from; other runs write no ``forked_from`` key, so
-    their logs stay as earlier releases wrote them.
+    their logs stay as earlier releases wrote them. So do ``attributes`` and
+    ``deadline``: written only when the run has some.
     """
     data: dict[str, JSON] = {"workflow": workflow, "input": input, "version": version}
     if forked_from is not None:
         data["forked_from"] = forked_from
+    if attributes:
+        data["attributes"] = attributes
+    if deadline is not None:
+        data["deadline"] = deadline.isoformat()
+    if parent_id is not None:
+        data["parent_id"] = parent_id
+        data["root_id"] = root_id or parent_id
+        if parent_call is not None:
+            data["parent_call"] = parent_call
     return NewEvent(EventType.RUN_CREATED, None, data)
 
 
@@ -328,9 +372,11 @@ def run_failed(*, error: ErrorRecord) -> NewEvent:
     return NewEvent(EventType.RUN_FAILED, None, {"error": error})
 
 
-def run_cancelled() -> NewEvent:
-    """The run was cancelled. Terminal."""
-    return NewEvent(EventType.RUN_CANCELLED)
+def run_cancelled(*, reason: str | None = None) -> NewEvent:
+    """The run was cancelled (``reason``: why, when not by a caller). Terminal."""
+    if reason is None:
+        return NewEvent(EventType.RUN_CANCELLED)
+    return NewEvent(EventType.RUN_CANCELLED, None, {"reason": reason})
 
 
 def run_blocked(*, reason: str, version: str | None, worker: str | None) -> NewEvent:
@@ -348,6 +394,48 @@ def run_unblocked(*, by: str | None) -> NewEvent:
 def patch_marked(cid: str, *, patch: str) -> NewEvent:
     """The run reached ``perdure.patched(patch)`` on code with the patch: new branch."""
     return NewEvent(EventType.PATCH_MARKED, cid, {"patch": patch})
+
+
+def child_started(
+    cid: str,
+    *,
+    workflow: str,
+    run_id: str,
+    input: JSON,  # noqa: A002
+    detached: bool,
+) -> NewEvent:
+    """The workflow started a child run ``run_id`` (which exists once this is logged)."""
+    data: dict[str, JSON] = {"workflow": workflow, "run_id": run_id, "input": input}
+    if detached:
+        data["detached"] = True
+    return NewEvent(EventType.CHILD_STARTED, cid, data)
+
+
+def child_completed(
+    cid: str,
+    *,
+    run_id: str,
+    status: str,
+    output: JSON = None,
+    error: ErrorRecord | None = None,
+) -> NewEvent:
+    """The child run ``run_id`` ended ``status``; its output or error, delivered to the parent."""
+    data: dict[str, JSON] = {"run_id": run_id, "status": status}
+    if error is not None:
+        data["error"] = error
+    elif status == "completed":
+        data["output"] = output
+    return NewEvent(EventType.CHILD_COMPLETED, cid, data)
+
+
+def step_cancelled(cid: str, *, name: str, attempt: int) -> NewEvent:
+    """Attempt ``attempt`` of the step was running when its run was cancelled."""
+    return NewEvent(EventType.STEP_CANCELLED, cid, {"name": name, "attempt": attempt})
+
+
+def attributes_set(cid: str, *, values: dict[str, JSON]) -> NewEvent:
+    """The workflow called ``perdure.set_attributes(**values)``."""
+    return NewEvent(EventType.ATTRIBUTES_SET, cid, {"values": values})
 
 
 CONSTRUCTORS: dict[EventType, Callable[..., NewEvent]] = {
@@ -368,6 +456,10 @@ CONSTRUCTORS: dict[EventType, Callable[..., NewEvent]] = {
     EventType.RUN_BLOCKED: run_blocked,
     EventType.RUN_UNBLOCKED: run_unblocked,
     EventType.PATCH_MARKED: patch_marked,
+    EventType.ATTRIBUTES_SET: attributes_set,
+    EventType.CHILD_STARTED: child_started,
+    EventType.CHILD_COMPLETED: child_completed,
+    EventType.STEP_CANCELLED: step_cancelled,
 }
 """The constructor of each event type (a test checks every type has one)."""
 
@@ -507,7 +599,9 @@ class _Entry:
 class RunCreated(_Entry):
     """``run_created``: the workflow's name, its encoded call and its code version.
 
-    ``forked_from`` is the run a fork's log was copied from (None: not a fork).
+    ``forked_from`` is the run a fork's log was copied from (None: not a fork);
+    ``attributes`` those it started with; ``deadline`` when it is cancelled if not ended;
+    ``parent_id`` and ``root_id`` a child run's parent and the top of its tree.
     """
 
     TYPE: ClassVar[EventType] = EventType.RUN_CREATED
@@ -515,6 +609,10 @@ class RunCreated(_Entry):
     input: JSON
     version: str | None
     forked_from: str | None = None
+    attributes: dict[str, JSON] | None = None
+    deadline: datetime | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
 
     @classmethod
     def read(cls, event: AnyEvent, run_id: str | None) -> Self:
@@ -523,6 +621,10 @@ class RunCreated(_Entry):
             event.data.get("input"),
             _optional_str(event, run_id, "version"),
             _optional_str(event, run_id, "forked_from"),
+            _attribute_values(event, run_id, optional=True) or None,
+            _time(event, run_id, "deadline") if "deadline" in event.data else None,
+            parent_id=_optional_str(event, run_id, "parent_id"),
+            root_id=_optional_str(event, run_id, "root_id"),
         )
 
 
@@ -780,13 +882,14 @@ class RunFailed(_Entry):
 
 @dataclass(frozen=True, slots=True)
 class RunCancelled(_Entry):
-    """``run_cancelled``: the run was cancelled."""
+    """``run_cancelled``: the run was cancelled (``reason``: why, unless by a caller)."""
 
     TYPE: ClassVar[EventType] = EventType.RUN_CANCELLED
+    reason: str | None = None
 
     @classmethod
-    def read(cls, event: AnyEvent, run_id: str | None) -> Self:  # noqa: ARG003 (nothing to read)
-        return cls()
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
+        return cls(_optional_str(event, run_id, "reason"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -832,6 +935,102 @@ class PatchMarked(_Entry):
         return cls(_cid(event, run_id), _str(event, run_id, "patch"))
 
 
+@dataclass(frozen=True, slots=True)
+class AttributesSet(_Entry):
+    """``attributes_set``: the values one `perdure.set_attributes` call gave."""
+
+    TYPE: ClassVar[EventType] = EventType.ATTRIBUTES_SET
+    correlation_id: str
+    values: dict[str, JSON]
+
+    @classmethod
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
+        return cls(_cid(event, run_id), _attribute_values(event, run_id, optional=False))
+
+
+def _attribute_values(event: AnyEvent, run_id: str | None, *, optional: bool) -> dict[str, JSON]:
+    """The flat ``{key: str | int | float | bool}`` object under ``values``/``attributes``."""
+    key = "attributes" if event.type is EventType.RUN_CREATED else "values"
+    value = event.data.get(key, {} if optional else _MISSING)
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str | int | float) for k, v in value.items()
+    ):
+        raise _fail(
+            event,
+            run_id,
+            key,
+            f"must be an object of str, number and bool values; {_describe(value)}",
+        )
+    return value
+
+
+_CHILD_ENDS = ("completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class ChildStarted(_Entry):
+    """``child_started``: the workflow started the child run ``run_id``."""
+
+    TYPE: ClassVar[EventType] = EventType.CHILD_STARTED
+    correlation_id: str
+    workflow: str
+    run_id: str
+    input: JSON
+    detached: bool = False
+
+    @classmethod
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
+        detached = event.data.get("detached", False)
+        if not isinstance(detached, bool):
+            raise _fail(event, run_id, "detached", f"must be true or false; got {detached!r}")
+        return cls(
+            _cid(event, run_id),
+            _str(event, run_id, "workflow"),
+            _str(event, run_id, "run_id"),
+            event.data.get("input"),
+            detached,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChildCompleted(_Entry):
+    """``child_completed``: the child run ended; its output (completed) or error (failed)."""
+
+    TYPE: ClassVar[EventType] = EventType.CHILD_COMPLETED
+    correlation_id: str
+    run_id: str
+    status: str
+    output: JSON = None
+    error: ErrorRecord | None = None
+
+    @classmethod
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
+        status = _str(event, run_id, "status")
+        if status not in _CHILD_ENDS:
+            raise _fail(event, run_id, "status", f"must be one of {_CHILD_ENDS}; got {status!r}")
+        return cls(
+            _cid(event, run_id),
+            _str(event, run_id, "run_id"),
+            status,
+            event.data.get("output"),
+            _error(event, run_id) if status == "failed" else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StepCancelled(_Entry):
+    """``step_cancelled``: the attempt running when the run was cancelled."""
+
+    TYPE: ClassVar[EventType] = EventType.STEP_CANCELLED
+    correlation_id: str
+    name: str
+    attempt: int
+
+    @classmethod
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
+        return cls(_cid(event, run_id), _str(event, run_id, "name"), _attempt(event, run_id))
+
+
 LogEntry = (
     RunCreated
     | RunStarted
@@ -850,6 +1049,10 @@ LogEntry = (
     | RunBlocked
     | RunUnblocked
     | PatchMarked
+    | AttributesSet
+    | ChildStarted
+    | ChildCompleted
+    | StepCancelled
 )
 """Any parsed event: match on its class to tell them apart."""
 
@@ -871,6 +1074,10 @@ _ENTRY_TYPES: tuple[type[LogEntry], ...] = (
     PatchMarked,
     RunBlocked,
     RunUnblocked,
+    AttributesSet,
+    ChildStarted,
+    ChildCompleted,
+    StepCancelled,
 )
 
 PARSERS: dict[EventType, Callable[[AnyEvent, str | None], LogEntry]] = {

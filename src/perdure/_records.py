@@ -79,6 +79,10 @@ class EventType(enum.StrEnum):
     RUN_BLOCKED = "run_blocked"
     RUN_UNBLOCKED = "run_unblocked"
     PATCH_MARKED = "patch_marked"
+    ATTRIBUTES_SET = "attributes_set"
+    CHILD_STARTED = "child_started"
+    CHILD_COMPLETED = "child_completed"
+    STEP_CANCELLED = "step_cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,20 @@ class NewRun:
     workflow: str
     input: JSON
     version: str | None = None
+    attributes: dict[str, JSON] | None = None
+    """Searchable attributes the run starts with (``perdure.set_attributes`` adds more);
+    the engine's own way to label a run when it creates it (a schedule's id and tick).
+    Checked by `perdure._attributes.check_attributes` before it gets here."""
+    deadline: datetime | None = None
+    """When the run is cancelled if it has not ended (``timeout=``); None: never."""
+    parent_id: str | None = None
+    """The run that started this one as its child (`perdure.start_child`), or None."""
+    root_id: str | None = None
+    """The top of the parent's tree (the parent's own root, or the parent); None for a
+    run nobody started as a child."""
+    parent_call: str | None = None
+    """The child's correlation id in its parent's log (``child.NAME#n``): the store
+    tells the parent of the child's end under it, in the transaction that ends it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +159,17 @@ class RunRecord:
     status this one does not know); its record still lists, with each column named here
     holding a stand-in: None, the epoch for a time, `RunStatus.RUNNING` for a status (not
     ended, as far as this release can tell). See `perdure._errors.RowFormatError`."""
+    deadline_at: datetime | None = None
+    """When the run is cancelled if it has not ended by then (``timeout=``), or None."""
+    attributes: dict[str, JSON] | None = None
+    """The run's searchable attributes (`perdure.set_attributes`), key -> str, int,
+    float or bool; None when it has none. Filled by `get_run` and `list_runs`."""
     forked_from: str | None = None
     """The run this one was forked from (`Engine.fork`), or None."""
+    parent_id: str | None = None
+    """The run that started this one as its child, or None (`perdure.start_child`)."""
+    root_id: str | None = None
+    """The top of its tree of runs when it is a child (None for a run with no parent)."""
     recoveries: int = 0
     """Times in a row the run was taken from a worker found dead (its lease lapsed) with
     no progress in between: a run whose recovery keeps killing its worker is blocked
@@ -157,7 +184,8 @@ class StepRecord:
     correlation_id: str
     name: str
     status: str
-    """``running``, ``retrying``, ``completed`` or ``failed``."""
+    """``running``, ``retrying``, ``completed``, ``failed`` or ``cancelled`` (its run was
+    cancelled while an attempt ran)."""
     attempt: int
     input: JSON
     output: JSON | None

@@ -4,7 +4,9 @@ A run lives in many places: it is started by one process, executed by a worker,
 perhaps replayed by another after a crash, and its hooks are resumed from anywhere.
 All of its spans share one trace whose id is derived from the run id, so they join
 up across processes without anything being stored; the span of the caller that
-started the run (an HTTP request, say) *links* to that trace.
+started the run (an HTTP request, say) *links* to that trace. A child run
+(`perdure.start_child`) belongs to the trace of its root, the top of its tree of runs,
+so a parent and all its children, to any depth, are one trace.
 
 Spans:
 
@@ -121,11 +123,12 @@ def run_trace_id(run_id: str) -> int:
     return int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:16], "big") or 1
 
 
-def _run_parent(run_id: str) -> Any:
+def _run_parent(run_id: str, root_id: str | None = None) -> Any:
+    """The stand-in parent of a run's spans: in its root's trace (its own, unless a child)."""
     digest = hashlib.sha256(run_id.encode()).digest()
     span_id = int.from_bytes(digest[16:24], "big") or 1
     context = SpanContext(
-        trace_id=run_trace_id(run_id),
+        trace_id=run_trace_id(root_id or run_id),
         span_id=span_id,
         is_remote=True,
         trace_flags=TraceFlags(TraceFlags.SAMPLED),
@@ -168,7 +171,15 @@ def link_current_span_to_run(run_id: str) -> None:
 
 
 @contextlib.contextmanager
-def step_task_span(run_id: str, name: str, step_id: str, attempt: int, queue: str) -> Iterator[Any]:
+def step_task_span(
+    run_id: str,
+    name: str,
+    step_id: str,
+    attempt: int,
+    queue: str,
+    *,
+    root_id: str | None = None,
+) -> Iterator[Any]:
     """A span around one attempt of a step a queue's worker runs, in the run's trace."""
     tracer = _tracer()
     if tracer is None:
@@ -183,7 +194,7 @@ def step_task_span(run_id: str, name: str, step_id: str, attempt: int, queue: st
     }
     with tracer.start_as_current_span(
         f"perdure.step {name}",
-        context=_run_parent(run_id),
+        context=_run_parent(run_id, root_id),
         kind=SpanKind.CONSUMER,
         attributes=attributes,
         record_exception=True,
@@ -199,10 +210,14 @@ class RunSpan:
     turned on meanwhile, its steps' spans still join the run's trace.
     """
 
-    __slots__ = ("_context", "_run_id", "_span")
+    __slots__ = ("_context", "_root_id", "_run_id", "_span")
 
-    def __init__(self, run_id: str, workflow: str, *, replayed: bool) -> None:
+    def __init__(
+        self, run_id: str, workflow: str, *, replayed: bool, trace_of: str | None = None
+    ) -> None:
         self._run_id = run_id
+        self._root_id = trace_of
+        """The root of a child run's tree, whose trace it joins (None: its own)."""
         self._span: Any = None
         self._context: Any = None
         tracer = _tracer()
@@ -210,7 +225,7 @@ class RunSpan:
             return
         self._span = tracer.start_span(
             f"perdure.run {workflow}",
-            context=_run_parent(run_id),
+            context=_run_parent(run_id, trace_of),
             kind=SpanKind.CONSUMER,
             attributes={
                 "perdure.run_id": run_id,
@@ -248,7 +263,11 @@ class RunSpan:
         }
         return tracer.start_as_current_span(
             f"perdure.step {name}",
-            context=self._context if self._context is not None else _run_parent(self._run_id),
+            context=(
+                self._context
+                if self._context is not None
+                else _run_parent(self._run_id, self._root_id)
+            ),
             kind=SpanKind.INTERNAL,
             attributes=attributes,
             record_exception=True,

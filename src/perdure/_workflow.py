@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
+from perdure._attributes import AttributeValue, check_attributes
+from perdure._errors import WorkflowCancelled, WorkflowFailed
+from perdure._flow import Limit, Rate
 from perdure._replay import (
+    ChildDone,
     Duration,
     RetryPolicy,
     StepSpec,
@@ -23,10 +27,13 @@ from perdure._replay import (
     WorkflowSpec,
     current_instance,
     parse_duration,
+    surfaced,
 )
+from perdure._schedules import declare
 from perdure._serde import CallCodec
 
 __all__ = [
+    "ChildRun",
     "Step",
     "StepMetadata",
     "Workflow",
@@ -41,7 +48,9 @@ __all__ = [
     "queued_steps",
     "random",
     "registered_workflows",
+    "set_attributes",
     "sleep",
+    "start_child",
     "step",
     "uuid4",
     "workflow",
@@ -52,6 +61,8 @@ R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
 _RESERVED_NAMES = ("sleep", "timer")
+_RESERVED_PREFIXES = ("hook.", "child.")
+"""Correlation ids of hooks and child runs begin so; a step's name may not."""
 
 
 # -- metadata ---------------------------------------------------------------------
@@ -200,6 +211,35 @@ def deprecate_patch(patch_id: str) -> None:
     _patch_instance(patch_id, "deprecate_patch")
 
 
+def set_attributes(**values: AttributeValue) -> None:
+    """Attach searchable attributes to the run: business keys to find it by.
+
+    ::
+
+        perdure.set_attributes(customer="acme", tier="gold", items=3)
+
+    Each value is a str, int, float or bool; setting a key again replaces its value.
+    They are logged (``attributes_set``; a replay does not log them again), shown with
+    the run by ``perdure show``, ``perdure runs``, the HTTP API and the dashboard, and
+    searched by ``engine.list_runs(attributes={"customer": "acme"})``, ``perdure runs
+    --attr customer=acme`` and ``GET /runs?attr=customer:acme``. A search compares text,
+    so ``items=3`` finds the int 3 and the string "3".
+
+    Raises:
+        RuntimeError: outside a workflow.
+        TypeError: a value that is not a str, int, float or bool (a nested value, None),
+            naming the key; nothing is recorded.
+        ValueError: a key that is not an identifier, a float that is not finite, or a
+            string over 1000 characters; nothing is recorded.
+    """
+    instance = _in_workflow()
+    if instance is None:
+        raise RuntimeError("set_attributes() must be called inside a workflow")
+    checked = check_attributes(values, what=f"set_attributes() in workflow {instance.spec.name!r}")
+    if checked:
+        instance.set_attributes(checked)
+
+
 async def sleep(duration: Duration | None = None, *, until: datetime | None = None) -> None:
     """Pause the workflow for ``duration`` or until ``until``, holding no resources.
 
@@ -290,6 +330,8 @@ class Workflow(Generic[P, R_co]):
         return self.__perdure_workflow__.name
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]:
+        if _in_workflow() is not None:  # a child run, awaited like a step
+            return _call_child(self, args, kwargs)
         result: Coroutine[Any, Any, R_co] = self.__perdure_workflow__.fn(*args, **kwargs)
         return result
 
@@ -332,6 +374,108 @@ class Step(Generic[P, R_co]):
         return f"<perdure step {self.name!r}>"
 
 
+# -- child runs ---------------------------------------------------------------------
+
+
+class ChildRun(Generic[R_co]):
+    """A child run, as the workflow that started it sees it (`start_child`).
+
+    Attributes:
+        id: the child's run id (`Engine.get_run` finds it; its record names this run
+            as ``parent_id``).
+        workflow: the child's workflow name.
+        detached: whether it outlives a cancel of its parent.
+    """
+
+    __slots__ = ("_future", "_spec", "detached", "id", "workflow")
+
+    def __init__(
+        self,
+        spec: WorkflowSpec,
+        run_id: str,
+        future: asyncio.Future[ChildDone],
+        *,
+        detached: bool,
+    ) -> None:
+        self._spec = spec
+        self._future = future
+        self.id = run_id
+        self.workflow = spec.name
+        self.detached = detached
+
+    def __repr__(self) -> str:
+        return f"<ChildRun {self.id} of {self.workflow!r}>"
+
+    async def result(self) -> R_co:
+        """Wait for the child to end and return what it returned; durable, like a step.
+
+        The end is read from the parent's log (``child_completed``), so a replay of the
+        parent gets the same answer without asking the child again. Awaiting it again,
+        or after an ``asyncio.wait_for`` around it gave up, waits for the same end.
+
+        Raises:
+            WorkflowFailed: the child failed; with its error's type, message, traceback
+                and the child's ``run_id``. Uncaught, it fails this run too.
+            WorkflowCancelled: the child was cancelled.
+        """
+        done = await asyncio.shield(self._future)
+        if done.status == "completed":
+            value: R_co = self._spec.codec.decode_result(done.output)
+            return value
+        if done.status == "cancelled":
+            raise surfaced(WorkflowCancelled(done.run_id))
+        error = done.error or {}
+        raise surfaced(
+            WorkflowFailed(
+                str(error.get("message", "")),
+                run_id=done.run_id,
+                type=str(error.get("type", "builtins.Exception")),
+                traceback=error.get("traceback"),
+            )
+        )
+
+
+async def start_child(
+    fn: Workflow[P, R],
+    /,
+    *args: Any,
+    detached: bool = False,
+    run_id: str | None = None,
+    **kwargs: Any,
+) -> ChildRun[R]:
+    """Start ``fn(*args, **kwargs)`` as a child run of the current workflow; its handle.
+
+    The start is durable and idempotent: logged in this run's log, under an id derived
+    from this run's id and the call's correlation id (or ``run_id``), so a replay or a
+    crash never starts it twice. The child runs on whichever worker claims it; await
+    ``handle.result()`` for its result (or just ``await fn(...)`` for both at once).
+    Cancelling this run cancels the child too, and its children, unless ``detached``.
+
+    Raises:
+        TypeError: ``fn`` is not a ``@workflow``, or an argument cannot be serialized
+            (nothing is logged).
+        ValueError: ``run_id`` is given and is not a non-empty string.
+        RuntimeError: outside a workflow (use ``engine.start`` there).
+    """
+    spec = getattr(fn, "__perdure_workflow__", None)
+    if not isinstance(spec, WorkflowSpec):
+        raise TypeError(f"start_child() needs a @workflow function, got {fn!r}")
+    if run_id is not None and (not isinstance(run_id, str) or not run_id.strip()):
+        raise ValueError(f"start_child(run_id=...) must be a non-empty string, got {run_id!r}")
+    instance = _in_workflow()
+    if instance is None:
+        raise RuntimeError("start_child() must be called inside a workflow; use engine.start()")
+    input_ = spec.codec.encode_args(args, kwargs)
+    child_id, future = instance.start_child(spec, input_, run_id=run_id, detached=detached)
+    return ChildRun(spec, child_id, future, detached=detached)
+
+
+async def _call_child(fn: Workflow[P, R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    """``await fn(...)`` in a workflow: an attached child run, and its result."""
+    child = await start_child(fn, *args, **kwargs)
+    return await child.result()
+
+
 class _WorkflowDecorator(Protocol):
     def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Workflow[P, R]: ...
 
@@ -348,6 +492,8 @@ def _make_workflow(
     name: str | None,
     version: str | None,
     block_on: tuple[type[BaseException], ...] | None = None,
+    schedule: str | None = None,
+    concurrency: Limit | None = None,
 ) -> Workflow[Any, Any]:
     if not inspect.iscoroutinefunction(fn):
         raise TypeError(f"@workflow needs an async def function, got {_origin(fn)}")
@@ -363,14 +509,32 @@ def _make_workflow(
     )
     if block_on is not None:
         spec = dataclasses.replace(spec, block_on=tuple(block_on))
+    if concurrency is not None:
+        if not isinstance(concurrency, Limit):
+            raise TypeError(f"@workflow(concurrency=...) takes a Limit, got {concurrency!r}")
+        spec = dataclasses.replace(spec, concurrency=concurrency)
     existing = _registry.get(spec.name)
     if existing is not None and _origin(existing.fn) != _origin(fn):
         raise ValueError(
             f"workflow name {spec.name!r} is taken by {_origin(existing.fn)}; "
             f"give {_origin(fn)} another name with @workflow(name=...)"
         )
+    if schedule is not None:
+        _declare_schedule(spec, schedule)
     _registry[spec.name] = spec  # a re-definition (a reload) replaces the old one
     return Workflow(spec)
+
+
+def _declare_schedule(spec: WorkflowSpec, schedule: str) -> None:
+    """Check and record ``@workflow(schedule=...)``; workers store it when they start."""
+    try:
+        spec.codec.encode_args((), {})
+    except TypeError:
+        raise TypeError(
+            f"@workflow(schedule=...) of {spec.name!r}: its runs start without arguments, "
+            "so every parameter needs a default"
+        ) from None
+    declare(spec.name, schedule)
 
 
 @overload
@@ -381,6 +545,8 @@ def workflow(
     name: str | None = None,
     version: str | None = None,
     block_on: tuple[type[BaseException], ...] | None = None,
+    schedule: str | None = None,
+    concurrency: Limit | None = None,
 ) -> _WorkflowDecorator: ...
 def workflow(
     fn: Callable[..., Any] | None = None,
@@ -389,6 +555,8 @@ def workflow(
     name: str | None = None,
     version: str | None = None,
     block_on: tuple[type[BaseException], ...] | None = None,
+    schedule: str | None = None,
+    concurrency: Limit | None = None,
 ) -> Any:
     """Make an ``async def`` function a durable workflow.
 
@@ -404,10 +572,25 @@ def workflow(
             Any other error fails the run, and so does a step's error surfacing in
             the workflow or `FatalError`, whatever its type. ``block_on=()`` fails on
             every error.
+        schedule: a cron expression: a schedule of this workflow, stored (under the
+            workflow's name) when a worker that defines it starts, and updated when
+            the expression changes. Read in UTC, or in the zone it starts with:
+            ``"CRON_TZ=Europe/Paris 0 9 * * MON-FRI"``. Its runs start with no
+            arguments; ``engine.schedule`` offers every option.
+        concurrency: a `perdure.Limit`: at most ``n`` runs per value of its key hold a
+            slot at once, across all workers; the others wait as ``pending`` (README,
+            "Flow control"). A run holds its slot from its first claim until it ends.
     """
     if fn is not None:
         return _make_workflow(fn, name, version)
-    return functools.partial(_make_workflow, name=name, version=version, block_on=block_on)
+    return functools.partial(
+        _make_workflow,
+        name=name,
+        version=version,
+        block_on=block_on,
+        schedule=schedule,
+        concurrency=concurrency,
+    )
 
 
 def _make_step(
@@ -417,9 +600,11 @@ def _make_step(
     timeout: Duration | None,
     queue: str | None,
     retry: RetryPolicy | None,
+    concurrency: int | None = None,
+    rate: str | Rate | None = None,
 ) -> Step[Any, Any]:
     step_name = name or fn.__qualname__
-    if "#" in step_name or step_name in _RESERVED_NAMES or step_name.startswith("hook."):
+    if "#" in step_name or step_name in _RESERVED_NAMES or step_name.startswith(_RESERVED_PREFIXES):
         raise ValueError(
             f"step name {step_name!r} is reserved or contains '#'; pass @step(name=...)"
         )
@@ -432,6 +617,12 @@ def _make_step(
     if queue is not None and (not isinstance(queue, str) or not queue.strip()):
         raise ValueError(f"queue of step {step_name!r} must be a non-empty string, got {queue!r}")
     policy = retry if retry is not None else RetryPolicy(max_retries=max_retries)
+    if concurrency is not None and (
+        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+    ):
+        raise ValueError(
+            f"concurrency of step {step_name!r} must be an int of at least 1, got {concurrency!r}"
+        )
     spec = StepSpec(
         fn=fn,
         name=step_name,
@@ -440,6 +631,8 @@ def _make_step(
         timeout=seconds,
         queue=queue,
         is_async=inspect.iscoroutinefunction(fn),
+        concurrency=concurrency,
+        rate=_rate(rate, step_name),
     )
     if queue is not None:
         # A queue's worker finds the code of a step task by the step's name alone.
@@ -451,6 +644,18 @@ def _make_step(
             )
         _queued_steps[step_name] = spec  # a re-definition (a reload) replaces the old one
     return Step(spec)
+
+
+def _rate(rate: str | Rate | None, step_name: str) -> Rate | None:
+    """``@step(rate=...)`` as a `Rate`: a string is read as ``Rate(rate)``."""
+    if rate is None or isinstance(rate, Rate):
+        return rate
+    if isinstance(rate, str):
+        try:
+            return Rate(rate)
+        except ValueError as exc:
+            raise ValueError(f"rate of step {step_name!r}: {exc}") from None
+    raise TypeError(f"rate of step {step_name!r} must be a str or a perdure.Rate, got {rate!r}")
 
 
 @overload
@@ -465,6 +670,8 @@ def step(
     timeout: Duration | None = None,
     queue: str | None = None,
     retry: RetryPolicy | None = None,
+    concurrency: int | None = None,
+    rate: str | Rate | None = None,
 ) -> _StepDecorator: ...
 def step(
     fn: Callable[..., Any] | None = None,
@@ -475,6 +682,8 @@ def step(
     timeout: Duration | None = None,
     queue: str | None = None,
     retry: RetryPolicy | None = None,
+    concurrency: int | None = None,
+    rate: str | Rate | None = None,
 ) -> Any:
     """Make a function a step: retried on failure, its result recorded once.
 
@@ -488,9 +697,15 @@ def step(
             run waits (and may be evicted) meanwhile. Its name must be unique among
             steps with a queue: a queue's worker finds the code by it.
         retry: a full `RetryPolicy`, instead of ``max_retries``.
+        concurrency: at most this many attempts of the step run at once, across all
+            workers sharing the database; an attempt waits for a slot before it takes
+            one of its worker's step slots.
+        rate: at most so many attempts start per period, across all workers:
+            ``"100/min"``, or ``perdure.Rate("100/min", key="customer_id")`` for a
+            window per value of an argument (README, "Flow control").
     """
     if fn is not None:
-        return _make_step(fn, name, max_retries, timeout, queue, retry)
+        return _make_step(fn, name, max_retries, timeout, queue, retry, concurrency, rate)
     return functools.partial(
         _make_step,
         name=name,
@@ -498,4 +713,6 @@ def step(
         timeout=timeout,
         queue=queue,
         retry=retry,
+        concurrency=concurrency,
+        rate=rate,
     )

@@ -335,6 +335,47 @@ async def _cancel_while_sleeping(engine: Engine, run: Run[Any]) -> None:
     await engine.cancel(run.id)
 
 
+@workflow(name="golden-child")
+async def golden_child(n: int) -> int:
+    """A child run: doubles ``n`` in a step."""
+    return await double(n)
+
+
+@workflow(name="golden-failing-child")
+async def golden_failing_child(amount: int) -> str:
+    """A child run that fails (its charge is declined for good)."""
+    return await charge(amount)
+
+
+@step(name="golden.hang", max_retries=0)
+async def hang() -> None:
+    """Runs until its run is cancelled."""
+    await asyncio.Event().wait()
+
+
+@workflow(name="golden-children")
+async def children_flow(n: int) -> str:
+    """Children gathered, a failing child caught, a handle awaited later, and a running
+    step cancelled with the run (child_started, child_completed, step_cancelled)."""
+    first, second = await asyncio.gather(golden_child(n), golden_child(n + 1))
+    try:
+        await golden_failing_child(500)
+    except perdure.WorkflowFailed as exc:
+        caught = exc.message
+    handle = await perdure.start_child(golden_child, 100)
+    third = await handle.result()
+    await hang()
+    return f"{first} {second} {third} {caught}"
+
+
+async def _cancel_while_hanging(engine: Engine, run: Run[Any]) -> None:
+    async def hanging() -> bool:
+        return any(e.correlation_id == "golden.hang#1" for e in await run.events())
+
+    await _until(hanging, f"run {run.id} to start golden.hang")
+    await engine.cancel(run.id)
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One golden history: the workflow, its arguments, and what is done to the run."""
@@ -382,6 +423,7 @@ SCENARIOS: dict[str, Scenario] = {
             drive=_fix_and_unblock,
             setup=lambda: _BUGGY.append(True),
         ),
+        Scenario("children", children_flow, (3,), drive=_cancel_while_hanging),
     ]
 }
 """Every golden history, by the name of its file."""

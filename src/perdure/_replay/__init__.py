@@ -16,6 +16,7 @@ from perdure._replay._commands import (
     BlockRun,
     CancelRun,
     CancelTimer,
+    ChildDone,
     Command,
     CompleteRun,
     Completion,
@@ -26,14 +27,24 @@ from perdure._replay._commands import (
     HookRejected,
     MarkPatch,
     ScheduleStep,
+    SetAttributes,
+    StartChild,
     StartTimer,
     StepDone,
     StepFailed,
     TimerFired,
+    WriteStream,
 )
 from perdure._replay._failures import error_from_record, error_record
-from perdure._replay._instance import WEBHOOK, HookStream, WorkflowInstance, current_instance
-from perdure._replay._replayer import InFlightStep, ReplayResult, replay
+from perdure._replay._instance import (
+    WEBHOOK,
+    HookStream,
+    WorkflowInstance,
+    child_run_id,
+    current_instance,
+    surfaced,
+)
+from perdure._replay._replayer import InFlightChild, InFlightStep, ReplayResult, replay
 from perdure._replay._retry import RetryPolicy
 from perdure._replay._specs import StepSpec, WorkflowSpec
 
@@ -42,6 +53,7 @@ __all__ = [
     "BlockRun",
     "CancelRun",
     "CancelTimer",
+    "ChildDone",
     "Command",
     "CompleteRun",
     "Completion",
@@ -52,11 +64,14 @@ __all__ = [
     "HookPayload",
     "HookRejected",
     "HookStream",
+    "InFlightChild",
     "InFlightStep",
     "MarkPatch",
     "ReplayResult",
     "RetryPolicy",
     "ScheduleStep",
+    "SetAttributes",
+    "StartChild",
     "StartTimer",
     "StepDone",
     "StepFailed",
@@ -64,9 +79,12 @@ __all__ = [
     "TimerFired",
     "WorkflowInstance",
     "WorkflowSpec",
+    "WriteStream",
+    "child_run_id",
     "current_instance",
     "error_from_record",
     "error_record",
     "parse_duration",
     "replay",
+    "surfaced",
 ]

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from perdure._replay._specs import StepSpec
+from perdure._replay._specs import StepSpec, WorkflowSpec
 
 __all__ = [
     "SCHEDULING",
     "BlockRun",
     "CancelRun",
     "CancelTimer",
+    "ChildDone",
     "Command",
     "CompleteRun",
     "Completion",
@@ -34,10 +35,13 @@ __all__ = [
     "HookRejected",
     "MarkPatch",
     "ScheduleStep",
+    "SetAttributes",
+    "StartChild",
     "StartTimer",
     "StepDone",
     "StepFailed",
     "TimerFired",
+    "WriteStream",
 ]
 
 
@@ -59,6 +63,22 @@ class StartTimer:
 
     correlation_id: str
     wake_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StartChild:
+    """Start a child run ``run_id`` of ``spec`` (logged as ``child_started``).
+
+    Its driver creates the child run first (idempotent on ``run_id``, which derives from
+    the parent's id and this call's correlation id unless the workflow named one), then
+    logs the start: a crash between the two finds the same child on replay.
+    """
+
+    correlation_id: str
+    spec: WorkflowSpec = field(compare=False)
+    input: Any = field(compare=False)
+    run_id: str
+    detached: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +129,35 @@ class MarkPatch:
 
 
 @dataclass(frozen=True, slots=True)
+class WriteStream:
+    """The workflow body wrote a chunk to a durable stream (``close``: closed it).
+
+    Not logged as an event, and not a scheduling command: ``key`` is the write's place
+    in the body's writes to that stream (``n`` for its n-th), the same on every
+    replay, and the store keeps one row per key. So a replay, which makes every write
+    again, stores none of them twice (`perdure.stores.StreamStore.append_chunks`).
+    """
+
+    stream: str
+    key: str
+    value: Any
+    close: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SetAttributes:
+    """The workflow set attributes on its run (``attributes_set``, `perdure.set_attributes`).
+
+    Not a scheduling command, and nothing is delivered back: the workflow goes on at
+    once. A replay skips the calls its log holds (by correlation id, ``attributes#n``),
+    so they are logged once.
+    """
+
+    correlation_id: str
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class CompleteRun:
     """The workflow returned; ``output`` is encoded."""
 
@@ -140,17 +189,20 @@ class CancelRun:
 
 Command = (
     ScheduleStep
+    | StartChild
     | StartTimer
     | CancelTimer
     | CreateHook
     | DisposeHook
     | MarkPatch
+    | SetAttributes
+    | WriteStream
     | CompleteRun
     | FailRun
     | BlockRun
     | CancelRun
 )
-SCHEDULING = (ScheduleStep, StartTimer, CreateHook)
+SCHEDULING = (ScheduleStep, StartTimer, CreateHook, StartChild)
 """Commands whose events the replayer matches one by one against the log."""
 
 
@@ -202,4 +254,15 @@ class HookRejected:
     error: str
 
 
-Completion = StepDone | StepFailed | TimerFired | HookPayload | HookRejected
+@dataclass(frozen=True, slots=True)
+class ChildDone:
+    """A child run ended (``child_completed``): ``status`` with its output or error."""
+
+    correlation_id: str
+    run_id: str
+    status: str
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+
+Completion = StepDone | StepFailed | TimerFired | HookPayload | HookRejected | ChildDone

@@ -29,6 +29,7 @@ from perdure._replay._commands import (
     BlockRun,
     CancelRun,
     CancelTimer,
+    ChildDone,
     Command,
     CompleteRun,
     Completion,
@@ -39,15 +40,25 @@ from perdure._replay._commands import (
     HookRejected,
     MarkPatch,
     ScheduleStep,
+    SetAttributes,
+    StartChild,
     StartTimer,
     StepDone,
     TimerFired,
+    WriteStream,
 )
 from perdure._replay._failures import error_from_record, error_record
 from perdure._replay._loop import WorkflowLoop, running_owner
 from perdure._replay._specs import StepSpec, WorkflowSpec
 
-__all__ = ["WEBHOOK", "HookStream", "WorkflowInstance", "current_instance"]
+__all__ = [
+    "WEBHOOK",
+    "HookStream",
+    "WorkflowInstance",
+    "child_run_id",
+    "current_instance",
+    "surfaced",
+]
 
 _T = TypeVar("_T")
 
@@ -74,6 +85,28 @@ def _correlation_id(name: str, count: int) -> str:
     thousand of them.
     """
     return f"{name}#{count}"
+
+
+def surfaced(error: BaseException) -> BaseException:
+    """Mark an error raised in a workflow as another's (a step's, a child run's).
+
+    Such an error fails the run whatever its type, when uncaught: only the workflow's
+    own errors may block it (``block_on``).
+    """
+    vars(error)[_SURFACED] = True
+    return error
+
+
+def child_run_id(parent_id: str, correlation_id: str) -> str:
+    """The id of the child run a parent's call ``correlation_id`` starts.
+
+    Derived, not random: a replay, or a worker taking the parent over after a crash,
+    makes the same call and so names the same child, which a store creates only once.
+    A hash rather than the two ids joined: as short as any run id, whatever the depth
+    of the tree, and safe in a URL (a correlation id holds ``#``).
+    """
+    digest = hashlib.sha256(f"{parent_id}/{correlation_id}".encode()).hexdigest()
+    return digest[:32]
 
 
 def current_instance() -> WorkflowInstance | None:
@@ -233,6 +266,7 @@ class WorkflowInstance:
     """
 
     __slots__ = (
+        "_attribute_calls",
         "_call",
         "_calls",
         "_commands",
@@ -242,6 +276,7 @@ class WorkflowInstance:
         "_now",
         "_patches",
         "_rng",
+        "_streams",
         "_timer_ids",
         "cancelling",
         "finished",
@@ -282,6 +317,11 @@ class WorkflowInstance:
         """Made on first use: its state is 2.5 KB, and most workflows never draw."""
         self._patches: _Patches | None = None
         """What `patched` answered and what the log holds; made on first use."""
+        self._attribute_calls = 0
+        """How many times the workflow called `set_attributes` (numbered apart from the
+        durable calls, whose count `patched` reads)."""
+        self._streams: dict[str, int] | None = None
+        """Writes to each durable stream so far (`write_stream`); made on first use."""
         self._main: asyncio.Task[Any] | None = None
         self.cancelling = False
         self.finished = False
@@ -322,7 +362,7 @@ class WorkflowInstance:
         self._main = self.loop.create_untracked_task(coro, name=self.spec.name)
         return self._run()
 
-    def deliver(self, completion: Completion, at: datetime) -> list[Command]:
+    def deliver(self, completion: Completion, at: datetime) -> list[Command]:  # noqa: PLR0912 (one branch per kind)
         """Hand the workflow one outcome and run it until it blocks again.
 
         Raises:
@@ -340,6 +380,13 @@ class WorkflowInstance:
                 inlet.fail(HookConflictError(completion.error, token=inlet.token))
             return self._run()
         pending = self._take_call(cid)
+        if isinstance(completion, ChildDone):
+            # The handle (`perdure.start_child`) decodes it, with the child's own codec.
+            future = pending[0] if isinstance(pending, tuple) else pending
+            assert isinstance(future, asyncio.Future)  # noqa: S101 (a child's call is a future)
+            if not future.done():
+                future.set_result(completion)
+            return self._run()
         if isinstance(completion, TimerFired):
             if isinstance(pending, asyncio.TimerHandle):
                 if self._timer_ids is not None:
@@ -441,6 +488,20 @@ class WorkflowInstance:
             )
         return FailRun(error_record(error))
 
+    def write_stream(self, stream: str, value: Any, *, close: bool = False) -> None:
+        """The workflow body writes ``value`` (encoded) to a durable stream, or closes it.
+
+        Its key is its place among the body's writes to that stream, so a replay,
+        which writes it again, finds the row stored by the first life.
+        """
+        if self.finished:
+            return
+        streams = self._streams
+        if streams is None:
+            streams = self._streams = {}
+        made = streams[stream] = streams.get(stream, 0) + 1
+        self._command(WriteStream(stream, f"{made}", value, close))
+
     def _command(self, command: Command) -> None:
         if self._commands is None:
             self._commands = [command]
@@ -469,6 +530,21 @@ class WorkflowInstance:
         self._calls[cid] = (future, spec)
         self._command(ScheduleStep(cid, spec, input_))
         return future
+
+    def start_child(
+        self, spec: WorkflowSpec, input_: Any, *, run_id: str | None, detached: bool
+    ) -> tuple[str, asyncio.Future[ChildDone]]:
+        """Start a child run of ``spec``; the future resolves with how it ended.
+
+        Its id is ``run_id`` when the workflow names one, else derived from this run's
+        id and the call's correlation id (`child_run_id`).
+        """
+        cid = self._next_id(f"child.{spec.name}")
+        child_id = run_id or child_run_id(self.run_id, cid)
+        future: asyncio.Future[ChildDone] = self.loop.create_future()
+        self._calls[cid] = future
+        self._command(StartChild(cid, spec, input_, child_id, detached))
+        return child_id, future
 
     def start_timer(self, wake_at: datetime) -> tuple[str, asyncio.Future[None]]:
         """Start a durable timer for `perdure.sleep`."""
@@ -571,6 +647,18 @@ class WorkflowInstance:
             self._command(MarkPatch(_correlation_id(f"patch.{patch_id}", 1), patch_id))
         patches.answers[patch_id] = answer
         return answer
+
+    def set_attributes(self, values: dict[str, Any]) -> None:
+        """Record attributes on the run (``attributes_set``); see `perdure.set_attributes`.
+
+        The n-th call is ``attributes#n``: a replay finds the calls its log holds by
+        that id, and logs them no more.
+        """
+        if self.cancelling or self.finished:
+            raise asyncio.CancelledError
+        self._attribute_calls += 1
+        cid = _correlation_id("attributes", self._attribute_calls)
+        self._command(SetAttributes(cid, values))
 
     def _made(self) -> int:
         """How many durable calls (steps, sleeps, timers, hooks) the workflow has made."""

@@ -4,8 +4,12 @@ Replay runs the workflow through the same activations as its first life: it star
 at the time of ``run_started`` and delivers each logged outcome, in log order, at the
 time it was logged. Every durable call the workflow makes is checked against the
 calls the log recorded (``step_started`` for a first attempt, ``sleep_started``,
-``hook_created``), one by one and in order; a mismatch is a `NonDeterminismError`.
+``hook_created``, ``child_started``), one by one and in order; a mismatch is a
+`NonDeterminismError`.
 Calls beyond the end of the log are new and are handed back to run live.
+
+Attributes (``attributes_set``) are not matched in order either: a call whose
+correlation id the log holds is not logged again, and one it lacks is logged.
 
 Patch markers (``patch_marked``) are not matched in order: the instance is told up
 front which patches the log marked and how many calls it holds, which is all
@@ -29,6 +33,7 @@ from perdure._records import Event
 from perdure._replay._commands import (
     SCHEDULING,
     CancelTimer,
+    ChildDone,
     Command,
     Completion,
     CreateHook,
@@ -37,6 +42,8 @@ from perdure._replay._commands import (
     HookRejected,
     MarkPatch,
     ScheduleStep,
+    SetAttributes,
+    StartChild,
     StartTimer,
     StepDone,
     StepFailed,
@@ -44,7 +51,7 @@ from perdure._replay._commands import (
 )
 from perdure._replay._instance import WEBHOOK, WorkflowInstance
 
-__all__ = ["InFlightStep", "ReplayResult", "replay"]
+__all__ = ["InFlightChild", "InFlightStep", "ReplayResult", "replay"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,16 @@ class InFlightStep:
     """The queue its ``step_started`` named: the log decides, not today's code."""
 
 
+@dataclass(frozen=True, slots=True)
+class InFlightChild:
+    """A child run the log shows started and not ended: the run waits for its end.
+
+    The store tells the parent of that end (an inbox item), whoever holds it then.
+    """
+
+    command: StartChild
+
+
 @dataclass(slots=True)
 class ReplayResult:
     """What the worker must take over once the log is used up."""
@@ -72,10 +89,12 @@ class ReplayResult:
     """Timers started and not completed: correlation id -> original wake time."""
     commands: list[Command] = field(default_factory=list)
     """Commands the workflow made past the end of the log, to carry out live."""
+    children: list[InFlightChild] = field(default_factory=list)
+    """Child runs started and not ended, in the order they were started."""
     last_seq: int = 0
 
 
-_Scheduling = _log.StepStarted | _log.SleepStarted | _log.HookCreated
+_Scheduling = _log.StepStarted | _log.SleepStarted | _log.HookCreated | _log.ChildStarted
 """The entries a durable call logs when it is made (a step's first attempt only)."""
 
 
@@ -87,7 +106,7 @@ class _Logged:
     seq: int
 
 
-def _completion(entry: _log.LogEntry) -> Completion | None:
+def _completion(entry: _log.LogEntry) -> Completion | None:  # noqa: PLR0911 (one per type)
     match entry:
         case _log.StepCompleted():
             return StepDone(entry.correlation_id, entry.output)
@@ -99,13 +118,17 @@ def _completion(entry: _log.LogEntry) -> Completion | None:
             return HookPayload(entry.correlation_id, entry.payload, entry.error)
         case _log.HookCreated(error=str() as error) if error:
             return HookRejected(entry.correlation_id, error)
+        case _log.ChildCompleted():
+            return ChildDone(
+                entry.correlation_id, entry.run_id, entry.status, entry.output, entry.error
+            )
     return None
 
 
 def _is_scheduling(entry: _log.LogEntry) -> TypeGuard[_Scheduling]:
     if isinstance(entry, _log.StepStarted):
         return entry.attempt == 1
-    return isinstance(entry, _log.SleepStarted | _log.HookCreated)
+    return isinstance(entry, _log.SleepStarted | _log.HookCreated | _log.ChildStarted)
 
 
 def _closed(entry: _log.LogEntry) -> str | None:
@@ -126,6 +149,8 @@ def _describe_command(command: Command) -> str:
             return f"a sleep ({command.correlation_id})"
         case CreateHook():
             return f"hook {command.name!r} with token {command.token!r} ({command.correlation_id})"
+        case StartChild():
+            return f"child run of {command.spec.name!r} ({command.correlation_id})"
     return type(command).__name__  # pragma: no cover (only scheduling commands are described)
 
 
@@ -136,6 +161,8 @@ def _describe_logged(logged: _Logged) -> str:
             return f"step {entry.name!r} ({cid}, event #{logged.seq})"
         case _log.SleepStarted():
             return f"a sleep ({cid}, event #{logged.seq})"
+        case _log.ChildStarted():
+            return f"child run of {entry.workflow!r} ({cid}, event #{logged.seq})"
     return f"hook {entry.name!r} with token {entry.token!r} ({cid}, event #{logged.seq})"
 
 
@@ -149,6 +176,10 @@ def _matches(command: Command, entry: _Scheduling) -> bool:
             return isinstance(entry, _log.SleepStarted)
         case CreateHook():
             return isinstance(entry, _log.HookCreated) and _same_hook(command, entry)
+        case StartChild():
+            # The logged run id rules: a workflow that names its child's id decides it
+            # the same way on replay, and a derived one is derived the same way.
+            return isinstance(entry, _log.ChildStarted) and entry.run_id == command.run_id
     return False  # pragma: no cover
 
 
@@ -170,6 +201,7 @@ class _Replay:
         )
         self.position = 0
         self.scheduled: dict[str, ScheduleStep] = {}
+        self.children: dict[str, StartChild] = {}
         self.timers: dict[str, datetime] = {}
         self.closed: set[str] = {cid for cid in map(_closed, self.entries) if cid is not None}
         self.result = ReplayResult(last_seq=events[-1].seq if events else 0)
@@ -181,6 +213,9 @@ class _Replay:
             }
         )
         self.patches = {e.patch for e in self.entries if isinstance(e, _log.PatchMarked)}
+        self.attributes = {
+            e.correlation_id for e in self.entries if isinstance(e, _log.AttributesSet)
+        }
         instance.use_logged_patches(self.patches, len(self.expected))
 
     def fail(self, detail: str) -> NonDeterminismError:
@@ -191,6 +226,16 @@ class _Replay:
             "depends on something other than its inputs and durable calls (use "
             "perdure.now(), perdure.random() and perdure.uuid4() in workflows)."
         )
+
+    def logged_already(self, command: Command) -> bool:
+        """Whether the log holds what this unmatched command would log."""
+        if isinstance(command, CancelTimer | DisposeHook):
+            return command.correlation_id in self.closed
+        if isinstance(command, MarkPatch):
+            return command.patch_id in self.patches
+        if isinstance(command, SetAttributes):
+            return command.correlation_id in self.attributes
+        return False
 
     def check(self, commands: list[Command]) -> None:
         for command in commands:
@@ -208,13 +253,12 @@ class _Replay:
                     # it would be started twice.)
                     if isinstance(command, ScheduleStep):
                         self.scheduled[command.correlation_id] = command
+                    elif isinstance(command, StartChild):
+                        self.children[command.correlation_id] = command
                     elif isinstance(logged.entry, _log.SleepStarted):  # the logged time rules
                         self.timers[command.correlation_id] = logged.entry.wake_at
                     continue
-            elif (
-                isinstance(command, CancelTimer | DisposeHook)
-                and command.correlation_id in self.closed
-            ) or (isinstance(command, MarkPatch) and command.patch_id in self.patches):
+            elif self.logged_already(command):
                 continue
             self.result.commands.append(command)
 
@@ -240,6 +284,7 @@ class _Replay:
             cid = completion.correlation_id
             self.scheduled.pop(cid, None)
             self.timers.pop(cid, None)
+            self.children.pop(cid, None)
             if self.instance.finished:
                 break
             try:
@@ -260,6 +305,7 @@ class _Replay:
                 self.result.timers[cid] = wake_at
         for cid, command in self.scheduled.items():
             self.result.steps.append(_in_flight(command, step_entries.get(cid, [])))
+        self.result.children.extend(InFlightChild(child) for child in self.children.values())
         return self.result
 
 

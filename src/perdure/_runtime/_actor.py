@@ -42,6 +42,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from perdure import _log
+from perdure._chunks import NewChunk
 from perdure._errors import (
     CancelRequestedError,
     HookConflictError,
@@ -51,11 +52,20 @@ from perdure._errors import (
 )
 from perdure._log import LogFormatError
 from perdure._metrics import recorder
-from perdure._records import EventType, InboxItem, NewEvent, RunRecord, RunStatus, StepTask
+from perdure._records import (
+    EventType,
+    InboxItem,
+    NewEvent,
+    NewRun,
+    RunRecord,
+    RunStatus,
+    StepTask,
+)
 from perdure._replay import (
     BlockRun,
     CancelRun,
     CancelTimer,
+    ChildDone,
     Command,
     CompleteRun,
     Completion,
@@ -66,16 +76,20 @@ from perdure._replay import (
     HookRejected,
     MarkPatch,
     ScheduleStep,
+    SetAttributes,
+    StartChild,
     StartTimer,
     StepDone,
     StepFailed,
     TimerFired,
     WorkflowInstance,
     WorkflowSpec,
+    WriteStream,
     error_record,
     replay,
 )
 from perdure._runtime._queues import outcome_events
+from perdure._streams import body_stored, body_writing
 from perdure._tracing import RunSpan
 from perdure._workflow import WorkflowMetadata
 from perdure.stores import FAR_FUTURE
@@ -119,6 +133,8 @@ class _Batch:
     """It logs a step routed to a queue (so the store queues a task)."""
     terminal: NewEvent | None = None
     """Its run's terminal event, if it logs it (always the batch's last)."""
+    children: list[StartChild] = field(default_factory=list)
+    """The child runs it logs the start of: created just before it is appended."""
 
 
 _NO_STEPS: dict[str, asyncio.Task[None]] = {}
@@ -135,15 +151,21 @@ class RunActor:
     """
 
     __slots__ = (
+        "_attempts",
         "_backing_off",
         "_blocker",
         "_buffer",
         "_cancel_pending",
+        "_children",
+        "_chunks",
+        "_ended",
         "_evict_timer",
         "_flusher",
         "_inbox_seen",
+        "_parent",
         "_record",
         "_remote",
+        "_root",
         "_span",
         "_started_on",
         "_steps",
@@ -169,6 +191,8 @@ class RunActor:
         self.finished = False
         self.gone = False
         self._buffer: _Batch | None = None
+        self._chunks: list[WriteStream] | None = None
+        """Chunks the workflow body wrote to durable streams, until the flusher stores them."""
         """Events waiting to be written; None when there are none (a batch is ~300 bytes)."""
         self._flusher: asyncio.Task[None] | None = None
         """The task writing the buffer; None again once it is done."""
@@ -188,7 +212,22 @@ class RunActor:
         """The code version the run started on (for a blocked run's reason)."""
         """The task that blocks the run, once its workflow has blocked it."""
         """How many of `_steps` wait out a retry's backoff (they do not keep it busy)."""
-        self._span = RunSpan(record.id, spec.name, replayed=record.status is not RunStatus.PENDING)
+        self._children: dict[str, StartChild] | None = None
+        """Child runs started and not ended, by correlation id (made on first use)."""
+        self._attempts: dict[str, tuple[str, int]] | None = None
+        """The name and attempt of each step call that runs (or waits to retry), by
+        correlation id: logged as ``step_cancelled`` if the run is cancelled meanwhile."""
+        self._ended = False
+        """Its terminal event is emitted: nothing may be logged after it."""
+        self._parent = record.parent_id
+        self._root = record.root_id or record.id
+        """The top of its tree of runs: its children's root."""
+        self._span = RunSpan(
+            record.id,
+            spec.name,
+            replayed=record.status is not RunStatus.PENDING,
+            trace_of=record.root_id,
+        )
 
     # -- start ----------------------------------------------------------------------
 
@@ -278,6 +317,8 @@ class RunActor:
                 await self.host.store.unblock_run(
                     self.run_id, self.host.clock.now(), by=self.host.id
                 )
+        for child in result.children:  # started and not ended: the store tells us its end
+            self._child_started(child.command)
         self._process(result.commands)
         for cid, wake_at in result.timers.items():
             self._arm_timer(cid, wake_at)
@@ -363,8 +404,11 @@ class RunActor:
         task_id: int | None = None,
         durable: bool = False,
         queues_task: bool = False,
+        child: StartChild | None = None,
     ) -> None:
-        if self.gone:
+        if self.gone or (self._ended and event.type not in _TERMINAL):
+            # A step that caught the CancelledError of its run's end and returned: the
+            # log takes nothing after the terminal event.
             return
         batch = self._buffer
         if batch is None:
@@ -376,6 +420,8 @@ class RunActor:
             batch.inbox.append(inbox_id)
         if task_id is not None:
             batch.tasks.append(task_id)
+        if child is not None:
+            batch.children.append(child)
         batch.durable = batch.durable or durable
         if event.type in _TERMINAL:
             batch.terminal = event
@@ -393,7 +439,11 @@ class RunActor:
         while self._buffer is not None and not self.gone:
             batch, self._buffer = self._buffer, None
             now = host.clock.now()
+            foreign: list[tuple[StartChild, RunRecord]] = []
             try:
+                if await self._write_chunks(now) and not (batch.events or batch.children):
+                    continue  # a batch of chunks alone
+                foreign = await self._before_append(batch, now)
                 await host.store.append(
                     host.id,
                     self.run_id,
@@ -420,6 +470,8 @@ class RunActor:
                 self.host.hand_back(self)
                 return
             host.progressed()
+            for command, taken in foreign:
+                self._not_our_child(command, taken)
             if batch.queues_task:
                 host.poke()  # it may serve the queue, and a store hides its own writes
             for completion in batch.completions:
@@ -432,6 +484,115 @@ class RunActor:
             # One loop turn before the next batch: steps the workflow just started run
             # first, and those that finish at once share this append with their start.
             await asyncio.sleep(0)
+
+    # -- child runs -----------------------------------------------------------------
+
+    def child_run(self, command: StartChild) -> NewRun:
+        """The child run a `StartChild` creates: the one place its row is decided."""
+        return NewRun(
+            command.run_id,
+            command.spec.name,
+            command.input,
+            command.spec.version,
+            parent_id=self.run_id,
+            root_id=self._root,
+            parent_call=command.correlation_id,
+        )
+
+    async def _before_append(
+        self, batch: _Batch, now: datetime
+    ) -> list[tuple[StartChild, RunRecord]]:
+        """Store what must be before ``batch``; return the children it starts that are not ours.
+
+        That is the child runs it starts, and, when it ends the run cancelled, the
+        cancels of the run's attached children.
+        """
+        foreign = await self._create_children(batch.children, now) if batch.children else []
+        if batch.terminal is not None and batch.terminal.type is EventType.RUN_CANCELLED:
+            await self._cancel_children(now)
+        return foreign
+
+    def _child_started(self, command: StartChild) -> None:
+        if self._children is None:
+            self._children = {}
+        self._children[command.correlation_id] = command
+
+    async def _create_children(
+        self, children: list[StartChild], now: datetime
+    ) -> list[tuple[StartChild, RunRecord]]:
+        """Create the child runs a batch logs the start of, before it is appended.
+
+        Idempotent (the ids are derived, or the workflow's): a crash after this and
+        before the append makes the replay create the same runs again, which finds them.
+        Returns the children whose id an unrelated run already holds.
+        """
+        store = self.host.store
+        made = await asyncio.gather(
+            *(store.create_run(self.child_run(child), now) for child in children)
+        )
+        self.host.poke()  # the worker may claim them, and a store hides its own writes
+        return [
+            (child, record)
+            for child, (record, _) in zip(children, made, strict=True)
+            if record.parent_id != self.run_id
+        ]
+
+    def _not_our_child(self, command: StartChild, taken: RunRecord) -> None:
+        """The id the workflow chose for a child belongs to another run: the child fails."""
+        error = ValueError(
+            f"run id {command.run_id!r} already belongs to a run of workflow "
+            f"{taken.workflow!r} that is not a child of run {self.run_id}"
+        )
+        self._child_ended(
+            command.correlation_id,
+            ChildDone(command.correlation_id, command.run_id, "failed", None, error_record(error)),
+            None,
+        )
+
+    async def _cancel_children(self, now: datetime) -> None:
+        """Ask for the cancel of the attached children not ended, before the run ends.
+
+        Before: a crash in between leaves the run unended, and its next holder cancels
+        them again. Each child's own holder does the same for its children, and so on
+        down the tree; a detached child is left running.
+        """
+        attached = [child for child in (self._children or {}).values() if not child.detached]
+        if attached:
+            await asyncio.gather(
+                *(self.host.store.request_cancel(child.run_id, now) for child in attached)
+            )
+            self.host.poke()
+
+    def _child_ended(self, cid: str, done: ChildDone, inbox_id: int | None) -> None:
+        if self._children is not None:
+            self._children.pop(cid, None)
+        self._emit(
+            _log.child_completed(
+                cid, run_id=done.run_id, status=done.status, output=done.output, error=done.error
+            ),
+            completion=done,
+            inbox_id=inbox_id,
+        )
+
+    def _receive_child(self, item: InboxItem) -> None:
+        """The store's word that a child ended (put in our inbox as the child ended)."""
+        cid = item.correlation_id
+        if self._children is None or cid not in self._children:
+            # Not (or not yet) started as far as this life of the run knows: leave it,
+            # the replay that logs that start will take it.
+            return
+        if self._inbox_seen is None:
+            self._inbox_seen = set()
+        self._inbox_seen.add(item.id)
+        payload = item.payload if isinstance(item.payload, dict) else {}
+        status = payload.get("status")
+        if item.malformed is not None or status not in ("completed", "failed", "cancelled"):
+            problem = RowFormatError("hook_inbox", item.id, item.malformed or {"payload": "?"})
+            done = ChildDone(cid, item.token, "failed", None, error_record(problem))
+        else:
+            error = payload.get("error") if status == "failed" else None
+            done = ChildDone(cid, item.token, status, payload.get("output"), error)
+        self._child_ended(cid, done, item.id)
 
     def _requeue_with_conflict(self, batch: _Batch, exc: HookConflictError) -> None:
         token = exc.token
@@ -517,6 +678,20 @@ class RunActor:
                             input=command.input,
                         )
                     )
+                case StartChild():
+                    self._child_started(command)  # known even unlogged: a cancel reaches it
+                    if self.host.draining or self._cancel_pending:
+                        continue  # as a step: the next holder starts it, or it is cancelled
+                    self._emit(
+                        _log.child_started(
+                            command.correlation_id,
+                            workflow=command.spec.name,
+                            run_id=command.run_id,
+                            input=command.input,
+                            detached=command.detached,
+                        ),
+                        child=command,
+                    )
                 case StartTimer():
                     self._emit(_log.sleep_started(command.correlation_id, wake_at=command.wake_at))
                     self._arm_timer(command.correlation_id, command.wake_at)
@@ -543,6 +718,10 @@ class RunActor:
                     self._emit(_log.hook_disposed(command.correlation_id, token=command.token))
                 case MarkPatch():
                     self._emit(_log.patch_marked(command.correlation_id, patch=command.patch_id))
+                case SetAttributes():
+                    self._emit(_log.attributes_set(command.correlation_id, values=command.values))
+                case WriteStream():
+                    self._write_stream(command)
                 case CompleteRun():
                     self._end(_log.run_completed(output=command.output))
                 case FailRun():
@@ -552,16 +731,63 @@ class RunActor:
                 case CancelRun():
                     self._end(_log.run_cancelled())
 
+    def _write_stream(self, command: WriteStream) -> None:
+        """Queue a chunk of the workflow body for the flusher, which stores it first.
+
+        Stored before the events the same activation logs (its ``run_completed``
+        included), so a reader that sees the run ended finds every chunk. A replay
+        writes them all again: each is stored under its key, once.
+        """
+        if self.gone:
+            return
+        if self._chunks is None:
+            self._chunks = []
+            body_writing(self.run_id)  # steps it starts next store theirs after these
+        self._chunks.append(command)
+        if self._buffer is None:
+            self._buffer = _Batch()  # the flusher's turn, even with no event to log
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+            self._flusher.add_done_callback(lambda _: self._settled())
+
+    async def _write_chunks(self, now: datetime) -> bool:
+        """Store the queued chunks, one call per stream in the order written; any?"""
+        if self._chunks is None:
+            return False
+        try:
+            while self._chunks:
+                first = self._chunks[0].stream
+                count = next(
+                    (i for i, c in enumerate(self._chunks) if c.stream != first),
+                    len(self._chunks),
+                )
+                group = self._chunks[:count]
+                chunks = [NewChunk(c.value, key=c.key, close=c.close) for c in group]
+                await self.host.store.append_chunks(self.run_id, first, chunks, now)
+                del self._chunks[:count]
+        finally:
+            body_stored(self.run_id)
+        self._chunks = None
+        self.host.progressed()
+        return True
+
     def _end(self, event: NewEvent) -> None:
         self.finished = True
+        if event.type is EventType.RUN_CANCELLED and not self._ended:
+            # The steps running now see CancelledError (`_stop_work`); their attempts
+            # are logged as cancelled. A plain def step's thread cannot be stopped.
+            for cid, (name, attempt) in (self._attempts or {}).items():
+                self._emit(_log.step_cancelled(cid, name=name, attempt=attempt))
         self._stop_work()
         self._emit(event, durable=True)
+        self._ended = True
 
     def _stop_work(self) -> None:
         """Cancel the run's running steps and its timers: it ends, blocks or is let go."""
         for task in self._steps.values():
             task.cancel()
         self._steps.clear()
+        self._attempts = None
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -580,6 +806,7 @@ class RunActor:
             self._run_step(command, attempt, not_before, logged=logged),
             name=f"step {command.correlation_id} of run {self.run_id}",
         )
+        self._attempt_is(command, attempt)
         if self._steps is _NO_STEPS:
             self._steps = {}
         self._steps[command.correlation_id] = task
@@ -605,7 +832,14 @@ class RunActor:
             )
         finally:
             self._steps.pop(command.correlation_id, None)
+            if self._attempts is not None:
+                self._attempts.pop(command.correlation_id, None)
             self._settled()
+
+    def _attempt_is(self, command: ScheduleStep, attempt: int) -> None:
+        if self._attempts is None:
+            self._attempts = {}
+        self._attempts[command.correlation_id] = (command.spec.name, attempt)
 
     # -- the attempts' outcomes (AttemptOutcomes), written to the log ---------------
 
@@ -635,6 +869,7 @@ class RunActor:
         self, call: ScheduleStep, attempt: int, error: Exception, retry_at: datetime
     ) -> None:
         """Log ``step_retrying``."""
+        self._attempt_is(call, attempt + 1)
         self._emit(
             _log.step_retrying(
                 call.correlation_id,
@@ -697,10 +932,13 @@ class RunActor:
         """Log and deliver a payload that `resume` stored for one of our hooks."""
         if not self.ready or self.finished or self.gone:
             return
+        if self._inbox_seen is not None and item.id in self._inbox_seen:
+            return
+        if item.correlation_id.startswith(_CHILD_CALL):
+            self._receive_child(item)
+            return
         if self._inbox_seen is None:
             self._inbox_seen = set()
-        elif item.id in self._inbox_seen:
-            return
         self._inbox_seen.add(item.id)
         if (metrics := recorder()) is not None:
             late = self.host.clock.now() - item.created_at
@@ -739,6 +977,7 @@ class RunActor:
         if self._remote is None:
             self._remote = {}
         self._remote[command.correlation_id] = command
+        self._attempt_is(command, 1)  # the attempt its step_started logged
         self.host.awaits_remote(self)
 
     @property
@@ -764,6 +1003,8 @@ class RunActor:
             self._tasks_seen = set()
         self._tasks_seen.add(task.id)
         command = None if self._remote is None else self._remote.pop(task.correlation_id, None)
+        if self._attempts is not None:
+            self._attempts.pop(task.correlation_id, None)
         made = None if command is None else outcome_events(task, command.spec.name)
         if made is None:  # the workflow awaits no such step: the log cannot take it
             logger.warning(
@@ -896,6 +1137,12 @@ class RunActor:
             metrics.run_ended(self.spec.name, outcome, ran)
         self._abandon()
         self.host.run_finished(self.run_id)
+        if self._parent is not None:
+            # The store told the parent in the append that ended this run (an inbox
+            # item); its holder may be this worker, and a store hides its own writes.
+            self.host.poke()
 
 
 _TERMINAL = (EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELLED)
+_CHILD_CALL = "child."
+"""The correlation ids of child runs begin so: an inbox item under one is a child's end."""

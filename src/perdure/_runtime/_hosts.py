@@ -13,16 +13,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from perdure.stores._protocol import QueueStore, RunStore
+from perdure.stores._protocol import LogStore, QueueStore, RunStore, StreamStore
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
     from perdure._clock import Clock
     from perdure._runtime._attempts import StepAttempts
-    from perdure.stores._protocol import LogStore
 
-__all__ = ["HeldRun", "QueueHost", "QueueRunnerStore", "RunHost"]
+__all__ = ["ActorStore", "HeldRun", "QueueHost", "QueueRunnerStore", "RunHost"]
+
+
+class ActorStore(LogStore, StreamStore, RunStore, Protocol):
+    """What a run actor uses of the store: its log, its streams, the runs it starts.
+
+    Runs: it creates its child runs, and asks for their cancel when it is cancelled.
+    """
 
 
 class HeldRun(Protocol):
@@ -44,7 +50,7 @@ class RunHost(Protocol):
         """The worker's id: every write for a held run is fenced by it."""
 
     @property
-    def store(self) -> LogStore:
+    def store(self) -> ActorStore:
         """Where the run's log is: the actor reads it to replay and appends to it."""
 
     @property

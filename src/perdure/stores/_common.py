@@ -17,10 +17,11 @@ from perdure._errors import (
 )
 
 if TYPE_CHECKING:
-    from perdure._records import HookRecord
+    from perdure._records import JSON, HookRecord, RunStatus
 
 __all__ = [
     "cancel_requested",
+    "child_end",
     "earliest",
     "hook_conflict",
     "hook_not_found",
@@ -29,6 +30,20 @@ __all__ = [
     "task_lost",
     "utc",
 ]
+
+
+def child_end(status: RunStatus, output: JSON, error: dict[str, JSON] | None) -> dict[str, JSON]:
+    """The inbox payload that tells a parent its child ended (the parent logs it as is).
+
+    ``{"status": ..., "output": ...}`` for a completed child, ``{"status": ...,
+    "error": ...}`` otherwise (a cancel with no reason has no error). The database
+    stores build the same object in SQL.
+    """
+    if error is not None:
+        return {"status": status.value, "error": error}
+    if status.value == "completed":
+        return {"status": status.value, "output": output}
+    return {"status": status.value}
 
 
 def utc(moment: datetime) -> datetime:

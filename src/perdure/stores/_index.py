@@ -19,6 +19,7 @@ from perdure import _log
 from perdure._records import JSON, EventType, NewEvent, RunStatus
 
 __all__ = [
+    "AttributesChanged",
     "Change",
     "HookAdded",
     "HookRemoved",
@@ -28,6 +29,7 @@ __all__ = [
     "StepRow",
     "TimerCleared",
     "TimerSet",
+    "cancel_reason",
     "ends_cancelled",
     "fold_steps",
     "plan",
@@ -106,7 +108,26 @@ class RunEnded:
     error: dict[str, JSON] | None
 
 
-Change = RunStarted | StepChanged | TimerSet | TimerCleared | HookAdded | HookRemoved | RunEnded
+@dataclass(slots=True)
+class AttributesChanged:
+    """``attributes_set``: the run's attribute rows for these keys now hold these values.
+
+    Each row keeps the value (JSON) and its search text (`perdure._attributes`).
+    """
+
+    values: dict[str, JSON]
+
+
+Change = (
+    RunStarted
+    | StepChanged
+    | TimerSet
+    | TimerCleared
+    | HookAdded
+    | HookRemoved
+    | RunEnded
+    | AttributesChanged
+)
 
 
 def plan(events: list[NewEvent], run_id: str | None = None) -> list[Change | None]:
@@ -191,13 +212,20 @@ def fold_steps(changes: list[Change | None]) -> list[StepRow]:
     return list(rows.values())
 
 
+def cancel_reason(reason: str | None) -> dict[str, JSON] | None:
+    """The ``error`` a run cancelled for a reason (its deadline) shows; None by a caller."""
+    if reason is None:
+        return None
+    return {"type": "perdure.WorkflowCancelled", "message": reason, "traceback": None}
+
+
 _OWN_CALLS = {
     EventType.RUN_BLOCKED: "the store's block_run",
     EventType.RUN_UNBLOCKED: "the store's unblock_run",
 }
 
 
-def _change(event: NewEvent, run_id: str | None) -> Change | None:  # noqa: PLR0911 (one per type)
+def _change(event: NewEvent, run_id: str | None) -> Change | None:  # noqa: C901, PLR0911, PLR0912 (one per type)
     # The commonest first: a trivial step's append is a step_started and a step_completed.
     match _log.parse(event, run_id=run_id):
         case _log.StepStarted() as e:
@@ -212,6 +240,8 @@ def _change(event: NewEvent, run_id: str | None) -> Change | None:  # noqa: PLR0
             return StepChanged(e.correlation_id, e.name, "retrying", e.attempt, None, None, e.error)
         case _log.StepFailed() as e:
             return StepChanged(e.correlation_id, e.name, "failed", e.attempt, None, None, e.error)
+        case _log.StepCancelled() as e:
+            return StepChanged(e.correlation_id, e.name, "cancelled", e.attempt, None, None, None)
         case _log.RunStarted():
             return RunStarted()
         case _log.SleepStarted() as e:
@@ -226,8 +256,10 @@ def _change(event: NewEvent, run_id: str | None) -> Change | None:  # noqa: PLR0
             return RunEnded(RunStatus.COMPLETED, e.output, None)
         case _log.RunFailed() as e:
             return RunEnded(RunStatus.FAILED, None, e.error)
-        case _log.RunCancelled():
-            return RunEnded(RunStatus.CANCELLED, None, None)
+        case _log.RunCancelled() as e:
+            return RunEnded(RunStatus.CANCELLED, None, cancel_reason(e.reason))
+        case _log.AttributesSet() as e:
+            return AttributesChanged(e.values)
     # run_created is written by create_run, hook_received by its append; a hook_created
     # with an error records a taken token: no hook is live.
     return None

@@ -41,10 +41,10 @@ disk before it returns. Other appends are committed before they return but their
 may ride on the next one: losing them on power loss only makes a step run again.
 
 Roles: the contract is split by what it keeps, one protocol each (`WorkerStore`,
-`RunStore`, `LogStore`, `TimerStore`, `HookStore`, `QueueStore`), and `Store` is all of
-them plus a life cycle and change notification. Every backend implements `Store`; a
-component that uses only some roles asks for only those, so what it may touch is plain
-from its signature.
+`RunStore`, `LogStore`, `TimerStore`, `HookStore`, `QueueStore`, `ScheduleStore`,
+`StreamStore`), and `Store` is all of them plus a life cycle and change notification. Every backend
+implements `Store`; a component that uses only some roles asks for only those, so what
+it may touch is plain from its signature.
 
 Times: stores never read a clock. Every write receives ``now`` from the engine, so a
 fake clock in tests makes every stored time fake too.
@@ -58,6 +58,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping
 
+    from perdure._chunks import ChunkRow, NewChunk, StreamAttempt
+    from perdure._flow import LimitUsage, LimitWait, RunFlow, StepGrant, StepLimits
     from perdure._records import (
         JSON,
         Event,
@@ -72,15 +74,19 @@ if TYPE_CHECKING:
         StepTask,
         WorkerRecord,
     )
+    from perdure._schedules import ScheduleRecord
     from perdure._stats import RunStats, StatsWindow
 
 __all__ = [
     "FAR_FUTURE",
+    "FlowStore",
     "HookStore",
     "LogStore",
     "QueueStore",
     "RunStore",
+    "ScheduleStore",
     "Store",
+    "StreamStore",
     "TimerStore",
     "WorkerStore",
 ]
@@ -174,6 +180,14 @@ class RunStore(Protocol):
     async def create_run(self, run: NewRun, now: datetime) -> tuple[RunRecord, bool]:
         """Create a pending run with its ``run_created`` event, durably.
 
+        A child run (``run.parent_id``) keeps its parent, its root (``root_id``, the
+        parent when not given) and its call in the parent (``parent_call``). When a
+        child with a ``parent_call`` ends, however it ends (an append, a cancel of a
+        pending run), the same transaction puts an item in its parent's inbox (token:
+        the child's id; correlation id: ``parent_call``; payload:
+        `perdure.stores._common.child_end`) and wakes the parent as `resume_hook` does,
+        unless the parent has ended.
+
         Idempotent on ``run.id``: when a run with that id exists, nothing is written
         and the existing record comes back with ``False``.
         """
@@ -233,8 +247,18 @@ class RunStore(Protocol):
         status: RunStatus | None = None,
         workflow: str | None = None,
         limit: int = 100,
+        attributes: Mapping[str, str] | None = None,
+        before: tuple[datetime, str] | None = None,
+        parent_id: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first (by created_at, then id)."""
+        """Runs, newest first (by created_at, then id), each with its ``attributes``.
+
+        ``attributes`` (key -> search text, `perdure._attributes.attribute_text`): only
+        runs having all of them. ``before`` (a created_at and an id): only runs after
+        that one in this order, strictly, so pages cut at the last run of one page are
+        stable while new runs are created (they sort first). ``parent_id``: only the
+        child runs of that run.
+        """
 
     async def cancel_requests(self, worker_id: str) -> list[str]:
         """Ids of unended runs held by ``worker_id`` that have a cancel request."""
@@ -421,7 +445,183 @@ class QueueStore(Protocol):
 
 
 @runtime_checkable
-class Store(WorkerStore, RunStore, LogStore, TimerStore, HookStore, QueueStore, Protocol):
+class ScheduleStore(Protocol):
+    """Schedules (`perdure._schedules`): stored, listed, and moved on tick by tick.
+
+    The store keeps the rows; when a tick is due and which run it starts is decided
+    once, in `perdure._schedules`, for every store. Workers racing on one tick are kept
+    apart by `advance_schedule`'s compare-and-set and by the tick's run id.
+    """
+
+    async def put_schedule(self, schedule: ScheduleRecord) -> ScheduleRecord:
+        """Create the schedule, or update the one with its id; durably. The row as stored.
+
+        An update replaces what the schedule is (workflow, cron, tz, input, overlap,
+        catchup, start_at, end_at), ``paused``, ``next_fire_at`` and ``updated_at``, and
+        keeps ``created_at``, ``last_tick_at`` and ``last_run_id``. Other processes are
+        told (`wait_for_change`).
+        """
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord | None:
+        """The schedule with this id, or None."""
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by id."""
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete the schedule, durably; whether it existed. Its runs are left alone."""
+
+    async def due_schedules(
+        self, now: datetime, *, workflows: Collection[str] | None = None, limit: int = 100
+    ) -> list[ScheduleRecord]:
+        """Unpaused schedules (of ``workflows``) whose ``next_fire_at`` <= now, soonest first."""
+
+    async def next_fire_at(self, *, workflows: Collection[str] | None = None) -> datetime | None:
+        """The earliest ``next_fire_at`` of the unpaused schedules (of ``workflows``), or None."""
+
+    async def advance_schedule(
+        self,
+        schedule_id: str,
+        expected: datetime,
+        next_fire_at: datetime | None,
+        now: datetime,
+        *,
+        last_run: tuple[datetime, str] | None = None,
+    ) -> bool:
+        """Move ``next_fire_at`` on from ``expected``; whether it was still ``expected``.
+
+        A compare-and-set: when another worker moved it first (or the schedule was
+        updated or deleted meanwhile), nothing is written and False comes back.
+        ``last_run`` (a tick and a run id) sets ``last_tick_at`` and ``last_run_id``.
+        Not synced before returning: a tick handled again starts the run of the same
+        id, which exists.
+        """
+
+    async def note_schedule_run(
+        self, schedule_id: str, tick: datetime, run_id: str, now: datetime
+    ) -> None:
+        """Record a run the schedule started outside its ticks (a trigger); no-op if gone."""
+
+
+@runtime_checkable
+class StreamStore(Protocol):
+    """Durable streams: each run's named sequences of chunks (`perdure._chunks`).
+
+    Not an index over the log: a step attempt writes its chunks while it runs, from
+    whichever worker runs it, without holding the run, so none of these calls is fenced.
+    Every write wakes the readers of other processes (`wait_for_change`).
+    """
+
+    async def append_chunks(
+        self,
+        run_id: str,
+        stream: str,
+        chunks: list[NewChunk],
+        now: datetime,
+        *,
+        attempt: StreamAttempt | None = None,
+        supersede: bool = False,
+    ) -> int:
+        """Append rows to a stream, numbered on from its last; return its new length.
+
+        A chunk whose ``key`` the stream holds already is skipped (a workflow body's
+        write made again by a replay) and takes no index. ``attempt`` is the step
+        attempt writing them (None: the workflow body). ``supersede`` (with
+        ``attempt``), in the same transaction: first retract the chunks of every other
+        execution of the same step call, in every stream of the run, that are not
+        retracted yet (what an attempt that died left behind), as `retract_chunks`.
+        Raises TypeError (nothing written) for a value that is not JSON.
+        """
+
+    async def retract_chunks(self, run_id: str, attempt: StreamAttempt, now: datetime) -> int:
+        """Retract the chunks of ``attempt`` (that execution only); how many.
+
+        In each stream that holds some, one ``retraction`` row is appended whose value
+        is ``{"step": ..., "attempt": ..., "indices": [...]}``. Chunks already
+        retracted are left as they are.
+        """
+
+    async def read_chunks(
+        self, run_id: str, stream: str, *, start: int = 0, limit: int = 1000
+    ) -> list[ChunkRow]:
+        """Up to ``limit`` rows of the stream from index ``start`` on, in order.
+
+        Each chunk's ``state`` is as it stands now: ``retracted``; ``committed`` when
+        written by the workflow body or by the attempt its step's row shows completed
+        the call; else ``open``.
+        """
+
+    async def stream_lengths(self, run_id: str) -> dict[str, int]:
+        """The run's streams: name -> how many rows it holds, by name."""
+
+
+@runtime_checkable
+class FlowStore(Protocol):
+    """Flow control (`perdure._flow`): priorities, dedupe keys, debounce, limits.
+
+    Runs' priorities, dedupe keys, debounce and concurrency limits, and the step limits
+    every worker shares.
+    A run's flow control is written with the run. `claim_runs` takes due runs highest
+    priority first, then oldest ``wake_at``, and skips a pending run whose limit key
+    already has ``limit_n`` runs holding a slot (a run holds one from its first claim
+    until it ends), counting so that workers claiming at once never both take the last
+    slot; `next_wake_at` skips such runs too (they are woken by the end of a holder).
+    """
+
+    async def create_flow_run(
+        self, run: NewRun, flow: RunFlow, now: datetime
+    ) -> tuple[RunRecord, bool]:
+        """Create a run as `create_run` does, with ``flow`` stored on it, durably.
+
+        With ``flow.dedupe_key``, while a run of the same workflow with that key is
+        unended (pending, running or blocked), nothing is created and that run comes
+        back with False. If that run is pending, unheld and unstarted, and
+        ``flow.not_before`` is set (a debounce), it takes ``run.input`` (its
+        ``run_created`` too: no worker has read it) and becomes due at
+        ``flow.not_before``. A new run is due at ``flow.not_before`` when given.
+        """
+
+    async def run_flow(self, run_id: str) -> RunFlow | None:
+        """The run's flow control as stored (``not_before`` unset), or None without any."""
+
+    async def limit_wait(self, run_id: str) -> LimitWait | None:
+        """Why a pending, unheld run waits on its limit; None when it does not wait on one."""
+
+    async def limits(self, now: datetime) -> list[LimitUsage]:
+        """Each limit key in use, by kind, then key.
+
+        Workflow limits with unended runs, step slots held, and rate windows with
+        starts before ``now``.
+        """
+
+    async def take_step_slot(
+        self, worker_id: str, holder: str, limits: StepLimits, now: datetime
+    ) -> StepGrant:
+        """Take a step's concurrency slot and a start in its rate's window, or neither.
+
+        ``holder`` is the attempt.
+        Slots of workers no longer registered are not counted. Taking a slot ``holder``
+        holds already grants it again. A refusal says when the window has room again
+        (``retry_at``), or None: a slot must be given back first.
+        """
+
+    async def release_step_slot(self, holder: str) -> None:
+        """Give back the slot ``holder`` holds (nothing when it holds none)."""
+
+
+@runtime_checkable
+class Store(
+    WorkerStore,
+    RunStore,
+    LogStore,
+    TimerStore,
+    HookStore,
+    QueueStore,
+    ScheduleStore,
+    StreamStore,
+    FlowStore,
+    Protocol,
+):
     """A run log plus its indexes: every role, and a life cycle.
 
     All methods are coroutine functions and safe to call concurrently from one event

@@ -24,6 +24,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from perdure._attributes import attribute_text
 from perdure._log import RunBlocked, run_cancelled, run_created, run_unblocked
 from perdure._records import (
     JSON,
@@ -43,6 +44,7 @@ from perdure._records import (
 from perdure._stats import MAX_SAMPLED_RUNS, RunStats, StatsWindow, build_stats
 from perdure.stores._common import (
     cancel_requested,
+    child_end,
     earliest,
     hook_conflict,
     hook_not_found,
@@ -52,6 +54,7 @@ from perdure.stores._common import (
     utc,
 )
 from perdure.stores._index import (
+    AttributesChanged,
     Change,
     HookAdded,
     HookRemoved,
@@ -63,10 +66,15 @@ from perdure.stores._index import (
     ends_cancelled,
     plan,
 )
+from perdure.stores._memory_flow import MemoryFlow
+from perdure.stores._memory_schedules import MemorySchedules
+from perdure.stores._memory_streams import MemoryStreams
 from perdure.stores._protocol import Store
 
 if TYPE_CHECKING:
     from datetime import datetime
+
+    from perdure._schedules import ScheduleRecord
 
 __all__ = ["MemoryStore"]
 
@@ -76,7 +84,15 @@ def _json(value: JSON) -> JSON:
     return json.loads(json.dumps(value))
 
 
-class MemoryStore(Store):
+def _has_attributes(run: RunRecord, wanted: Mapping[str, str] | None) -> bool:
+    """Whether the run has every attribute of ``wanted`` (key -> search text)."""
+    if not wanted:
+        return True
+    have = run.attributes or {}
+    return all(key in have and attribute_text(have[key]) == text for key, text in wanted.items())
+
+
+class MemoryStore(MemorySchedules, MemoryStreams, MemoryFlow, Store):
     """An in-memory `Store`: the reference implementation and the one to test with."""
 
     def __init__(self) -> None:
@@ -88,8 +104,12 @@ class MemoryStore(Store):
         self._hooks: dict[str, HookRecord] = {}
         self._inbox: dict[int, InboxItem] = {}
         self._inbox_ids = itertools.count(1)
+        self._parent_calls: dict[str, str] = {}
+        """A child run's correlation id in its parent's log, until the child ends."""
         self._tasks: dict[int, StepTask] = {}
         self._task_ids = itertools.count(1)
+        self._schedules: dict[str, ScheduleRecord] = {}
+        self._streams = {}
         self._workers: dict[str, WorkerRecord] = {}
         # Change notification: a counter of writes, the value the last wait returned
         # on, and the futures of waiters (futures rather than an asyncio.Event so the
@@ -185,8 +205,23 @@ class MemoryStore(Store):
             owner=None,
             wake_at=now,
             cancel_requested=False,
+            deadline_at=None if run.deadline is None else utc(run.deadline),
+            attributes=_json(run.attributes) or None,
+            parent_id=run.parent_id,
+            root_id=None if run.parent_id is None else run.root_id or run.parent_id,
         )
-        created = run_created(workflow=run.workflow, input=run_input, version=run.version)
+        created = run_created(
+            workflow=run.workflow,
+            input=run_input,
+            version=run.version,
+            attributes=record.attributes,
+            deadline=record.deadline_at,
+            parent_id=record.parent_id,
+            root_id=record.root_id,
+            parent_call=run.parent_call,
+        )
+        if run.parent_id is not None and run.parent_call is not None:
+            self._parent_calls[run.id] = run.parent_call
         self._runs[run.id] = record
         self._events[run.id] = [Event(run.id, 1, created.type, None, created.data, now)]
         self._changed()
@@ -223,16 +258,14 @@ class MemoryStore(Store):
     ) -> list[RunRecord]:
         """Hold up to ``limit`` due, unheld runs (of ``workflows``), oldest ``wake_at`` first."""
         now = utc(now)
-        due = sorted(
-            (
-                run
-                for run in self._runs.values()
-                if run.owner is None
-                and run.wake_at is not None
-                and run.wake_at <= now
-                and (workflows is None or run.workflow in workflows)
-            ),
-            key=lambda run: (run.wake_at, run.id),
+        # Highest priority first, then oldest; runs whose limit is full are left out.
+        due = self._flow_claimable(
+            run
+            for run in self._runs.values()
+            if run.owner is None
+            and run.wake_at is not None
+            and run.wake_at <= now
+            and (workflows is None or run.workflow in workflows)
         )
         claimed = [
             replace(run, owner=worker_id, wake_at=None, updated_at=now)
@@ -356,6 +389,9 @@ class MemoryStore(Store):
         status: RunStatus | None = None,
         workflow: str | None = None,
         limit: int = 100,
+        attributes: Mapping[str, str] | None = None,
+        before: tuple[datetime, str] | None = None,
+        parent_id: str | None = None,
     ) -> list[RunRecord]:
         """Runs matching the filters, newest first (by created_at, then id)."""
         runs = [
@@ -363,6 +399,9 @@ class MemoryStore(Store):
             for run in self._runs.values()
             if (status is None or run.status == status)
             and (workflow is None or run.workflow == workflow)
+            and (parent_id is None or run.parent_id == parent_id)
+            and (before is None or (run.created_at, run.id) < (utc(before[0]), before[1]))
+            and _has_attributes(run, attributes)
         ]
         runs.sort(key=lambda run: (run.created_at, run.id), reverse=True)
         return runs[: max(limit, 0)]
@@ -382,9 +421,7 @@ class MemoryStore(Store):
             window,
             workflow,
             started=[
-                (window.index(run.created_at), 1)
-                for run in runs
-                if since <= run.created_at < until
+                (window.index(run.created_at), 1) for run in runs if since <= run.created_at < until
             ],
             ended=[
                 (window.index(run.completed_at), run.workflow, run.status.value, 1)
@@ -427,7 +464,9 @@ class MemoryStore(Store):
             (
                 run.wake_at
                 for run in self._runs.values()
-                if run.wake_at is not None and (workflows is None or run.workflow in workflows)
+                if run.wake_at is not None
+                and (workflows is None or run.workflow in workflows)
+                and self._flow_room(run, {})  # a run waiting on a full limit: its holder's end
             ),
             default=None,
         )
@@ -665,6 +704,8 @@ class MemoryStore(Store):
                     del self._hooks[change.token]
             case RunEnded():
                 return self._end(run, change, now)
+            case AttributesChanged():
+                return replace(run, attributes={**(run.attributes or {}), **change.values})
         return run
 
     def _end(self, run: RunRecord, change: RunEnded, now: datetime) -> RunRecord:
@@ -676,6 +717,7 @@ class MemoryStore(Store):
             del self._inbox[item.id]
         for task in [task for task in self._tasks.values() if task.run_id == run.id]:
             del self._tasks[task.id]
+        self._tell_parent(run, change, now)
         return replace(
             run,
             status=change.status,
@@ -685,6 +727,25 @@ class MemoryStore(Store):
             owner=None,
             wake_at=None,
         )
+
+    def _tell_parent(self, run: RunRecord, change: RunEnded, now: datetime) -> None:
+        """A child ended: its end goes into its parent's inbox, and wakes the parent.
+
+        In the same transaction as the child's end (here: between two awaits), so no
+        crash can lose it; the parent's holder logs it as ``child_completed``.
+        """
+        cid = self._parent_calls.pop(run.id, None)
+        parent = None if run.parent_id is None else self._runs.get(run.parent_id)
+        if cid is None or parent is None or parent.status.is_terminal:
+            return
+        item_id = next(self._inbox_ids)
+        payload = child_end(change.status, change.output, change.error)
+        self._inbox[item_id] = InboxItem(item_id, parent.id, run.id, cid, _json(payload), now)
+        if parent.owner is None and parent.wake_at is not None:
+            self._runs[parent.id] = replace(
+                parent, wake_at=earliest(parent.wake_at, now), updated_at=now
+            )
+        self._changed()
 
     def _apply_step(self, run_id: str, change: StepChanged, now: datetime) -> None:
         steps = self._steps.setdefault(run_id, {})

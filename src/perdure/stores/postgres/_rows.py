@@ -73,7 +73,7 @@ __all__ = [
 RUN_COLUMNS = (
     "id, workflow, status, input::text, output::text, error::text, version, created_at, "
     "updated_at, started_at, completed_at, owner, wake_at, cancel_requested_at, blocked_reason, "
-    "forked_from, recoveries"
+    "forked_from, recoveries, deadline_at, attributes::text, parent_id, root_id"
 )
 HOOK_COLUMNS = "token, run_id, correlation_id, name, kind, created_at"
 
@@ -103,11 +103,14 @@ CLAIM_OF = _CLAIM.format(
 )
 
 # As the claim sees them: a run of a status this release does not know sets no timer.
-NEXT_WAKE_AT = (
-    "SELECT min(wake_at) FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL "  # noqa: S608
-    f"AND status IN {CLAIMABLE}"
+# A run waiting on a full limit (migration 0012) sets no timer: a holder's end wakes it.
+_NEXT_WAKE_AT = (
+    "SELECT wake_at FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL "  # noqa: S608
+    f"AND status IN {CLAIMABLE} {{only}} AND (limit_key IS NULL OR status <> 'pending' "
+    "OR perdure_limit_used(limit_key) < limit_n) ORDER BY wake_at LIMIT 1"
 )
-NEXT_WAKE_AT_OF = f"{NEXT_WAKE_AT} AND workflow = ANY($1::text[])"
+NEXT_WAKE_AT = _NEXT_WAKE_AT.format(only="")
+NEXT_WAKE_AT_OF = _NEXT_WAKE_AT.format(only="AND workflow = ANY($1::text[])")
 
 EVENTS = (
     "SELECT run_id, seq, type, correlation_id, data::text, created_at FROM events "
@@ -167,17 +170,33 @@ STEP_RESULTS = (
 STEP_TASKS = f"SELECT {_TASKS} FROM step_tasks AS t WHERE t.run_id = $1 ORDER BY t.id"  # noqa: S608
 
 
-def list_runs_query(*, status: bool, workflow: bool) -> str:
-    """The listing query for the filters given: $1 is the limit, then status, workflow.
+def list_runs_query(
+    *, status: bool, workflow: bool, terms: int = 0, before: bool = False, parent: bool = False
+) -> str:
+    """The listing query for the filters given, numbered in this order.
+
+    $1 is the limit, then status, workflow, a key and a text per attribute term, and
+    the created_at and id of ``before``, then the parent's id.
 
     One constant statement per combination, so each is prepared once and its plan uses
-    the matching index.
+    the matching index (an attribute term reads ``run_attributes_search``).
     """
     where = []
     if status:
         where.append("status = $2")
     if workflow:
         where.append(f"workflow = ${2 + status}")
+    at = 2 + status + workflow
+    for term in range(terms):
+        key, text = at + 2 * term, at + 2 * term + 1
+        where.append(
+            f"id IN (SELECT run_id FROM run_attributes WHERE key = ${key} AND text = ${text})"  # noqa: S608 - placeholders only
+        )
+    if before:
+        at += 2 * terms
+        where.append(f"(created_at, id) < (${at}, ${at + 1})")
+    if parent:
+        where.append(f"parent_id = ${2 + status + workflow + 2 * terms + 2 * before}")
     condition = f"WHERE {' AND '.join(where)}" if where else ""
     return (
         f"SELECT {RUN_COLUMNS} FROM runs {condition} "  # noqa: S608 - constant fragments only
@@ -250,6 +269,10 @@ def _run_record(row: Record) -> RunRecord:
         blocked_reason=row["blocked_reason"],
         forked_from=row["forked_from"],
         recoveries=row["recoveries"],
+        deadline_at=row["deadline_at"],
+        attributes=loads(row["attributes"]),
+        parent_id=row["parent_id"],
+        root_id=row["root_id"],
     )
 
 

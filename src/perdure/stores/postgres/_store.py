@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from perdure._chunks import check_stream_name
 from perdure._log import RunBlocked, run_created, run_unblocked
 from perdure._records import RunRecord, RunStatus
 from perdure.stores._common import hook_not_found, same_hook, utc
@@ -52,6 +53,7 @@ from perdure.stores._protocol import Store
 from perdure.stores.postgres import _ops as ops
 from perdure.stores.postgres import _rows as rows
 from perdure.stores.postgres import _stats
+from perdure.stores.postgres import _streams as streams
 from perdure.stores.postgres import _workers as workers
 from perdure.stores.postgres._connect import (
     connect_options_of,
@@ -61,9 +63,11 @@ from perdure.stores.postgres._connect import (
     translated_task,
     with_defaults,
 )
+from perdure.stores.postgres._flow import PostgresFlow
 from perdure.stores.postgres._fork import fork_run
 from perdure.stores.postgres._group import GroupCommit, PostgresStatistics
 from perdure.stores.postgres._listener import Listener
+from perdure.stores.postgres._schedules import PostgresSchedules
 from perdure.stores.postgres._schema import apply_migrations, migrations
 
 if TYPE_CHECKING:
@@ -72,6 +76,7 @@ if TYPE_CHECKING:
 
     from asyncpg import Pool, Record
 
+    from perdure._chunks import ChunkRow, NewChunk, StreamAttempt
     from perdure._records import (
         JSON,
         Event,
@@ -104,7 +109,7 @@ async def migrate(url: str, **connect_options: Any) -> list[str]:
         await conn.close()
 
 
-class PostgresStore(Store):
+class PostgresStore(PostgresSchedules, PostgresFlow, Store):
     """A `Store` in a PostgreSQL database, shared by any number of workers.
 
     Args:
@@ -232,9 +237,18 @@ class PostgresStore(Store):
         """
         now = utc(now)
         run_input = rows.dumps(run.input)
-        data = rows.dumps(
-            run_created(workflow=run.workflow, input=run.input, version=run.version).data
+        # Its deadline and attributes ride in the event: migration 0010's trigger indexes them.
+        event = run_created(
+            workflow=run.workflow,
+            input=run.input,
+            version=run.version,
+            attributes=run.attributes,
+            deadline=None if run.deadline is None else utc(run.deadline),
+            parent_id=run.parent_id,
+            root_id=run.root_id,
+            parent_call=run.parent_call,
         )
+        data = rows.dumps(event.data)
         row = ops.NewRunRow(run.id, run.workflow, run_input, run.version, data, now)
         created = await self._group.create_run(row)
         if not created:
@@ -257,6 +271,10 @@ class PostgresStore(Store):
             owner=None,
             wake_at=now,
             cancel_requested=False,
+            deadline_at=None if run.deadline is None else utc(run.deadline),
+            attributes=json.loads(rows.dumps(run.attributes)) if run.attributes else None,
+            parent_id=run.parent_id,
+            root_id=None if run.parent_id is None else run.root_id or run.parent_id,
         )
         return record, True
 
@@ -282,11 +300,8 @@ class PostgresStore(Store):
         now = utc(now)
         if limit <= 0 or (workflows is not None and not workflows):
             return []
-        if workflows is None:
-            claimed = await self._db.fetch(rows.CLAIM, worker_id, now, limit)
-        else:
-            claimed = await self._db.fetch(rows.CLAIM_OF, worker_id, now, limit, sorted(workflows))
-        claimed.sort(key=lambda row: (row["due_at"], row["id"]))
+        # Highest priority first, then oldest; limits counted (`perdure._flow`, 0012).
+        claimed = await self.claim_flow(worker_id, now, limit, workflows)
         return [rows.run_from_row(row) for row in claimed]
 
     async def append(
@@ -350,12 +365,28 @@ class PostgresStore(Store):
         status: RunStatus | None = None,
         workflow: str | None = None,
         limit: int = 100,
+        attributes: Mapping[str, str] | None = None,
+        before: tuple[datetime, str] | None = None,
+        parent_id: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first (by created_at, then id)."""
-        query = rows.list_runs_query(status=status is not None, workflow=workflow is not None)
-        filters = [value for value in (status, workflow) if value is not None]
+        """Runs, newest first (by created_at, then id); see `RunStore.list_runs`."""
+        terms = list((attributes or {}).items())
+        query = rows.list_runs_query(
+            status=status is not None,
+            workflow=workflow is not None,
+            terms=len(terms),
+            before=before is not None,
+            parent=parent_id is not None,
+        )
+        filters: list[object] = [value for value in (status, workflow) if value is not None]
         if status is not None:
             filters[0] = RunStatus(status).value
+        for key, text in terms:
+            filters.extend((key, text))
+        if before is not None:
+            filters.extend((utc(before[0]), before[1]))
+        if parent_id is not None:
+            filters.append(parent_id)
         found = await self._db.fetch(query, max(limit, 0), *filters)
         return [rows.run_from_row(row) for row in found]
 
@@ -497,6 +528,43 @@ class PostgresStore(Store):
     async def step_tasks(self, run_id: str) -> list[StepTask]:
         """The run's step tasks, whatever their status, oldest first."""
         return [rows.task_from_row(row) for row in await self._db.fetch(rows.STEP_TASKS, run_id)]
+
+    # -- durable streams ----------------------------------------------------------
+
+    async def append_chunks(
+        self,
+        run_id: str,
+        stream: str,
+        chunks: list[NewChunk],
+        now: datetime,
+        *,
+        attempt: StreamAttempt | None = None,
+        supersede: bool = False,
+    ) -> int:
+        """Append rows to a stream (skipping keys held already); its new length."""
+        check_stream_name(stream)
+        encoded = [None if chunk.close else rows.dumps(chunk.value) for chunk in chunks]
+        async with self._db.acquire() as conn:
+            return await streams.append_chunks(
+                conn, run_id, stream, chunks, encoded, now, attempt, supersede
+            )
+
+    async def retract_chunks(self, run_id: str, attempt: StreamAttempt, now: datetime) -> int:
+        """Retract that execution's chunks; how many."""
+        async with self._db.acquire() as conn:
+            return await streams.retract_chunks(conn, run_id, attempt, now)
+
+    async def read_chunks(
+        self, run_id: str, stream: str, *, start: int = 0, limit: int = 1000
+    ) -> list[ChunkRow]:
+        """Up to ``limit`` rows from ``start`` on, with their states as they stand."""
+        async with self._db.acquire() as conn:
+            return await streams.read_chunks(conn, run_id, stream, start, limit)
+
+    async def stream_lengths(self, run_id: str) -> dict[str, int]:
+        """The run's streams and their lengths, by name."""
+        async with self._db.acquire() as conn:
+            return await streams.stream_lengths(conn, run_id)
 
     # -- change notification ------------------------------------------------------
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from perdure._attributes import attribute_text
 from perdure._log import RunBlocked, run_cancelled, run_created, run_unblocked
 from perdure._records import NewEvent, RunStatus
 from perdure.stores._common import (
     cancel_requested,
+    child_end,
     hook_conflict,
     hook_not_found,
     lease_lost,
@@ -26,6 +28,7 @@ from perdure.stores._common import (
     task_lost,
 )
 from perdure.stores._index import (
+    AttributesChanged,
     Change,
     HookAdded,
     HookRemoved,
@@ -40,6 +43,8 @@ from perdure.stores._index import (
     plan,
 )
 from perdure.stores._unreadable import CLAIMABLE
+from perdure.stores.sqlite._flow import has_room
+from perdure.stores.sqlite._flow_sql import ROOM
 from perdure.stores.sqlite._rows import (
     HOOK_COLUMNS,
     RUN_COLUMNS,
@@ -71,6 +76,9 @@ __all__ = [
     "resume_hook",
 ]
 
+_MORE = 32
+"""Due runs a claim reads beyond its limit: some may be of a key its own claims fill."""
+
 _INSERT_EVENT = (
     "INSERT INTO events (run_id, seq, type, correlation_id, data, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?)"
@@ -98,8 +106,28 @@ def create_run(conn: sqlite3.Connection, run: NewRun, now: datetime) -> tuple[Ru
         (run.id, run.workflow, RunStatus.PENDING.value, dumps(run.input), run.version, at, at, at),
     ).rowcount
     if inserted:
-        created = run_created(workflow=run.workflow, input=run.input, version=run.version)
+        created = run_created(
+            workflow=run.workflow,
+            input=run.input,
+            version=run.version,
+            attributes=run.attributes,
+            deadline=run.deadline,
+            parent_id=run.parent_id,
+            root_id=run.root_id,
+            parent_call=run.parent_call,
+        )
         conn.execute(_INSERT_EVENT, (run.id, 1, created.type.value, None, dumps(created.data), at))
+        if run.deadline is not None:
+            conn.execute(
+                "UPDATE runs SET deadline_at = ? WHERE id = ?", (to_us(run.deadline), run.id)
+            )
+        if run.attributes:
+            _set_attributes(conn, run.id, run.attributes)
+        if run.parent_id is not None:
+            conn.execute(
+                "UPDATE runs SET parent_id = ?, root_id = ?, parent_call = ? WHERE id = ?",
+                (run.parent_id, run.root_id or run.parent_id, run.parent_call, run.id),
+            )
     record = get_run(conn, run.id)
     assert record is not None  # noqa: S101 - inserted or found just above
     return record, bool(inserted)
@@ -117,11 +145,16 @@ def claim_runs(
     only, names = workflow_filter(workflows)
     # Only statuses this release knows (`CLAIMABLE`): a newer release's run is left to it.
     # ``+status``: the filter must not steer the planner off the claim index.
+    # Highest priority first; a pending run whose limit is full is skipped (`ROOM`),
+    # and the runs of one key this claim takes are counted as it goes (`has_room`).
     due = conn.execute(
         "SELECT id FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL AND wake_at <= ? "  # noqa: S608 (placeholders only)
-        f"AND +status IN {CLAIMABLE} {only} ORDER BY wake_at, id LIMIT ?",
-        (at, *names, max(limit, 0)),
+        f"AND +status IN {CLAIMABLE} {only} AND {ROOM} ORDER BY priority DESC, wake_at, id "
+        "LIMIT ?",
+        (at, *names, max(limit, 0) + _MORE),
     ).fetchall()
+    taken: dict[str, int] = {}
+    due = [row for row in due if has_room(conn, row[0], taken)][: max(limit, 0)]
     claim = (
         f"UPDATE runs SET owner = ?, wake_at = NULL, updated_at = ? WHERE id = ? "  # noqa: S608 - constant columns
         f"RETURNING {RUN_COLUMNS}"
@@ -462,6 +495,22 @@ def _apply(conn: sqlite3.Connection, run_id: str, change: Change, at: int) -> No
             conn.execute("DELETE FROM hooks WHERE token = ? AND run_id = ?", (change.token, run_id))
         case RunEnded():
             _end(conn, run_id, change, at)
+        case AttributesChanged():
+            _set_attributes(conn, run_id, change.values)
+
+
+def _set_attributes(conn: sqlite3.Connection, run_id: str, values: dict[str, JSON]) -> None:
+    """Upsert the run's attribute rows, and its ``attributes`` column to match."""
+    conn.executemany(
+        "INSERT INTO run_attributes (run_id, key, value, text) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, text = excluded.text",
+        [(run_id, key, dumps(value), attribute_text(value)) for key, value in values.items()],
+    )
+    conn.execute(
+        "UPDATE runs SET attributes = (SELECT json_group_object(key, json(value)) FROM "
+        "(SELECT key, value FROM run_attributes WHERE run_id = ? ORDER BY key)) WHERE id = ?",
+        (run_id, run_id),
+    )
 
 
 def _queue_task(conn: sqlite3.Connection, run_id: str, change: StepChanged, at: int) -> None:
@@ -512,3 +561,31 @@ def _end(conn: sqlite3.Connection, run_id: str, end: RunEnded, at: int) -> None:
     )
     for table in ("timers", "hooks", "hook_inbox", "step_tasks"):
         conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))  # noqa: S608 - constant names
+    _tell_parent(conn, run_id, end, at)
+
+
+def _tell_parent(conn: sqlite3.Connection, run_id: str, end: RunEnded, at: int) -> None:
+    """A child ended: its end goes into its parent's inbox, and wakes the parent.
+
+    In the transaction that ends the child, so no crash loses it; nothing when the run
+    is no child, or its parent has ended. See `RunStore.create_run`.
+    """
+    parent = conn.execute(
+        "SELECT p.id, c.parent_call FROM runs AS c JOIN runs AS p ON p.id = c.parent_id "
+        "WHERE c.id = ? AND c.parent_call IS NOT NULL "
+        "AND p.status NOT IN ('completed', 'failed', 'cancelled')",
+        (run_id,),
+    ).fetchone()
+    if parent is None:
+        return
+    payload = child_end(end.status, end.output, end.error)
+    conn.execute(
+        "INSERT INTO hook_inbox (run_id, token, correlation_id, payload, created_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (parent[0], run_id, parent[1], dumps(payload), at),
+    )
+    conn.execute(
+        "UPDATE runs SET wake_at = min(wake_at, ?), updated_at = ? "
+        "WHERE id = ? AND owner IS NULL AND wake_at IS NOT NULL",
+        (at, at, parent[0]),
+    )

@@ -35,9 +35,11 @@ from perdure.stores._unreadable import (
     named,
     suspect,
 )
+from perdure.stores.sqlite._flow_sql import ROOM
 
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Mapping
 
 __all__ = [
     "HOOK_COLUMNS",
@@ -72,7 +74,7 @@ _MICROSECOND = timedelta(microseconds=1)
 RUN_COLUMNS = (
     "id, workflow, status, input, output, error, version, created_at, updated_at, "
     "started_at, completed_at, owner, wake_at, cancel_requested_at, blocked_reason, "
-    "forked_from, recoveries"
+    "forked_from, recoveries, deadline_at, attributes, parent_id, root_id"
 )
 HOOK_COLUMNS = "token, run_id, correlation_id, name, kind, created_at"
 _INBOX_COLUMNS = "i.id, i.run_id, i.token, i.correlation_id, i.payload, i.created_at"
@@ -132,7 +134,8 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
     """The fast path of `run_from_row`: it raises on a column it cannot read."""
     (run_id, workflow, status, run_input, output, error, version, created_at, updated_at,
      started_at, completed_at, owner, wake_at, cancel_requested_at,
-     blocked_reason, forked_from, recoveries) = row  # fmt: skip
+     blocked_reason, forked_from, recoveries, deadline_at, attributes,
+     parent_id, root_id) = row  # fmt: skip
     return RunRecord(
         id=run_id,
         workflow=workflow,
@@ -151,6 +154,10 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
         blocked_reason=blocked_reason,
         forked_from=forked_from,
         recoveries=recoveries,
+        deadline_at=_from_us_or_none(deadline_at),
+        attributes=loads(attributes),
+        parent_id=parent_id,
+        root_id=root_id,
     )
 
 
@@ -175,17 +182,36 @@ def get_run(conn: sqlite3.Connection, run_id: str) -> RunRecord | None:
 
 
 def list_runs(
-    conn: sqlite3.Connection, status: RunStatus | None, workflow: str | None, limit: int
+    conn: sqlite3.Connection,
+    status: RunStatus | None,
+    workflow: str | None,
+    limit: int,
+    attributes: Mapping[str, str] | None = None,
+    before: tuple[datetime, str] | None = None,
+    parent_id: str | None = None,
 ) -> list[RunRecord]:
-    """Runs, newest first; each filter matches one of the listing indexes."""
+    """Runs, newest first; each filter matches one of the listing indexes.
+
+    An attribute term is an ``IN`` over ``run_attributes_search``; ``before`` a row
+    comparison the ``ORDER BY``'s index walks from.
+    """
     where: list[str] = []
     params: list[Any] = []
+    for key, text in (attributes or {}).items():
+        where.append("id IN (SELECT run_id FROM run_attributes WHERE key = ? AND text = ?)")
+        params.extend((key, text))
+    if before is not None:
+        where.append("(created_at, id) < (?, ?)")
+        params.extend((to_us(before[0]), before[1]))
     if status is not None:
         where.append("status = ?")
         params.append(RunStatus(status).value)
     if workflow is not None:
         where.append("workflow = ?")
         params.append(workflow)
+    if parent_id is not None:
+        where.append("parent_id = ?")
+        params.append(parent_id)
     condition = f"WHERE {' AND '.join(where)}" if where else ""
     query = (
         f"SELECT {RUN_COLUMNS} FROM runs {condition} "  # noqa: S608 - constant fragments only
@@ -280,12 +306,14 @@ def workflow_filter(workflows: list[str] | None) -> tuple[str, list[str]]:
 def next_wake_at(conn: sqlite3.Connection, workflows: list[str] | None = None) -> datetime | None:
     """The earliest due time in the claim index (held and ended runs are not in it)."""
     only, names = workflow_filter(workflows)
-    (value,) = conn.execute(
-        "SELECT min(wake_at) FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL "  # noqa: S608 (placeholders only)
-        f"AND +status IN {CLAIMABLE} {only}",  # as `claim_runs` claims
+    # The first in due order with room: a run waiting on a full limit is woken by the
+    # end of a holder, and a timer for it would spin passes that claim nothing.
+    found = conn.execute(
+        "SELECT wake_at FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL "  # noqa: S608 (placeholders only)
+        f"AND +status IN {CLAIMABLE} {only} AND {ROOM} ORDER BY wake_at LIMIT 1",  # as claimed
         names,
     ).fetchone()
-    return _from_us_or_none(value)
+    return _from_us_or_none(found[0] if found is not None else None)
 
 
 def cancel_requests(conn: sqlite3.Connection, worker_id: str) -> list[str]:

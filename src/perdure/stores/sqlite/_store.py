@@ -25,11 +25,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from perdure._chunks import check_stream_name
 from perdure.stores._protocol import Store
 from perdure.stores.sqlite import _ops as ops
 from perdure.stores.sqlite import _rows as rows
 from perdure.stores.sqlite import _stats
+from perdure.stores.sqlite import _streams as streams
+from perdure.stores.sqlite._flow_store import SQLiteFlow
 from perdure.stores.sqlite._fork import fork_run
+from perdure.stores.sqlite._schedules import SQLiteSchedules
 from perdure.stores.sqlite._schema import connect, migrate, migrations
 from perdure.stores.sqlite._workers import WorkerLocks
 from perdure.stores.sqlite._writer import Writer, WriterStatistics
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping
     from datetime import datetime
 
+    from perdure._chunks import ChunkRow, NewChunk, StreamAttempt
     from perdure._records import (
         JSON,
         Event,
@@ -60,7 +65,7 @@ __all__ = ["SQLiteStore", "WriterStatistics"]
 T = TypeVar("T")
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteSchedules, SQLiteFlow, Store):
     """A `Store` in one SQLite file (WAL mode), safe to share between processes.
 
     Args:
@@ -255,9 +260,16 @@ class SQLiteStore(Store):
         status: RunStatus | None = None,
         workflow: str | None = None,
         limit: int = 100,
+        attributes: Mapping[str, str] | None = None,
+        before: tuple[datetime, str] | None = None,
+        parent_id: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first (by created_at, then id)."""
-        return await self._read(lambda conn: rows.list_runs(conn, status, workflow, limit))
+        """Runs, newest first (by created_at, then id); see `RunStore.list_runs`."""
+        return await self._read(
+            lambda conn: rows.list_runs(
+                conn, status, workflow, limit, attributes, before, parent_id
+            )
+        )
 
     async def stats(self, window: StatsWindow, *, workflow: str | None = None) -> RunStats:
         """Aggregates of the runs over ``window`` (`perdure.stores.sqlite._stats`)."""
@@ -359,6 +371,43 @@ class SQLiteStore(Store):
     async def step_tasks(self, run_id: str) -> list[StepTask]:
         """The run's step tasks, whatever their status, oldest first."""
         return await self._read(lambda conn: rows.step_tasks(conn, run_id))
+
+    # -- durable streams ----------------------------------------------------------
+
+    async def append_chunks(
+        self,
+        run_id: str,
+        stream: str,
+        chunks: list[NewChunk],
+        now: datetime,
+        *,
+        attempt: StreamAttempt | None = None,
+        supersede: bool = False,
+    ) -> int:
+        """Append rows to a stream (skipping keys held already); its new length."""
+        check_stream_name(stream)
+        encoded = [None if chunk.close else rows.dumps(chunk.value) for chunk in chunks]
+        return await self._write(
+            lambda conn: streams.append_chunks(
+                conn, run_id, stream, chunks, encoded, now, attempt, supersede
+            )
+        )
+
+    async def retract_chunks(self, run_id: str, attempt: StreamAttempt, now: datetime) -> int:
+        """Retract that execution's chunks; how many."""
+        return await self._write(lambda conn: streams.retract_chunks(conn, run_id, attempt, now))
+
+    async def read_chunks(
+        self, run_id: str, stream: str, *, start: int = 0, limit: int = 1000
+    ) -> list[ChunkRow]:
+        """Up to ``limit`` rows from ``start`` on, with their states as they stand."""
+        return await self._read(
+            lambda conn: streams.read_chunks(conn, run_id, stream, start, limit)
+        )
+
+    async def stream_lengths(self, run_id: str) -> dict[str, int]:
+        """The run's streams and their lengths, by name."""
+        return await self._read(lambda conn: streams.stream_lengths(conn, run_id))
 
     # -- change notification ------------------------------------------------------
 

@@ -1,0 +1,184 @@
+"""Child workflows: calling a workflow inside one starts a durable, idempotent child run."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import perdure
+from conftest import EngineFactory
+from helpers import of_type, wait_for_hook, wait_until
+from perdure import (
+    Engine,
+    EventType,
+    RunStatus,
+    WorkflowCancelled,
+    WorkflowFailed,
+    define_hook,
+    step,
+    workflow,
+)
+
+go = define_hook(str, name="children-go")
+
+
+@step
+async def double(n: int) -> int:
+    """Twice ``n``: a step the children take."""
+    return 2 * n
+
+
+@workflow
+async def child_double(n: int) -> int:
+    """A child that doubles ``n`` in a step."""
+    return await double(n)
+
+
+@workflow
+async def fan_out(count: int) -> list[int]:
+    """Gather ``count`` children at once."""
+    return list(await asyncio.gather(*(child_double(i) for i in range(count))))
+
+
+class ChildProblemError(Exception):
+    """What the failing child raises."""
+
+
+@workflow
+async def failing_child(n: int) -> int:
+    """A child that fails."""
+    raise ChildProblemError(f"no good: {n}")
+
+
+@workflow
+async def catches_child() -> str:
+    """Catches its child's failure."""
+    try:
+        await failing_child(7)
+    except perdure.WorkflowFailed as exc:
+        return (
+            f"{exc.type}|{exc.message}|{exc.run_id}|{'ChildProblemError' in (exc.traceback or '')}"
+        )
+    return "not raised"
+
+
+@workflow
+async def lets_child_fail() -> int:
+    """Does not catch its child's failure."""
+    return await failing_child(3)
+
+
+@workflow
+async def waits_on_hook(token: str) -> str:
+    """A child that waits on a hook (so it is running when its parent is cancelled)."""
+    return await go.create(token=token)
+
+
+@workflow
+async def tree(token: str) -> str:
+    """An attached child that has a child of its own, and a detached one."""
+    await perdure.start_child(waits_on_hook, f"{token}-detached", detached=True)
+    return await middle(token)
+
+
+@workflow
+async def middle(token: str) -> str:
+    """The attached child in the middle of the tree."""
+    return await waits_on_hook(f"{token}-leaf")
+
+
+@workflow
+async def handle_later(n: int) -> list[object]:
+    """start_child now, result later; the handle carries the child's id."""
+    handle = await perdure.start_child(child_double, n)
+    mine = await double(1)
+    return [handle.id, mine, await handle.result(), await handle.result()]
+
+
+async def test_gather_over_fifty_children(engine: Engine) -> None:
+    """A workflow gathers 50 child runs; each is a run of its own whose parent is it."""
+    run = await engine.start(fan_out, 50)
+    assert await run.result(timeout=60) == [2 * i for i in range(50)]
+    children = await engine.list_runs(parent_id=run.id, limit=1000)
+    assert len(children) == 50
+    assert {child.record.parent_id for child in children} == {run.id}
+    assert {child.record.root_id for child in children} == {run.id}
+    assert all(child.record.status is RunStatus.COMPLETED for child in children)
+    events = await run.events()
+    started = of_type(events, EventType.CHILD_STARTED)
+    completed = of_type(events, EventType.CHILD_COMPLETED)
+    assert len(started) == len(completed) == 50
+    assert {e.data["run_id"] for e in started} == {child.id for child in children}
+    assert started[0].correlation_id == f"child.{child_double.name}#1"
+    # Top-level runs name no parent.
+    assert run.record.parent_id is None
+    assert (await engine.get_run(run.id)).record.root_id is None
+
+
+async def test_start_child_and_await_result_later(engine: Engine) -> None:
+    """start_child returns a handle at once; result() gives the child's result, twice."""
+    run = await engine.start(handle_later, 21)
+    child_id, mine, first, again = await run.result(timeout=30)
+    assert (mine, first, again) == (2, 42, 42)
+    child = await engine.get_run(str(child_id))
+    assert child.record.parent_id == run.id
+    assert await child.result(timeout=5) == 42
+
+
+async def test_failing_child_caught_in_the_parent(engine: Engine) -> None:
+    """A child's failure is WorkflowFailed in the parent: type, message, traceback, id."""
+    run = await engine.start(catches_child)
+    kind, message, child_id, has_traceback = (await run.result(timeout=30)).split("|")
+    assert kind.endswith("ChildProblemError")
+    assert message == "no good: 7"
+    assert has_traceback == "True"
+    child = await engine.get_run(child_id)
+    assert child.record.parent_id == run.id
+    assert await child.status() is RunStatus.FAILED
+
+
+async def test_uncaught_child_failure_fails_the_parent(engine: Engine) -> None:
+    """A child's failure the parent does not catch fails the parent, naming the child."""
+    run = await engine.start(lets_child_fail)
+    with pytest.raises(WorkflowFailed) as caught:
+        await run.result(timeout=30)
+    assert caught.value.type == "perdure.WorkflowFailed"
+    assert "no good: 3" in caught.value.message
+    assert await run.status() is RunStatus.FAILED
+
+
+async def test_cancel_cascades_to_attached_children_not_detached(engine: Engine) -> None:
+    """Cancelling a run cancels its attached children recursively, not detached ones."""
+    run = await engine.start(tree, "t1")
+    await wait_for_hook(engine, "t1-leaf")
+    await wait_for_hook(engine, "t1-detached")
+    await run.cancel()
+    with pytest.raises(WorkflowCancelled):
+        await run.result(timeout=30)
+    children = {child.workflow: child for child in await engine.list_runs(parent_id=run.id)}
+    mid = children[middle.name]
+    with pytest.raises(WorkflowCancelled):
+        await mid.result(timeout=30)
+    (leaf,) = await engine.list_runs(parent_id=mid.id)
+    with pytest.raises(WorkflowCancelled):
+        await leaf.result(timeout=30)
+    assert leaf.record.root_id == run.id
+    detached = children[waits_on_hook.name]
+    assert await detached.status() is RunStatus.RUNNING
+    await go.resume("t1-detached", "still here")
+    assert await detached.result(timeout=30) == "still here"
+
+
+async def test_parent_sleeping_released_is_woken_by_its_child(make_engine: EngineFactory) -> None:
+    """A parent evicted while it waits is woken by its child's end, with no polling."""
+    async with make_engine(evict_after="1s") as engine:
+        run = await engine.start(middle, "w1")
+        await wait_for_hook(engine, "w1-leaf")
+
+        async def parent_released() -> bool:
+            return (await engine.get_run(run.id)).record.owner is None
+
+        await wait_until(engine, parent_released)
+        await go.resume("w1-leaf", "done")
+        assert await run.result(timeout=30) == "done"
