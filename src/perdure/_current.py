@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from perdure._records import HookRecord
 
-__all__ = ["CurrentEngine", "entered", "latest", "left", "public_url", "serving"]
+__all__ = ["CurrentEngine", "current", "entered", "latest", "left", "public_url", "serving"]
 
 
 class CurrentEngine(Protocol):
@@ -73,6 +73,15 @@ def latest() -> CurrentEngine:
             "no perdure Engine is running: use `async with perdure.Engine(...) as engine:`"
         )
     return _entered[-1]
+
+
+def current() -> CurrentEngine:
+    """The Engine whose worker runs the calling code, else the one entered most recently.
+
+    Raises:
+        RuntimeError: when no Engine is running.
+    """
+    return _serving.get() or latest()
 
 
 def public_url() -> str | None:

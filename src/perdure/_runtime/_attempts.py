@@ -34,6 +34,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from perdure._metrics import recorder
+from perdure._streams import finish_attempt, writing
 from perdure._workflow import StepMetadata, WorkflowMetadata, step_context
 
 if TYPE_CHECKING:
@@ -202,6 +203,12 @@ class StepAttempts:
                     try:
                         with outcomes.attempt_span(call, meta):
                             value = await call_attempt(spec, args, kwargs)
+                            if writing(meta):  # its chunks are stored before its result
+                                await finish_attempt(meta, None)
+                    except BaseException as exc:
+                        if writing(meta):  # its chunks are retracted
+                            await finish_attempt(meta, exc)
+                        raise
                     finally:
                         step_context.reset(token)
             except asyncio.CancelledError:
