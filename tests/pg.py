@@ -64,6 +64,7 @@ TABLES = (
     "hooks",
     "hook_inbox",
     "step_tasks",
+    "run_attributes",
     "workers",
 )
 """perdure's tables, which `clear_tables` empties between tests."""

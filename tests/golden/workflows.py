@@ -376,6 +376,16 @@ async def _cancel_while_hanging(engine: Engine, run: Run[Any]) -> None:
     await engine.cancel(run.id)
 
 
+@workflow(name="golden.attributes")
+async def attributes_flow(customer: str) -> int:
+    """Set attributes before and after a step and a sleep (issue 13: attributes_set)."""
+    perdure.set_attributes(customer=customer, tier="gold", items=3, ratio=0.5, vip=True)
+    total = await double(21)
+    await perdure.sleep(10)
+    perdure.set_attributes(tier="platinum")
+    return total
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One golden history: the workflow, its arguments, and what is done to the run."""
@@ -424,6 +434,7 @@ SCENARIOS: dict[str, Scenario] = {
             setup=lambda: _BUGGY.append(True),
         ),
         Scenario("children", children_flow, (3,), drive=_cancel_while_hanging),
+        Scenario("attributes", attributes_flow, ("acme",)),
     ]
 }
 """Every golden history, by the name of its file."""

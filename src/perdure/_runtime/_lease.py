@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from perdure._runtime._outage import Outage
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
 
     from perdure._clock import Clock
     from perdure.stores._protocol import WorkerStore
@@ -56,15 +56,19 @@ class Lease:
         on_lost: called when a heartbeat finds the worker reaped: it drops every run and
             step task it holds and hands back, in the store, whatever it still owns.
         monotonic: the monotonic clock, in seconds (a test makes time pass with it).
+        describe: what the worker defines (workflow name -> code version), recorded
+            with its registration for the views and other workers to see.
     """
 
     __slots__ = (
         "_clock",
+        "_describe",
         "_monotonic",
         "_on_lost",
         "_renewing",
         "_store",
         "_until",
+        "described",
         "lost",
         "seconds",
         "worker_id",
@@ -78,6 +82,7 @@ class Lease:
         on_lost: Callable[[], Awaitable[None]],
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        describe: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         lease = store.lease
         self.seconds = lease.total_seconds() if lease is not None else 0.0
@@ -92,6 +97,9 @@ class Lease:
         self._until = float("-inf")
         """The monotonic time the lease lapses at."""
         self._renewing: asyncio.Task[bool] | None = None
+        self._describe = describe
+        self.described: Mapping[str, str] | None = None
+        """What the worker defined when it last registered."""
 
     @property
     def valid(self) -> bool:
@@ -101,7 +109,14 @@ class Lease:
     async def register(self) -> None:
         """Register the worker with the store: its lease starts."""
         sent = self._monotonic()
-        await self._store.register_worker(self.worker_id, self._clock.now())
+        if self._describe is None:
+            await self._store.register_worker(self.worker_id, self._clock.now())
+        else:
+            described = self._describe()
+            await self._store.register_worker(
+                self.worker_id, self._clock.now(), workflows=described
+            )
+            self.described = described
         self._granted(sent)
 
     async def renew(self) -> bool:

@@ -14,7 +14,11 @@ start, resume or cancel, a timer of an unheld run coming due), does one pass:
 5. set a timer for the next unheld run to come due.
 
 Every second (at least three times per lease, on stores with leases) it also records a
-heartbeat and reaps dead workers (their runs are released and claimed at once).
+heartbeat and reaps dead workers (their runs are released and claimed at once). The
+heartbeat's registration carries the workflows the worker defines, with their versions;
+every few rounds the worker also blocks the runs no live worker can take
+(`perdure._runtime._orphans`). A run it claims that has killed its worker
+``poison_after`` times in a row is blocked, not run.
 
 The lease (`perdure._runtime._lease.Lease`) is checked before the worker claims
 anything and before any step attempt begins, its own runs' and its queues' alike: once
@@ -43,6 +47,12 @@ from perdure._runtime._actor import RunActor
 from perdure._runtime._attempts import StepAttempts
 from perdure._runtime._blocked import retry_blocked
 from perdure._runtime._lease import Lease
+from perdure._runtime._orphans import (
+    block_stranded,
+    check_poison_after,
+    defined_workflows,
+    poison_reason,
+)
 from perdure._runtime._outage import Outage, until_the_store_answers
 from perdure._runtime._queues import QueueRunner
 from perdure._stats import StatsWindow
@@ -63,6 +73,8 @@ _CLAIM_BATCH = 100
 _QUEUED = 4
 """A worker claims runs for its step slots and a quarter more (at least one): `_claim`."""
 _MAINTENANCE_SECONDS = 1.0
+_STRANDED_EVERY = 5
+"""Maintenance rounds between two looks for runs no live worker can take."""
 _AUTOJUMP_SPINS = 8
 _WRITES_WAIT = 2.0
 """Seconds `Worker.stop` waits for appends already on their way (a store that hangs
@@ -119,14 +131,23 @@ class Worker:
         on_run_finished: Callable[[str], None] | None = None,
         on_progress: Callable[[], None] | None = None,
         queues: frozenset[str] = frozenset(),
+        poison_after: int = 5,
+        orphan_after: timedelta = timedelta(seconds=30),
     ) -> None:
         if max_concurrent_steps < 1 or max_active_runs < 1:
             raise ValueError("max_concurrent_steps and max_active_runs must be >= 1")
+        # poison_after: recoveries in a row (its worker found dead each time) after which
+        # a run this worker claims is blocked as a poison run instead of run again;
+        # orphan_after: how long a run no live worker can take waits before it is blocked.
+        self.poison_after, self.orphan_after = (
+            check_poison_after(poison_after),
+            orphan_after,
+        )
         self.id = worker_id or new_worker_id()
         self.store = store
         self.clock = clock
         self.evict_after = evict_after
-        self.lease = Lease(store, self.id, clock, self._lost_lease)
+        self.lease = Lease(store, self.id, clock, self._lost_lease, describe=defined_workflows)
         """The worker's lease, checked before it claims or begins anything."""
         self._lease = self.lease.seconds
         """The store's lease in seconds (0 for stores that tell dead workers otherwise)."""
@@ -361,7 +382,11 @@ class Worker:
     def _adopt(self, record: RunRecord) -> None:
         self._claimed += 1
         if record.malformed is not None:
-            self._spawn(self._set_aside(record, record.malformed))
+            problem = RowFormatError("runs", record.id, record.malformed)
+            self._spawn(self._set_aside(record, str(problem)))
+            return
+        if record.recoveries >= self.poison_after:
+            self._spawn(self._set_aside(record, poison_reason(record.recoveries)))
             return
         spec = lookup_workflow(record.workflow)
         if spec is None:
@@ -395,8 +420,11 @@ class Worker:
             self._beginning -= 1
             self._slot_freed()
 
-    async def _set_aside(self, record: RunRecord, problems: dict[str, str]) -> None:
-        """Block a claimed run whose row cannot be read, naming the columns; said once.
+    async def _set_aside(self, record: RunRecord, reason: str) -> None:
+        """Block a claimed run that must not be run; said once.
+
+        Its row cannot be read, or it is a poison run (its recovery killed its worker
+        ``poison_after`` times in a row).
 
         Handed back, it would be claimed again at once; and before, the claim that met
         it failed for every run (issue 11). Blocked, not failed: the row may be mended
@@ -405,10 +433,9 @@ class Worker:
         cancel request wins, as everywhere (a run blocked with one is due at once, so
         its next holder ends it cancelled here).
         """
-        problem = RowFormatError("runs", record.id, problems)
         spec = lookup_workflow(record.workflow)
         version = spec.version if spec is not None else None
-        blocked = _log.run_blocked(reason=str(problem), version=version, worker=self.id)
+        blocked = _log.run_blocked(reason=reason, version=version, worker=self.id)
 
         async def set_aside() -> None:
             now, store = self.clock.now(), self.store
@@ -428,7 +455,7 @@ class Worker:
             "run %s is blocked, not failed (perdure unblock %s tries it again): %s",
             record.id,
             record.id,
-            problem,
+            reason,
         )
 
     def _schedule_wake(self, when: datetime | None) -> None:
@@ -582,6 +609,7 @@ class Worker:
     async def _maintain(self) -> None:
         loop = asyncio.get_running_loop()
         reap_from = 0.0  # the loop time before which this worker reaps nobody
+        rounds = 0
         backlog_at = 0.0  # the loop time after which the backlog gauges are read again
         # Not paced by the outage: the heartbeat comes round often enough anyway.
         outage = Outage("worker maintenance failed", level=logging.ERROR)
@@ -595,6 +623,11 @@ class Worker:
                     self.poke()
                 if not self._stopping and await retry_blocked(self.store, self.id, now):
                     self.poke()  # blocked runs this code may mend are due
+                if self.lease.described != defined_workflows():
+                    await self.lease.register()  # workflows defined since: say so
+                rounds += 1
+                if not self._stopping and rounds % _STRANDED_EVERY == 0:
+                    await block_stranded(self.store, self.id, now, self.orphan_after)
                 if loop.time() >= backlog_at and recorder() is not None:
                     backlog_at = loop.time() + BACKLOG_EVERY
                     await self._read_backlog(now)

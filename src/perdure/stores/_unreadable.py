@@ -184,7 +184,9 @@ def careful_run(columns: Mapping[str, Any], read_time: Callable[[Any], datetime]
             fields["error"] = read.object(column, value)
         elif column in {"created_at", "updated_at"}:
             fields[column] = read.time(column, value)
-        elif column in {"started_at", "completed_at", "wake_at"}:
+        elif column == "attributes":
+            fields[column] = read.object(column, value)
+        elif column in {"started_at", "completed_at", "wake_at", "deadline_at"}:
             fields[column] = read.optional_time(column, value)
         elif column == "recoveries":
             fields[column] = read.integer(column, value)

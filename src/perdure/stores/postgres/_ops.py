@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from perdure._records import RunStatus
 from perdure.stores._index import (
+    AttributesChanged,
     Change,
     HookAdded,
     HookRemoved,
@@ -155,6 +156,8 @@ def _index_columns(change: Change | None) -> _Index:  # noqa: PLR0911 - one retu
             return _Index("hook_added", change.token, change.name, change.kind)
         case HookRemoved():
             return _Index("hook_removed", change.token)
+        case AttributesChanged():
+            return _Index()  # indexed by the events trigger of migration 0010
         case RunEnded():
             completed = change.status is RunStatus.COMPLETED
             return _Index(
