@@ -64,8 +64,13 @@ TABLES = (
     "hooks",
     "hook_inbox",
     "step_tasks",
+    "streams",
+    "stream_chunks",
     "run_attributes",
     "workers",
+    "step_slots",
+    "step_starts",
+    "schedules",
 )
 """perdure's tables, which `clear_tables` empties between tests."""
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from perdure._flow import Limit, Rate
 from perdure._replay._retry import RetryPolicy
 from perdure._serde import CallCodec
 
@@ -26,6 +27,10 @@ class StepSpec:
     timeout: float | None
     queue: str | None
     is_async: bool
+    concurrency: int | None = None
+    """Attempts of this step at once across all workers (`perdure._flow`), or None."""
+    rate: Rate | None = None
+    """Attempts of this step started per period across all workers, or None."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -45,3 +50,5 @@ class WorkflowSpec:
     """The errors of the workflow's own code that block its run rather than fail it:
     programming errors, which a deploy of the fixed code mends (a step's error that
     surfaces in the workflow, and `FatalError`, fail it whatever their type)."""
+    concurrency: Limit | None = None
+    """At most ``n`` runs per key make progress at once across all workers, or None."""

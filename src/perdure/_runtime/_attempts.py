@@ -29,6 +29,7 @@ beyond the coroutine it is.
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import datetime, timedelta
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from perdure._records import JSON
     from perdure._replay import StepSpec
     from perdure._runtime._lease import Lease
+    from perdure._runtime._step_limits import StepGate
 
 __all__ = ["AttemptOutcomes", "StepAttempts", "StepSlots", "call_attempt"]
 
@@ -139,7 +141,7 @@ class StepAttempts:
     ``on_watch`` is the slots' (`StepSlots`).
     """
 
-    __slots__ = ("clock", "lease", "slots")
+    __slots__ = ("clock", "gate", "lease", "slots")
 
     def __init__(
         self,
@@ -147,10 +149,14 @@ class StepAttempts:
         max_concurrent: int,
         lease: Lease,
         on_watch: Callable[[], None] | None = None,
+        gate: StepGate | None = None,
     ) -> None:
         self.clock = clock
         self.slots = StepSlots(max_concurrent, on_watch)
         self.lease = lease
+        self.gate = gate
+        """Where attempts of steps with limits across workers take their places
+        (`perdure._runtime._step_limits`); None: such limits are not kept."""
 
     async def run(  # noqa: C901, PLR0912, PLR0915 (the hot path: one loop, no call more per attempt)
         self,
@@ -194,7 +200,17 @@ class StepAttempts:
             # Looked up per attempt, as tracing is: None (and no clock read) without metrics.
             metrics, began = recorder(), 0.0
             try:
-                async with self.slots:
+                async with (
+                    self.slots
+                    if (spec.concurrency is None and spec.rate is None) or self.gate is None
+                    else self.gate.around(
+                        self.slots,
+                        spec,
+                        (args, kwargs),
+                        f"{run_id}:{correlation_id}:{attempt}",
+                        functools.partial(outcomes.backing_off, call),
+                    )
+                ):
                     if not lease.valid:  # the worker may have been paused: ask first
                         await lease.confirm()
                     token = step_context.set((meta, workflow))

@@ -11,7 +11,8 @@ start, resume or cancel, a timer of an unheld run coming due), does one pass:
 3. hand each held run the hook payloads waiting in its inbox, and the outcomes of its
    steps that queues' workers ran;
 4. deliver cancel requests;
-5. set a timer for the next unheld run to come due.
+5. start the runs of the schedules' ticks that came due (`perdure._runtime._ticker`);
+6. set a timer for the next unheld run to come due, or the next tick, whichever is first.
 
 Every second (at least three times per lease, on stores with leases) it also records a
 heartbeat and reaps dead workers (their runs are released and claimed at once). The
@@ -55,6 +56,8 @@ from perdure._runtime._orphans import (
 )
 from perdure._runtime._outage import Outage, until_the_store_answers
 from perdure._runtime._queues import QueueRunner
+from perdure._runtime._step_limits import StepGate
+from perdure._runtime._ticker import Ticker
 from perdure._stats import StatsWindow
 from perdure._workflow import lookup_workflow, registered_workflows
 from perdure.stores import FAR_FUTURE
@@ -105,6 +108,10 @@ class WorkerStatistics:
     finished: int
     lost_leases: int = 0
     """Times the worker found it had been taken for dead and let its runs go."""
+    limit_waits: int = 0
+    """Step attempts that found their step's limit across workers full and waited
+    (``@step(concurrency=..., rate=...)``); runs waiting on a workflow's limit are
+    counted by ``engine.limits()``."""
 
 
 def new_worker_id() -> str:
@@ -154,11 +161,19 @@ class Worker:
         self._heartbeat_every = (
             min(_MAINTENANCE_SECONDS, self._lease / 3) if self._lease else _MAINTENANCE_SECONDS
         )
-        self.attempts = StepAttempts(clock, max_concurrent_steps, self.lease, self._slot_freed)
+        self.attempts = StepAttempts(
+            clock,
+            max_concurrent_steps,
+            self.lease,
+            self._slot_freed,
+            StepGate(store, self.id, clock),
+        )
         """Runs step attempts, of held runs and queues alike, in ``max_concurrent_steps`` slots."""
         self.queues = queues
         """The queues whose step tasks this worker claims and runs."""
         self._queue_runner = QueueRunner(self, queues, max_concurrent_steps)
+        self._ticker = Ticker(store, clock)
+        """Starts the runs of the schedules' due ticks (`perdure._runtime._ticker`)."""
         self._max_active_runs = max_active_runs
         self._slots = max_concurrent_steps
         self._wanted_at_most = max_concurrent_steps + max(1, max_concurrent_steps // _QUEUED)
@@ -199,6 +214,7 @@ class Worker:
         released = await self.store.reap_dead_workers(self.id, self.clock.now())
         if released:
             logger.info("recovered %d runs and step tasks left by workers that died", released)
+        await self._ticker.declare(registered_workflows())
         watch_worker(self)
         loop = asyncio.get_running_loop()
         self._main = loop.create_task(self._loop(), name=f"perdure worker {self.id}")
@@ -319,7 +335,16 @@ class Worker:
                 actor = self._actors.get(run_id)
                 if actor is not None:
                     actor.cancel()
-        self._schedule_wake(await store.next_wake_at(workflows=registered_workflows()))
+        if self._queue_runner.running:  # a step task whose run was cancelled meanwhile
+            await self._queue_runner.drop_cancelled(soon=True)
+        workflows = registered_workflows()
+        next_tick = None
+        if not self._stopping:
+            fired, next_tick = await self._ticker.fire(workflows)
+            if fired:  # a new run to claim, or a cancel to deliver: one more pass
+                self._poked.set()
+        wake_at = await store.next_wake_at(workflows=workflows)
+        self._schedule_wake(min(filter(None, (wake_at, next_tick)), default=None))
 
     async def _claim(self) -> None:
         """Claim due runs, and step tasks of the queues served, as room allows.
@@ -623,6 +648,8 @@ class Worker:
                     self.poke()
                 if not self._stopping and await retry_blocked(self.store, self.id, now):
                     self.poke()  # blocked runs this code may mend are due
+                if self._queue_runner.running:  # a cancel its passes missed, at the latest
+                    await self._queue_runner.drop_cancelled()
                 if self.lease.described != defined_workflows():
                     await self.lease.register()  # workflows defined since: say so
                 rounds += 1
@@ -677,4 +704,5 @@ class Worker:
             evictions=self._evictions,
             finished=self._finished,
             lost_leases=self.lease.lost,
+            limit_waits=self.attempts.gate.waits if self.attempts.gate is not None else 0,
         )

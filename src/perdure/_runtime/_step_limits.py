@@ -1,0 +1,142 @@
+"""A step's limits across all workers: ``@step(concurrency=n, rate="100/min")``.
+
+Before an attempt of a limited step takes one of its worker's step slots, it asks the
+store (`FlowStore.take_step_slot`) for a slot of the step's concurrency and a start in
+its rate's window, both or neither; it gives the slot back when the attempt ends.
+Waiting, it holds no step slot of its worker, so a limited step never starves the
+others.
+
+- A full window says when it has room again: the attempt waits until then on the
+  worker's clock (a fake clock jumps there, as for a retry's delay).
+- All concurrency slots held: the attempt asks again when one is given back in this
+  process, and otherwise after a pause that grows from 10 ms to half a second (a slot
+  given back by another process is noticed within that). Polling the store, not
+  waiting on its change notification: a step's end notifies nobody, which is what
+  keeps a step one append.
+- A slot whose worker dies is not counted once the worker is no longer registered
+  (reaped), so it comes back with the worker's lease.
+
+The attempt's holder id (run, call and attempt) makes asking twice harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from perdure._flow import StepLimits, key_value
+from perdure._runtime._outage import until_the_store_answers
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+    from contextlib import AbstractAsyncContextManager
+
+    from perdure._clock import Clock
+    from perdure._replay import StepSpec
+    from perdure.stores._protocol import FlowStore
+
+__all__ = ["StepGate", "limits_of"]
+
+_FIRST_PAUSE = 0.01
+_LONGEST_PAUSE = 0.5
+
+
+def limits_of(spec: StepSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepLimits | None:
+    """The limits of one call of a step, or None when the step has none."""
+    rate = spec.rate
+    if spec.concurrency is None and rate is None:
+        return None
+    rate_key = None
+    if rate is not None:
+        key = key_value(rate.key, spec.fn, args, kwargs)
+        rate_key = spec.name if key is None else f"{spec.name}:{key}"
+    return StepLimits(
+        concurrency_key=spec.name if spec.concurrency is not None else None,
+        concurrency=spec.concurrency,
+        rate_key=rate_key,
+        rate_count=rate.count if rate is not None else None,
+        rate_period=timedelta(seconds=rate.period) if rate is not None else None,
+    )
+
+
+class StepGate:
+    """Takes and gives back a worker's attempts' places under their steps' limits."""
+
+    __slots__ = ("_clock", "_freed", "_store", "_worker_id", "waits")
+
+    def __init__(self, store: FlowStore, worker_id: str, clock: Clock) -> None:
+        self._store = store
+        self._worker_id = worker_id
+        self._clock = clock
+        self._freed = asyncio.Event()
+        self.waits = 0
+        """Times an attempt found its step's limit full and waited (`statistics`)."""
+
+    @contextlib.asynccontextmanager
+    async def around(
+        self,
+        slots: AbstractAsyncContextManager[None],
+        spec: StepSpec,
+        call: tuple[tuple[Any, ...], dict[str, Any]],
+        holder: str,
+        backing_off: Callable[..., None],
+    ) -> AsyncIterator[None]:
+        """The places of one attempt of a limited step, then a step slot of this worker."""
+        limits = limits_of(spec, *call)
+        if limits is None:  # pragma: no cover - only limited steps come here
+            async with slots:
+                yield
+            return
+        await self.enter(limits, holder, backing_off)
+        try:
+            async with slots:
+                yield
+        finally:
+            await self.leave(holder)
+
+    async def enter(
+        self,
+        limits: StepLimits,
+        holder: str,
+        backing_off: Callable[..., None],
+    ) -> None:
+        """Wait until ``holder`` has its places; ``backing_off`` says when it waits on the clock."""
+        pause = _FIRST_PAUSE
+        waited = False
+        while True:
+            grant = await until_the_store_answers(
+                lambda: self._store.take_step_slot(
+                    self._worker_id, holder, limits, self._clock.now()
+                ),
+                f"could not ask for a place under {limits.concurrency_key or limits.rate_key}",
+            )
+            if grant.granted:
+                return
+            if not waited:
+                self.waits += 1
+                waited = True
+            if grant.retry_at is not None:
+                backing_off(waiting=True)
+                try:
+                    await self._clock.sleep_until(grant.retry_at)
+                finally:
+                    backing_off(waiting=False)
+                continue
+            self._freed.clear()
+            try:
+                async with asyncio.timeout(pause):
+                    await self._freed.wait()
+            except TimeoutError:
+                pause = min(pause * 2, _LONGEST_PAUSE)
+
+    async def leave(self, holder: str) -> None:
+        """Give ``holder``'s slot back, and wake this worker's attempts waiting for one."""
+        try:
+            await until_the_store_answers(
+                lambda: self._store.release_step_slot(holder),
+                "could not give back a step's slot",
+            )
+        finally:
+            self._freed.set()
