@@ -182,3 +182,46 @@ async def test_parent_sleeping_released_is_woken_by_its_child(make_engine: Engin
         await wait_until(engine, parent_released)
         await go.resume("w1-leaf", "done")
         assert await run.result(timeout=30) == "done"
+
+
+seen_by_step: list[str] = []
+
+
+@step(max_retries=0)
+async def interruptible() -> str:
+    """Runs until its run is cancelled; notes that it saw the cancel and cleaned up."""
+    seen_by_step.append("began")
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        seen_by_step.append("cancelled")
+        raise
+    finally:
+        seen_by_step.append("cleaned up")
+    return "never"
+
+
+@workflow
+async def runs_interruptible() -> str:
+    """One step that runs until cancelled."""
+    return await interruptible()
+
+
+async def test_a_running_async_step_sees_the_cancel(engine: Engine) -> None:
+    """Cancelling a run raises CancelledError in its running async step, which cleans
+    up; the attempt is logged as cancelled and its step row says so."""
+    seen_by_step.clear()
+    run = await engine.start(runs_interruptible)
+    await wait_until(engine, lambda: asyncio.sleep(0, bool(seen_by_step)))
+    await run.cancel()
+    with pytest.raises(WorkflowCancelled):
+        await run.result(timeout=30)
+    await wait_until(engine, lambda: asyncio.sleep(0, "cleaned up" in seen_by_step))
+    assert seen_by_step == ["began", "cancelled", "cleaned up"]
+    events = await run.events()
+    (cancelled,) = of_type(events, EventType.STEP_CANCELLED)
+    assert cancelled.correlation_id == f"{interruptible.name}#1"
+    assert cancelled.data["attempt"] == 1
+    assert [e.type for e in events][-2:] == [EventType.STEP_CANCELLED, EventType.RUN_CANCELLED]
+    (row,) = await engine.store.steps(run.id)
+    assert row.status == "cancelled"

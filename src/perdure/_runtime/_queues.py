@@ -11,6 +11,13 @@ policy allows, and stores the outcome in the task, which wakes the run
 
 The step is remote even when the holder serves the queue: that way a replay on any
 worker treats it the same, and the log says where each step was meant to run.
+
+A run cancelled (or ended) while a queue's worker runs one of its steps: that worker
+cancels the attempt (`QueueRunner.drop_cancelled`, at each of its passes and at least
+every second), so an async step sees `asyncio.CancelledError` at its next await, as it
+would inline, and may clean up; nothing is stored for it (the task is gone with the
+run, and the holder logged the attempt as ``step_cancelled``). A plain ``def`` step's
+thread cannot be interrupted: it runs to its end, and its outcome is dropped.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ __all__ = ["QueueRunner", "outcome_events", "validate_queues"]
 logger = logging.getLogger("perdure.worker")
 
 _CLAIM_BATCH = 100
+_CANCEL_CHECK_EVERY = 0.1
+"""Seconds between two looks of a worker's passes for cancelled runs of its step tasks."""
 
 
 def validate_queues(queues: Collection[str]) -> frozenset[str]:
@@ -130,6 +139,9 @@ class QueueRunner:
         self.queues = queues
         self._max_tasks = max_tasks
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._run_of: dict[int, str] = {}
+        """The run of each task running here: `drop_cancelled` asks about it."""
+        self._checked_at = float("-inf")
         self._backing_off: set[int] = set()
 
     # -- claiming ---------------------------------------------------------------------
@@ -156,11 +168,13 @@ class QueueRunner:
                 self._run(task), name=f"step task {task.id} ({task.correlation_id})"
             )
             self._running[task.id] = runner
+            self._run_of[task.id] = task.run_id
             runner.add_done_callback(functools.partial(self._done, task.id))
         return len(tasks) == limit
 
     def _done(self, task_id: int, _: object) -> None:
         self._running.pop(task_id, None)
+        self._run_of.pop(task_id, None)
         self.host.maybe_idle()
         self.host.poke()  # a slot is free: claim what waits
 
@@ -180,6 +194,31 @@ class QueueRunner:
     def drained(self) -> bool:
         """No attempt runs now: tasks waiting to retry are handed back with the worker."""
         return not self.busy
+
+    async def drop_cancelled(self, *, soon: bool = False) -> int:
+        """Cancel the attempts of tasks whose run was cancelled or has ended; how many.
+
+        One read per run with a task running here, and none while none runs. ``soon``
+        (a worker's pass, which may come at every commit anyone makes): not again within
+        `_CANCEL_CHECK_EVERY` seconds of the last look; the maintenance looks anyway.
+        """
+        loop = asyncio.get_running_loop()
+        if not self._run_of or (soon and loop.time() < self._checked_at + _CANCEL_CHECK_EVERY):
+            return 0
+        self._checked_at = loop.time()
+        store = self.host.store
+        dropped = 0
+        for run_id in set(self._run_of.values()):
+            record = await store.get_run(run_id)
+            if record is not None and not record.status.is_terminal and not record.cancel_requested:
+                continue
+            for task_id, owner_run in list(self._run_of.items()):
+                runner = self._running.get(task_id)
+                if owner_run == run_id and runner is not None and not runner.done():
+                    logger.info("step task %s: its run %s was cancelled", task_id, run_id)
+                    runner.cancel()
+                    dropped += 1
+        return dropped
 
     async def stop(self) -> None:
         """Abandon the tasks still running; unregistering the worker requeues them."""
