@@ -66,6 +66,8 @@ TABLES = (
     "step_tasks",
     "streams",
     "stream_chunks",
+    "streams",
+    "stream_chunks",
     "run_attributes",
     "workers",
     "step_slots",
