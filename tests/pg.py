@@ -66,8 +66,6 @@ TABLES = (
     "step_tasks",
     "streams",
     "stream_chunks",
-    "streams",
-    "stream_chunks",
     "run_attributes",
     "workers",
     "step_slots",
