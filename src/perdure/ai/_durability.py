@@ -10,9 +10,12 @@ What the engine declares, and why:
 
 - ``JSON_CODEC``: perdure stores JSON, so pydantic-ai reduces each result to its JSON
   form with its own TypeAdapters (a `ModelResponse` is stored as pydantic-ai writes it).
-- function, MCP and dynamic toolsets are all wrapped: each tool call is a step. MCP
-  toolsets are entered by the first step that uses them and stay open for the agent
-  run (``enter-in-durable-unit``): steps run in the workflow's own process.
+- function, MCP and dynamic toolsets are all wrapped: each tool call is a step. Each MCP
+  step opens its own session with the server (``enter-outside-durable``, as on
+  Temporal): steps run on the worker's event loop and workflow code on its own, so a
+  session one step opened could not be closed by the workflow at the run's end. A
+  stdio server is therefore started once per MCP step; prefer an HTTP server when
+  the agent calls it often.
 - toolsets added per run are refused inside a workflow: they were not wrapped when the
   capability was bound, so their calls would run in workflow code, unrecorded.
 
@@ -92,7 +95,7 @@ class PerdureDurability(BaseDurabilityCapability[AgentDepsT]):
         wrapped_toolset_kinds=frozenset({"function", "mcp", "dynamic"}),
         toolset_lifecycles={
             "function": "enter-always",
-            "mcp": "enter-in-durable-unit",
+            "mcp": "enter-outside-durable",
             "dynamic": "enter-never",
         },
         unsupported_runtime_toolset_kinds=frozenset({"function", "mcp", "dynamic"}),
