@@ -10,7 +10,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 DBOS_VERSION ?= 3.4.0
 BENCH_ARGS ?=
 
-.PHONY: demo test lint typecheck check clean bench
+.PHONY: demo demo-agent test lint typecheck check clean bench
 
 # The version lives in src/perdure/__init__.py (pyproject.toml reads it): a new one means
 # reinstalling, or importlib.metadata would still report the old one.
@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml src/perdure/__init__.py
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+
+# The content pipeline as a durable pydantic-ai agent (offline unless an API key is set).
+demo-agent: $(STAMP)
+	$(BIN)/python examples/agent.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

@@ -11,7 +11,6 @@ attempt writes its own.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
@@ -24,6 +23,8 @@ from pydantic_ai.messages import (
     TextPartDelta,
 )
 from pydantic_ai.tools import RunContext
+
+from perdure._streams import StreamWriter, get_writable
 
 __all__ = ["stream_text", "text_of"]
 
@@ -41,10 +42,7 @@ def stream_text(name: str, inner: EventStreamHandler[Any] | None = None) -> Even
     """An event handler writing the text of ``name``'s model events, then calling ``inner``."""
 
     async def handler(ctx: RunContext[Any], events: AsyncIterable[AgentStreamEvent]) -> None:
-        # Looked up when called: perdure's streams and this module land separately.
-        get_writable = importlib.import_module("perdure").get_writable
-
-        writer: Any = None
+        writer: StreamWriter | None = None
 
         async def written() -> AsyncIterator[AgentStreamEvent]:
             nonlocal writer
