@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 from perdure import _current
 from perdure._attributes import search_terms
 from perdure._clock import Clock, SystemClock
+from perdure._deadlines import checked_timeout
 from perdure._errors import (
     HookNotFoundError,
     RowFormatError,
@@ -166,7 +167,8 @@ class Run(Generic[R]):
 
     def _outcome(self, record: RunRecord) -> R:
         if record.status is RunStatus.CANCELLED:
-            raise WorkflowCancelled(self.id)
+            reason = (record.error or {}).get("message")  # a deadline's, say
+            raise WorkflowCancelled(self.id, reason if isinstance(reason, str) else None)
         if record.status is RunStatus.FAILED:
             error = record.error or {}
             raise WorkflowFailed(
@@ -434,6 +436,7 @@ class Engine(ScheduleMethods):
         priority: int = 0,
         dedupe_key: str | None = None,
         debounce: Duration | None = None,
+        timeout: Duration | None = None,
         **kwargs: Any,
     ) -> Run[R]:
         """Start a run of workflow ``fn`` with these arguments, durably.
@@ -447,6 +450,10 @@ class Engine(ScheduleMethods):
         or blocked, the start returns that run instead (the key is free again once it
         ends). ``debounce`` (with a ``dedupe_key``): the run starts once the window has
         passed with no other start of the key, with the last start's arguments.
+
+        ``timeout`` (seconds, a timedelta, or text such as ``"1h"``; default the
+        workflow's ``@workflow(timeout=...)``): the run is cancelled if it has not ended
+        by then, durably (README, "Deadlines"). The deadline is stored with the run.
 
         Raises:
             TypeError: ``fn`` is not a @workflow, or an argument cannot be serialized
@@ -466,7 +473,11 @@ class Engine(ScheduleMethods):
             spec, args, kwargs, priority=priority, dedupe_key=dedupe_key, debounce=debounce,
             now=self.clock.now(),
         )  # fmt: skip
-        new = NewRun(run_id or uuid.uuid4().hex, spec.name, encoded, spec.version)
+        span = checked_timeout(timeout, what="timeout") if timeout is not None else spec.timeout
+        deadline = None if span is None else self.clock.now() + span
+        new = NewRun(
+            run_id or uuid.uuid4().hex, spec.name, encoded, spec.version, deadline=deadline
+        )
         record, created = await self._create(new, flow)
         if not created and record.workflow != spec.name:
             raise ValueError(

@@ -157,11 +157,17 @@ class WorkflowFailed(_RemoteError):
 
 
 class WorkflowCancelled(PerdureError):
-    """The run ended `cancelled`."""
+    """The run ended `cancelled`.
 
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"run {run_id} was cancelled")
+    Attributes:
+        run_id: the run.
+        reason: why, when not by a caller ("deadline of 1h passed"), else None.
+    """
+
+    def __init__(self, run_id: str, reason: str | None = None) -> None:
+        super().__init__(f"run {run_id} was cancelled" + (f": {reason}" if reason else ""))
         self.run_id = run_id
+        self.reason = reason
 
 
 class StepError(_RemoteError):

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from perdure._attributes import AttributeValue, check_attributes
+from perdure._deadlines import checked_timeout
 from perdure._errors import WorkflowCancelled, WorkflowFailed
 from perdure._flow import Limit, Rate
 from perdure._replay import (
@@ -423,7 +424,8 @@ class ChildRun(Generic[R_co]):
             value: R_co = self._spec.codec.decode_result(done.output)
             return value
         if done.status == "cancelled":
-            raise surfaced(WorkflowCancelled(done.run_id))
+            reason = (done.error or {}).get("message")  # its deadline's, say
+            raise surfaced(WorkflowCancelled(done.run_id, reason))
         error = done.error or {}
         raise surfaced(
             WorkflowFailed(
@@ -494,6 +496,7 @@ def _make_workflow(
     block_on: tuple[type[BaseException], ...] | None = None,
     schedule: str | None = None,
     concurrency: Limit | None = None,
+    timeout: Duration | None = None,
 ) -> Workflow[Any, Any]:
     if not inspect.iscoroutinefunction(fn):
         raise TypeError(f"@workflow needs an async def function, got {_origin(fn)}")
@@ -509,6 +512,9 @@ def _make_workflow(
     )
     if block_on is not None:
         spec = dataclasses.replace(spec, block_on=tuple(block_on))
+    span = checked_timeout(timeout, what=f"@workflow(timeout=...) of {spec.name!r}")
+    if span is not None:
+        spec = dataclasses.replace(spec, timeout=span)
     if concurrency is not None:
         if not isinstance(concurrency, Limit):
             raise TypeError(f"@workflow(concurrency=...) takes a Limit, got {concurrency!r}")
@@ -547,6 +553,7 @@ def workflow(
     block_on: tuple[type[BaseException], ...] | None = None,
     schedule: str | None = None,
     concurrency: Limit | None = None,
+    timeout: Duration | None = None,
 ) -> _WorkflowDecorator: ...
 def workflow(
     fn: Callable[..., Any] | None = None,
@@ -557,6 +564,7 @@ def workflow(
     block_on: tuple[type[BaseException], ...] | None = None,
     schedule: str | None = None,
     concurrency: Limit | None = None,
+    timeout: Duration | None = None,
 ) -> Any:
     """Make an ``async def`` function a durable workflow.
 
@@ -580,6 +588,11 @@ def workflow(
         concurrency: a `perdure.Limit`: at most ``n`` runs per value of its key hold a
             slot at once, across all workers; the others wait as ``pending`` (README,
             "Flow control"). A run holds its slot from its first claim until it ends.
+        timeout: how long a run may take (seconds, a timedelta, or text such as
+            ``"1h"``): at its deadline it is cancelled, durably, its ``run_cancelled``
+            saying "deadline of 1h passed" (README, "Deadlines").
+            ``engine.start(..., timeout=...)`` overrides it for one run; a child run
+            gets at most its parent's remaining time unless detached.
     """
     if fn is not None:
         return _make_workflow(fn, name, version)
@@ -590,6 +603,7 @@ def workflow(
         block_on=block_on,
         schedule=schedule,
         concurrency=concurrency,
+        timeout=timeout,
     )
 
 

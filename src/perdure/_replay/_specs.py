@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from perdure._flow import Limit, Rate
@@ -52,3 +53,6 @@ class WorkflowSpec:
     surfaces in the workflow, and `FatalError`, fail it whatever their type)."""
     concurrency: Limit | None = None
     """At most ``n`` runs per key make progress at once across all workers, or None."""
+    timeout: timedelta | None = None
+    """How long a run may take before it is cancelled (``@workflow(timeout=...)``), or
+    None; ``engine.start(..., timeout=...)`` overrides it (`perdure._deadlines`)."""

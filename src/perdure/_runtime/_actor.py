@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 
 from perdure import _log
 from perdure._chunks import NewChunk
+from perdure._deadlines import deadline_reason, earliest_deadline
 from perdure._errors import (
     CancelRequestedError,
     HookConflictError,
@@ -156,8 +157,10 @@ class RunActor:
         "_blocker",
         "_buffer",
         "_cancel_pending",
+        "_cancel_reason",
         "_children",
         "_chunks",
+        "_deadline",
         "_ended",
         "_evict_timer",
         "_flusher",
@@ -205,6 +208,10 @@ class RunActor:
         """Steps a queue's workers run for this run, by correlation id, until logged."""
         self._tasks_seen: set[int] | None = None
         self._cancel_pending = False
+        self._cancel_reason: str | None = None
+        """Why the run is cancelled, when not by a caller: its deadline passed."""
+        self._deadline: TimerHandle | None = None
+        """The clock's timer of the run's deadline (``timeout=``), while armed."""
         self._evict_timer: TimerHandle | None = None
         self._backing_off = 0
         self._blocker: asyncio.Task[None] | None = None
@@ -235,6 +242,7 @@ class RunActor:
         """Start the run fresh, or bring it back from its log by replay."""
         # A request stored before the claim: the run starts no step, and ends cancelled.
         self._cancel_pending = self._cancel_pending or self._claimed().cancel_requested
+        self._arm_deadline(self._claimed())
         try:
             if self._claimed().status is RunStatus.PENDING:
                 await self._start_fresh()
@@ -273,7 +281,7 @@ class RunActor:
     async def _start_fresh(self) -> None:
         now = self.host.clock.now()
         if self._cancel_pending:  # cancelled before it began: its code never runs
-            self._end(_log.run_cancelled())
+            self._end(self._cancelled())
             return
         try:
             with _store_call():
@@ -284,7 +292,7 @@ class RunActor:
                     now,
                 )
         except CancelRequestedError:  # requested since the claim
-            self._end(_log.run_cancelled())
+            self._end(self._cancelled())
             return
         self.instance = self._make_instance(now)
         if (metrics := recorder()) is not None:  # due since it was created
@@ -339,7 +347,7 @@ class RunActor:
     def _block(self, reason: str) -> None:
         """Set the run aside as blocked, once what is buffered is written; let it go."""
         if self._cancel_pending:  # a stored cancel request wins, as everywhere
-            self._end(_log.run_cancelled())
+            self._end(self._cancelled())
             return
         self.finished = True
         self._stop_work()
@@ -497,7 +505,19 @@ class RunActor:
             parent_id=self.run_id,
             root_id=self._root,
             parent_call=command.correlation_id,
+            deadline=self._child_deadline(command),
         )
+
+    def _child_deadline(self, command: StartChild) -> datetime | None:
+        """A child's deadline: its own ``timeout``, capped by its parent's.
+
+        A child inherits at most its parent's remaining time, unless it is detached
+        (`perdure._deadlines`).
+        """
+        timeout = command.spec.timeout
+        own = None if timeout is None else self.host.clock.now() + timeout
+        inherited = None if command.detached or self._deadline is None else self._deadline.when
+        return earliest_deadline(own, inherited)
 
     async def _before_append(
         self, batch: _Batch, now: datetime
@@ -640,7 +660,7 @@ class RunActor:
         if self.instance is not None and not self.instance.finished:
             self._process(self.instance.cancel(self.host.clock.now()))
         else:  # it returned or failed meanwhile (that end was refused), or never began
-            self._end(_log.run_cancelled())
+            self._end(self._cancelled())
 
     # -- commands from the workflow -------------------------------------------------
 
@@ -729,7 +749,7 @@ class RunActor:
                 case BlockRun():
                     self._block(f"{command.reason}\n{self._versions()}")
                 case CancelRun():
-                    self._end(_log.run_cancelled())
+                    self._end(self._cancelled())
 
     def _write_stream(self, command: WriteStream) -> None:
         """Queue a chunk of the workflow body for the flusher, which stores it first.
@@ -782,8 +802,15 @@ class RunActor:
         self._emit(event, durable=True)
         self._ended = True
 
+    def _cancelled(self) -> NewEvent:
+        """The run's ``run_cancelled``, with the reason when not cancelled by a caller."""
+        return _log.run_cancelled(reason=self._cancel_reason)
+
     def _stop_work(self) -> None:
         """Cancel the run's running steps and its timers: it ends, blocks or is let go."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         for task in self._steps.values():
             task.cancel()
         self._steps.clear()
@@ -1020,6 +1047,31 @@ class RunActor:
 
     # -- cancellation, eviction, the end --------------------------------------------
 
+    def _arm_deadline(self, record: RunRecord) -> None:
+        """Cancel the run at its deadline (`perdure._deadlines`): at once if it passed.
+
+        Armed at every claim, from the stored deadline, so a restart or another worker
+        keeps it; a run handed back is due no later than it (`_evict_if_idle`).
+        """
+        if record.deadline_at is None:
+            return
+        reason = deadline_reason(record.created_at, record.deadline_at)
+        if record.deadline_at <= self.host.clock.now():
+            self._deadline_passed(reason)
+            return
+        self._deadline = self.host.clock.call_at(
+            record.deadline_at, RunActor._deadline_passed, self, reason
+        )
+
+    def _deadline_passed(self, reason: str) -> None:
+        self._deadline = None
+        if self.gone or self.finished:
+            return
+        if self._cancel_reason is None:
+            self._cancel_reason = reason
+        logger.info("run %s: %s; cancelling it", self.run_id, reason)
+        self.cancel()
+
     def cancel(self) -> None:
         """Deliver a cancel request: CancelledError in the workflow, then the run ends."""
         if not self.ready:
@@ -1093,7 +1145,9 @@ class RunActor:
             self._steps = _NO_STEPS
         if self.suspended and self._evict_timer is None:
             when = self.host.clock.now() + self.host.evict_after
-            if any(timer.when <= when for timer in self._timers.values()):
+            if any(timer.when <= when for timer in self._timers.values()) or (
+                self._deadline is not None and self._deadline.when <= when
+            ):
                 # A timer wakes the run first, and it settles again after that: no
                 # eviction timer to hold meanwhile.
                 return
@@ -1109,6 +1163,8 @@ class RunActor:
         if not self.suspended:
             return
         wake_at = min((timer.when for timer in self._timers.values()), default=FAR_FUTURE)
+        if self._deadline is not None:  # due by its deadline, whoever holds it then
+            wake_at = min(wake_at, self._deadline.when)
         self.host.evict(self, wake_at)
 
     def drop(self) -> None:
