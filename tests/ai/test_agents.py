@@ -6,11 +6,14 @@ response from the messages so far, and counts its calls, as the tools count thei
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 from pydantic_ai import Agent
 from pydantic_ai.capabilities import HandleDeferredToolCalls
 from pydantic_ai.exceptions import ModelHTTPError
@@ -27,6 +30,8 @@ from pydantic_ai.tools import DeferredToolResults
 
 from helpers import of_type, wait_until
 from perdure import Engine, EventType, WorkflowFailed, workflow
+from perdure._check import export_json
+from perdure._serde import decode
 from perdure.ai import (
     PerdureAgent,
     PerdureDurability,
@@ -35,6 +40,9 @@ from perdure.ai import (
     pending_waits,
     resolve_external_event,
 )
+from perdure.testing import check_replay
+
+RESPONSE = TypeAdapter(ModelResponse)
 
 effects: Counter[str] = Counter()
 """What ran, how often: model requests by kind, and tool calls."""
@@ -295,3 +303,24 @@ def test_perdure_ai_without_pydantic_ai_names_the_extra() -> None:
 
     assert 0 != done.returncode
     assert "perdure[ai]" in done.stderr
+
+
+async def test_a_finished_agent_run_replays_from_its_log_alone(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The log holds every model response as pydantic-ai's JSON form; replaying the run
+    from it (as a worker does after a crash) asks no model and calls no tool."""
+    run = await engine.start(write, "cats")
+    await run.result(timeout=20)
+    events = await run.events()
+    model_step = of_type(events, EventType.STEP_COMPLETED)[0]
+    stored = decode(model_step.data["output"], Any)
+    assert "lookup" == RESPONSE.validate_python(stored).parts[0].tool_name  # type: ignore[union-attr]
+
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(export_json(await run.refresh(), events), default=str))
+    effects.clear()
+
+    check_replay(write, path)
+
+    assert Counter() == effects
