@@ -38,6 +38,7 @@ from perdure._log import (
     parse,
 )
 from perdure._records import JSON, EventType, RunStatus
+from perdure._worker_views import RunFleet
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -162,8 +163,12 @@ def _finite(value: Any) -> Any:
 # -- runs -------------------------------------------------------------------------------
 
 
-class RunSummary(TypedDict):
-    """A run as listed: ``GET /runs``, ``perdure runs --json``."""
+class RunSummary(RunFleet):
+    """A run as listed: ``GET /runs``, ``perdure runs --json``.
+
+    With the live workers read too, it has `RunFleet`'s keys (the versions of its
+    workflow they define, and why none can take it, if so).
+    """
 
     id: str
     workflow: str
@@ -173,6 +178,9 @@ class RunSummary(TypedDict):
     started_at: Timestamp | None
     completed_at: Timestamp | None
     version: Annotated[str | None, Field(description="The workflow's code version.")]
+    forked_from: Annotated[
+        str | None, Field(description="The run this one was forked from (null if none).")
+    ]
     cancel_requested: bool
     blocked_reason: Annotated[
         str | None,
@@ -262,6 +270,7 @@ def run_json(record: RunRecord) -> RunSummary:
         started_at=iso(record.started_at),
         completed_at=iso(record.completed_at),
         version=record.version,
+        forked_from=record.forked_from,
         cancel_requested=record.cancel_requested,
         blocked_reason=record.blocked_reason,
         error=_error_summary(record.error),
@@ -280,6 +289,7 @@ def run_full_json(record: RunRecord) -> RunFull:
         started_at=iso(record.started_at),
         completed_at=iso(record.completed_at),
         version=record.version,
+        forked_from=record.forked_from,
         cancel_requested=record.cancel_requested,
         blocked_reason=record.blocked_reason,
         error=record.error,

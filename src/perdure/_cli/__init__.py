@@ -6,8 +6,9 @@
 - `_inspect`: ``runs``, ``show``, ``events``, ``hooks``; `_timeline` draws ``show``;
 - `_control`: ``cancel``, ``resume-hook``, ``rerun``, ``fork``, ``unblock``;
 - `_deploy`: ``check-replay`` and ``export``, what to run before a deploy;
-- `_serve`: ``worker``; `_web`: ``web`` (the dashboard and the HTTP API), served as
-  `_uvicorn` says (limits, a request-head deadline, tokens kept out of the access log);
+- `_serve`: ``worker``; `_workers`: ``workers`` (the live ones); `_web`: ``web`` (the
+  dashboard and the HTTP API), served as `_uvicorn` says (limits, a request-head
+  deadline, tokens kept out of the access log);
 - `_migrate`: ``migrate`` (apply schema migrations as a deploy step).
 """
 
@@ -20,11 +21,13 @@ from perdure._cli._inspect import events, hooks, runs, show
 from perdure._cli._migrate import migrate
 from perdure._cli._serve import worker
 from perdure._cli._web import web
+from perdure._cli._workers import workers
 
 __all__ = ["app", "main"]
 
 # In the order `perdure --help` lists them.
 app.command()(worker)
+app.command()(workers)
 app.command()(runs)
 app.command()(show)
 app.command()(events)

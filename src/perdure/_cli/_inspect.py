@@ -38,9 +38,11 @@ from perdure._cli._output import (
     status_text,
     when,
 )
+from perdure._fleet import Fleet
 from perdure._records import RunRecord, RunStatus
 from perdure._replay import parse_duration
 from perdure._views import UNREADABLE, malformed_text
+from perdure._worker_views import fleet_json
 
 __all__ = ["events", "hooks", "runs", "show"]
 
@@ -103,10 +105,11 @@ def runs(
         async with opened(url) as store:
             # Newest first, so the runs created after a cutoff are a prefix of the list.
             found = await store.list_runs(status=status, workflow=workflow, limit=limit)
+            fleet = Fleet(await store.live_workers(now))
         if cutoff is not None:
             found = [r for r in found if r.created_at >= cutoff]
         if as_json:
-            print_json([run_json(r) for r in found])
+            print_json([{**run_json(r), **fleet_json(r, fleet)} for r in found])
             return
         if not found:
             out().print(
@@ -126,10 +129,16 @@ def runs(
         if wide:
             table.add_column("updated (UTC)", min_width=10)
             table.add_column("version", no_wrap=True)
+            table.add_column("workers' version", no_wrap=True)
         table.add_column("duration", justify="right", no_wrap=True)
         for r in found:
             times = (
-                [when(r.created_at), when(r.updated_at), r.version or "-"]
+                [
+                    when(r.created_at),
+                    when(r.updated_at),
+                    r.version or "-",
+                    _workers_version(r, fleet),
+                ]
                 if wide
                 else [when(r.created_at)]
             )
@@ -144,8 +153,22 @@ def runs(
         for r in found:  # rows it cannot read in full: listed, and said what is wrong
             if r.malformed is not None:
                 note(f"run {r.id}: {malformed_text(r)}", label="unreadable")
+        for r in found:  # runs waiting for a worker that none of the live ones can be
+            stranded = fleet.stranded(r)
+            if stranded is not None and r.malformed is None:
+                note(f"run {r.id}: {stranded}", label="stranded")
 
     run(main())
+
+
+def _workers_version(record: RunRecord, fleet: Fleet) -> str:
+    """The version of the run's workflow on its worker, else those the live workers define."""
+    holder = fleet.holder_version(record)
+    if holder is not None:
+        return holder
+    if record.status.is_terminal:
+        return "-"
+    return ", ".join(fleet.versions(record.workflow)) or "none live"
 
 
 def _status_cell(record: RunRecord) -> Text:
@@ -168,10 +191,11 @@ def show(run_id: RunId, as_json: JsonFlag = False, database_url: DatabaseUrl = N
             log = await store.events(run_id)
             steps = await store.steps(run_id)
             live = await store.list_hooks(run_id=run_id)
+            fleet = Fleet(await store.live_workers(utcnow()))
         if as_json:
-            print_json(shown_run_json(record, log, steps, live))
+            print_json({**shown_run_json(record, log, steps, live), **fleet_json(record, fleet)})
             return
-        _timeline.render(record, log, live, utcnow())
+        _timeline.render(record, log, live, utcnow(), fleet=fleet)
 
     run(main())
 

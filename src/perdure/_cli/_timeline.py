@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from rich.console import RenderableType
 
+    from perdure._fleet import Fleet
     from perdure._records import JSON, Event, HookRecord, RunRecord
 
 __all__ = ["Span", "render", "spans"]
@@ -138,6 +139,8 @@ def _header(record: RunRecord, events: list[Event], now: datetime) -> Table:
         status.append(" (cancel requested)", style="magenta")
     grid.add_row("status", status)
     grid.add_row("version", record.version or "-")
+    if record.forked_from is not None:
+        grid.add_row("forked from", record.forked_from)
     if record.blocked_reason is not None:
         grid.add_row("blocked", Text(record.blocked_reason, style="yellow"))
     grid.add_row("created", when(record.created_at) + " UTC")
@@ -151,6 +154,22 @@ def _header(record: RunRecord, events: list[Event], now: datetime) -> Table:
     return grid
 
 
+def _fleet_rows(record: RunRecord, fleet: Fleet) -> Table:
+    """The run's workflow on the live workers: its holder's version, the versions live."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    holder = fleet.holder_version(record)
+    if holder is not None:
+        grid.add_row("worker version", f"{holder} (on {record.owner})")
+    live = fleet.versions(record.workflow)
+    grid.add_row("live versions", ", ".join(live) if live else "none (no live worker defines it)")
+    stranded = fleet.stranded(record)
+    if stranded is not None:
+        grid.add_row("stranded", Text(stranded, style="yellow"))
+    return grid
+
+
 def _waiting(record: RunRecord, found: list[Span], hooks: list[HookRecord]) -> Text | None:
     if record.status is not RunStatus.RUNNING:
         return None
@@ -161,11 +180,24 @@ def _waiting(record: RunRecord, found: list[Span], hooks: list[HookRecord]) -> T
     return Text.assemble(("waiting on: ", "bold cyan"), "; ".join(waits))
 
 
-def render(record: RunRecord, events: list[Event], hooks: list[HookRecord], now: datetime) -> None:
-    """Print the run: its fields, what it waits on, its timeline, details and outcome."""
+def render(
+    record: RunRecord,
+    events: list[Event],
+    hooks: list[HookRecord],
+    now: datetime,
+    *,
+    fleet: Fleet | None = None,
+) -> None:
+    """Print the run: its fields, what it waits on, its timeline, details and outcome.
+
+    With ``fleet`` (the live workers), also the versions of its workflow they define,
+    and why none can take it, if so.
+    """
     console = out()
     found = spans(events)
     console.print(_header(record, events, now))
+    if fleet is not None:
+        console.print(_fleet_rows(record, fleet))
     waiting = _waiting(record, found, hooks)
     if waiting is not None:
         console.print(waiting)
