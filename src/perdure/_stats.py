@@ -87,15 +87,18 @@ class StatsWindow:
 
     @classmethod
     def ending(cls, until: datetime, length: timedelta) -> StatsWindow:
-        """The window of ``length`` ending at ``until``, its buckets whole minutes.
+        """The window of ``length`` up to ``until`` included, its buckets whole minutes.
 
         One minute per bucket up to two hours; longer windows get wider buckets, so
-        a week is 120 buckets of 84 minutes rather than 10,080 points.
+        a week is 120 buckets of 84 minutes rather than 10,080 points. ``until`` is
+        counted (a run that ended at this very moment is in): the window stops a
+        microsecond, the stores' resolution, after it.
         """
         if length <= timedelta(0):
             raise ValueError(f"a window must be longer than zero, not {length}")
         minutes = max(1, math.ceil(length / timedelta(minutes=1) / MAX_BUCKETS))
-        return cls(until - length, until, timedelta(minutes=minutes))
+        end = until + timedelta(microseconds=1)
+        return cls(end - length, end, timedelta(minutes=minutes))
 
     @property
     def count(self) -> int:

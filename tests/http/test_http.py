@@ -963,7 +963,7 @@ def test_generated_requests_never_get_a_server_error(tmp_path: Path) -> None:
         operations = {
             result.ok().label: result.ok() for result in results if isinstance(result, Ok)
         }
-        assert len(operations) == 16  # with POST /runs/{run_id}/unblock and /fork
+        assert len(operations) == 17  # with POST /runs/{run_id}/unblock and /fork, GET /stats
         for operation in operations.values():
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
@@ -997,6 +997,7 @@ def test_generated_requests_never_get_a_server_error(tmp_path: Path) -> None:
             ("GET /runs/{run_id}/events", {"path_parameters": run}),
             ("GET /runs/{run_id}/timeline", {"path_parameters": run}),
             ("GET /hooks", {"query": {"run": "st-1"}}),
+            ("GET /stats", {"query": {"since": "24h", "workflow": "http-greet"}}),
             ("POST /runs", {"body": {"workflow": "http-greet", "args": ["again"]}}),
             ("POST /runs/{run_id}/rerun", {"path_parameters": run}),
             (

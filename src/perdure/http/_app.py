@@ -40,6 +40,7 @@ from starlette.routing import Route
 from perdure._errors import HookNotFoundError, RowFormatError, RunNotFoundError
 from perdure._hooks import WEBHOOK, WebhookRequest, lookup_hook, unstorable, webhook_response
 from perdure._log import HookCreated, LogFormatError
+from perdure._prometheus import registry as prometheus_registry
 from perdure._records import RunStatus
 from perdure._views import (
     EventList,
@@ -63,6 +64,7 @@ from perdure.http._dashboard import (
     wants_html,
 )
 from perdure.http._guard import LOOPBACK_HOSTS, BodyTimeout, Guard, host_pattern
+from perdure.http._metrics import metrics_endpoint, stats_endpoint
 from perdure.http._openapi import AFTER, LIMIT, ApiError, IntQuery, StartRun, openapi_document
 
 if TYPE_CHECKING:
@@ -566,6 +568,7 @@ def create_app(
     allowed_hosts: Iterable[str] | None = None,
     secret_headers: Iterable[str] = (),
     body_timeout: float = 30.0,
+    metrics: bool = False,
 ) -> Starlette:
     """Perdure's HTTP API, webhooks and web dashboard as an ASGI app (see `perdure.http`).
 
@@ -591,11 +594,16 @@ def create_app(
             (names in any case): the headers that carry your clients' credentials.
         body_timeout: the seconds a request's body may take to arrive in full,
             counted from the request's start (408 after them).
+        metrics: serve ``GET /metrics``: this process's OpenTelemetry metrics in
+            Prometheus' text format (the ``metrics`` extra), behind the token like the
+            API. ``GET /stats``, the store's aggregates, is always served.
     """
     if max_body < 0:
         raise ValueError(f"max_body must be >= 0, got {max_body}")
     if not body_timeout > 0:
         raise ValueError(f"body_timeout must be > 0 seconds, got {body_timeout}")
+    if metrics:  # counting starts now, not at the first scrape; a missing extra is said now
+        prometheus_registry()
     secret = token if token is not None else (os.environ.get("PERDURE_API_TOKEN") or None)
     hidden = CREDENTIAL_HEADERS | {name.strip().lower() for name in secret_headers}
     api = _Api(engine, secret, max_body, frozenset(hidden))
@@ -623,6 +631,17 @@ def create_app(
             response.headers["Vary"] = "Accept"
         return response
 
+    get_stats_json = api.endpoint(stats_endpoint(engine))
+
+    async def stats(request: Request) -> Response:
+        """The store's aggregates as JSON, or the Metrics page for a browser."""
+        if pages is not None and wants_html(request):
+            return await pages.metrics_page(request)
+        response = await get_stats_json(request)
+        if pages is not None:
+            response.headers["Vary"] = "Accept"
+        return response
+
     routes = [
         Route(
             "/openapi.json",
@@ -646,6 +665,12 @@ def create_app(
         Route("/runs/{run_id}/unblock", api.endpoint(api.unblock_run), methods=["POST"]),
         Route("/runs/{run_id}/rerun", api.endpoint(api.rerun), methods=["POST"]),
         Route("/runs/{run_id}/fork", api.endpoint(api.fork), methods=["POST"]),
+        Route("/stats", stats, methods=["GET"]),
+        *(
+            [Route("/metrics", api.endpoint(metrics_endpoint, needs_engine=False))]
+            if metrics
+            else []
+        ),
         *(pages.routes() if pages is not None else []),
     ]
 

@@ -1,7 +1,8 @@
 """The web dashboard's pages, files and browser sign-in, served by `create_app`.
 
 - ``GET /``: the runs list; ``GET /runs/{id}`` with ``Accept: text/html`` (a browser
-  following a link): the run's page. The same URL answers JSON to everyone else.
+  following a link): the run's page; ``GET /stats`` likewise: the Metrics page. The
+  same URLs answer JSON to everyone else.
 - ``GET /static/{name}``: the style sheet, scripts and icon (`perdure.web`).
 - ``GET|POST /login``, ``POST /logout``: signing in, when the app has a token.
 
@@ -198,6 +199,10 @@ class Dashboard:
     async def runs_page(self, request: Request) -> Response:
         """The runs list."""
         return self._show(request, "runs.html")
+
+    async def metrics_page(self, request: Request) -> Response:
+        """The Metrics page: charts and tables of ``GET /stats`` (its script reads it)."""
+        return self._show(request, "metrics.html")
 
     async def run_page(self, request: Request) -> Response:
         """One run's page (its script looks the run up)."""

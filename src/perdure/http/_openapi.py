@@ -23,6 +23,7 @@ from pydantic.json_schema import GenerateJsonSchema
 from typing_extensions import TypedDict  # pydantic reads only this one's fields on 3.11
 
 from perdure._records import JSON, RunStatus
+from perdure._stats_view import RunStatsBody
 from perdure._views import EventList, Hook, HookList, RunDetail, RunList, Timeline
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ _RESPONSES: tuple[type[Any], ...] = (
     Hook,
     HookList,
     Timeline,
+    RunStatsBody,
 )
 """Every response body the paths below name; each is a component, named after its class."""
 
@@ -463,6 +465,40 @@ def _paths(limits: _Limits) -> dict[str, Any]:
                     "202": _ok("The run as it now stands.", RunDetail),
                     **_AUTH_ERRORS,
                     "404": _error("No run has this id."),
+                },
+            }
+        },
+        "/stats": {
+            "get": {
+                "operationId": "stats",
+                "summary": "Runs started and ended, failure rates, slowest steps, backlog",
+                "description": "Computed from the store, so it covers every worker: runs "
+                "created and ended (by outcome) per bucket of the window ending now, runs "
+                "ended per workflow, the slowest steps (p50, p95, p99 of a step call's "
+                "duration, and its retries) over the steps of the most recently ended runs, "
+                "and the pending and blocked runs now. The dashboard's Metrics page reads it.",
+                "tags": ["runs"],
+                "parameters": [
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "required": False,
+                        "description": "The window's length: a whole number and s, m, h, d "
+                        "or w (30m, 1h, 24h, 7d); at most 31 days. Default 1h.",
+                        "schema": {"type": "string", "default": "1h"},
+                    },
+                    {
+                        "name": "workflow",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only this workflow's runs.",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": _ok("The aggregates.", RunStatsBody),
+                    "400": _error("since is not a window, or workflow holds a NUL."),
+                    **_AUTH_ERRORS,
                 },
             }
         },

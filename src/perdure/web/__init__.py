@@ -5,11 +5,13 @@ works offline and needs no build step: nothing is fetched from anywhere at run t
 `perdure.http.create_app` serves them (pages under ``/``, files under ``/static/``)
 next to the JSON API the scripts call.
 
-- ``pages/``: ``runs.html`` (the runs list), ``run.html`` (one run), ``login.html``;
+- ``pages/``: ``runs.html`` (the runs list), ``run.html`` (one run), ``metrics.html``
+  (charts of ``GET /stats``), ``login.html``;
   ``{{name}}`` marks a value filled in, HTML-escaped, when a page is served;
 - ``static/``: ``dashboard.css``, ``dashboard.js`` (helpers both pages import),
-  ``runs.js``, ``run.js``, ``login.js`` (signs in from a ``/login#token=`` link),
-  ``favicon.svg``.
+  ``runs.js``, ``run.js``, ``metrics.js``, ``login.js`` (signs in from a
+  ``/login#token=`` link), ``favicon.svg``; ``uplot.esm.js`` and ``uplot.min.css``:
+  uPlot 1.6.31, the Metrics page's charts, vendored unchanged (``uplot.LICENSE``).
 """
 
 from __future__ import annotations
