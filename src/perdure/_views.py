@@ -18,12 +18,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, WithJsonSchema
 from typing_extensions import TypedDict  # pydantic reads only this one's fields on 3.11
 
+from perdure._flow_views import RunWaiting
 from perdure._log import (
+    ChildCompleted,
+    ChildStarted,
     HookCreated,
     HookDisposed,
     HookReceived,
@@ -31,6 +34,7 @@ from perdure._log import (
     PatchMarked,
     SleepCompleted,
     SleepStarted,
+    StepCancelled,
     StepCompleted,
     StepFailed,
     StepRetrying,
@@ -38,11 +42,13 @@ from perdure._log import (
     parse,
 )
 from perdure._records import JSON, EventType, RunStatus
-from perdure._worker_views import RunFleet
+from perdure._worker_views import RunFleet, fleet_json
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
+    from perdure._fleet import Fleet
     from perdure._records import Event, HookRecord, RunRecord, StepRecord
 
 __all__ = [
@@ -76,6 +82,7 @@ __all__ = [
     "spans",
     "step_json",
     "timeline_json",
+    "with_fleet",
 ]
 
 # -- the types of single values -----------------------------------------------------
@@ -101,7 +108,7 @@ ErrorJson = Annotated[
     Field(description="The error, when there is one: its type, message and traceback."),
 ]
 
-SpanKind = Literal["step", "sleep", "hook", "patch"]
+SpanKind = Literal["step", "sleep", "hook", "patch", "child"]
 SpanOutcome = Literal[
     "running",
     "completed",
@@ -115,9 +122,11 @@ SpanOutcome = Literal[
     "conflict",
     "marked",
 ]
-"""``running``, ``completed``, ``retrying`` or ``failed`` (steps); ``sleeping``,
-``completed`` or ``cancelled`` (sleeps); ``waiting``, ``received``, ``disposed`` or
-``conflict`` (hooks); ``marked`` (a patch whose new branch the run took)."""
+"""``running``, ``completed``, ``retrying``, ``failed`` or ``cancelled`` (steps: the
+attempt ran when the run was cancelled); ``sleeping``, ``completed`` or ``cancelled``
+(sleeps); ``waiting``, ``received``, ``disposed`` or ``conflict`` (hooks); ``marked`` (a
+patch whose new branch the run took); ``running``, ``completed``, ``failed`` or
+``cancelled`` (child runs)."""
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -163,7 +172,7 @@ def _finite(value: Any) -> Any:
 # -- runs -------------------------------------------------------------------------------
 
 
-class RunSummary(RunFleet):
+class RunSummary(RunFleet, RunWaiting):
     """A run as listed: ``GET /runs``, ``perdure runs --json``.
 
     With the live workers read too, it has `RunFleet`'s keys (the versions of its
@@ -180,6 +189,27 @@ class RunSummary(RunFleet):
     version: Annotated[str | None, Field(description="The workflow's code version.")]
     forked_from: Annotated[
         str | None, Field(description="The run this one was forked from (null if none).")
+    ]
+    parent_id: Annotated[
+        str | None,
+        Field(description="The run that started this one as its child (null if none)."),
+    ]
+    root_id: Annotated[
+        str | None,
+        Field(description="The top of a child run's tree of runs (null for a top-level run)."),
+    ]
+    deadline_at: Annotated[
+        Timestamp | None,
+        Field(
+            description="When the run is cancelled if it has not ended (timeout=); null for none."
+        ),
+    ]
+    attributes: Annotated[
+        dict[str, str | int | float | bool],
+        Field(
+            description="The run's searchable attributes (perdure.set_attributes), key to "
+            "value; empty for none."
+        ),
     ]
     cancel_requested: bool
     blocked_reason: Annotated[
@@ -219,6 +249,16 @@ class RunFull(RunSummary):
     ]
 
 
+class ChildRow(TypedDict):
+    """A child run of a run, as its parent's detail lists it."""
+
+    id: str
+    workflow: str
+    status: RunStatusName
+    created_at: Timestamp
+    completed_at: Timestamp | None
+
+
 class RunDetail(RunFull):
     """One run, as the HTTP API returns it: every field, and its result once completed."""
 
@@ -228,12 +268,23 @@ class RunDetail(RunFull):
             description="The return value (encoded as stored) when the run completed, else null."
         ),
     ]
+    children: Annotated[
+        list[ChildRow],
+        Field(description="The child runs it started (perdure.start_child), oldest first."),
+    ]
 
 
 class RunList(TypedDict):
-    """Runs, newest first."""
+    """Runs, newest first, and the cursor of the next page."""
 
     runs: list[RunSummary]
+    next: Annotated[
+        str | None,
+        Field(
+            description="Pass it as `after` for the next page, the runs after these "
+            "(stable while runs are created); null on the last page."
+        ),
+    ]
 
 
 def _error_summary(error: dict[str, JSON] | None) -> dict[str, JSON] | None:
@@ -271,6 +322,10 @@ def run_json(record: RunRecord) -> RunSummary:
         completed_at=iso(record.completed_at),
         version=record.version,
         forked_from=record.forked_from,
+        parent_id=record.parent_id,
+        root_id=record.root_id,
+        deadline_at=iso(record.deadline_at),
+        attributes=record.attributes or {},
         cancel_requested=record.cancel_requested,
         blocked_reason=record.blocked_reason,
         error=_error_summary(record.error),
@@ -290,6 +345,10 @@ def run_full_json(record: RunRecord) -> RunFull:
         completed_at=iso(record.completed_at),
         version=record.version,
         forked_from=record.forked_from,
+        parent_id=record.parent_id,
+        root_id=record.root_id,
+        deadline_at=iso(record.deadline_at),
+        attributes=record.attributes or {},
         cancel_requested=record.cancel_requested,
         blocked_reason=record.blocked_reason,
         error=record.error,
@@ -301,11 +360,39 @@ def run_full_json(record: RunRecord) -> RunFull:
     )
 
 
-def run_detail_json(record: RunRecord) -> RunDetail:
-    """A run as the HTTP API returns it: every field, and its result once completed."""
+def child_json(record: RunRecord) -> ChildRow:
+    """A child run as its parent's detail lists it."""
+    return ChildRow(
+        id=record.id,
+        workflow=record.workflow,
+        status=_status(record),
+        created_at=record.created_at.isoformat(),
+        completed_at=iso(record.completed_at),
+    )
+
+
+RunView = TypeVar("RunView", bound=RunSummary)
+
+
+def with_fleet(view: RunView, record: RunRecord, fleet: Fleet) -> RunView:
+    """The run's view with what the live workers say of it (`RunFleet`'s keys)."""
+    fleet_view = fleet_json(record, fleet)
+    view["worker_version"] = fleet_view["worker_version"]
+    view["live_versions"] = fleet_view["live_versions"]
+    view["stranded"] = fleet_view["stranded"]
+    return view
+
+
+def run_detail_json(record: RunRecord, children: Sequence[RunRecord] = ()) -> RunDetail:
+    """A run as the HTTP API returns it: every field, its result, its children.
+
+    ``children`` come newest first, as `list_runs` gives them; they are listed oldest
+    first. The result is the output of a completed run, else null.
+    """
     full = run_full_json(record)
     result = record.output if record.status is RunStatus.COMPLETED else None
-    return RunDetail(**full, result=result)
+    listed = [child_json(child) for child in reversed(children)]
+    return RunDetail(**full, result=result, children=listed)
 
 
 # -- events, steps and hooks ------------------------------------------------------------
@@ -377,11 +464,12 @@ class HookList(TypedDict):
 
 
 class ShownRun(RunFull):
-    """A run with its log, steps and live hooks: ``perdure show RUN --json``."""
+    """A run with its log, steps, live hooks and children: ``perdure show RUN --json``."""
 
     events: list[LogEvent]
     steps: list[StepRow]
     hooks: list[Hook]
+    children: list[ChildRow]
 
 
 def event_json(event: Event) -> LogEvent:
@@ -428,14 +516,19 @@ def hook_detail_json(hook: HookRecord, schema: JSON) -> HookDetail:
 
 
 def shown_run_json(
-    record: RunRecord, events: list[Event], steps: list[StepRecord], hooks: list[HookRecord]
+    record: RunRecord,
+    events: list[Event],
+    steps: list[StepRecord],
+    hooks: list[HookRecord],
+    children: Sequence[RunRecord] = (),
 ) -> ShownRun:
-    """A run with its log, steps and live hooks."""
+    """A run with its log, steps, live hooks and children (newest first, as listed)."""
     return ShownRun(
         **run_full_json(record),
         events=[event_json(event) for event in events],
         steps=[step_json(step) for step in steps],
         hooks=[hook_json(hook) for hook in hooks],
+        children=[child_json(child) for child in reversed(children)],
     )
 
 
@@ -465,8 +558,15 @@ class Span:
     has_output: bool = False
     error: dict[str, JSON] | None = None
     payloads: list[tuple[datetime, JSON]] = field(default_factory=list)
+    run_id: str | None = None
+    """A child run's id (the run a ``child`` span links to)."""
 
 
+_CHILD_OUTCOMES: dict[str, SpanOutcome] = {
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
 _CONFLICT = "perdure.HookConflictError"
 """The error a workflow sees when it creates a hook whose token a live hook holds."""
 
@@ -490,6 +590,10 @@ def _step_event(open_: dict[str, Span], event: Event) -> Span | None:
         case StepFailed(correlation_id=cid, error=error) if cid in open_:
             span = open_.pop(cid)
             span.end, span.outcome, span.error = event.created_at, "failed", error
+        case StepCancelled(correlation_id=cid) if cid in open_:
+            span = open_.pop(cid)
+            span.end, span.outcome = event.created_at, "cancelled"
+            span.detail = "the run was cancelled while it ran"
         case _:
             pass
     return None
@@ -524,6 +628,18 @@ def _other_event(open_: dict[str, Span], event: Event) -> Span | None:
             span = open_.pop(cid)
             span.end = event.created_at
             span.outcome = "received" if span.payloads else "disposed"
+        case ChildStarted(correlation_id=cid, workflow=name, run_id=child, input=given):
+            span = Span("child", cid, event.created_at, name=name, input=given, run_id=child)
+            span.detail = f"run {child}" + (" (detached)" if event.data.get("detached") else "")
+            open_[cid] = span
+            return span
+        case ChildCompleted(correlation_id=cid, status=status, output=output, error=error) if (
+            cid in open_
+        ):
+            span = open_.pop(cid)
+            span.end, span.outcome, span.error = event.created_at, _CHILD_OUTCOMES[status], error
+            if status == "completed":
+                span.output, span.has_output = output, True
         case PatchMarked(correlation_id=cid, patch=patch):
             span = Span("patch", cid, event.created_at, event.created_at, "marked", name=patch)
             span.detail = f"took the new branch of patch {patch!r}"
@@ -582,6 +698,7 @@ class TimelineSpan(TypedDict):
     has_output: bool
     error: ErrorJson
     payloads: list[ReceivedPayload]
+    run_id: Annotated[str | None, Field(description="A child run's id (its span links to it).")]
 
 
 class Timeline(TypedDict):
@@ -612,6 +729,7 @@ def span_json(span: Span) -> TimelineSpan:
         payloads=[
             ReceivedPayload(at=at.isoformat(), payload=payload) for at, payload in span.payloads
         ],
+        run_id=span.run_id,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -25,6 +25,7 @@ from perdure._cli._common import (
     shown_url,
     utcnow,
 )
+from perdure._cli._listing import attributes_text, list_filters, next_page, page_of
 from perdure._cli._output import (
     duration,
     event_json,
@@ -39,10 +40,15 @@ from perdure._cli._output import (
     when,
 )
 from perdure._fleet import Fleet
+from perdure._flow_views import waiting_json
 from perdure._records import RunRecord, RunStatus
 from perdure._replay import parse_duration
 from perdure._views import UNREADABLE, malformed_text
 from perdure._worker_views import fleet_json
+
+if TYPE_CHECKING:
+    from perdure._flow import LimitWait
+    from perdure.stores import Store
 
 __all__ = ["events", "hooks", "runs", "show"]
 
@@ -92,29 +98,65 @@ def runs(
         ),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many runs.")] = 100,
+    attr: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attr",
+            metavar="KEY=VALUE",
+            show_default=False,
+            help="Only runs with this attribute (perdure.set_attributes); repeat it for "
+            "several, all of which must match. Compared as text: items=3 finds 3 and '3'.",
+        ),
+    ] = None,
+    after: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CURSOR",
+            show_default=False,
+            help="The runs after this cursor: the next page, as a listing prints it.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first, a page at a time.
+
+    When more runs match than --limit, the cursor of the next page is printed (on
+    stderr with --json, so stdout stays one JSON array): pass it as --after.
+    """
     now = utcnow()
     with reporting():
         cutoff = _since(since, now) if since is not None else None
+        terms, before = list_filters(attr or [], after)
     url = resolve_url(database_url)
 
     async def main() -> None:
         async with opened(url) as store:
             # Newest first, so the runs created after a cutoff are a prefix of the list.
-            found = await store.list_runs(status=status, workflow=workflow, limit=limit)
+            found = await store.list_runs(
+                status=status,
+                workflow=workflow,
+                limit=limit + 1,
+                attributes=terms,
+                before=before,
+            )
+            found, following = page_of(found, limit)
             fleet = Fleet(await store.live_workers(now))
-        if cutoff is not None:
-            found = [r for r in found if r.created_at >= cutoff]
+            if cutoff is not None:
+                found = [r for r in found if r.created_at >= cutoff]
+            waits = await _limit_waits(store, found)
         if as_json:
-            print_json([{**run_json(r), **fleet_json(r, fleet)} for r in found])
+            print_json(
+                [
+                    {**run_json(r), **fleet_json(r, fleet), **waiting_json(waits.get(r.id))}
+                    for r in found
+                ]
+            )
+            next_page(following, to_stderr=True)
             return
         if not found:
-            out().print(
-                f"no runs in {shown_url(url)}" + (" match" if status or workflow or since else "")
-            )
+            filtered = status or workflow or since or attr or after
+            out().print(f"no runs in {shown_url(url)}" + (" match" if filtered else ""))
             return
         # Ids stay whole on a narrow terminal (people copy them); times wrap instead,
         # and the updated column goes.
@@ -131,6 +173,9 @@ def runs(
             table.add_column("version", no_wrap=True)
             table.add_column("workers' version", no_wrap=True)
         table.add_column("duration", justify="right", no_wrap=True)
+        labelled = any(r.attributes for r in found)
+        if labelled:
+            table.add_column("attributes")
         for r in found:
             times = (
                 [
@@ -148,8 +193,10 @@ def runs(
                 _status_cell(r),
                 *times,
                 duration(run_duration(r, now)) + ("" if r.status.is_terminal else " …"),
+                *([attributes_text(r.attributes or {})] if labelled else []),
             )
         out().print(table)
+        next_page(following, to_stderr=False)
         for r in found:  # rows it cannot read in full: listed, and said what is wrong
             if r.malformed is not None:
                 note(f"run {r.id}: {malformed_text(r)}", label="unreadable")
@@ -157,8 +204,23 @@ def runs(
             stranded = fleet.stranded(r)
             if stranded is not None and r.malformed is None:
                 note(f"run {r.id}: {stranded}", label="stranded")
+        for r in found:  # runs waiting on their workflow's concurrency limit
+            wait = waits.get(r.id)
+            if wait is not None:
+                note(f"run {r.id}: {wait.reason}", label="waiting")
 
     run(main())
+
+
+async def _limit_waits(store: Store, found: list[RunRecord]) -> dict[str, LimitWait]:
+    """Why each pending, unheld run listed waits on its workflow's limit (if it does)."""
+    waits = {}
+    for r in found:
+        if r.status is RunStatus.PENDING and r.owner is None and r.malformed is None:
+            wait = await store.limit_wait(r.id)
+            if wait is not None:
+                waits[r.id] = wait
+    return waits
 
 
 def _workers_version(record: RunRecord, fleet: Fleet) -> str:
@@ -178,10 +240,15 @@ def _status_cell(record: RunRecord) -> Text:
     return status_text(record.status)
 
 
-def show(run_id: RunId, as_json: JsonFlag = False, database_url: DatabaseUrl = None) -> None:
-    """Show a run: its steps, sleeps and hooks in time, inputs, outputs and errors.
+_MAX_CHILDREN = 1000
+"""The child runs `show` lists at most (the newest)."""
 
-    With --json: one object with the run's fields plus its events, steps and live hooks.
+
+def show(run_id: RunId, as_json: JsonFlag = False, database_url: DatabaseUrl = None) -> None:
+    """Show a run: its steps, sleeps, hooks and child runs, inputs, outputs and errors.
+
+    With --json: one object with the run's fields plus its events, steps, live hooks and
+    child runs.
     """
     url = resolve_url(database_url)
 
@@ -192,10 +259,26 @@ def show(run_id: RunId, as_json: JsonFlag = False, database_url: DatabaseUrl = N
             steps = await store.steps(run_id)
             live = await store.list_hooks(run_id=run_id)
             fleet = Fleet(await store.live_workers(utcnow()))
+            wait = await store.limit_wait(run_id)
+            children = await store.list_runs(parent_id=run_id, limit=_MAX_CHILDREN)
         if as_json:
-            print_json({**shown_run_json(record, log, steps, live), **fleet_json(record, fleet)})
+            print_json(
+                {
+                    **shown_run_json(record, log, steps, live, children),
+                    **fleet_json(record, fleet),
+                    **waiting_json(wait),
+                }
+            )
             return
-        _timeline.render(record, log, live, utcnow(), fleet=fleet)
+        _timeline.render(
+            record,
+            log,
+            live,
+            utcnow(),
+            fleet=fleet,
+            children=children,
+            limit_wait=wait.reason if wait is not None else None,
+        )
 
     run(main())
 

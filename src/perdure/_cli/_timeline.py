@@ -14,12 +14,14 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from perdure._cli._listing import attributes_text
 from perdure._cli._output import duration, out, run_duration, status_text, when
 from perdure._log import RunStarted
 from perdure._records import EventType, RunStatus
 from perdure._views import Span, spans
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
     from rich.console import RenderableType
@@ -116,7 +118,7 @@ def _details(span: Span) -> list[RenderableType]:
         f"  {when(span.start)}",
     )
     body: list[RenderableType] = []
-    if span.kind == "step":
+    if span.kind in ("step", "child"):
         body.append(_labelled("input", span.input))
     if span.has_output:
         body.append(_labelled("output", span.output))
@@ -141,9 +143,17 @@ def _header(record: RunRecord, events: list[Event], now: datetime) -> Table:
     grid.add_row("version", record.version or "-")
     if record.forked_from is not None:
         grid.add_row("forked from", record.forked_from)
+    if record.parent_id is not None:
+        grid.add_row("parent", record.parent_id)
+    if record.root_id is not None and record.root_id != record.parent_id:
+        grid.add_row("root", record.root_id)
     if record.blocked_reason is not None:
         grid.add_row("blocked", Text(record.blocked_reason, style="yellow"))
+    if record.attributes:
+        grid.add_row("attributes", attributes_text(record.attributes))
     grid.add_row("created", when(record.created_at) + " UTC")
+    if record.deadline_at is not None:
+        grid.add_row("deadline", when(record.deadline_at) + " UTC")
     grid.add_row("started", when(record.started_at))
     grid.add_row("ended", when(record.completed_at))
     grid.add_row("duration", duration(run_duration(record, now)))
@@ -152,6 +162,23 @@ def _header(record: RunRecord, events: list[Event], now: datetime) -> Table:
         starts = "" if len(workers) == 1 else f" (started {len(workers)} times)"
         grid.add_row("workers", ", ".join(dict.fromkeys(workers)) + starts)
     return grid
+
+
+def _children_table(children: Sequence[RunRecord], now: datetime) -> Table:
+    """The run's child runs, oldest first, with their status (``perdure show ID`` each)."""
+    table = Table(
+        title=f"children ({len(children)})", title_justify="left", box=None, header_style="bold"
+    )
+    for name in ("run", "workflow", "status", "duration"):
+        table.add_column(name, no_wrap=True)
+    for child in reversed(children):
+        table.add_row(
+            child.id,
+            child.workflow,
+            status_text(child.status),
+            duration(run_duration(child, now)) + ("" if child.status.is_terminal else " …"),
+        )
+    return table
 
 
 def _fleet_rows(record: RunRecord, fleet: Fleet) -> Table:
@@ -187,11 +214,16 @@ def render(
     now: datetime,
     *,
     fleet: Fleet | None = None,
+    children: Sequence[RunRecord] = (),
+    limit_wait: str | None = None,
 ) -> None:
     """Print the run: its fields, what it waits on, its timeline, details and outcome.
 
+    ``children``: its child runs (newest first, as listed), shown with their status.
+
     With ``fleet`` (the live workers), also the versions of its workflow they define,
-    and why none can take it, if so.
+    and why none can take it, if so. ``limit_wait``: why a pending run waits on its
+    workflow's concurrency limit.
     """
     console = out()
     found = spans(events)
@@ -201,12 +233,17 @@ def render(
     waiting = _waiting(record, found, hooks)
     if waiting is not None:
         console.print(waiting)
+    if limit_wait is not None:
+        console.print(Text.assemble(("waiting on: ", "bold cyan"), limit_wait))
     console.print()
     console.print(_labelled("input", record.input))
     console.print()
     if found:
         origin = events[0].created_at if events else record.created_at
         console.print(_timeline_table(found, origin, now))
+        console.print()
+    if children:
+        console.print(_children_table(children, now))
         console.print()
         for span in found:
             for part in _details(span):

@@ -38,6 +38,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from perdure._errors import HookNotFoundError, RowFormatError, RunNotFoundError
+from perdure._flow_views import waiting_json
 from perdure._hooks import WEBHOOK, WebhookRequest, lookup_hook, unstorable, webhook_response
 from perdure._log import HookCreated, LogFormatError
 from perdure._prometheus import registry as prometheus_registry
@@ -64,8 +65,10 @@ from perdure.http._dashboard import (
     wants_html,
 )
 from perdure.http._guard import LOOPBACK_HOSTS, BodyTimeout, Guard, host_pattern
+from perdure.http._limits import limits_endpoint
 from perdure.http._metrics import metrics_endpoint, stats_endpoint
 from perdure.http._openapi import AFTER, LIMIT, ApiError, IntQuery, StartRun, openapi_document
+from perdure.http._schedules import schedule_routes
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -81,6 +84,8 @@ __all__ = ["create_app"]
 logger = logging.getLogger("perdure.http")
 
 WEBHOOK_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+MAX_CHILDREN = 1000
+"""The child runs a run's detail lists at most (the newest; `GET /runs?parent_id=` pages)."""
 
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 """Request headers never stored with a webhook request.
@@ -159,6 +164,17 @@ def _plain_key(value: str, what: str) -> None:
     """Refuse a token or run id that no store could hold (it names nothing): 404."""
     if not value or "\x00" in value:
         raise _Refused(404, f"no {what} {value!r}")
+
+
+def _attribute_terms(request: Request) -> dict[str, str]:
+    """The ``attr=key:value`` query parameters (repeatable, all must match) as terms."""
+    terms: dict[str, str] = {}
+    for term in request.query_params.getlist("attr"):
+        key, colon, value = term.partition(":")
+        if not colon:
+            raise _Refused(400, f"query parameter 'attr' must be key:value, got {term!r}")
+        terms[key] = value
+    return terms
 
 
 def _query_int(request: Request, query: IntQuery) -> int:
@@ -334,13 +350,32 @@ class _Api:
         workflow = request.query_params.get("workflow")
         if workflow is not None and "\x00" in workflow:
             raise _Refused(400, "query parameter 'workflow' contains a NUL character")
+        parent_id = request.query_params.get("parent_id")
+        if parent_id is not None and "\x00" in parent_id:
+            raise _Refused(400, "query parameter 'parent_id' contains a NUL character")
         limit = _query_int(request, LIMIT)
-        runs = await self.engine.list_runs(status=status, workflow=workflow, limit=limit)
-        return _json(RunList(runs=[run_json(run.record) for run in runs]))
+        try:
+            page = await self.engine.list_runs_page(
+                status=status,
+                workflow=workflow,
+                limit=limit,
+                parent_id=parent_id,
+                attributes=_attribute_terms(request),
+                after=request.query_params.get("after"),
+            )
+        except (TypeError, ValueError) as exc:  # a bad attribute term or cursor
+            raise _Refused(400, str(exc)) from None
+        return _json(RunList(runs=[run_json(run.record) for run in page.runs], next=page.next))
 
     async def get_run(self, request: Request) -> Response:
-        """One run: its status, and its result or error once it ended."""
-        return _json(run_detail_json(await self._run(request)))
+        """One run: its status, its result or error once it ended, and its children."""
+        record = await self._run(request)
+        children = await self.engine.list_runs(parent_id=record.id, limit=MAX_CHILDREN)
+        wait = None  # why a pending run waits on its workflow's concurrency limit
+        if record.status is RunStatus.PENDING and record.owner is None:
+            wait = await self.engine.limit_wait(record.id)
+        detail = run_detail_json(record, [child.record for child in children])
+        return _json({**detail, **waiting_json(wait)})
 
     async def run_events(self, request: Request) -> Response:
         """The run's log, oldest first (after ``after``, a sequence number)."""
@@ -666,6 +701,14 @@ def create_app(
         Route("/runs/{run_id}/rerun", api.endpoint(api.rerun), methods=["POST"]),
         Route("/runs/{run_id}/fork", api.endpoint(api.fork), methods=["POST"]),
         Route("/stats", stats, methods=["GET"]),
+        Route("/limits", api.endpoint(limits_endpoint(engine)), methods=["GET"]),
+        *schedule_routes(
+            engine,
+            api.endpoint,
+            lambda request: _read_json(request, max_body),
+            pages.schedules_page if pages is not None else None,
+            wants_html,
+        ),
         *(
             [Route("/metrics", api.endpoint(metrics_endpoint, needs_engine=False))]
             if metrics

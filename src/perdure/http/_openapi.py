@@ -22,9 +22,11 @@ from pydantic import ConfigDict, Field, TypeAdapter, with_config
 from pydantic.json_schema import GenerateJsonSchema
 from typing_extensions import TypedDict  # pydantic reads only this one's fields on 3.11
 
+from perdure._flow_views import LimitList
 from perdure._records import JSON, RunStatus
 from perdure._stats_view import RunStatsBody
 from perdure._views import EventList, Hook, HookList, RunDetail, RunList, Timeline
+from perdure.http._schedules_openapi import schedule_paths
 
 if TYPE_CHECKING:
     from pydantic_core import CoreSchema
@@ -108,6 +110,7 @@ _RESPONSES: tuple[type[Any], ...] = (
     HookList,
     Timeline,
     RunStatsBody,
+    LimitList,
 )
 """Every response body the paths below name; each is a component, named after its class."""
 
@@ -334,7 +337,33 @@ def _paths(limits: _Limits) -> dict[str, Any]:
                         "required": False,
                         "schema": {"type": "string"},
                     },
+                    {
+                        "name": "parent_id",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only the child runs of this run.",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "attr",
+                        "in": "query",
+                        "required": False,
+                        "description": "An attribute the runs must have, as key:value "
+                        "(perdure.set_attributes); repeat it for several, all of which must "
+                        'match. The value is compared as text: items:3 finds 3 and "3".',
+                        "schema": {"type": "array", "items": {"type": "string"}},
+                        "style": "form",
+                        "explode": True,
+                    },
                     LIMIT.parameter(),
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "description": "The `next` of the previous page: the runs after "
+                        "those (newest first, stable while runs are created).",
+                        "schema": {"type": "string"},
+                    },
                 ],
                 "responses": {
                     "200": _ok("The runs.", RunList),
@@ -468,6 +497,7 @@ def _paths(limits: _Limits) -> dict[str, Any]:
                 },
             }
         },
+        **schedule_paths(_error, _AUTH_ERRORS, limits.body_errors()),
         "/stats": {
             "get": {
                 "operationId": "stats",
@@ -498,6 +528,21 @@ def _paths(limits: _Limits) -> dict[str, Any]:
                 "responses": {
                     "200": _ok("The aggregates.", RunStatsBody),
                     "400": _error("since is not a window, or workflow holds a NUL."),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/limits": {
+            "get": {
+                "operationId": "limits",
+                "summary": "The concurrency and rate limits in use, across all workers",
+                "description": "Each workflow concurrency limit key with unended runs (slots "
+                "held, runs waiting), each step concurrency limit with attempts running, and "
+                "each step rate with starts in its window; by kind, then key. Why one "
+                "pending run waits is its waiting_for (GET /runs/{run_id}).",
+                "tags": ["runs"],
+                "responses": {
+                    "200": _ok("The limits in use.", LimitList),
                     **_AUTH_ERRORS,
                 },
             }
