@@ -75,9 +75,35 @@ function renderFacts(run, now) {
   fact("Duration", formatDuration(took) + (took !== null && !isTerminal(run.status) ? " …" : ""));
   fact("Version", run.version || "–");
   fact("Held by", run.owner || (isTerminal(run.status) ? "–" : "no worker now"));
+  // A pending run held back by its workflow's concurrency limit: which key, how full.
+  if (run.waiting_for || facts.has("Waiting for")) fact("Waiting for", run.waiting_for || "–");
+  if (run.parent_id) runLinkFact("Parent", run.parent_id);
+  if (run.root_id && run.root_id !== run.parent_id) runLinkFact("Root", run.root_id);
+  if (run.children && run.children.length) {
+    const ended = run.children.filter((child) => isTerminal(child.status)).length;
+    fact("Children", `${run.children.length} (${ended} ended)`);
+  }
   ui.cancel.hidden = isTerminal(run.status) || run.cancel_requested;
   ui.rerun.disabled = false;
   renderBlocked(run);
+}
+
+// The parent and the root of a child run: links to their pages.
+function runLinkFact(label, id) {
+  let dd = facts.get(label);
+  if (!dd) {
+    ui.facts.append(h("dt", {}, label));
+    dd = h("dd");
+    ui.facts.append(dd);
+    facts.set(label, dd);
+  }
+  if (dd.dataset.run === id) return;
+  dd.dataset.run = id;
+  dd.replaceChildren(h("a", { href: runHref(id), class: "mono run-link" }, id));
+}
+
+function runHref(id) {
+  return `${base}/runs/${encodeURIComponent(id)}`;
 }
 
 // A blocked run is not failed: it waits for code that can continue it. Say why.
@@ -386,6 +412,14 @@ function spanDetail(group, origin) {
     );
   } else if (group.kind === "patch") {
     parts.push(h("p", {}, "The run took the new branch of patch ", h("strong", {}, first.name || "?"), " (perdure.patched)."));
+  } else if (group.kind === "child") {
+    parts.push(
+      h("p", {}, "Child run ", h("a", { href: runHref(first.run_id), class: "mono run-link" }, first.run_id),
+        " of workflow ", h("strong", {}, first.name || "?"), first.detail.endsWith("(detached)") ? " (detached)." : "."),
+      h("h4", {}, "Input"), prettyJson(first.input),
+    );
+    if (first.error) parts.push(errorBlock(first.error));
+    if (first.has_output) parts.push(h("h4", {}, "Output"), prettyJson(first.output));
   } else {
     parts.push(
       h("p", {}, "Hook ", h("strong", {}, first.name || "?"), ", token ", h("code", { class: "wrap" }, first.token || "?")),
@@ -418,6 +452,9 @@ function makeRow(group) {
         { class: "t-label" },
         h("span", { class: `kind k-${group.kind}` }, group.kind),
         h("span", { class: "mono call", title: group.call }, group.call),
+        group.kind === "child"
+          ? h("a", { href: runHref(group.spans[0].run_id), class: "mono run-link child-link", title: "open the child run" }, "→ run")
+          : "",
         label.extra,
       ),
       track,
