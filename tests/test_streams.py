@@ -46,7 +46,7 @@ async def say(words: list[str]) -> int:
     return len(words)
 
 
-@workflow
+@workflow(name="streams.talker")
 async def talker(words: list[str]) -> int:
     out = get_writable("tokens")
     await out.write({"begin": len(words)})
@@ -93,7 +93,7 @@ async def many(count: int) -> int:
     return count
 
 
-@workflow
+@workflow(name="streams.many_chunks")
 async def many_chunks(count: int) -> int:
     return await many(count)
 
@@ -121,7 +121,7 @@ async def gated(key: str) -> str:
     return "done"
 
 
-@workflow
+@workflow(name="streams.gated_flow")
 async def gated_flow(key: str) -> str:
     return await gated(key)
 
@@ -151,7 +151,7 @@ async def test_a_committed_reader_waits_for_the_step_to_succeed(engine: Engine) 
     assert values(await asyncio.wait_for(committed, 10)) == ["first", "second"]
 
 
-@workflow
+@workflow(name="streams.closing")
 async def closing() -> str:
     out = get_writable("x")
     await out.write(1)
@@ -198,7 +198,7 @@ async def flaky(key: str) -> str:
     return "ok"
 
 
-@workflow
+@workflow(name="streams.flaky_flow")
 async def flaky_flow(key: str) -> str:
     return await flaky(key)
 
@@ -238,7 +238,7 @@ async def writes_a_lock() -> None:
     raise AssertionError("a lock was written")
 
 
-@workflow
+@workflow(name="streams.bad_value")
 async def bad_value() -> None:
     await writes_a_lock()
 
@@ -266,7 +266,7 @@ async def test_a_reader_refuses_a_bad_start(engine: Engine) -> None:
 # -- replay -------------------------------------------------------------------------
 
 
-@workflow
+@workflow(name="streams.sleepy_writer")
 async def sleepy_writer() -> str:
     out = get_writable()
     await out.write("before")

@@ -30,7 +30,7 @@ async def tokens(count: int, pause_at: int) -> int:
     return count
 
 
-@perdure.workflow(name="many_tokens")
+@perdure.workflow(name="streams.many_tokens")
 async def many_tokens(count: int, pause_at: int) -> int:
     return await tokens(count, pause_at)
 
@@ -46,7 +46,7 @@ async def part(n: int) -> str:
     return f"part {n}"
 
 
-@perdure.workflow(name="story")
+@perdure.workflow(name="streams.story")
 async def story(parts: int) -> int:
     out = perdure.get_writable("story")
     for n in range(parts):
