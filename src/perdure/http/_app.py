@@ -38,6 +38,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from perdure._errors import HookNotFoundError, RowFormatError, RunNotFoundError
+from perdure._fleet import Fleet
 from perdure._flow_views import waiting_json
 from perdure._hooks import WEBHOOK, WebhookRequest, lookup_hook, unstorable, webhook_response
 from perdure._log import HookCreated, LogFormatError
@@ -55,6 +56,7 @@ from perdure._views import (
     run_detail_json,
     run_json,
     timeline_json,
+    with_fleet,
 )
 from perdure._workflow import Workflow, lookup_workflow
 from perdure.http._dashboard import (
@@ -69,6 +71,8 @@ from perdure.http._limits import limits_endpoint
 from perdure.http._metrics import metrics_endpoint, stats_endpoint
 from perdure.http._openapi import AFTER, LIMIT, ApiError, IntQuery, StartRun, openapi_document
 from perdure.http._schedules import schedule_routes
+from perdure.http._streams import stream_endpoint, streams_endpoint
+from perdure.http._workers import workers_endpoint
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -365,7 +369,9 @@ class _Api:
             )
         except (TypeError, ValueError) as exc:  # a bad attribute term or cursor
             raise _Refused(400, str(exc)) from None
-        return _json(RunList(runs=[run_json(run.record) for run in page.runs], next=page.next))
+        fleet = Fleet(await self.engine.list_workers())
+        views = [with_fleet(run_json(run.record), run.record, fleet) for run in page.runs]
+        return _json(RunList(runs=views, next=page.next))
 
     async def get_run(self, request: Request) -> Response:
         """One run: its status, its result or error once it ended, and its children."""
@@ -375,6 +381,7 @@ class _Api:
         if record.status is RunStatus.PENDING and record.owner is None:
             wait = await self.engine.limit_wait(record.id)
         detail = run_detail_json(record, [child.record for child in children])
+        with_fleet(detail, record, Fleet(await self.engine.list_workers()))
         return _json({**detail, **waiting_json(wait)})
 
     async def run_events(self, request: Request) -> Response:
@@ -696,12 +703,19 @@ def create_app(
         Route("/runs/{run_id}", get_run, methods=["GET"]),
         Route("/runs/{run_id}/events", api.endpoint(api.run_events), methods=["GET"]),
         Route("/runs/{run_id}/timeline", api.endpoint(api.run_timeline), methods=["GET"]),
+        Route("/runs/{run_id}/streams", api.endpoint(streams_endpoint(engine)), methods=["GET"]),
+        Route(
+            "/runs/{run_id}/streams/{name:path}",
+            api.endpoint(stream_endpoint(engine)),
+            methods=["GET"],
+        ),
         Route("/runs/{run_id}/cancel", api.endpoint(api.cancel_run), methods=["POST"]),
         Route("/runs/{run_id}/unblock", api.endpoint(api.unblock_run), methods=["POST"]),
         Route("/runs/{run_id}/rerun", api.endpoint(api.rerun), methods=["POST"]),
         Route("/runs/{run_id}/fork", api.endpoint(api.fork), methods=["POST"]),
         Route("/stats", stats, methods=["GET"]),
         Route("/limits", api.endpoint(limits_endpoint(engine)), methods=["GET"]),
+        Route("/workers", api.endpoint(workers_endpoint(engine)), methods=["GET"]),
         *schedule_routes(
             engine,
             api.endpoint,

@@ -26,6 +26,7 @@ from perdure._flow_views import LimitList
 from perdure._records import JSON, RunStatus
 from perdure._stats_view import RunStatsBody
 from perdure._views import EventList, Hook, HookList, RunDetail, RunList, Timeline
+from perdure._worker_views import WorkerList
 from perdure.http._schedules_openapi import schedule_paths
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ _RESPONSES: tuple[type[Any], ...] = (
     Timeline,
     RunStatsBody,
     LimitList,
+    WorkerList,
 )
 """Every response body the paths below name; each is a component, named after its class."""
 
@@ -171,6 +173,20 @@ def _ok(description: str, schema: type[Any]) -> dict[str, Any]:
     return {"description": description, "content": {_JSON: {"schema": _ref(schema)}}}
 
 
+_STREAM_LIST = {
+    "type": "object",
+    "properties": {
+        "streams": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "length": {"type": "integer"}},
+                "required": ["name", "length"],
+            },
+        }
+    },
+    "required": ["streams"],
+}
 _AUTH_ERRORS = {
     "401": _error("No bearer token was sent (when the API has one)."),
     "403": _error("The bearer token is wrong."),
@@ -422,6 +438,79 @@ def _paths(limits: _Limits) -> dict[str, Any]:
                 },
             }
         },
+        "/runs/{run_id}/streams": {
+            "get": {
+                "operationId": "run_streams",
+                "summary": "A run's durable streams, and how many entries each holds",
+                "tags": ["runs"],
+                "parameters": [_RUN_ID],
+                "responses": {
+                    "200": {
+                        "description": "The streams, by name.",
+                        "content": {_JSON: {"schema": _STREAM_LIST}},
+                    },
+                    **_AUTH_ERRORS,
+                    "404": _error("No run has this id."),
+                    **_UNREADABLE,
+                },
+            }
+        },
+        "/runs/{run_id}/streams/{name}": {
+            "get": {
+                "operationId": "run_stream",
+                "summary": "Follow a run's durable stream live, as Server-Sent Events",
+                "description": "One event per entry, its index as the event id: "
+                '`event: chunk` with `{"index", "value"}` (the value as stored, JSON), '
+                '`event: retracted` with `{"index", "step", "attempt", "indices"}` when a '
+                "failed step attempt's chunks are void, and a last `event: end` once the "
+                "stream is closed or the run ended. A client that reconnects with "
+                "Last-Event-ID continues after that entry.",
+                "tags": ["runs"],
+                "parameters": [
+                    _RUN_ID,
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "description": "The stream's name (`perdure.get_writable(name)`).",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                    },
+                    {
+                        "name": "start",
+                        "in": "query",
+                        "required": False,
+                        "description": "The first index to send; below 0, counted from the "
+                        "end (-10: the last ten entries).",
+                        "schema": {"type": "integer", "default": 0},
+                    },
+                    {
+                        "name": "committed",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only chunks of the workflow body and of step "
+                        "attempts that succeeded, each once, in order; no retractions.",
+                        "schema": {"type": "boolean", "default": False},
+                    },
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "description": "Continue after this index (overrides start).",
+                        "schema": {"type": "integer", "minimum": 0},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The stream, live, until it ends.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "400": _error("The name, start, committed or Last-Event-ID is invalid."),
+                    **_AUTH_ERRORS,
+                    "404": _error("No run has this id."),
+                    **_UNREADABLE,
+                },
+            }
+        },
         "/runs/{run_id}/rerun": {
             "post": {
                 "operationId": "rerun_run",
@@ -543,6 +632,22 @@ def _paths(limits: _Limits) -> dict[str, Any]:
                 "tags": ["runs"],
                 "responses": {
                     "200": _ok("The limits in use.", LimitList),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/workers": {
+            "get": {
+                "operationId": "listWorkers",
+                "summary": "The live workers, and the workflows and versions each defines",
+                "description": "Each worker that heartbeat within the lease (on SQLite: "
+                "whose process lives), oldest first: its id, host, pid, the workflows it "
+                "defines with their code versions, and its last heartbeat. A run's own view "
+                "(GET /runs, GET /runs/{run_id}) gives the versions of its workflow they "
+                "define, and why none can take it, if so.",
+                "tags": ["runs"],
+                "responses": {
+                    "200": _ok("The live workers.", WorkerList),
                     **_AUTH_ERRORS,
                 },
             }

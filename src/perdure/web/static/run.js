@@ -75,6 +75,8 @@ function renderFacts(run, now) {
   fact("Duration", formatDuration(took) + (took !== null && !isTerminal(run.status) ? " …" : ""));
   fact("Version", run.version || "–");
   fact("Held by", run.owner || (isTerminal(run.status) ? "–" : "no worker now"));
+  renderFleet(run);
+  if (run.forked_from) runLinkFact("Forked from", run.forked_from);
   // A pending run held back by its workflow's concurrency limit: which key, how full.
   if (run.waiting_for || facts.has("Waiting for")) fact("Waiting for", run.waiting_for || "–");
   if (run.parent_id) runLinkFact("Parent", run.parent_id);
@@ -104,6 +106,15 @@ function runLinkFact(label, id) {
 
 function runHref(id) {
   return `${base}/runs/${encodeURIComponent(id)}`;
+}
+
+// The versions of its workflow on the live workers: the holder's, else all they define;
+// and, for a run waiting for a worker none of them can be, why.
+function renderFleet(run) {
+  if (run.live_versions === undefined || isTerminal(run.status)) return;
+  const live = run.live_versions.length ? run.live_versions.join(", ") : "none";
+  fact("Workers' version", run.worker_version || live, `live workers define: ${live}`);
+  if (run.stranded || facts.has("No worker")) fact("No worker", run.stranded || "–");
 }
 
 // A blocked run is not failed: it waits for code that can continue it. Say why.
