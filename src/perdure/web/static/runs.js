@@ -73,9 +73,22 @@ function makeRow(run) {
   return { tr, cells };
 }
 
+// The run's code version, and beside it, while it is not over, the version on the worker
+// holding it or the versions the live workers define (a deploy in view); a run that no
+// live worker can take says so.
+function versionText(run) {
+  const own = run.version || "–";
+  if (isTerminal(run.status) || run.live_versions === undefined) return own;
+  if (run.stranded) return `${own} · no live worker`;
+  const workers = run.worker_version || run.live_versions.join(", ");
+  return workers && workers !== own ? `${own} · workers: ${workers}` : own;
+}
+
 function updateRow(row, run, now) {
   setText(row.cells.workflow, run.workflow);
-  setText(row.cells.version, run.version || "–");
+  setText(row.cells.version, versionText(run));
+  row.cells.version.title = run.stranded || "";
+  row.cells.version.classList.toggle("stranded", Boolean(run.stranded));
   const cancelling = run.cancel_requested && !isTerminal(run.status);
   statusBadge(run.status, row.cells.status, cancelling ? "cancelling" : run.status);
   if (run.error) row.cells.status.title = `${run.error.type}: ${run.error.message}`;
@@ -124,9 +137,33 @@ async function tick() {
   const filters = query().toString();
   const search = query();
   search.set("limit", String(LIMIT));
-  const data = await api(`/runs?${search}`);
+  const [data, fleet] = await Promise.all([api(`/runs?${search}`), api("/workers")]);
   clearError();
   if (query().toString() === filters) render(data.runs); // else the filters changed meanwhile
+  renderWorkers(fleet.workers, Date.now());
+}
+
+// The live workers: where each runs, the workflows (and versions) it defines, and when
+// it last heartbeat. Rebuilt at each poll: there are few.
+const workersBody = document.getElementById("workers");
+const noWorkers = document.getElementById("no-workers");
+
+function renderWorkers(workers, now) {
+  noWorkers.hidden = workers.length > 0;
+  workersBody.replaceChildren(
+    ...workers.map((worker) => {
+      const defined = Object.entries(worker.workflows).map(([name, version]) => `${name} (${version})`);
+      const beat = parseTime(worker.heartbeat_at);
+      return h(
+        "tr",
+        { "data-worker-id": worker.id },
+        h("th", { scope: "row", class: "mono" }, worker.id),
+        h("td", {}, `${worker.host} · pid ${worker.pid}`),
+        h("td", { class: "mono" }, defined.join(", ") || "–"),
+        h("td", {}, h("time", { dateTime: worker.heartbeat_at, title: formatTime(beat) }, formatAgo(beat, now))),
+      );
+    }),
+  );
 }
 
 const refresh = poll(tick, (error) => showError("Could not load the runs:", error));
