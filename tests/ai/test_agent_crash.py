@@ -1,8 +1,8 @@
 """A durable agent survives SIGKILL: its recorded tool calls are not made again.
 
-Real worker processes (``tests/runtime/crash_programs/crash_child.py``) run the agent of
+Real worker processes (``agent_programs/agent_child.py``) run the agent of
 ``agent_programs/crash_agent.py`` on a SQLite file and on a fresh PostgreSQL database
-(where the second process takes the run over once the dead one's lease, 10 s, lapses);
+(where the second process takes the run over once the dead one's lease, 2 s, lapses);
 the tool counts its calls in a file.
 """
 
@@ -24,8 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 HERE = Path(__file__).resolve().parent
-CHILD = HERE.parent / "runtime" / "crash_programs" / "crash_child.py"
-PROGRAMS = HERE / "agent_programs"
+CHILD = HERE / "agent_programs" / "agent_child.py"
 DEADLINE = 30.0
 
 
@@ -63,8 +62,7 @@ async def crash_and_recover(url: str, tmp_path: Path) -> None:
         "CRASH_DIR": str(tmp_path),
         "PYTHONUNBUFFERED": "1",
     }
-    argv = [sys.executable, str(CHILD), "--path", str(PROGRAMS), "run"]
-    argv += ["crash_agent:pipeline", "a1", '["cats"]']
+    argv = [sys.executable, str(CHILD), "a1", "cats"]
     first = helpers.ChildProcess("first", argv, tmp_path, env=env, timeout=DEADLINE)
     second: helpers.ChildProcess | None = None
     try:
