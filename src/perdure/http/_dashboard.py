@@ -204,6 +204,10 @@ class Dashboard:
         """The Metrics page: charts and tables of ``GET /stats`` (its script reads it)."""
         return self._show(request, "metrics.html")
 
+    async def schedules_page(self, request: Request) -> Response:
+        """The Schedules page: next fire times and last runs (its script reads the API)."""
+        return self._show(request, "schedules.html")
+
     async def run_page(self, request: Request) -> Response:
         """One run's page (its script looks the run up)."""
         return self._show(request, "run.html", run_id=request.path_params["run_id"])
