@@ -1,8 +1,8 @@
-"""The aggregates of `perdure._stats` for a caller: read through an Engine, as JSON.
+"""The aggregates of `perdure._stats` for a caller: read from a store, as JSON.
 
 ``GET /stats`` (and the dashboard's Metrics page it feeds) and ``perdure stats`` show
-the same thing, so both read it here: the window ending now on the Engine's clock,
-through the outage-aware `perdure._store_calls.read`, and one JSON shape.
+the same thing, so both read it here: the window ending now (the Engine's clock, or
+the CLI's), through the outage-aware `perdure._store_calls.read`, and one JSON shape.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from perdure._stats import RunStats, StatsWindow, parse_since
 from perdure._store_calls import read
 
 if TYPE_CHECKING:
-    from perdure._engine import Engine
+    from datetime import datetime
+
+    from perdure.stores._protocol import RunStore
 
 __all__ = ["RunStatsBody", "read_stats", "stats_json"]
 
@@ -66,8 +68,10 @@ class RunStatsBody(TypedDict):
     sampled_runs: int
 
 
-async def read_stats(engine: Engine, since: str = "1h", workflow: str | None = None) -> RunStats:
-    """The aggregates over the last ``since`` (``30m``, ``1h``, ``24h``, ``7d``).
+async def read_stats(
+    store: RunStore, now: datetime, since: str = "1h", workflow: str | None = None
+) -> RunStats:
+    """The aggregates over the last ``since`` (``30m``, ``1h``, ``24h``, ``7d``) up to ``now``.
 
     Raises:
         ValueError: ``since`` is not a window, or ``workflow`` holds a NUL character.
@@ -75,8 +79,8 @@ async def read_stats(engine: Engine, since: str = "1h", workflow: str | None = N
     length = parse_since(since)
     if workflow is not None and "\x00" in workflow:
         raise ValueError("workflow contains a NUL character")
-    window = StatsWindow.ending(engine.clock.now(), length)
-    return await read(lambda: engine.store.stats(window, workflow=workflow), "reading stats")
+    window = StatsWindow.ending(now, length)
+    return await read(lambda: store.stats(window, workflow=workflow), "reading stats")
 
 
 def stats_json(stats: RunStats) -> RunStatsBody:

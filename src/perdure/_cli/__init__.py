@@ -4,6 +4,7 @@
 - `_common`: errors and exit codes, opening the database, importing user modules;
 - `_output`: consoles, formatting, the JSON shapes;
 - `_inspect`: ``runs``, ``show``, ``events``, ``hooks``; `_timeline` draws ``show``;
+- `_stats`: ``stats`` (the aggregates of the dashboard's Metrics page);
 - `_control`: ``cancel``, ``resume-hook``, ``rerun``, ``fork``, ``unblock``;
 - `_deploy`: ``check-replay`` and ``export``, what to run before a deploy;
 - `_limits`: ``limits`` (the concurrency and rate limits in use);
@@ -24,6 +25,7 @@ from perdure._cli._limits import limits
 from perdure._cli._migrate import migrate
 from perdure._cli._schedules import schedules_app
 from perdure._cli._serve import worker
+from perdure._cli._stats import stats
 from perdure._cli._web import web
 from perdure._cli._workers import workers
 
@@ -37,6 +39,7 @@ app.command()(runs)
 app.command()(show)
 app.command()(events)
 app.command()(hooks)
+app.command()(stats)
 app.command()(cancel)
 app.command("resume-hook")(resume_hook)
 app.command()(rerun)

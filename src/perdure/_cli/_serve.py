@@ -24,6 +24,7 @@ from perdure._cli._common import (
 )
 from perdure._cli._output import err, out
 from perdure._engine import Engine
+from perdure._prometheus import serve as serve_metrics
 from perdure._workflow import queued_steps, registered_workflows
 
 __all__ = ["worker"]
@@ -75,6 +76,21 @@ def worker(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log what the worker does (INFO level).")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            metavar="PORT",
+            show_default=False,
+            help="Serve this worker's OpenTelemetry metrics for Prometheus at "
+            "http://HOST:PORT/metrics (the metrics extra). Unauthenticated: keep it on a "
+            "private address.",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(metavar="HOST", help="The address --metrics-port listens on.")
+    ] = "127.0.0.1",
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run a worker for the workflows MODULE... define, until SIGTERM or Ctrl-C.
@@ -99,7 +115,21 @@ def worker(
             raise CliError(
                 f"{', '.join(modules)} define no @workflow{on_queues}: nothing to serve", USAGE
             )
+    if metrics_port is not None:
+        _serve_metrics(metrics_host, metrics_port)
     run(_serve(url, served, sorted(set(queues or ())), concurrency, lease, grace))
+
+
+def _serve_metrics(host: str, port: int) -> None:
+    """Serve ``/metrics`` on a thread of its own: the worker's loop never waits on a scrape."""
+    try:
+        server = serve_metrics(host, port)
+    except RuntimeError as exc:  # the metrics extra is missing
+        raise CliError(str(exc), USAGE) from None
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on {host}:{port}: {exc}", USAGE) from None
+    address, bound = server.server_address[:2]
+    out().print(f"metrics for Prometheus on http://{address}:{bound}/metrics", soft_wrap=True)
 
 
 async def _serve(

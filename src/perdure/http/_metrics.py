@@ -38,7 +38,7 @@ def stats_endpoint(engine: Engine) -> Callable[[Request], Awaitable[Response]]:
         since = request.query_params.get("since", "1h")
         workflow = request.query_params.get("workflow") or None
         try:
-            found = await read_stats(engine, since, workflow)
+            found = await read_stats(engine.store, engine.clock.now(), since, workflow)
         except ValueError as exc:
             return _json({"error": f"query parameter: {exc}"}, 400)
         return _json(stats_json(found))
