@@ -54,3 +54,22 @@ async def story(parts: int) -> int:
         await part(n)
     await out.write("the end")
     return parts
+
+
+@perdure.step(max_retries=1)
+async def shaky(key: str) -> str:
+    """Attempt 1 writes two chunks, waits for the gate ``fail-KEY`` and fails; 2 writes one."""
+    out = perdure.get_writable("tokens")
+    attempt = perdure.get_step_metadata().attempt
+    if attempt == 1:
+        await out.write("draft a")
+        await out.write("draft b")
+        await gate(f"fail-{key}")
+        raise RuntimeError("the model stopped mid-sentence")
+    await out.write("final")
+    return "final"
+
+
+@perdure.workflow(name="streams.shaky_tokens")
+async def shaky_tokens(key: str) -> str:
+    return await shaky(key)
