@@ -42,6 +42,7 @@ EXPORTED = [
     "StreamWriter",
     "Webhook",
     "WebhookRequest",
+    "WorkerRecord",
     "Workflow",
     "WorkflowCancelled",
     "WorkflowFailed",

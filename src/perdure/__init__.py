@@ -23,7 +23,7 @@ from perdure._errors import (
 from perdure._flow import Limit, Rate
 from perdure._hooks import Hook, Webhook, WebhookRequest, create_webhook, define_hook
 from perdure._logging import RunContextFilter
-from perdure._records import Event, EventType, RunRecord, RunStatus
+from perdure._records import Event, EventType, RunRecord, RunStatus, WorkerRecord
 from perdure._replay import HookStream, RetryPolicy
 from perdure._streams import StreamItem, StreamRetracted, StreamWriter, get_writable
 from perdure._workflow import (
@@ -78,6 +78,7 @@ __all__ = [
     "StreamWriter",
     "Webhook",
     "WebhookRequest",
+    "WorkerRecord",
     "Workflow",
     "WorkflowCancelled",
     "WorkflowFailed",

@@ -73,6 +73,16 @@ def worker(
             "(no new ones start) before every run is handed back.",
         ),
     ] = 30.0,
+    poison_after: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Block a run, as a poison run, once its recovery has found its worker "
+            "dead N times in a row with no progress (a step that crashes the process), "
+            "instead of running it again.",
+        ),
+    ] = 5,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log what the worker does (INFO level).")
     ] = False,
@@ -117,7 +127,7 @@ def worker(
             )
     if metrics_port is not None:
         _serve_metrics(metrics_host, metrics_port)
-    run(_serve(url, served, sorted(set(queues or ())), concurrency, lease, grace))
+    run(_serve(url, served, sorted(set(queues or ())), concurrency, lease, grace, poison_after))
 
 
 def _serve_metrics(host: str, port: int) -> None:
@@ -139,6 +149,7 @@ async def _serve(
     concurrency: int,
     lease: float | None,
     grace: float,
+    poison_after: int = 5,
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -161,6 +172,7 @@ async def _serve(
                     max_concurrent_steps=concurrency,
                     lease=lease,
                     shutdown_grace=grace,
+                    poison_after=poison_after,
                     queues=queues,
                 )
             )
