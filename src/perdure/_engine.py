@@ -41,6 +41,7 @@ from perdure.stores._failures import failure_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Collection, Mapping
+    from datetime import datetime
     from types import TracebackType
 
     from perdure._records import HookRecord, WorkerRecord
@@ -821,6 +822,37 @@ class Engine(ScheduleMethods):
         """
         self._require_open()
         return await read(lambda: self.store.limit_wait(run_id), f"reading run {run_id!r}")
+
+    async def trigger_schedule(self, schedule_id: str) -> Run[Any]:
+        """Start one run of the schedule now, outside its ticks; the run.
+
+        The run has the schedule's workflow and arguments, the id
+        ``<schedule_id>@manual-<random>``, and the attributes ``schedule`` and ``tick``
+        (now); it counts as the schedule's last run for overlap. A paused schedule may
+        be triggered. The other schedule calls are in `perdure._schedule_api`.
+
+        Raises:
+            LookupError: no schedule has that id.
+        """
+        return Run(self, await self._trigger(schedule_id))
+
+    async def backfill_schedule(
+        self, schedule_id: str, start: datetime, end: datetime
+    ) -> list[Run[Any]]:
+        """Start one run per tick of the schedule in ``[start, end]``; the runs, in order.
+
+        Idempotent: each tick's run has the id a live tick would have, so a tick that
+        already has a run (from the schedule or an earlier backfill) keeps it, and
+        backfilling a range twice starts nothing the second time. Overlap is not
+        applied (the runs may run side by side); a paused schedule may be backfilled.
+
+        Raises:
+            LookupError: no schedule has that id.
+            ValueError: ``start`` or ``end`` is not an aware datetime, ``end`` is
+                before ``start``, or the range holds more than 10,000 ticks; nothing
+                is started.
+        """
+        return [Run(self, record) for record in await self._backfill(schedule_id, start, end)]
 
     def statistics(self) -> WorkerStatistics | None:
         """The worker's statistics, or None when this Engine runs no worker."""

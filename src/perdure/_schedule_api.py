@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from perdure._runtime._ticker import start_scheduled_run
 from perdure._schedules import (
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from perdure._clock import Clock
-    from perdure._engine import Run
+    from perdure._records import RunRecord
     from perdure._schedules import Catchup, Overlap
     from perdure._workflow import Workflow
     from perdure.stores import Store
@@ -169,16 +169,8 @@ class ScheduleMethods:
         """
         return await self._set_paused(schedule_id, paused=False)
 
-    async def trigger_schedule(self, schedule_id: str) -> Run[Any]:
-        """Start one run of the schedule now, outside its ticks; the run.
-
-        The run has the schedule's workflow and arguments, the id
-        ``<schedule_id>@manual-<random>``, and ``tick`` = now; it counts as the
-        schedule's last run for overlap. A paused schedule may be triggered.
-
-        Raises:
-            LookupError: no schedule has that id.
-        """
+    async def _trigger(self, schedule_id: str) -> RunRecord:
+        """`Engine.trigger_schedule`, up to the run handles."""
         self._require_open()
         schedule = await self._schedule_or_raise(schedule_id)
         now = self.clock.now()
@@ -196,22 +188,8 @@ class ScheduleMethods:
         self._signal()
         return await self._run(run_id)
 
-    async def backfill_schedule(
-        self, schedule_id: str, start: datetime, end: datetime
-    ) -> list[Run[Any]]:
-        """Start one run per tick of the schedule in ``[start, end]``; the runs, in order.
-
-        Idempotent: each tick's run has the id a live tick would have, so a tick that
-        already has a run (from the schedule or an earlier backfill) keeps it, and
-        backfilling a range twice starts nothing the second time. Overlap is not
-        applied (the runs may run side by side), and a paused schedule may be backfilled.
-
-        Raises:
-            LookupError: no schedule has that id.
-            ValueError: ``start`` or ``end`` is not an aware datetime, ``end`` is
-                before ``start``, or the range holds more than `MAX_BACKFILL` ticks;
-                nothing is started.
-        """
+    async def _backfill(self, schedule_id: str, start: datetime, end: datetime) -> list[RunRecord]:
+        """`Engine.backfill_schedule`, up to the run handles."""
         self._require_open()
         for name, moment in (("start", start), ("end", end)):
             if not isinstance(moment, datetime) or moment.tzinfo is None:
@@ -287,10 +265,8 @@ class ScheduleMethods:
         self._signal()
         return stored
 
-    async def _run(self, run_id: str) -> Run[Any]:
-        from perdure._engine import Engine, Run  # noqa: PLC0415 - Engine imports this module
-
+    async def _run(self, run_id: str) -> RunRecord:
         record = await read(lambda: self.store.get_run(run_id), f"reading run {run_id!r}")
         if record is None:  # pragma: no cover - runs are never deleted
             raise LookupError(f"run {run_id!r} was started and yet cannot be read")
-        return Run(cast("Engine", self), record)
+        return record
