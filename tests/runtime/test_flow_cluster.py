@@ -30,7 +30,11 @@ if TYPE_CHECKING:
 PROGRAMS = Path(__file__).resolve().parent / "flow_programs"
 sys.path.insert(0, str(PROGRAMS))  # the test process starts these workflows by reference
 
-from flow_workflows import per_customer, uses_rated, uses_scarce  # noqa: E402
+from flow_workflows import (  # noqa: E402
+    cluster_per_customer,
+    cluster_uses_rated,
+    cluster_uses_scarce,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -161,8 +165,8 @@ async def test_a_limit_per_key_holds_across_processes_and_a_kill(workers: Worker
     slot is SIGKILLed; another customer is not held back; every run completes."""
     folder = workers.folder
     async with Engine(workers.url, worker=False) as engine:
-        acme = [(await engine.start(per_customer, "acme", n)).id for n in range(8)]
-        globex = [(await engine.start(per_customer, "globex", n)).id for n in range(3)]
+        acme = [(await engine.start(cluster_per_customer, "acme", n)).id for n in range(8)]
+        globex = [(await engine.start(cluster_per_customer, "globex", n)).id for n in range(3)]
 
         async def first_acme() -> Line | None:
             return next((x for x in effects(folder) if x.key == "acme"), None)
@@ -189,8 +193,8 @@ async def test_a_step_limit_and_a_rate_limit_hold_across_processes(workers: Work
     ``@step(rate="3/s")``: no second sees more than three starts."""
     folder = workers.folder
     async with Engine(workers.url, worker=False) as engine:
-        ids = [(await engine.start(uses_scarce, n)).id for n in range(9)]
-        ids += [(await engine.start(uses_rated, n)).id for n in range(9)]
+        ids = [(await engine.start(cluster_uses_scarce, n)).id for n in range(9)]
+        ids += [(await engine.start(cluster_uses_rated, n)).id for n in range(9)]
         await _all_completed(engine, ids)
     lines = effects(folder)
     assert most_at_once(lines, "scarce", {}) == 2

@@ -30,7 +30,7 @@ def note(kind: str, key: str, n: int) -> None:
 
 
 @step
-async def hold_slot(customer: str, n: int) -> int:
+async def cluster_hold_slot(customer: str, n: int) -> int:
     """Takes a while, between an enter and an exit line."""
     note("enter", customer, n)
     await asyncio.sleep(HOLD)
@@ -39,13 +39,13 @@ async def hold_slot(customer: str, n: int) -> int:
 
 
 @workflow(concurrency=Limit(2, key="customer"))
-async def per_customer(customer: str, n: int) -> int:
+async def cluster_per_customer(customer: str, n: int) -> int:
     """At most two runs per customer at once."""
-    return await hold_slot(customer, n)
+    return await cluster_hold_slot(customer, n)
 
 
 @step(concurrency=2)
-async def scarce(n: int) -> int:
+async def cluster_scarce(n: int) -> int:
     """At most two attempts at once across all workers."""
     note("enter", "scarce", n)
     await asyncio.sleep(HOLD / 3)
@@ -54,19 +54,19 @@ async def scarce(n: int) -> int:
 
 
 @workflow
-async def uses_scarce(n: int) -> int:
-    """One scarce step."""
-    return await scarce(n)
+async def cluster_uses_scarce(n: int) -> int:
+    """One cluster_scarce step."""
+    return await cluster_scarce(n)
 
 
 @step(rate="3/s")
-async def rated(n: int) -> int:
+async def cluster_rated(n: int) -> int:
     """At most three starts per second across all workers."""
     note("start", "rated", n)
     return n
 
 
 @workflow
-async def uses_rated(n: int) -> int:
-    """One rated step."""
-    return await rated(n)
+async def cluster_uses_rated(n: int) -> int:
+    """One cluster_rated step."""
+    return await cluster_rated(n)

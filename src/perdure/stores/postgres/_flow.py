@@ -211,4 +211,4 @@ class PostgresFlow:
 
     async def release_step_slot(self, holder: str) -> None:
         """Give the slot back."""
-        await self._db.execute("DELETE FROM step_slots WHERE holder = $1", holder)
+        await self._db.execute("SELECT perdure_release_step_slot($1)", holder)

@@ -87,6 +87,9 @@ DECLARE
     v_oldest timestamptz;
     v_window timestamptz;
 BEGIN
+    -- Not synced at commit: a slot or a start lost to a power cut was its worker's, and
+    -- that worker is gone with it (its slots are not counted once it is reaped).
+    PERFORM set_config('synchronous_commit', 'off', true);
     granted := false;
     IF p_key IS NOT NULL THEN
         PERFORM pg_advisory_xact_lock(hashtext('perdure-step:' || p_key));
@@ -119,4 +122,11 @@ BEGIN
         VALUES (p_holder, p_key, p_worker, p_n, p_at);
     END IF;
     granted := true;
+END $$;
+
+-- A step attempt gives its slot back; not synced, as taking it was not.
+CREATE FUNCTION perdure_release_step_slot(p_holder text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    DELETE FROM step_slots WHERE holder = p_holder;
 END $$;
