@@ -94,6 +94,30 @@ async def test_a_run_and_each_step_attempt_get_spans_in_the_runs_trace(
     assert "traced-1:traced-flaky#1" == attr(steps[0], "perdure.step_id")
 
 
+@workflow(name="traced-parent")
+async def traced_parent(key: str) -> str:
+    return await traced(key)
+
+
+async def test_a_child_runs_spans_join_its_parents_trace(
+    make_engine: EngineFactory, spans: InMemorySpanExporter
+) -> None:
+    """A child run's span and its steps' spans are in its root's trace, not their own."""
+    async with make_engine() as engine:
+        run = await engine.start(traced_parent, "c", run_id="traced-parent-1")
+        assert "C" == await run.result(timeout=10)
+        (child,) = await engine.list_runs(parent_id=run.id)
+
+    trace_id = run_trace_id("traced-parent-1")
+    (parent_span,) = named(spans, "perdure.run traced-parent")
+    (child_span,) = [s for s in named(spans, "perdure.run traced") if s.name.endswith(" traced")]
+    steps = named(spans, "perdure.step traced-flaky")
+    assert trace_id == parent_span.context.trace_id == child_span.context.trace_id
+    assert run_trace_id(child.id) != trace_id
+    assert attr(child_span, "perdure.run_id") == child.id
+    assert {trace_id} == {span.context.trace_id for span in steps}
+
+
 async def test_a_failed_run_marks_its_span_as_an_error(
     make_engine: EngineFactory, spans: InMemorySpanExporter
 ) -> None:

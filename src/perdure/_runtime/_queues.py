@@ -122,6 +122,8 @@ class _TaskRun:
 
     task: StepTask
     retries: list[dict[str, JSON]] = field(default_factory=list)
+    root_id: str | None = None
+    """The root of its run's tree, when the run is a child: its spans join that trace."""
 
 
 class QueueRunner:
@@ -258,7 +260,7 @@ class QueueRunner:
         )
         return await host.attempts.run(
             self,
-            _TaskRun(task),
+            _TaskRun(task, root_id=run.root_id if run is not None else None),
             spec,
             task.correlation_id,
             task.input,
@@ -275,7 +277,9 @@ class QueueRunner:
     def attempt_span(self, call: _TaskRun, step: StepMetadata) -> AbstractContextManager[object]:
         """A span in the run's trace, naming the queue."""
         task = call.task
-        return step_task_span(task.run_id, step.name, step.step_id, step.attempt, task.queue)
+        return step_task_span(
+            task.run_id, step.name, step.step_id, step.attempt, task.queue, root_id=call.root_id
+        )
 
     def backing_off(self, call: _TaskRun, *, waiting: bool) -> None:
         """Count the task among those waiting out a retry's delay, or no more."""
