@@ -49,8 +49,8 @@ def earliest_deadline(*deadlines: datetime | None) -> datetime | None:
 def describe_duration(span: timedelta) -> str:
     """A short human form: ``1h``, ``1h30m``, ``2d``, ``45s``, ``0.25s``."""
     total = span.total_seconds()
-    if total < 1:
-        return f"{total:g}s"
+    if total < 1:  # to the millisecond: a deadline is set a moment before the run's row
+        return f"{round(total, 3):g}s"
     seconds = round(total)
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):

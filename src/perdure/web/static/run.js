@@ -75,6 +75,12 @@ function renderFacts(run, now) {
   fact("Duration", formatDuration(took) + (took !== null && !isTerminal(run.status) ? " …" : ""));
   fact("Version", run.version || "–");
   fact("Held by", run.owner || (isTerminal(run.status) ? "–" : "no worker now"));
+  // Its deadline (timeout=), and the business keys it set (perdure.set_attributes).
+  if (run.deadline_at) fact("Deadline", formatTime(parseTime(run.deadline_at)), run.deadline_at);
+  const attributes = Object.entries(run.attributes || {}).sort(([a], [b]) => a.localeCompare(b));
+  if (attributes.length || facts.has("Attributes")) {
+    fact("Attributes", attributes.map(([key, value]) => `${key}=${value}`).join(" ") || "–");
+  }
   renderFleet(run);
   if (run.forked_from) runLinkFact("Forked from", run.forked_from);
   // A pending run held back by its workflow's concurrency limit: which key, how full.
@@ -150,12 +156,14 @@ function renderIo(run) {
   if (run.status === "completed") {
     setText(ui.outcomeTitle, "Output");
     ui.outcome.replaceChildren(prettyJson(run.result));
+  } else if (run.status === "cancelled") {
+    // Cancelled by a caller, or for a reason of its own: its deadline passed.
+    setText(ui.outcomeTitle, "Outcome");
+    const why = run.error ? `: ${run.error.message}` : "";
+    ui.outcome.replaceChildren(h("p", { class: "muted", id: "cancelled-why" }, `The run was cancelled${why}.`));
   } else if (run.error) {
     setText(ui.outcomeTitle, "Error");
     ui.outcome.replaceChildren(errorBlock(run.error));
-  } else if (run.status === "cancelled") {
-    setText(ui.outcomeTitle, "Outcome");
-    ui.outcome.replaceChildren(h("p", { class: "muted" }, "The run was cancelled."));
   } else {
     setText(ui.outcomeTitle, "Outcome");
     ui.outcome.replaceChildren(h("p", { class: "muted" }, "The run has not ended yet."));

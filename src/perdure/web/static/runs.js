@@ -1,4 +1,5 @@
-// The runs list: newest first, filtered by status and workflow, refreshed every second.
+// The runs list: newest first, filtered by status, workflow and attributes, refreshed
+// every second, a page at a time ("More runs" follows the API's `next` cursor).
 // Rows are kept by run id and updated in place, so focus and selection survive.
 
 import {
@@ -18,11 +19,12 @@ import {
   statusBadge,
 } from "./dashboard.js";
 
-const LIMIT = 200;
-
 const form = document.getElementById("filters");
 const statusSelect = document.getElementById("status");
 const workflowSelect = document.getElementById("workflow");
+const attrInput = document.getElementById("attr");
+const more = document.getElementById("more");
+const newest = document.getElementById("newest");
 const tbody = document.getElementById("rows");
 const empty = document.getElementById("empty");
 const count = document.getElementById("count");
@@ -35,6 +37,10 @@ const params = new URLSearchParams(location.search);
 statusSelect.value = params.get("status") || "";
 if (params.get("workflow")) addWorkflow(params.get("workflow"));
 workflowSelect.value = params.get("workflow") || "";
+attrInput.value = params.getAll("attr").join(" ");
+// A page holds 200 runs unless the address says otherwise (?limit=50).
+const LIMIT = Math.min(Math.max(Number.parseInt(params.get("limit"), 10) || 200, 1), 1000);
+let after = params.get("after"); // this page starts after that cursor; none: the newest
 
 function addWorkflow(name) {
   if (workflows.has(name)) return;
@@ -48,18 +54,35 @@ function query() {
   const search = new URLSearchParams();
   if (statusSelect.value) search.set("status", statusSelect.value);
   if (workflowSelect.value) search.set("workflow", workflowSelect.value);
+  for (const term of attrInput.value.split(/\s+/).filter(Boolean)) search.append("attr", term);
+  if (LIMIT !== 200) search.set("limit", String(LIMIT));
   return search;
+}
+
+// Links to the next page (the runs after these) and back to the newest.
+function renderPager(next) {
+  const search = query();
+  newest.hidden = !after;
+  newest.href = search.toString() ? `?${search}` : location.pathname;
+  more.hidden = !next;
+  if (next) {
+    search.set("after", next);
+    more.href = `?${search}`;
+  }
 }
 
 function makeRow(run) {
   const link = h("a", { href: `${base}/runs/${encodeURIComponent(run.id)}`, class: "mono" }, run.id);
   const cells = {
-    workflow: h("td"),
+    name: h("span"),
+    attributes: h("span", { class: "attributes muted" }),
+    workflow: null,
     version: h("td", { class: "mono" }),
     status: statusBadge(run.status),
     created: h("time"),
     duration: h("td", { class: "num" }),
   };
+  cells.workflow = h("td", {}, cells.name, " ", cells.attributes);
   const tr = h(
     "tr",
     { "data-run-id": run.id },
@@ -85,7 +108,9 @@ function versionText(run) {
 }
 
 function updateRow(row, run, now) {
-  setText(row.cells.workflow, run.workflow);
+  setText(row.cells.name, run.workflow);
+  const attributes = Object.entries(run.attributes || {}).sort(([a], [b]) => a.localeCompare(b));
+  setText(row.cells.attributes, attributes.map(([key, value]) => `${key}=${value}`).join(" "));
   setText(row.cells.version, versionText(run));
   row.cells.version.title = run.stranded || "";
   row.cells.version.classList.toggle("stranded", Boolean(run.stranded));
@@ -121,7 +146,7 @@ function render(runs) {
       rows.delete(id);
     }
   }
-  const filtered = statusSelect.value || workflowSelect.value;
+  const filtered = statusSelect.value || workflowSelect.value || attrInput.value.trim();
   empty.hidden = runs.length > 0;
   setText(
     empty,
@@ -129,7 +154,11 @@ function render(runs) {
       ? "No runs match these filters."
       : "No runs yet. Start one with engine.start(...), POST /runs, or perdure rerun.",
   );
-  const shown = runs.length === LIMIT ? `the newest ${LIMIT} runs` : `${runs.length} run${runs.length === 1 ? "" : "s"}`;
+  const shown = after
+    ? `${runs.length} older run${runs.length === 1 ? "" : "s"}`
+    : runs.length === LIMIT
+      ? `the newest ${LIMIT} runs`
+      : `${runs.length} run${runs.length === 1 ? "" : "s"}`;
   setText(count, `${shown}${filtered ? " matching the filters" : ""}, newest first`);
 }
 
@@ -137,9 +166,13 @@ async function tick() {
   const filters = query().toString();
   const search = query();
   search.set("limit", String(LIMIT));
+  if (after) search.set("after", after);
   const [data, fleet] = await Promise.all([api(`/runs?${search}`), api("/workers")]);
   clearError();
-  if (query().toString() === filters) render(data.runs); // else the filters changed meanwhile
+  if (query().toString() === filters) {
+    render(data.runs);
+    renderPager(data.next);
+  } // else the filters changed meanwhile
   renderWorkers(fleet.workers, Date.now());
 }
 
@@ -169,6 +202,7 @@ function renderWorkers(workers, now) {
 const refresh = poll(tick, (error) => showError("Could not load the runs:", error));
 
 form.addEventListener("change", () => {
+  after = null; // new filters: from the newest run again
   const search = query().toString();
   history.replaceState(null, "", search ? `?${search}` : location.pathname);
   for (const row of rows.values()) row.tr.remove();
