@@ -16,13 +16,14 @@ With a real model, set its API key (and install its client, e.g.
 ``openai:gpt-4o-mini``, ``ANTHROPIC_API_KEY`` ``anthropic:claude-sonnet-4-5``;
 ``PERDURE_AGENT_MODEL`` names any other.
 
-As a web app, with the draft streamed to a browser over Server-Sent Events::
+As a web app, with the draft streamed to a browser over Server-Sent Events by perdure's
+own HTTP API (mounted under /perdure)::
 
     .venv/bin/uvicorn agent:app --app-dir examples
     # open http://127.0.0.1:8000/ , or:
-    curl -X POST localhost:8000/drafts/cats                     # {"run_id": ...}
-    curl -N localhost:8000/drafts/RUN_ID/tokens                 # the draft, live (SSE)
-    curl -X POST localhost:8000/drafts/RUN_ID/approve           # publish it
+    curl -X POST localhost:8000/drafts/cats                              # {"run_id": ...}
+    curl -N 'localhost:8000/perdure/runs/RUN_ID/streams/draft?committed=true'   # live (SSE)
+    curl -X POST localhost:8000/drafts/RUN_ID/approve                    # publish it
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, Header
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from pydantic_ai import Agent
 from pydantic_ai.capabilities import HandleDeferredToolCalls
 from pydantic_ai.messages import ModelMessage, ModelRequest, ToolReturnPart
@@ -47,6 +48,7 @@ from pydantic_ai.tools import DeferredToolResults
 import perdure
 from perdure import Engine, StreamItem, workflow
 from perdure.ai import PerdureAgent, await_approval, pending_waits, resolve_external_event
+from perdure.http import create_app
 
 DRAFT = (
     "Cats sleep twelve to sixteen hours a day. They save their energy for short bursts "
@@ -178,8 +180,10 @@ let run = null;
 go.onclick = async () => {
   run = (await (await fetch("/drafts/cats", {method: "POST"})).json()).run_id;
   out.textContent = ""; ok.disabled = false;
-  const source = new EventSource(`/drafts/${run}/tokens`);
-  source.onmessage = (e) => { out.textContent += JSON.parse(e.data); };
+  // perdure's SSE: one "chunk" event per piece of text, its index the event id (a
+  // reconnecting EventSource sends Last-Event-ID and resumes after it); "end" at the end.
+  const source = new EventSource(`/perdure/runs/${run}/streams/draft?committed=true`);
+  source.addEventListener("chunk", (e) => { out.textContent += JSON.parse(e.data).value; });
   source.addEventListener("end", () => source.close());
 };
 ok.onclick = async () => {
@@ -190,7 +194,12 @@ ok.onclick = async () => {
 
 
 def build_app(engine: Engine) -> FastAPI:
-    """A FastAPI app whose endpoint streams a run's tokens as Server-Sent Events."""
+    """The page, starting and approving drafts, and perdure's HTTP API under /perdure.
+
+    The tokens reach the browser through perdure's ``GET /perdure/runs/{id}/streams/draft``
+    (Server-Sent Events, resumable with Last-Event-ID). A mounted app gets no lifespan of
+    its own, so this app enters the Engine in its.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -198,6 +207,7 @@ def build_app(engine: Engine) -> FastAPI:
             yield
 
     app = FastAPI(title="perdure agent", lifespan=lifespan)
+    app.mount("/perdure", create_app(engine))
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
@@ -207,26 +217,6 @@ def build_app(engine: Engine) -> FastAPI:
     async def start(topic: str) -> dict[str, str]:
         run = await engine.start(ai_agent_content, topic)
         return {"run_id": run.id}
-
-    @app.get("/drafts/{run_id}/tokens")
-    async def tokens(
-        run_id: str, last_event_id: Annotated[str | None, Header()] = None
-    ) -> StreamingResponse:
-        """The draft's text as Server-Sent Events, one per chunk (its index the event id).
-
-        A browser's EventSource reconnects with Last-Event-ID, and the stream resumes
-        after that chunk; an ``end`` event says the run is over.
-        """
-        run = await engine.get_run(run_id)
-        start = int(last_event_id) + 1 if last_event_id and last_event_id.isdigit() else 0
-
-        async def events() -> AsyncIterator[str]:
-            async for item in run.stream("draft", start=start, committed=True):
-                if isinstance(item, StreamItem):
-                    yield f"id: {item.index}\ndata: {json.dumps(item.value)}\n\n"
-            yield "event: end\ndata: {}\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
 
     @app.post("/drafts/{run_id}/approve")
     async def approve_draft(run_id: str) -> dict[str, int]:
