@@ -475,11 +475,12 @@ class Engine(ScheduleMethods):
             now=self.clock.now(),
         )  # fmt: skip
         span = checked_timeout(timeout, what="timeout") if timeout is not None else spec.timeout
-        deadline = None if span is None else self.clock.now() + span
+        now = self.clock.now()  # its created_at too: the deadline is that long after it
+        deadline = None if span is None else now + span
         new = NewRun(
             run_id or uuid.uuid4().hex, spec.name, encoded, spec.version, deadline=deadline
         )
-        record, created = await self._create(new, flow)
+        record, created = await self._create(new, flow, now=now)
         if not created and record.workflow != spec.name:
             raise ValueError(
                 f"run id {new.id!r} already belongs to a run of workflow {record.workflow!r}"
@@ -549,13 +550,16 @@ class Engine(ScheduleMethods):
         self._signal()
         return Run(self, record)
 
-    async def _create(self, new: NewRun, flow: RunFlow | None = None) -> tuple[RunRecord, bool]:
+    async def _create(
+        self, new: NewRun, flow: RunFlow | None = None, *, now: datetime | None = None
+    ) -> tuple[RunRecord, bool]:
         """Store a new run (in a start span) and wake the worker; the row, and if it is new.
 
         Tried again through an outage: creating is idempotent on the run's id, chosen
         before the first try, so a try whose answer was lost is found by the next.
+        ``now``: its created_at (default: the clock's now).
         """
-        now = self.clock.now()
+        now = now if now is not None else self.clock.now()
         tries = 0
 
         async def create() -> tuple[RunRecord, bool]:
