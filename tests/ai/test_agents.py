@@ -324,3 +324,21 @@ async def test_a_finished_agent_run_replays_from_its_log_alone(
     check_replay(write, path)
 
     assert Counter() == effects
+
+
+async def test_an_agent_built_with_the_capability_is_not_given_a_second(engine: Engine) -> None:
+    """PerdureAgent of an agent that has PerdureDurability runs it as it is (an agent
+    takes one durability), and refuses to stream through a second, saying how to."""
+    wrapped = PerdureAgent(capability_agent)
+
+    @workflow(name="ai-wrapped-capability")
+    async def wrapped_run() -> str:
+        result = await wrapped.run("Write about cats")
+        output: str = result.output
+        return output
+
+    run = await engine.start(wrapped_run)
+
+    assert "done: published 'Cats nap.'" == await run.result(timeout=20)
+    with pytest.raises(ValueError, match=r"PerdureDurability\(stream=...\)"):
+        await wrapped.run_stream("Write about cats")

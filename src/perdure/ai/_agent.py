@@ -71,6 +71,8 @@ class PerdureAgent(Generic[AgentDepsT]):
             "tool_step": tool_step,
             "event_step": event_step,
         }
+        self._built_in = PerdureDurability.from_agent(agent) is not None
+        """Whether the agent was built with the capability: it is then not added again."""
         self.durability: PerdureDurability[AgentDepsT] = PerdureDurability(**self._options)
         self._streaming: dict[str, PerdureDurability[AgentDepsT]] = {}
 
@@ -83,6 +85,8 @@ class PerdureAgent(Generic[AgentDepsT]):
         Takes what `Agent.run` takes (``deps``, ``message_history``, ``output_type``,
         ``deferred_tool_results``, ...), but toolsets only at the agent's construction.
         """
+        if self._built_in:
+            return await self.agent.run(user_prompt, **options)
         return await self._run(self.durability, user_prompt, options)
 
     async def run_stream(
@@ -94,6 +98,12 @@ class PerdureAgent(Generic[AgentDepsT]):
         Events) in any process. Each model request is still recorded once; the result
         is returned when the agent run ends, as `run` returns it.
         """
+        if self._built_in:
+            raise ValueError(
+                f"agent {self.name!r} was built with PerdureDurability, and an agent takes "
+                "one: build it with PerdureDurability(stream=...) and call agent.run, or "
+                "wrap an agent built without it"
+            )
         durability = self._streaming.get(stream)
         if durability is None:
             durability = PerdureDurability(stream=stream, **self._options)
