@@ -342,3 +342,14 @@ async def test_an_agent_built_with_the_capability_is_not_given_a_second(engine: 
     assert "done: published 'Cats nap.'" == await run.result(timeout=20)
     with pytest.raises(ValueError, match=r"PerdureDurability\(stream=...\)"):
         await wrapped.run_stream("Write about cats")
+
+
+async def test_a_model_error_that_outlasts_the_retries_fails_the_run(engine: Engine) -> None:
+    """After the model step's last attempt fails, the run fails with the model's error."""
+    failures["lookup"] = 10
+    run = await engine.start(write, "cats")
+
+    with pytest.raises(WorkflowFailed, match=r"ModelHTTPError.*503"):
+        await run.result(timeout=20)
+    assert 4 == effects["model:lookup"]  # the first attempt and max_retries=3
+    assert 0 == effects["lookup"]
