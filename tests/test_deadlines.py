@@ -172,3 +172,19 @@ async def test_a_child_gets_at_most_its_parent_s_remaining_time(
         assert children["bounded"].deadline_at == clock.now() + timedelta(minutes=30)
         await engine.cancel(parent.id)
         await engine.cancel(children["slow/detached"].id)
+
+
+async def test_a_rerun_gets_the_original_s_timeout(engine: Engine) -> None:
+    """A rerun of a run started with a timeout has a deadline as far from its own start;
+    a rerun of a run without one gets the workflow's, if any."""
+    first = await engine.start(slow, 2, timeout="1h")
+    again = await engine.rerun(first.id)
+    assert again.record.deadline_at is not None
+    assert again.record.deadline_at - again.record.created_at == timedelta(hours=1)
+    bounded_run = await engine.start(bounded, 0.1, timeout="2h")
+    assert (await engine.rerun(bounded_run.id)).record.deadline_at is not None
+    plain = await engine.start(slow, 0.1)
+    assert (await engine.rerun(plain.id)).record.deadline_at is None
+    for run in (first, again):
+        with pytest.raises(WorkflowCancelled):
+            await run.result(timeout=10)

@@ -491,7 +491,8 @@ class Engine(ScheduleMethods):
         """A new run of ``run_id``'s workflow and input, for `rerun` and `fork`.
 
         It records the version of the workflow this process defines (the latest code),
-        else the original run's.
+        else the original run's; and the original's timeout (from its start), else the
+        workflow's, counted from now.
         """
         self._require_open()
         original = await read(lambda: self.store.get_run(run_id), f"reading run {run_id!r}")
@@ -500,7 +501,13 @@ class Engine(ScheduleMethods):
         _readable(original)
         spec = lookup_workflow(original.workflow)
         version = spec.version if spec is not None else original.version
-        return NewRun(uuid.uuid4().hex, original.workflow, original.input, version)
+        span = spec.timeout if spec is not None else None
+        if original.deadline_at is not None:
+            span = original.deadline_at - original.created_at
+        deadline = None if span is None else self.clock.now() + span
+        return NewRun(
+            uuid.uuid4().hex, original.workflow, original.input, version, deadline=deadline
+        )
 
     async def rerun(self, run_id: str) -> Run[Any]:
         """Start a new run of ``run_id``'s workflow with the same input, on today's code.

@@ -242,7 +242,12 @@ class MemoryStore(MemorySchedules, MemoryStreams, MemoryFlow, Store):
         record = replace(record, forked_from=forked_from)
         first = self._events[run.id][0]
         created = run_created(
-            workflow=run.workflow, input=record.input, version=run.version, forked_from=forked_from
+            workflow=run.workflow,
+            input=record.input,
+            version=run.version,
+            forked_from=forked_from,
+            attributes=record.attributes,
+            deadline=record.deadline_at,
         )
         self._events[run.id][0] = replace(first, data=created.data)
         record = self._log(record, events, changes, utc(now))

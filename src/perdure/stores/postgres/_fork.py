@@ -46,7 +46,12 @@ async def fork_run(
     if any(isinstance(change, RunEnded) for change in plan(events, run.id)):
         raise ValueError(f"a fork's log cannot hold the end of a run ({run.id!r})")
     created_data = run_created(
-        workflow=run.workflow, input=run.input, version=run.version, forked_from=forked_from
+        workflow=run.workflow,
+        input=run.input,
+        version=run.version,
+        forked_from=forked_from,
+        attributes=run.attributes,
+        deadline=None if run.deadline is None else utc(run.deadline),
     ).data
     row = ops.NewRunRow(
         run.id, run.workflow, rows.dumps(run.input), run.version, rows.dumps(created_data), now

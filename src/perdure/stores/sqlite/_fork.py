@@ -46,7 +46,12 @@ def fork_run(
         raise ValueError(f"a fork's log cannot hold the end of a run ({run.id!r})")
     ops.create_run(conn, run, now)
     created = run_created(
-        workflow=run.workflow, input=run.input, version=run.version, forked_from=forked_from
+        workflow=run.workflow,
+        input=run.input,
+        version=run.version,
+        forked_from=forked_from,
+        attributes=run.attributes,
+        deadline=run.deadline,
     )
     conn.execute(
         "UPDATE events SET data = ? WHERE run_id = ? AND seq = 1",
