@@ -6,10 +6,11 @@ works offline and needs no build step: nothing is fetched from anywhere at run t
 next to the JSON API the scripts call.
 
 - ``pages/``: ``runs.html`` (the runs list), ``run.html`` (one run), ``metrics.html``
-  (charts of ``GET /stats``), ``login.html``;
+  (charts of ``GET /stats``), ``schedules.html`` (next fire times, last runs),
+  ``login.html``;
   ``{{name}}`` marks a value filled in, HTML-escaped, when a page is served;
 - ``static/``: ``dashboard.css``, ``dashboard.js`` (helpers both pages import),
-  ``runs.js``, ``run.js``, ``metrics.js``, ``login.js`` (signs in from a
+  ``runs.js``, ``run.js``, ``metrics.js``, ``schedules.js``, ``login.js`` (signs in from a
   ``/login#token=`` link), ``favicon.svg``; ``uplot.esm.js`` and ``uplot.min.css``:
   uPlot 1.6.31, the Metrics page's charts, vendored unchanged (``uplot.LICENSE``).
 """
