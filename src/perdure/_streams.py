@@ -156,6 +156,13 @@ class StreamWriter:
         """End the stream: readers stop once they reach this point. Idempotent."""
         raise NotImplementedError  # pragma: no cover
 
+    async def flush(self) -> None:
+        """Store what the writer holds now, rather than within `FLUSH_INTERVAL`.
+
+        Rarely needed: a step's chunks are stored before its result anyway. In a
+        workflow body it does nothing (the run's worker stores each chunk it writes).
+        """
+
 
 class _WorkflowWriter(StreamWriter):
     """A writer in the workflow body: each write is a command, stored by the actor."""
@@ -169,6 +176,9 @@ class _WorkflowWriter(StreamWriter):
     async def write(self, value: Any) -> None:
         """Append ``value``: the run's actor stores it, once however often it replays."""
         self._instance.write_stream(self.name, self._encode(value))
+
+    async def flush(self) -> None:
+        """Nothing to do: the run's worker stores the body's chunks."""
 
     async def close(self) -> None:
         """End the stream (stored once, like a write)."""
@@ -262,7 +272,7 @@ class _StepWriter(StreamWriter):
             self._error = exc
 
     async def flush(self, *, final: bool = False) -> None:
-        """Store the buffered chunks (``final``: and the close, if the writer closed)."""
+        """Store the buffered chunks now (``final``: and the close, if it was closed)."""
         async with self._lock:
             if final:
                 self.stop()

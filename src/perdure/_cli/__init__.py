@@ -4,6 +4,7 @@
 - `_common`: errors and exit codes, opening the database, importing user modules;
 - `_output`: consoles, formatting, the JSON shapes;
 - `_inspect`: ``runs``, ``show``, ``events``, ``hooks``; `_timeline` draws ``show``;
+- `_stream`: ``stream`` (follow a run's durable stream);
 - `_stats`: ``stats`` (the aggregates of the dashboard's Metrics page);
 - `_control`: ``cancel``, ``resume-hook``, ``rerun``, ``fork``, ``unblock``;
 - `_deploy`: ``check-replay`` and ``export``, what to run before a deploy;
@@ -26,6 +27,7 @@ from perdure._cli._migrate import migrate
 from perdure._cli._schedules import schedules_app
 from perdure._cli._serve import worker
 from perdure._cli._stats import stats
+from perdure._cli._stream import stream
 from perdure._cli._web import web
 from perdure._cli._workers import workers
 
@@ -39,6 +41,7 @@ app.command()(runs)
 app.command()(show)
 app.command()(events)
 app.command()(hooks)
+app.command()(stream)
 app.command()(stats)
 app.command()(cancel)
 app.command("resume-hook")(resume_hook)
