@@ -16,9 +16,11 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 
 import perdure
 from conftest import EngineFactory
-from helpers import wait_for_hook, wait_until
+from helpers import eventually, run_fresh_python, wait_for_hook, wait_until
 from perdure import HookNotFoundError, RetryPolicy, define_hook, step, workflow
+from perdure._hooks import WEBHOOK
 from perdure._metrics import recorder
+from perdure._records import NewRun
 from perdure.testing import FakeClock
 
 _reader = InMemoryMetricReader()
@@ -104,6 +106,8 @@ async def test_counters_and_histograms_after_a_known_mix_of_runs(
         await metered_hook.resume("metered-token", {"ok": True})
         with pytest.raises(HookNotFoundError):
             await metered_hook.resume("metered-nobody", {"ok": True})
+        with pytest.raises(HookNotFoundError):  # as a webhook request for no webhook
+            await engine.resume_hook("metered-no-webhook", {"body": ""}, name=WEBHOOK)
         assert await resumed.result(timeout=10) == "{'ok': True}"
         assert await (await engine.start(sleeps)).result(timeout=10) == "woke"
     moved = readings() - before
@@ -136,11 +140,15 @@ async def test_counters_and_histograms_after_a_known_mix_of_runs(
         key("perdure.wakeup.latency", workflow="metered-sleeps", wakeup="timer"): 1,
         key("perdure.hook.resumes", outcome="resumed"): 1,
         key("perdure.hook.resumes", outcome="not_found"): 1,
+        key("perdure.webhook.requests", outcome="not_found"): 1,
     }
     perdure_only = {
         k: v
         for k, v in moved.items()
-        if k[0].startswith(("perdure.run", "perdure.step", "perdure.wakeup", "perdure.hook"))
+        if k[0].startswith(
+            ("perdure.run", "perdure.step", "perdure.wakeup", "perdure.hook", "perdure.webhook")
+        )
+        and k[0] not in {"perdure.runs.pending", "perdure.runs.blocked.now"}  # gauges
     }
     assert perdure_only == expected
     commits = sum(v for (name, _), v in moved.items() if name == "perdure.store.commits")
@@ -192,3 +200,42 @@ def _value(point: object) -> int:
     if isinstance(point, HistogramDataPoint):
         return int(point.count)
     return int(getattr(point, "value", 0))
+
+
+async def test_the_backlog_gauges_read_the_store(make_engine: EngineFactory) -> None:
+    """A run no worker here defines stays pending: the worker's next look counts it."""
+    async with make_engine() as engine:
+        await engine.store.create_run(
+            NewRun("metered-orphan-1", "metered-nobody-runs-this", {"args": []}),
+            engine.clock.now(),
+        )
+
+        async def pending() -> int | None:
+            data = _reader.get_metrics_data()
+            if data is None:  # nothing recorded in this process yet
+                return None
+            for resource in data.resource_metrics:
+                for scope in resource.scope_metrics:
+                    for metric in scope.metrics:
+                        if metric.name != "perdure.runs.pending":
+                            continue
+                        for point in metric.data.data_points:
+                            attributes = dict(point.attributes or {})
+                            if attributes == {"perdure.workflow": "metered-nobody-runs-this"}:
+                                return _value(point)
+            return None
+
+        assert await eventually(pending, "the pending gauge", 10, every=0.05) == 1
+
+
+def test_no_meter_provider_no_recorder() -> None:
+    """Without a meter provider the call sites get None; one installed later is used."""
+    printed = run_fresh_python(
+        "from perdure._metrics import recorder\n"
+        "print(recorder() is None)\n"
+        "from opentelemetry import metrics\n"
+        "from opentelemetry.sdk.metrics import MeterProvider\n"
+        "metrics.set_meter_provider(MeterProvider())\n"
+        "print(recorder() is None)\n"
+    )
+    assert printed.split() == ["True", "False"]
