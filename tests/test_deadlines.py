@@ -188,3 +188,20 @@ async def test_a_rerun_gets_the_original_s_timeout(engine: Engine) -> None:
     for run in (first, again):
         with pytest.raises(WorkflowCancelled):
             await run.result(timeout=10)
+
+
+async def test_a_run_never_started_before_its_deadline_never_runs(
+    make_engine: EngineFactory,
+) -> None:
+    """A run created where no worker runs, and claimed after its deadline, is cancelled
+    without its code running (no run_started), saying why."""
+    first_clock = FakeClock(autojump=False)
+    async with make_engine(clock=first_clock, worker=False) as starter:
+        run = await starter.start(slow, 0.1, timeout="10m")
+    later = FakeClock(first_clock.now() + timedelta(hours=1), autojump=False)
+    async with make_engine(clock=later) as worker:
+        taken = await worker.get_run(run.id)
+        with pytest.raises(WorkflowCancelled, match="deadline of 10m passed"):
+            await taken.result(timeout=10)
+        kinds = [event.type for event in await taken.events()]
+        assert kinds == [EventType.RUN_CREATED, EventType.RUN_CANCELLED]
