@@ -6,11 +6,11 @@ with a ``perdure.`` prefix (OpenTelemetry's conventions name none of these thing
 durations in seconds as the conventions ask:
 
 - ``perdure.runs.started``, ``.completed``, ``.failed``, ``.cancelled``, ``.blocked``
-  (counters, ``perdure.workflow``); ``perdure.run.duration`` (histogram, from
+  (counters, ``perdure.workflow``); ``perdure.runs.duration`` (histogram, from
   ``run_started`` to the end, ``perdure.workflow`` and ``perdure.outcome``);
-- ``perdure.step.attempts`` (counter, ``perdure.step`` and ``perdure.outcome``:
-  succeeded or failed), ``perdure.step.attempt.duration`` (histogram, the same),
-  ``perdure.step.retries`` and ``perdure.step.failures`` (steps failed for good);
+- ``perdure.steps.attempts`` (counter, ``perdure.step`` and ``perdure.outcome``:
+  succeeded or failed), ``perdure.steps.attempt.duration`` (histogram, the same),
+  ``perdure.steps.retries`` and ``perdure.steps.failures`` (steps failed for good);
 - ``perdure.wakeup.latency`` (histogram): from the moment a run was due (created, its
   timer's time, a payload stored for its hook: ``perdure.wakeup`` start, timer, hook) to
   its worker acting on it;
@@ -33,6 +33,7 @@ call site pays one function call that answers None (`recorder`), looked up as
 
 from __future__ import annotations
 
+import os
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -81,16 +82,16 @@ class _Instruments:
             for outcome in ("started", "completed", "failed", "cancelled", "blocked")
         }
         self.run_duration = histogram(
-            "perdure.run.duration", "s", "From a run's start to its end",
+            "perdure.runs.duration", "s", "From a run's start to its end",
             explicit_bucket_boundaries_advisory=_LONG,
         )  # fmt: skip
-        self.attempts = counter("perdure.step.attempts", "{attempt}", "Step attempts")
+        self.attempts = counter("perdure.steps.attempts", "{attempt}", "Step attempts")
         self.attempt_duration = histogram(
-            "perdure.step.attempt.duration", "s", "How long one step attempt ran",
+            "perdure.steps.attempt.duration", "s", "How long one step attempt ran",
             explicit_bucket_boundaries_advisory=_SHORT,
         )  # fmt: skip
-        self.retries = counter("perdure.step.retries", "{retry}", "Step attempts retried")
-        self.failures = counter("perdure.step.failures", "{step}", "Steps failed for good")
+        self.retries = counter("perdure.steps.retries", "{retry}", "Step attempts retried")
+        self.failures = counter("perdure.steps.failures", "{step}", "Steps failed for good")
         self.wakeup = histogram(
             "perdure.wakeup.latency", "s", "From a run's due moment to its worker acting on it",
             explicit_bucket_boundaries_advisory=_SHORT,
@@ -214,7 +215,8 @@ def recorder() -> Recorder | None:
 
 def _recorder_for(installed: object) -> Recorder | None:
     sets: list[_Instruments] = []
-    if installed is not None:
+    # As OpenTelemetry does, the variable names a provider to install on the first call.
+    if installed is not None or "OTEL_PYTHON_METER_PROVIDER" in os.environ:
         provider: Any = _otel_metrics.get_meter_provider()
         proxy = getattr(_otel_metrics, "_ProxyMeterProvider", NoOpMeterProvider)
         if not isinstance(provider, proxy | NoOpMeterProvider):

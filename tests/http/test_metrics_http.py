@@ -92,7 +92,7 @@ async def test_metrics_are_scraped_from_a_real_server(tmp_path: Path) -> None:
     assert moved(before, after, "perdure_runs_completed_total", perdure_workflow="scraped") == 2
     failed = moved(before, after, "perdure_runs_failed_total", perdure_workflow="scraped-failing")
     assert failed == 1
-    attempts = "perdure_step_attempts_total"
+    attempts = "perdure_steps_attempts_total"
     assert (
         moved(before, after, attempts, perdure_step="scraped-step", perdure_outcome="succeeded")
         == 2
@@ -100,9 +100,9 @@ async def test_metrics_are_scraped_from_a_real_server(tmp_path: Path) -> None:
     assert (
         moved(before, after, attempts, perdure_step="scraped-fails", perdure_outcome="failed") == 2
     )
-    assert moved(before, after, "perdure_step_retries_total", perdure_step="scraped-fails") == 1
-    assert moved(before, after, "perdure_step_failures_total", perdure_step="scraped-fails") == 1
-    durations = "perdure_run_duration_seconds_count"
+    assert moved(before, after, "perdure_steps_retries_total", perdure_step="scraped-fails") == 1
+    assert moved(before, after, "perdure_steps_failures_total", perdure_step="scraped-fails") == 1
+    durations = "perdure_runs_duration_seconds_count"
     assert (
         moved(before, after, durations, perdure_workflow="scraped", perdure_outcome="completed")
         == 2
