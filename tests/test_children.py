@@ -29,13 +29,13 @@ async def double(n: int) -> int:
     return 2 * n
 
 
-@workflow
+@workflow(name="children-child-double")
 async def child_double(n: int) -> int:
     """A child that doubles ``n`` in a step."""
     return await double(n)
 
 
-@workflow
+@workflow(name="children-fan-out")
 async def fan_out(count: int) -> list[int]:
     """Gather ``count`` children at once."""
     return list(await asyncio.gather(*(child_double(i) for i in range(count))))
@@ -45,13 +45,13 @@ class ChildProblemError(Exception):
     """What the failing child raises."""
 
 
-@workflow
+@workflow(name="children-failing-child")
 async def failing_child(n: int) -> int:
     """A child that fails."""
     raise ChildProblemError(f"no good: {n}")
 
 
-@workflow
+@workflow(name="children-catches-child")
 async def catches_child() -> str:
     """Catches its child's failure."""
     try:
@@ -63,32 +63,32 @@ async def catches_child() -> str:
     return "not raised"
 
 
-@workflow
+@workflow(name="children-lets-child-fail")
 async def lets_child_fail() -> int:
     """Does not catch its child's failure."""
     return await failing_child(3)
 
 
-@workflow
+@workflow(name="children-waits-on-hook")
 async def waits_on_hook(token: str) -> str:
     """A child that waits on a hook (so it is running when its parent is cancelled)."""
     return await go.create(token=token)
 
 
-@workflow
+@workflow(name="children-tree")
 async def tree(token: str) -> str:
     """An attached child that has a child of its own, and a detached one."""
     await perdure.start_child(waits_on_hook, f"{token}-detached", detached=True)
     return await middle(token)
 
 
-@workflow
+@workflow(name="children-middle")
 async def middle(token: str) -> str:
     """The attached child in the middle of the tree."""
     return await waits_on_hook(f"{token}-leaf")
 
 
-@workflow
+@workflow(name="children-handle-later")
 async def handle_later(n: int) -> list[object]:
     """start_child now, result later; the handle carries the child's id."""
     handle = await perdure.start_child(child_double, n)
@@ -201,7 +201,7 @@ async def interruptible() -> str:
     return "never"
 
 
-@workflow
+@workflow(name="children-runs-interruptible")
 async def runs_interruptible() -> str:
     """One step that runs until cancelled."""
     return await interruptible()

@@ -36,19 +36,19 @@ async def shout(word: str) -> str:
     return word.upper()
 
 
-@workflow
+@workflow(name="children-views-quick-child")
 async def quick_child(word: str) -> str:
     """A child that ends at once."""
     return await shout(word)
 
 
-@workflow
+@workflow(name="children-views-waiting-child")
 async def waiting_child(token: str) -> str:
     """A child that waits on a hook."""
     return await waits.create(token=token)
 
 
-@workflow
+@workflow(name="children-views-viewed-parent")
 async def viewed_parent(token: str) -> list[str]:
     """Two children: one done at once, one waiting on a hook."""
     first = await quick_child("hi")
