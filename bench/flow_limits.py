@@ -1,17 +1,19 @@
 """The cost of a concurrency limit: steps per second with and without one on a hot key.
 
     .venv/bin/python bench/flow_limits.py [--stores sqlite,postgres] [--runs 200]
-        [--steps 10] [--slots 10] [--repeat 3]
+        [--steps 10] [--repeat 3]
 
 For each store (a fresh SQLite file; a throwaway PostgreSQL database on the machine's
 server, dropped afterwards) and each variant, one Engine with a worker starts
 ``--runs`` runs of ``--steps`` trivial steps at once and awaits every result:
 
 - ``none``: a workflow without a limit;
-- ``hot key``: every run of ``@workflow(concurrency=Limit(SLOTS, key="key"))`` has the
-  same key, so at most ``--slots`` of them run at once and the rest wait in the store;
-  the claim counts the key's holders each time it meets one;
-- ``step limit``: ``@step(concurrency=SLOTS)``, each attempt asking the store for a slot
+- ``10 slots``: the same on a worker of 10 step slots: as few steps at once as the
+  limit allows, the baseline that shows what the limit itself costs;
+- ``hot key``: every run of ``@workflow(concurrency=Limit(10, key="key"))`` has the
+  same key, so at most 10 of them run at once and the rest wait in the store; the
+  claim counts the key's holders each time it meets one;
+- ``step limit``: ``@step(concurrency=10)``, each attempt asking the store for a slot
   and giving it back.
 
 It prints the best of ``--repeat`` for each, in steps per second. The figures in
@@ -66,14 +68,20 @@ async def step_limited(key: str, steps: int) -> int:
     return sum([await scarce(i) for i in range(steps)])
 
 
-VARIANTS = {"none": unlimited, "hot key": hot, "step limit": step_limited}
+VARIANTS: dict[str, tuple[object, dict[str, int]]] = {
+    "none": (unlimited, {}),
+    "10 slots": (unlimited, {"max_concurrent_steps": SLOTS}),
+    "hot key": (hot, {}),
+    "step limit": (step_limited, {}),
+}
+"""Each variant's workflow and Engine options."""
 
 
-async def burst(url: str, fn: object, runs: int, steps: int) -> float:
-    """Seconds from the first start to the last result of ``runs`` runs."""
-    async with Engine(url) as engine:
+async def burst(url: str, fn: object, args: argparse.Namespace, options: dict[str, int]) -> float:
+    """Seconds from the first start to the last result of ``args.runs`` runs."""
+    async with Engine(url, **options) as engine:  # type: ignore[arg-type]
         began = time.perf_counter()
-        started = [await engine.start(fn, "acme", steps) for _ in range(runs)]  # type: ignore[arg-type]
+        started = [await engine.start(fn, "acme", args.steps) for _ in range(args.runs)]  # type: ignore[arg-type]
         for run in started:
             await run.result()
         return time.perf_counter() - began
@@ -81,19 +89,18 @@ async def burst(url: str, fn: object, runs: int, steps: int) -> float:
 
 async def measure(store: str, args: argparse.Namespace) -> None:
     """Print steps/s of each variant on ``store``."""
-    for name, fn in VARIANTS.items():
+    for name, (fn, options) in VARIANTS.items():
         best = float("inf")
         for _ in range(args.repeat):
             with tempfile.TemporaryDirectory() as tmp:
                 if store == "sqlite":
-                    best = min(
-                        best, await burst(f"sqlite:///{Path(tmp)}/b.db", fn, args.runs, args.steps)
-                    )
+                    url = f"sqlite:///{Path(tmp)}/b.db"
+                    best = min(best, await burst(url, fn, args, options))
                     continue
                 server = postgres_server()
                 url, database = await make_database(server, "perdure_flow")
                 try:
-                    best = min(best, await burst(url, fn, args.runs, args.steps))
+                    best = min(best, await burst(url, fn, args, options))
                 finally:
                     await drop_database(server, database)
         steps = args.runs * args.steps

@@ -28,10 +28,7 @@ if TYPE_CHECKING:
     from perdure._flow import StepLimits
     from perdure._records import NewRun, RunRecord
 
-__all__ = ["CLAIM", "CLAIM_OF", "ROOM", "PostgresFlow"]
-
-ROOM = "(limit_key IS NULL OR status <> 'pending' OR perdure_limit_used(limit_key) < limit_n)"
-"""A due run may be claimed: no limit, holding its slot already, or one free."""
+__all__ = ["CLAIM", "CLAIM_OF", "PostgresFlow"]
 
 CLAIM = f"SELECT {rows.RUN_COLUMNS} FROM perdure_claim($1, $2, $3, NULL)"  # noqa: S608
 CLAIM_OF = f"SELECT {rows.RUN_COLUMNS} FROM perdure_claim($1, $2, $3, $4::text[])"  # noqa: S608

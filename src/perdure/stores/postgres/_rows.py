@@ -105,9 +105,11 @@ CLAIM_OF = _CLAIM.format(
 # As the claim sees them: a run of a status this release does not know sets no timer.
 # A run waiting on a full limit (migration 0012) sets no timer: a holder's end wakes it.
 _NEXT_WAKE_AT = (
-    "SELECT wake_at FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL "  # noqa: S608
-    f"AND status IN {CLAIMABLE} {{only}} AND (limit_key IS NULL OR status <> 'pending' "
-    "OR perdure_limit_used(limit_key) < limit_n) ORDER BY wake_at LIMIT 1"
+    "WITH held AS MATERIALIZED (SELECT * FROM perdure_limits_held()) "  # noqa: S608
+    "SELECT wake_at FROM runs WHERE owner IS NULL AND wake_at IS NOT NULL "
+    f"AND status IN {CLAIMABLE} {{only}} AND (runs.limit_key IS NULL OR status <> 'pending' "
+    "OR NOT EXISTS (SELECT 1 FROM held WHERE held.limit_key = runs.limit_key "
+    "AND held.used >= runs.limit_n)) ORDER BY wake_at LIMIT 1"
 )
 NEXT_WAKE_AT = _NEXT_WAKE_AT.format(only="")
 NEXT_WAKE_AT_OF = _NEXT_WAKE_AT.format(only="AND workflow = ANY($1::text[])")

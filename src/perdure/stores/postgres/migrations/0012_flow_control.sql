@@ -10,7 +10,10 @@ ALTER TABLE runs ADD COLUMN limit_n integer;
 
 CREATE UNIQUE INDEX runs_dedupe ON runs (workflow, dedupe_key)
     WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running', 'blocked');
-CREATE INDEX runs_limit ON runs (limit_key, status, owner) WHERE limit_key IS NOT NULL;
+-- The live runs of each limit key (an ended run leaves it): a key's holders by range,
+-- and every key's at once (`perdure_limits_full`) without reading ended runs.
+CREATE INDEX runs_limit ON runs (limit_key, status, owner)
+    WHERE limit_key IS NOT NULL AND status IN ('pending', 'running', 'blocked');
 
 CREATE TABLE step_slots (
     holder    text COLLATE "C" PRIMARY KEY,
@@ -32,9 +35,20 @@ CREATE INDEX step_starts_key ON step_starts (key, started_at);
 
 -- The runs holding a slot of a limit key: from their first claim until they end.
 CREATE FUNCTION perdure_limit_used(p_key text) RETURNS bigint LANGUAGE sql STABLE AS $$
-    SELECT (SELECT count(*) FROM runs WHERE limit_key = p_key AND status IN ('running', 'blocked'))
-         + (SELECT count(*) FROM runs WHERE limit_key = p_key AND status = 'pending'
-                                        AND owner IS NOT NULL)
+    SELECT count(*) FROM runs
+     WHERE limit_key = p_key AND status IN ('pending', 'running', 'blocked')
+       AND (status <> 'pending' OR owner IS NOT NULL)
+$$;
+
+-- The limit keys whose slots are all held, each with its holders: read once per claim
+-- (or wake-up time) rather than counted again for each run waiting on them (a hot key
+-- with 190 runs waiting made each claim count 190 times).
+CREATE FUNCTION perdure_limits_held() RETURNS TABLE (limit_key text, used bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT limit_key, count(*) FROM runs
+     WHERE limit_key IS NOT NULL AND status IN ('pending', 'running', 'blocked')
+       AND (status <> 'pending' OR owner IS NOT NULL)
+     GROUP BY limit_key
 $$;
 
 -- Claim up to p_limit due runs, highest priority first, then oldest wake_at. A pending
@@ -51,12 +65,14 @@ DECLARE
     v_row runs;
 BEGIN
     FOR r IN
-        SELECT id, status, limit_key, limit_n FROM runs
+        WITH held AS MATERIALIZED (SELECT * FROM perdure_limits_held())
+        SELECT id, status, runs.limit_key, limit_n FROM runs
          WHERE owner IS NULL AND wake_at IS NOT NULL AND wake_at <= p_at
            AND status IN ('pending', 'running', 'blocked')
            AND (p_workflows IS NULL OR workflow = ANY(p_workflows))
-           AND (limit_key IS NULL OR status <> 'pending'
-                OR perdure_limit_used(limit_key) < limit_n)
+           AND (runs.limit_key IS NULL OR status <> 'pending' OR NOT EXISTS (
+                SELECT 1 FROM held WHERE held.limit_key = runs.limit_key
+                                     AND held.used >= runs.limit_n))
          ORDER BY priority DESC, wake_at, id
          LIMIT p_limit  -- each row read is locked until commit: read no more than taken
            FOR UPDATE SKIP LOCKED
