@@ -23,6 +23,7 @@ a SQLite file in a temporary folder, or a throwaway PostgreSQL database
   f  recovery: R runs mid-step in a process that is SIGKILLed; time until a new
      process has all of them running again
   g  memory: resident size of one process holding R sleeping runs
+  h  fan-out: one parent starting C child runs at once, from its start to its result
 
 Before them, the storage's own limit (`physical.py`): one-row commits per second.
 
@@ -199,6 +200,15 @@ WORKLOADS: dict[str, Workload] = {
         timeout_s=900.0,
         reduced={"dbos": {"runs": 10000}, "perdure/postgres": {"runs": 20000}},
     ),
+    "h": Workload(
+        "h. fan-out (one parent, C child runs at once; DBOS: start_workflow in a workflow)",
+        {"children": 1000},
+        {"children": 100},
+        [
+            Figure("total_s", "seconds, parent's start to its result", digits=2),
+            Figure("children_per_s", "children per second", higher_is_better=True, digits=0),
+        ],
+    ),
 }
 
 
@@ -365,6 +375,36 @@ def physical(tmp: Path, server: str, stores: list[str], quick: bool) -> list[dic
     return limits
 
 
+def streams_bench(server: str, stores: list[str], quick: bool) -> dict[str, Any]:
+    """Run streams.py (durable streams, perdure alone) and print its table; its figures."""
+    cmd = child("streams.py", "--json", "--postgres-server", server)
+    cmd += ["--chunks", "10000", "--seconds", "2"] if quick else []
+    wanted = [store for store in ("sqlite", "postgres") if store in stores]
+    if not wanted:
+        return {}
+    cmd += ["--store", wanted[0] if len(wanted) == 1 else "both"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=900)
+    if done.returncode != 0:
+        print(f"streams.py failed: {done.stderr.strip()[-2000:]}")
+        return {}
+    figures: dict[str, Any] = json.loads(done.stdout)
+    print(
+        "\n== durable streams, perdure alone: one step's chunks/s; write-to-reader latency "
+        "across processes (streams.py)"
+    )
+    print(
+        f"   {'store':<9} {'burst chunks/s':>15} {'store writes':>13} | {'paced':>9} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'writes/s':>9}"
+    )
+    for store, r in figures.items():
+        print(
+            f"   {store:<9} {r['burst_chunks_per_s']:>15,.0f} {r['burst_store_writes']:>13,} | "
+            f"{r['paced_rate']:>7.0f}/s {r['latency_p50_ms']:>8.1f} {r['latency_p99_ms']:>8.1f} "
+            f"{r['paced_store_writes_per_s']:>9.1f}"
+        )
+    return figures
+
+
 def print_physical(limits: list[dict[str, Any]]) -> None:
     """The physical limits' table."""
     print("\n== the storage's own limit: one-row commits per second, one writer (physical.py)")
@@ -464,6 +504,7 @@ async def main_async(args: argparse.Namespace) -> int:
         runner = Runner(server, Path(tmp), libs, extra)
         for name in only:
             await runner.workload(name, args.stores, size)
+        streams = {} if args.no_streams else streams_bench(server, args.stores, args.quick)
     took = time.perf_counter() - began
     print(f"\nall done in {took:.0f} s")
     if runner.errors:
@@ -472,6 +513,7 @@ async def main_async(args: argparse.Namespace) -> int:
         report = {
             "environment": env,
             "physical": limits,
+            "streams": streams,
             "results": runner.results,
             "sizes": size,
             "seconds": took,
@@ -495,6 +537,7 @@ def main() -> None:
     parser.add_argument("--libs", default=",".join(LIBS), type=lambda s: s.split(","))
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--no-physical", action="store_true")
+    parser.add_argument("--no-streams", action="store_true", help="skip streams.py")
     parser.add_argument("--postgres-server", default=postgres_server())
     parser.add_argument("--from-json", help="only print the tables of a run saved with --json")
     parser.add_argument(

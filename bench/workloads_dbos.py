@@ -83,6 +83,23 @@ async def sequential(n: int) -> int:
 
 
 @DBOS.workflow()
+async def fan_child(i: int) -> int:
+    """A child workflow of one trivial step."""
+    return int(await noop(i))
+
+
+@DBOS.workflow()
+async def fan_out(n: int) -> int:
+    """N child workflows started at once from this one (DBOS.start_workflow_async in a
+    workflow), then their results, one after the other (each read is recorded)."""
+    handles = [await DBOS.start_workflow_async(fan_child, i) for i in range(n)]
+    total = 0
+    for handle in handles:
+        total += await handle.get_result()
+    return total
+
+
+@DBOS.workflow()
 async def one_step(i: int) -> int:
     """One trivial step."""
     return int(await noop(i))
@@ -217,6 +234,19 @@ async def b_latency(url: str, params: Params) -> Figures:
         await run(one_step, len(samples))
         samples.append(time.perf_counter() - began)
     return latency_figures(samples, "")
+
+
+async def h_fan_out(url: str, params: Params) -> Figures:
+    """One parent starting ``children`` child workflows: its start to its result."""
+    children = params["children"]
+    launch(url)
+    await run(fan_out, 10)  # warm up
+    began = time.perf_counter()
+    total = await run(fan_out, children)
+    took = time.perf_counter() - began
+    if total != children * (children - 1) // 2:
+        raise SystemExit("the fan-out returned a wrong result")
+    return {"total_s": took, "children_per_s": children / took}
 
 
 async def c_throughput(url: str, params: Params) -> Figures:
@@ -473,6 +503,7 @@ WORKLOADS = {
     "e": e_sleep,
     "f": f_recovery,
     "g": g_memory,
+    "h": h_fan_out,
     "serve-resume": serve_resume,
     "recovery-load": recovery_load,
     "recovery-resume": recovery_resume,

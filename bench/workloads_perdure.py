@@ -38,6 +38,18 @@ async def noop(i: int) -> int:
     return i
 
 
+@perdure.workflow(name="bench-fan-child")
+async def fan_child(i: int) -> int:
+    """A child run of one trivial step."""
+    return await noop(i)
+
+
+@perdure.workflow(name="bench-fan-out")
+async def fan_out(n: int) -> int:
+    """N child runs at once (gathered), and the sum of their results."""
+    return sum(await asyncio.gather(*(fan_child(i) for i in range(n))))
+
+
 @perdure.workflow(name="bench-sequential")
 async def sequential(n: int) -> int:
     """N trivial steps, one after the other."""
@@ -461,6 +473,20 @@ async def g_memory(url: str, params: Params) -> NoReturn:
         os._exit(0)
 
 
+async def h_fan_out(url: str, params: Params) -> Figures:
+    """One parent gathering ``children`` child runs: its start to its result."""
+    children = params["children"]
+    async with perdure.Engine(url) as engine:
+        await (await engine.start(fan_out, 10)).result()  # warm up
+        began = time.perf_counter()
+        run = await engine.start(fan_out, children)
+        total = await run.result()
+        took = time.perf_counter() - began
+    if total != children * (children - 1) // 2:
+        raise SystemExit("the fan-out returned a wrong result")
+    return {"total_s": took, "children_per_s": children / took}
+
+
 WORKLOADS = {
     "a": a_sequential,
     "b": b_latency,
@@ -469,6 +495,7 @@ WORKLOADS = {
     "e": e_sleep,
     "f": f_recovery,
     "g": g_memory,
+    "h": h_fan_out,
     "serve-resume": serve_resume,
     "recovery-load": recovery_load,
     "recovery-resume": recovery_resume,
