@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -225,3 +226,57 @@ async def test_a_running_async_step_sees_the_cancel(engine: Engine) -> None:
     assert [e.type for e in events][-2:] == [EventType.STEP_CANCELLED, EventType.RUN_CANCELLED]
     (row,) = await engine.store.steps(run.id)
     assert row.status == "cancelled"
+
+
+@workflow(name="children-bad-input")
+async def bad_input() -> list[str]:
+    """start_child with what it refuses: each refusal is an error the workflow catches."""
+    seen = []
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: perdure.start_child(double, 1),  # type: ignore[arg-type]
+        lambda: perdure.start_child(child_double, 1, run_id=""),
+        lambda: perdure.start_child(child_double, object()),
+    ]
+    for call in calls:
+        try:
+            await call()
+        except (TypeError, ValueError) as exc:
+            seen.append(type(exc).__name__)
+    return seen
+
+
+@workflow(name="children-named-child")
+async def named_child(run_id: str) -> list[object]:
+    """A child under an id the workflow chose; again under an id another run holds."""
+    mine = await perdure.start_child(child_double, 4, run_id=f"{run_id}-mine")
+    taken = await perdure.start_child(child_double, 5, run_id="someone-elses")
+    try:
+        await taken.result()
+    except perdure.WorkflowFailed as exc:
+        return [mine.id, await mine.result(), exc.type, exc.run_id]
+    return ["not raised"]
+
+
+async def test_start_child_refuses_bad_input_before_logging_anything(engine: Engine) -> None:
+    """A step instead of a workflow, an empty run id, an argument that cannot be stored:
+    TypeError or ValueError in the workflow, and no child run; outside a workflow,
+    RuntimeError."""
+    run = await engine.start(bad_input)
+    assert await run.result(timeout=30) == ["TypeError", "ValueError", "TypeError"]
+    assert await engine.list_runs(parent_id=run.id) == []
+    assert of_type(await run.events(), EventType.CHILD_STARTED) == []
+    with pytest.raises(RuntimeError, match="inside a workflow"):
+        await perdure.start_child(child_double, 1)
+
+
+async def test_a_child_under_a_chosen_id_and_one_another_run_holds(engine: Engine) -> None:
+    """start_child(run_id=...) names the child; an id an unrelated run holds fails that
+    child (ValueError, naming the id) rather than adopting the other run."""
+    other = await engine.start(child_double, 9, run_id="someone-elses")
+    assert await other.result(timeout=30) == 18
+    run = await engine.start(named_child, "named")
+    child_id, result, kind, failed_id = await run.result(timeout=30)
+    assert (child_id, result) == ("named-mine", 8)
+    assert (kind, failed_id) == ("builtins.ValueError", "someone-elses")
+    assert (await engine.get_run("named-mine")).record.parent_id == run.id
+    assert (await engine.get_run("someone-elses")).record.parent_id is None

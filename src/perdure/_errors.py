@@ -4,8 +4,10 @@ The hierarchy::
 
     Exception
     ├── PerdureError                  base of everything perdure raises on its own behalf
-    │   ├── WorkflowFailed            run.result() of a run that ended `failed`
-    │   ├── WorkflowCancelled         run.result() of a run that ended `cancelled`
+    │   ├── WorkflowFailed            run.result() of a run that ended `failed`; in a
+    │   │                             workflow, a child run that failed (its run_id)
+    │   ├── WorkflowCancelled         run.result() of a run that ended `cancelled`; in a
+    │   │                             workflow, a child run that was cancelled
     │   ├── NonDeterminismError       the workflow's code no longer matches its run's log
     │   ├── LeaseLostError            a worker tried to write to a run it no longer holds
     │   ├── CancelRequestedError      a worker tried to move on a run whose cancel is stored
@@ -133,6 +135,10 @@ class _RemoteError(PerdureError):
 
 class WorkflowFailed(_RemoteError):
     """The run ended `failed`: the workflow raised, or a step's failure was not caught.
+
+    Raised by ``run.result()``, and inside a workflow where it awaits a child run that
+    failed (`perdure.start_child`, or a call of a workflow): then ``run_id`` is the
+    child's, and the parent may catch it.
 
     Attributes:
         run_id: the run that failed.
