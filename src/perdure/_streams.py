@@ -11,7 +11,7 @@ and the rules of their states). Two writers, one interface:
   chunks into one store call.
 - In a step, the writer buffers chunks and stores them at most every `FLUSH_INTERVAL`
   seconds (the first write after a quiet spell at once), or when `FLUSH_SIZE` wait: a
-  model producing a few hundred tokens a second costs about ten commits a second, not
+  model producing a few hundred tokens a second costs about five commits a second, not
   one per token. When the attempt returns, what is left is stored before its result is
   recorded (`finish_attempt`, called by the attempt loop). When it raises, its chunks
   are retracted: live readers receive a `StreamRetracted` naming the attempt and the
@@ -59,8 +59,9 @@ __all__ = [
 
 logger = logging.getLogger("perdure.streams")
 
-FLUSH_INTERVAL = 0.1
-"""Seconds between two stores of one step writer's chunks, at most ten a second."""
+FLUSH_INTERVAL = 0.2
+"""Seconds between two stores of one step writer's chunks: at most five a second. A
+reader sees a chunk at most this much later than it was written, plus the wake-up."""
 FLUSH_SIZE = 1000
 """Chunks a step writer holds before it stores them without waiting for the interval."""
 
