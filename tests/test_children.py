@@ -280,3 +280,31 @@ async def test_a_child_under_a_chosen_id_and_one_another_run_holds(engine: Engin
     assert (kind, failed_id) == ("builtins.ValueError", "someone-elses")
     assert (await engine.get_run("named-mine")).record.parent_id == run.id
     assert (await engine.get_run("someone-elses")).record.parent_id is None
+
+
+@workflow(name="children-forkable")
+async def forkable(token: str) -> list[object]:
+    """A child that completes, one that waits on a hook, a step, then the latter's end."""
+    first = await child_double(1)
+    waiting = await perdure.start_child(waits_on_hook, token)
+    marker = await double(5)
+    try:
+        second: object = await waiting.result()
+    except perdure.WorkflowFailed as exc:
+        second = f"failed: {exc.message}"
+    return [first, marker, second]
+
+
+async def test_a_fork_keeps_its_originals_children_apart(engine: Engine) -> None:
+    """A fork replays the children its copied log completed, and a child still running
+    at the fork point (its original's) fails in the fork instead of hanging it."""
+    run = await engine.start(forkable, "fork-1")
+    await wait_for_hook(engine, "fork-1")
+    fork = await engine.fork(run.id, from_step=f"{double.name}#1")
+    first, marker, second = await fork.result(timeout=30)
+    assert (first, marker) == (2, 10)
+    assert str(second).startswith("failed: child run ")
+    assert "forked from" in str(second)
+    assert await engine.list_runs(parent_id=fork.id) == []  # it started no child itself
+    await go.resume("fork-1", "original's")
+    assert await run.result(timeout=30) == [2, 10, "original's"]

@@ -536,11 +536,13 @@ class WorkflowInstance:
     ) -> tuple[str, asyncio.Future[ChildDone]]:
         """Start a child run of ``spec``; the future resolves with how it ended.
 
-        Its id is ``run_id`` when the workflow names one, else derived from this run's
-        id and the call's correlation id (`child_run_id`).
+        Its id is the one the log holds for this call on replay; else ``run_id`` when
+        the workflow names one, else derived from this run's id and the call's
+        correlation id (`child_run_id`).
         """
         cid = self._next_id(f"child.{spec.name}")
-        child_id = run_id or child_run_id(self.run_id, cid)
+        logged = self._logged_tokens.get(cid) if self._logged_tokens else None
+        child_id = logged or run_id or child_run_id(self.run_id, cid)
         future: asyncio.Future[ChildDone] = self.loop.create_future()
         self._calls[cid] = future
         self._command(StartChild(cid, spec, input_, child_id, detached))
@@ -611,6 +613,16 @@ class WorkflowInstance:
     def use_logged_tokens(self, tokens: dict[str, str]) -> None:
         """Give webhooks created again on replay the tokens the log holds (by call id)."""
         self._logged_tokens = dict(tokens) if tokens else _NO_TOKENS
+
+    def use_logged_children(self, children: dict[str, str]) -> None:
+        """Give child runs started again on replay the ids the log holds (by call id).
+
+        The log rules: a fork's derived ids would differ from its original's, and a
+        workflow may have changed how it names a child since. Kept with the webhooks'
+        tokens, in one map by call id (``hook.`` and ``child.`` ids never meet).
+        """
+        if children:
+            self._logged_tokens = {**self._logged_tokens, **children}
 
     def use_logged_patches(self, patches: set[str], calls: int) -> None:
         """Before a replay: the patches the log marked, and how many durable calls it holds.

@@ -177,9 +177,9 @@ def _matches(command: Command, entry: _Scheduling) -> bool:
         case CreateHook():
             return isinstance(entry, _log.HookCreated) and _same_hook(command, entry)
         case StartChild():
-            # The logged run id rules: a workflow that names its child's id decides it
-            # the same way on replay, and a derived one is derived the same way.
-            return isinstance(entry, _log.ChildStarted) and entry.run_id == command.run_id
+            # By workflow: the run id is the log's (`use_logged_children`), whatever the
+            # code would name it now (a fork's derived ids differ from its original's).
+            return isinstance(entry, _log.ChildStarted) and entry.workflow == command.spec.name
     return False  # pragma: no cover
 
 
@@ -210,6 +210,13 @@ class _Replay:
                 entry.correlation_id: entry.token
                 for entry in self.entries
                 if isinstance(entry, _log.HookCreated) and entry.kind == WEBHOOK
+            }
+        )
+        instance.use_logged_children(
+            {
+                entry.correlation_id: entry.run_id
+                for entry in self.entries
+                if isinstance(entry, _log.ChildStarted)
             }
         )
         self.patches = {e.patch for e in self.entries if isinstance(e, _log.PatchMarked)}

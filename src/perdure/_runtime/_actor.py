@@ -51,6 +51,7 @@ from perdure._errors import (
     NonDeterminismError,
     RowFormatError,
 )
+from perdure._flow import limit_flow
 from perdure._log import LogFormatError
 from perdure._metrics import recorder
 from perdure._records import (
@@ -327,6 +328,9 @@ class RunActor:
                 )
         for child in result.children:  # started and not ended: the store tells us its end
             self._child_started(child.command)
+        if record.forked_from is not None and result.children:
+            with _store_call():
+                await self._forked_children([child.command for child in result.children])
         self._process(result.commands)
         for cid, wake_at in result.timers.items():
             self._arm_timer(cid, wake_at)
@@ -547,15 +551,43 @@ class RunActor:
         Returns the children whose id an unrelated run already holds.
         """
         store = self.host.store
-        made = await asyncio.gather(
-            *(store.create_run(self.child_run(child), now) for child in children)
-        )
+
+        async def create(child: StartChild) -> tuple[RunRecord, bool]:
+            new = self.child_run(child)
+            flow = limit_flow(child.spec, new.input)  # held to its workflow's limit
+            if flow is None:
+                return await store.create_run(new, now)
+            return await store.create_flow_run(new, flow, now)
+
+        made = await asyncio.gather(*(create(child) for child in children))
         self.host.poke()  # the worker may claim them, and a store hides its own writes
         return [
             (child, record)
             for child, (record, _) in zip(children, made, strict=True)
             if record.parent_id != self.run_id
         ]
+
+    async def _forked_children(self, children: list[StartChild]) -> None:
+        """End the children a fork's log holds in flight: they are its original's.
+
+        Their ends go to the run that started them. Each gets its end now, if it has
+        one, or fails, saying so: a fork never waits for ever.
+        """
+        for command in children:
+            child = await self.host.store.get_run(command.run_id)
+            if child is not None and child.parent_id == self.run_id:
+                continue
+            cid = command.correlation_id
+            if child is not None and child.status.is_terminal:
+                error = child.error if child.status is RunStatus.FAILED else None
+                done = ChildDone(cid, child.id, child.status.value, child.output, error)
+            else:
+                problem = RuntimeError(
+                    f"child run {command.run_id} was started by the run this one was forked "
+                    "from, and had not ended at the fork point: it belongs to that run"
+                )
+                done = ChildDone(cid, command.run_id, "failed", None, error_record(problem))
+            self._child_ended(cid, done, None)
 
     def _not_our_child(self, command: StartChild, taken: RunRecord) -> None:
         """The id the workflow chose for a child belongs to another run: the child fails."""
