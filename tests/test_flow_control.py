@@ -349,3 +349,56 @@ def test_rates_read_as_documented() -> None:
     assert Rate("5/10s").period == 10.0
     assert Rate("3 / hours").period == 3600.0
     assert Rate("10/s").period == 1.0
+
+
+child_in_flight = 0
+child_most = 0
+
+
+@step
+async def child_work(n: int) -> int:
+    """Counts how many children of the limited workflow run at once."""
+    global child_in_flight, child_most  # noqa: PLW0603 - the test's probe
+    child_in_flight += 1
+    child_most = max(child_most, child_in_flight)
+    try:
+        for _ in range(20):  # a sibling that got in meanwhile would show
+            await asyncio.sleep(0.002)
+    finally:
+        child_in_flight -= 1
+    return n
+
+
+@workflow(concurrency=Limit(1))
+async def one_child_at_a_time(n: int) -> int:
+    """A child workflow with a global limit of one."""
+    return await child_work(n)
+
+
+@workflow
+async def fans_out(count: int) -> list[int]:
+    """Starts ``count`` limited children at once."""
+    return list(await asyncio.gather(*(one_child_at_a_time(n) for n in range(count))))
+
+
+async def test_child_runs_are_held_to_their_workflows_limit(engine: Engine) -> None:
+    """Children started together by a parent still run one at a time under Limit(1)."""
+    global child_most  # noqa: PLW0603 - the test's probe
+    child_most = 0
+    run = await engine.start(fans_out, 4)
+    assert await run.result(timeout=30) == [0, 1, 2, 3]
+    assert child_most == 1
+
+
+async def test_a_rerun_is_held_to_its_workflows_limit(engine: Engine) -> None:
+    """A rerun of a limited run waits for the slot its original holds."""
+    first = await engine.start(one_at_a_time, "y1")
+    await wait_for_hook(engine, "y1")
+    again = await engine.rerun(first.id)
+    wait = await wait_until(engine, lambda: engine.limit_wait(again.id))
+    assert wait.reason == "waiting for a slot: all runs, 1 of 1 in use"
+    await go.resume("y1", Go())
+    await first.result(timeout=10)
+    await wait_for_hook(engine, "y1")  # the rerun, same input, same token
+    await go.resume("y1", Go())
+    assert await again.result(timeout=10) == "y1"

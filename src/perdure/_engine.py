@@ -21,7 +21,7 @@ from perdure._errors import (
     WorkflowCancelled,
     WorkflowFailed,
 )
-from perdure._flow import LimitUsage, LimitWait, RunFlow, flow_of
+from perdure._flow import LimitUsage, LimitWait, RunFlow, flow_of, limit_flow
 from perdure._fork import fork_prefix
 from perdure._hooks import WEBHOOK, RecentHooks, stored_payload, unstorable
 from perdure._listing import RunPage, check_limit, decode_cursor, encode_cursor
@@ -522,7 +522,9 @@ class Engine(ScheduleMethods):
             RowFormatError: the run's row cannot be read (a ValueError naming the column).
         """
         new = await self._again(run_id)
-        record, _ = await self._create(new)
+        spec = lookup_workflow(new.workflow)  # held to its workflow's limit, if defined here
+        flow = limit_flow(spec, new.input) if spec is not None else None
+        record, _ = await self._create(new, flow)
         return Run(self, record)
 
     async def fork(self, run_id: str, *, from_step: str) -> Run[Any]:

@@ -42,6 +42,7 @@ __all__ = [
     "check_priority",
     "flow_of",
     "key_value",
+    "limit_flow",
     "parse_rate",
 ]
 
@@ -303,3 +304,21 @@ def flow_of(
     if not priority and dedupe_key is None and limit_key is None:
         return None
     return RunFlow(priority, dedupe_key, not_before, limit_key, limit_n)
+
+
+def limit_flow(spec: Any, encoded_input: Any) -> RunFlow | None:
+    """The concurrency limit of a run of ``spec`` created from its stored input, or None.
+
+    For the runs perdure starts itself (a rerun, a child run, a schedule's tick): they
+    are held to their workflow's limit as `Engine.start`'s are. None when the workflow
+    has no limit.
+    """
+    limit: Limit | None = getattr(spec, "concurrency", None)
+    if limit is None:
+        return None
+    value = None
+    if limit.key is not None:
+        args, kwargs = spec.codec.decode_args(encoded_input)
+        value = key_value(limit.key, spec.fn, args, kwargs)
+    key = spec.name if value is None else f"{spec.name}:{value}"
+    return RunFlow(limit_key=key, limit_n=limit.n)

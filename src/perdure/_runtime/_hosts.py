@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from perdure.stores._protocol import LogStore, QueueStore, RunStore, StreamStore
+from perdure.stores._protocol import FlowStore, LogStore, QueueStore, RunStore, StreamStore
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
@@ -24,10 +24,11 @@ if TYPE_CHECKING:
 __all__ = ["ActorStore", "HeldRun", "QueueHost", "QueueRunnerStore", "RunHost"]
 
 
-class ActorStore(LogStore, StreamStore, RunStore, Protocol):
+class ActorStore(LogStore, StreamStore, RunStore, FlowStore, Protocol):
     """What a run actor uses of the store: its log, its streams, the runs it starts.
 
-    Runs: it creates its child runs, and asks for their cancel when it is cancelled.
+    Runs: it creates its child runs (held to their workflow's concurrency limit), and
+    asks for their cancel when it is cancelled.
     """
 
 

@@ -23,6 +23,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from perdure._flow import limit_flow
 from perdure._records import NewRun
 from perdure._schedules import (
     ScheduleRecord,
@@ -69,6 +70,10 @@ async def start_scheduled_run(
         spec.version if spec is not None else None,
         attributes=schedule_attributes(schedule.id, tick),
     )
+    flow = limit_flow(spec, new.input) if spec is not None else None  # its workflow's limit
+    if flow is not None:
+        _, created = await store.create_flow_run(new, flow, now)
+        return created
     _, created = await store.create_run(new, now)
     return created
 

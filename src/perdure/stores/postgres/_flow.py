@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from perdure._flow import StepLimits
     from perdure._records import NewRun, RunRecord
 
-__all__ = ["CLAIM", "CLAIM_OF", "PostgresFlow"]
+__all__ = ["CLAIM", "CLAIM_OF", "PostgresFlow", "new_run_row"]
 
 CLAIM = f"SELECT {rows.RUN_COLUMNS} FROM perdure_claim($1, $2, $3, NULL)"  # noqa: S608
 CLAIM_OF = f"SELECT {rows.RUN_COLUMNS} FROM perdure_claim($1, $2, $3, $4::text[])"  # noqa: S608
@@ -71,14 +71,21 @@ _LIMITS = (
 _TAKE = "SELECT granted, retry_at FROM perdure_take_step_slot($1, $2, $3, $4, $5, $6, $7, $8)"
 
 
-def _row(run: NewRun, now: datetime) -> ops.NewRunRow:
-    """`ops.CREATE_RUN`'s arguments for ``run``, as `PostgresStore.create_run` builds them."""
+def new_run_row(run: NewRun, now: datetime) -> ops.NewRunRow:
+    """`ops.CREATE_RUN`'s arguments for ``run``, the same ``run_created`` for every start.
+
+    `PostgresStore.create_run` and a start with flow control both build it here. Its
+    deadline and attributes ride in the event: migration 0010's trigger indexes them.
+    """
     event = run_created(
         workflow=run.workflow,
         input=run.input,
         version=run.version,
         attributes=run.attributes,
         deadline=None if run.deadline is None else utc(run.deadline),
+        parent_id=run.parent_id,
+        root_id=run.root_id,
+        parent_call=run.parent_call,
     )
     return ops.NewRunRow(
         run.id, run.workflow, rows.dumps(run.input), run.version, rows.dumps(event.data), now
@@ -128,7 +135,7 @@ class PostgresFlow:
                             utc(flow.not_before), now,
                         )  # fmt: skip
                     return str(live["id"]), False
-            if not await conn.fetchval(ops.CREATE_RUN, *_row(run, now)):
+            if not await conn.fetchval(ops.CREATE_RUN, *new_run_row(run, now)):
                 return run.id, False
             not_before = None if flow.not_before is None else utc(flow.not_before)
             await conn.execute(

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from perdure._chunks import check_stream_name
-from perdure._log import RunBlocked, run_created, run_unblocked
+from perdure._log import RunBlocked, run_unblocked
 from perdure._records import RunRecord, RunStatus
 from perdure.stores._common import hook_not_found, same_hook, utc
 from perdure.stores._protocol import Store
@@ -63,7 +63,7 @@ from perdure.stores.postgres._connect import (
     translated_task,
     with_defaults,
 )
-from perdure.stores.postgres._flow import PostgresFlow
+from perdure.stores.postgres._flow import PostgresFlow, new_run_row
 from perdure.stores.postgres._fork import fork_run
 from perdure.stores.postgres._group import GroupCommit, PostgresStatistics
 from perdure.stores.postgres._listener import Listener
@@ -236,20 +236,8 @@ class PostgresStore(PostgresSchedules, PostgresFlow, Store):
         Sent with the runs others create at about the same moment: one sync for them all.
         """
         now = utc(now)
-        run_input = rows.dumps(run.input)
-        # Its deadline and attributes ride in the event: migration 0010's trigger indexes them.
-        event = run_created(
-            workflow=run.workflow,
-            input=run.input,
-            version=run.version,
-            attributes=run.attributes,
-            deadline=None if run.deadline is None else utc(run.deadline),
-            parent_id=run.parent_id,
-            root_id=run.root_id,
-            parent_call=run.parent_call,
-        )
-        data = rows.dumps(event.data)
-        row = ops.NewRunRow(run.id, run.workflow, run_input, run.version, data, now)
+        row = new_run_row(run, now)
+        run_input = row.input
         created = await self._group.create_run(row)
         if not created:
             existing = await self.get_run(run.id)
