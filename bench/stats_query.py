@@ -69,7 +69,6 @@ def fill(path: Path, runs: int, steps: int, now: datetime) -> None:
             _flush(conn, run_rows, step_rows)
     _flush(conn, run_rows, step_rows)
     conn.execute("COMMIT")
-    conn.execute("ANALYZE")
     conn.close()
 
 
