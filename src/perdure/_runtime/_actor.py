@@ -618,6 +618,8 @@ class RunActor:
     def _child_ended(self, cid: str, done: ChildDone, inbox_id: int | None) -> None:
         if self._children is not None:
             self._children.pop(cid, None)
+            if not self._children:
+                self._children = None
         self._emit(
             _log.child_completed(
                 cid, run_id=done.run_id, status=done.status, output=done.output, error=done.error
@@ -891,9 +893,16 @@ class RunActor:
             )
         finally:
             self._steps.pop(command.correlation_id, None)
-            if self._attempts is not None:
-                self._attempts.pop(command.correlation_id, None)
+            self._forget_attempt(command.correlation_id)
             self._settled()
+
+    def _forget_attempt(self, cid: str) -> None:
+        # None again once empty: a sleeping run holds no dict for it (test_memory.py).
+        attempts = self._attempts
+        if attempts is not None:
+            attempts.pop(cid, None)
+            if not attempts:
+                self._attempts = None
 
     def _attempt_is(self, command: ScheduleStep, attempt: int) -> None:
         if self._attempts is None:
@@ -1062,8 +1071,7 @@ class RunActor:
             self._tasks_seen = set()
         self._tasks_seen.add(task.id)
         command = None if self._remote is None else self._remote.pop(task.correlation_id, None)
-        if self._attempts is not None:
-            self._attempts.pop(task.correlation_id, None)
+        self._forget_attempt(task.correlation_id)
         made = None if command is None else outcome_events(task, command.spec.name)
         if made is None:  # the workflow awaits no such step: the log cannot take it
             logger.warning(
