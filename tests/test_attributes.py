@@ -6,6 +6,7 @@ fixture), each with a fake clock.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,7 +14,8 @@ import pytest
 import perdure
 from conftest import EngineFactory
 from helpers import evicted, of_type, wait_for_hook, wait_until
-from perdure import Engine, EventType, RunStatus, define_hook, step, workflow
+from perdure import Engine, Event, EventType, RunStatus, _log, define_hook, step, workflow
+from perdure._fork import fork_prefix, step_ids
 
 go = define_hook(dict, name="attributes-go")
 
@@ -141,3 +143,24 @@ async def test_a_bad_search_term_is_refused(engine: Engine) -> None:
         await engine.list_runs(attributes={"customer": ["acme"]})
     with pytest.raises(ValueError, match="'bad key'"):
         await engine.list_runs(attributes={"bad key": "x"})
+
+
+def test_attribute_sets_are_copied_by_a_fork_and_are_no_step_ids() -> None:
+    """A fork copies the attributes set before its step (its run keeps them), and
+    ``attributes#n`` is not offered as a step to fork from."""
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+    log = [
+        Event("r1", seq, event.type, event.correlation_id, event.data, at)
+        for seq, event in enumerate(
+            [
+                _log.run_created(workflow="wf", input=None, version="v1"),
+                _log.run_started(worker="w1"),
+                _log.attributes_set("attributes#1", values={"customer": "acme"}),
+                _log.step_started("a#1", name="a", attempt=1, input=None),
+            ],
+            start=1,
+        )
+    ]
+    assert step_ids(log) == ["a#1"]
+    prefix = fork_prefix("r1", log, "a#1")
+    assert [e.type for e in prefix] == [EventType.RUN_STARTED, EventType.ATTRIBUTES_SET]

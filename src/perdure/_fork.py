@@ -43,17 +43,19 @@ class UnknownStepError(ValueError):
 
 
 _NOT_COPIED = frozenset({EventType.RUN_CREATED, EventType.RUN_BLOCKED, EventType.RUN_UNBLOCKED})
+_NOT_CALLS = frozenset({EventType.PATCH_MARKED, EventType.ATTRIBUTES_SET})
 
 
 def step_ids(events: Sequence[Event]) -> list[str]:
     """The correlation ids of the durable calls in a log, in the order first logged.
 
-    Patch markers are left out: they are answers to `perdure.patched`, not calls.
+    Patch markers and attributes are left out: answers to `perdure.patched` and labels
+    (`perdure.set_attributes`), not calls.
     """
     seen: dict[str, None] = {}
     for event in events:
         cid = event.correlation_id
-        if cid is not None and event.type is not EventType.PATCH_MARKED:
+        if cid is not None and event.type not in _NOT_CALLS:
             seen.setdefault(cid, None)
     return list(seen)
 
