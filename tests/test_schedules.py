@@ -27,7 +27,11 @@ if TYPE_CHECKING:
     from perdure import Engine
 
 
-@workflow
+REPORT = "schedules.report"
+GATED = "schedules.gated"
+
+
+@workflow(name="schedules.report")
 async def report(day: str, copies: int = 1) -> str:
     """A scheduled job: say which run it was, with its arguments."""
     return f"{perdure.get_workflow_metadata().run_id}:{day}:{copies}"
@@ -42,7 +46,7 @@ class Go(pydantic.BaseModel):
 go = define_hook(Go)
 
 
-@workflow
+@workflow(name="schedules.gated")
 async def gated() -> str:
     """A scheduled job that stays live until its hook (token: its run id) is resumed."""
     run_id = perdure.get_workflow_metadata().run_id
@@ -113,7 +117,7 @@ async def test_ticks_on_time_across_the_spring_dst_change(make_engine: EngineFac
             overlap="allow",  # the clock may jump on while a run still ends: not tested here
         )
         assert stored.next_fire_at == utc(2026, 3, 28, 1, 30)
-        runs = await wait_for_runs(engine, "report", 3)
+        runs = await wait_for_runs(engine, REPORT, 3)
         ticks = [utc(2026, 3, 28, 1, 30), utc(2026, 3, 29, 1, 0), utc(2026, 3, 30, 0, 30)]
         assert sorted(runs) == [tick_run_id("nightly", tick) for tick in ticks]
         for tick in ticks:
@@ -140,7 +144,7 @@ async def test_ticks_on_time_across_the_autumn_dst_change(make_engine: EngineFac
             end_at=utc(2026, 10, 25, 1, 59), overlap="allow",
         )  # fmt: skip
     async with make_engine(clock=clock) as engine:
-        runs = await wait_for_runs(engine, "report", 2 + 4)
+        runs = await wait_for_runs(engine, REPORT, 2 + 4)
         daily = sorted(run_id for run_id in runs if run_id.startswith("daily@"))
         assert daily == [
             tick_run_id("daily", utc(2026, 10, 25, 0, 30)),  # 02:30 CEST, once
@@ -167,7 +171,7 @@ async def test_pause_skips_ticks_and_resume_starts_from_the_next(
     async with make_engine(clock=clock) as engine:
         await engine.schedule("minutely", report, cron="* * * * *", args=("m",))
         clock.advance_to(utc(2030, 1, 1, 0, 1))
-        await wait_for_runs(engine, "report", 1)
+        await wait_for_runs(engine, REPORT, 1)
         paused = await engine.pause_schedule("minutely")
         assert paused.paused
         assert (await engine.get_schedule("minutely")).paused
@@ -176,7 +180,7 @@ async def test_pause_skips_ticks_and_resume_starts_from_the_next(
         assert not resumed.paused
         assert resumed.next_fire_at == utc(2030, 1, 1, 0, 3)
         clock.advance_to(utc(2030, 1, 1, 0, 3))
-        runs = await wait_for_runs(engine, "report", 2)
+        runs = await wait_for_runs(engine, REPORT, 2)
         assert sorted(runs) == [
             tick_run_id("minutely", utc(2030, 1, 1, 0, 1)),
             tick_run_id("minutely", utc(2030, 1, 1, 0, 3)),
@@ -217,14 +221,14 @@ async def test_backfill_starts_one_run_per_tick_and_is_idempotent(
         assert [run.id for run in again] == [
             tick_run_id("daily", utc(2029, 12, day, 6)) for day in (2, 3, 4)
         ]
-        ended = await wait_for_runs(engine, "report", 4)
+        ended = await wait_for_runs(engine, REPORT, 4)
         assert len(ended) == 4
         with pytest.raises(ValueError, match="before start"):
             await engine.backfill_schedule("daily", utc(2029, 12, 3), utc(2029, 12, 1))
         await engine.schedule("fast", report, cron="* * * * * *", args=("f",))
         with pytest.raises(ValueError, match="more than 10000 ticks"):
             await engine.backfill_schedule("fast", utc(2029, 1, 1), utc(2029, 1, 2))
-        assert len(await runs_of(engine, "report")) == 4
+        assert len(await runs_of(engine, REPORT)) == 4
 
 
 async def test_delete_schedule_stops_its_ticks_and_keeps_its_runs(
@@ -235,14 +239,14 @@ async def test_delete_schedule_stops_its_ticks_and_keeps_its_runs(
     async with make_engine(clock=clock) as engine:
         await engine.schedule("minutely", report, cron="* * * * *", args=("x",))
         clock.advance_to(utc(2030, 1, 1, 0, 1))
-        await wait_for_runs(engine, "report", 1)
+        await wait_for_runs(engine, REPORT, 1)
         await engine.delete_schedule("minutely")
         assert await engine.schedules() == []
         with pytest.raises(LookupError):
             await engine.delete_schedule("minutely")
         await engine.schedule("other", report, cron="* * * * *", args=("y",))
         clock.advance_to(utc(2030, 1, 1, 0, 2))
-        runs = await wait_for_runs(engine, "report", 2)
+        runs = await wait_for_runs(engine, REPORT, 2)
         assert sorted(runs) == [
             tick_run_id("minutely", utc(2030, 1, 1, 0, 1)),
             tick_run_id("other", utc(2030, 1, 1, 0, 2)),
@@ -262,8 +266,8 @@ async def test_two_workers_on_one_database_start_each_tick_once(
         await first.schedule("minutely", report, cron="* * * * *", args=("w",))
         for minute in range(1, 6):
             clock.advance_to(utc(2030, 1, 1, 0, minute))
-            await wait_for_runs(first, "report", minute)
-        runs = await runs_of(first, "report")
+            await wait_for_runs(first, REPORT, minute)
+        runs = await runs_of(first, REPORT)
         assert sorted(runs) == [
             tick_run_id("minutely", utc(2030, 1, 1, 0, minute)) for minute in range(1, 6)
         ]
@@ -296,13 +300,13 @@ async def test_overlap_skip_lets_a_tick_pass_while_the_last_run_is_live(
             engine,
             lambda: _moved_past(engine, "gate", utc(2030, 1, 1, 0, 2)),
         )
-        assert second not in await runs_of(engine, "gated")
+        assert second not in await runs_of(engine, GATED)
         await go.resume(first, {"ok": True})
         await wait_until(engine, lambda: _ended(engine, first))
         clock.advance_to(utc(2030, 1, 1, 0, 3))
         third = tick_run_id("gate", utc(2030, 1, 1, 0, 3))
         await wait_until(engine, lambda: engine.store.get_hook(third))
-        assert sorted(await runs_of(engine, "gated")) == [first, third]
+        assert sorted(await runs_of(engine, GATED)) == [first, third]
 
 
 async def test_overlap_allow_runs_side_by_side(make_engine: EngineFactory) -> None:
@@ -352,10 +356,10 @@ async def test_catchup_after_downtime(
     async with make_engine(clock=later) as engine:
         await wait_until(engine, lambda: _moved_past(engine, "hourly", utc(2030, 1, 1, 5)))
         if missed_hours:  # ended, so that no overlap holds the next tick back
-            await wait_for_runs(engine, "report", len(missed_hours))
+            await wait_for_runs(engine, REPORT, len(missed_hours))
         later.advance_to(utc(2030, 1, 1, 6))
         hours = [*missed_hours, 6]
-        runs = await wait_for_runs(engine, "report", len(hours))
+        runs = await wait_for_runs(engine, REPORT, len(hours))
         assert sorted(runs) == [tick_run_id("hourly", utc(2030, 1, 1, hour)) for hour in hours]
         assert runs[tick_run_id("hourly", utc(2030, 1, 1, 6))].record.created_at == utc(
             2030, 1, 1, 6
