@@ -14,6 +14,7 @@ import pytest
 
 import perdure
 from conftest import EngineFactory
+from helpers import T0
 from perdure import (
     Engine,
     StreamItem,
@@ -22,6 +23,7 @@ from perdure import (
     step,
     workflow,
 )
+from perdure._chunks import NewChunk, StreamAttempt
 from perdure._streams import FLUSH_SIZE
 
 
@@ -221,6 +223,37 @@ async def test_a_failed_attempt_is_retracted(engine: Engine) -> None:
         *rest,
     ]
     assert await collect(engine, run.id, committed=True) == rest
+
+
+quiet_calls: dict[str, int] = {}
+
+
+@step(max_retries=2)
+async def quiet(key: str) -> str:
+    quiet_calls[key] = quiet_calls.get(key, 0) + 1
+    if quiet_calls[key] == 1:
+        raise RuntimeError("failed before writing anything")
+    return "ok"  # the retry writes nothing either
+
+
+@workflow(name="streams.quiet_flow")
+async def quiet_flow(key: str) -> str:
+    return await quiet(key)
+
+
+async def test_a_retry_retracts_what_a_dead_execution_left(engine: Engine) -> None:
+    """Chunks a killed execution stored (written here by hand, as its process would
+    have) are retracted when the call's next attempt begins, even one that writes nothing."""
+    quiet_calls.pop("dead", None)
+    left = StreamAttempt("quiet#1", 1, "the-dead-one")
+    await engine.store.append_chunks("dead-run", "default", [NewChunk("half")], T0, attempt=left)
+    run = await engine.start(quiet_flow, "dead", run_id="dead-run")
+    assert await run.result(timeout=10) == "ok"
+    assert await collect(engine, run.id) == [
+        StreamItem(0, "half"),
+        StreamRetracted(1, "quiet#1", 1, (0,)),
+    ]
+    assert await collect(engine, run.id, committed=True) == []
 
 
 # -- bad input ------------------------------------------------------------------------

@@ -15,9 +15,9 @@ and the rules of their states). Two writers, one interface:
   one per token. When the attempt returns, what is left is stored before its result is
   recorded (`finish_attempt`, called by the attempt loop). When it raises, its chunks
   are retracted: live readers receive a `StreamRetracted` naming the attempt and the
-  indices, and committed readers never see them. The first store call of an attempt
-  also retracts what an earlier execution of the same step call left behind (one that
-  died with its process).
+  indices, and committed readers never see them. What an execution that died with its
+  process stored is retracted when the call's next attempt begins (`retry_begins`),
+  and by the first store of any attempt's writer.
 
 `StreamItem` and `StreamRetracted` are what readers receive (`perdure._stream_reader`).
 """
@@ -54,6 +54,7 @@ __all__ = [
     "body_writing",
     "finish_attempt",
     "get_writable",
+    "retry_begins",
     "writing",
 ]
 
@@ -378,6 +379,31 @@ async def _retract(attempt: _Attempt) -> None:
     except Exception:
         # The next attempt of the call retracts it with its first chunks (`supersede`).
         logger.exception("could not retract the chunks of step %s", attempt.ref.step)
+
+
+async def retry_begins(meta: StepMetadata) -> None:
+    """Attempt ``meta`` (after the first) begins: retract what earlier ones left.
+
+    A failed attempt retracts its own chunks as it fails, but one that died with its
+    process, or whose retraction failed, could not: this is where they go, before the
+    new attempt's result can commit chunks of its number (a crash may give two
+    executions the same one). Only attempts after the first pay this store write.
+    """
+    step = meta.step_id.removeprefix(f"{meta.run_id}:")
+    engine = cast("_Engine", _current.current())
+    try:
+        await engine.store.append_chunks(
+            meta.run_id,
+            "default",
+            [],
+            engine.clock.now(),
+            attempt=StreamAttempt(step, meta.attempt, uuid.uuid4().hex),
+            supersede=True,
+        )
+    except Exception:
+        logger.exception("could not retract the chunks of step %s's earlier attempts", step)
+        return
+    bell.ring()
 
 
 def get_writable(name: str = "default") -> StreamWriter:

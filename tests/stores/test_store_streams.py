@@ -140,3 +140,7 @@ async def test_supersede_retracts_other_executions_of_the_call(store: AnyStore) 
         "attempt": 1,
         "indices": [1],
     }
+    # With nothing to write, a stream nobody wrote to stays unwritten.
+    fourth = StreamAttempt("other#1", 3, "o3")
+    assert await store.append_chunks("r1", "never", [], T0, attempt=fourth, supersede=True) == 0
+    assert "never" not in await store.stream_lengths("r1")

@@ -35,7 +35,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from perdure._metrics import recorder
-from perdure._streams import finish_attempt, writing
+from perdure._streams import finish_attempt, retry_begins, writing
 from perdure._workflow import StepMetadata, WorkflowMetadata, step_context
 
 if TYPE_CHECKING:
@@ -213,6 +213,8 @@ class StepAttempts:
                 ):
                     if not lease.valid:  # the worker may have been paused: ask first
                         await lease.confirm()
+                    if attempt > 1:  # what an attempt that died wrote is retracted first
+                        await retry_begins(meta)
                     token = step_context.set((meta, workflow))
                     if metrics is not None:
                         began = perf_counter()

@@ -76,6 +76,8 @@ class MemoryStreams:
         values = [json.loads(json.dumps(chunk.value)) for chunk in chunks]  # TypeError first
         if supersede and attempt is not None:
             self._retract(run_id, attempt, now, others=True)
+        if not chunks:  # no list for a stream nobody wrote to
+            return len(self._streams.get((run_id, stream), []))
         rows = self._streams.setdefault((run_id, stream), [])
         keys = {row.key for row in rows if row.key is not None}
         for chunk, value in zip(chunks, values, strict=True):

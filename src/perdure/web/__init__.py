@@ -10,7 +10,8 @@ next to the JSON API the scripts call.
   ``login.html``;
   ``{{name}}`` marks a value filled in, HTML-escaped, when a page is served;
 - ``static/``: ``dashboard.css``, ``dashboard.js`` (helpers both pages import),
-  ``runs.js``, ``run.js``, ``metrics.js``, ``schedules.js``, ``login.js`` (signs in from a
+  ``runs.js``, ``run.js`` (and ``streams.js``, ``streams.css``: the run's durable
+  streams, live), ``metrics.js``, ``schedules.js``, ``login.js`` (signs in from a
   ``/login#token=`` link), ``favicon.svg``; ``uplot.esm.js`` and ``uplot.min.css``:
   uPlot 1.6.31, the Metrics page's charts, vendored unchanged (``uplot.LICENSE``).
 """

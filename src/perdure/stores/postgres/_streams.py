@@ -56,6 +56,11 @@ async def append_chunks(
     async with conn.transaction():
         if supersede and attempt is not None:
             await _retract(conn, run_id, attempt, at, others=True)
+        if not chunks:  # no row for a stream nobody wrote to
+            length = await conn.fetchval(
+                "SELECT length FROM streams WHERE run_id = $1 AND name = $2", run_id, stream
+            )
+            return int(length or 0)
         index: int = await conn.fetchval(_LOCK, run_id, stream)
         keys = [chunk.key for chunk in chunks if chunk.key is not None]
         held: set[str] = set()
