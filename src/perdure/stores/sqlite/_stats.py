@@ -96,8 +96,9 @@ def _started(
     conn: sqlite3.Connection, edges: list[tuple[int, int]], workflow: str | None
 ) -> list[tuple[int, int]]:
     """Runs created per bucket: one range of an index each."""
+    extra: tuple[str, ...] = ()
     if workflow is None:
-        query, extra = "SELECT count(*) FROM runs WHERE created_at >= ? AND created_at < ?", ()
+        query = "SELECT count(*) FROM runs WHERE created_at >= ? AND created_at < ?"
     else:
         query = (
             "SELECT count(*) FROM runs INDEXED BY runs_workflow_created "
