@@ -130,6 +130,18 @@ async def test_perdure_runs_filters_pages_and_shows_attributes(
     assert newest not in rest
     assert "next page" not in rest
 
+    # --since: the pages end with the runs created since then.
+    async with make_engine() as engine:
+        cutoff = (await engine.get_run(second)).record.created_at.isoformat()
+    recent = await _cli(url, "runs", "--attr", "customer=acme", "--limit", "1", "--since", cutoff)
+    assert newest in recent
+    cursor = recent.split("next page: --after ")[1].split()[0]
+    last = await _cli(
+        url, "runs", "--attr", "customer=acme", "--limit", "1", "--since", cutoff, "--after", cursor
+    )
+    assert second in last
+    assert "next page" not in last  # the oldest is before the cutoff
+
     shown = await _cli(url, "show", oldest)
     assert "customer=acme n=0 vip=true" in shown
     assert "deadline" in shown

@@ -140,10 +140,8 @@ def runs(
                 attributes=terms,
                 before=before,
             )
-            found, following = page_of(found, limit)
+            found, following = page_of(found, limit, since=cutoff)
             fleet = Fleet(await store.live_workers(now))
-            if cutoff is not None:
-                found = [r for r in found if r.created_at >= cutoff]
             waits = await _limit_waits(store, found)
         if as_json:
             print_json(

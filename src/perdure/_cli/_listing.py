@@ -47,11 +47,20 @@ def list_filters(
     return terms, before
 
 
-def page_of(found: list[RunRecord], limit: int) -> tuple[list[RunRecord], str | None]:
-    """The first ``limit`` runs, and the cursor of the next page if ``found`` holds more."""
-    if len(found) <= limit:
-        return found, None
-    return found[:limit], encode_cursor(found[limit - 1])
+def page_of(
+    found: list[RunRecord], limit: int, *, since: datetime | None = None
+) -> tuple[list[RunRecord], str | None]:
+    """The first ``limit`` runs (created ``since``), and the next page's cursor if any.
+
+    ``found`` is read one run longer than a page: that run, if created since the cutoff,
+    says there is a next page. Newest first, so the runs created since a cutoff are a
+    prefix: the pages after an older run hold only older runs.
+    """
+    page = found[:limit]
+    if since is not None:
+        page = [r for r in page if r.created_at >= since]
+    more = len(found) > limit and (since is None or found[limit].created_at >= since)
+    return page, encode_cursor(found[limit - 1]) if more else None
 
 
 def next_page(cursor: str | None, *, to_stderr: bool) -> None:
