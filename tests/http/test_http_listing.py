@@ -130,6 +130,12 @@ async def test_perdure_runs_filters_pages_and_shows_attributes(
     assert newest not in rest
     assert "next page" not in rest
 
+    code, out, err = await _cli_result(
+        url, "runs", "--attr", "customer=acme", "--limit", "2", "--json"
+    )
+    assert (code, len(json.loads(out))) == (0, 2)  # stdout stays one JSON array
+    assert f"next page: --after {cursor}" in err
+
     # --since: the pages end with the runs created since then.
     async with make_engine() as engine:
         cutoff = (await engine.get_run(second)).record.created_at.isoformat()
