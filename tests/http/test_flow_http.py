@@ -42,6 +42,8 @@ async def test_limits_and_why_a_run_waits(engine: Engine) -> None:
                 }
             ]
         }
+        listed = {run["id"]: run for run in (await http.get("/runs")).json()["runs"]}
+        assert listed[waiting]["waiting_for"] == "waiting for a slot: customer=acme, 1 of 1 in use"
         run = (await http.get(f"/runs/{waiting}")).json()
         assert run["status"] == "pending"
         assert run["waiting_for"] == "waiting for a slot: customer=acme, 1 of 1 in use"

@@ -371,6 +371,10 @@ class _Api:
             raise _Refused(400, str(exc)) from None
         fleet = Fleet(await self.engine.list_workers())
         views = [with_fleet(run_json(run.record), run.record, fleet) for run in page.runs]
+        for view, run in zip(views, page.runs, strict=True):  # why a pending run waits
+            if run.record.status is RunStatus.PENDING and run.record.owner is None:
+                wait = await self.engine.limit_wait(run.id)
+                view["waiting_for"] = waiting_json(wait)["waiting_for"]
         return _json(RunList(runs=views, next=page.next))
 
     async def get_run(self, request: Request) -> Response:

@@ -118,6 +118,7 @@ function updateRow(row, run, now) {
   statusBadge(run.status, row.cells.status, cancelling ? "cancelling" : run.status);
   if (run.error) row.cells.status.title = `${run.error.type}: ${run.error.message}`;
   if (run.blocked_reason) row.cells.status.title = run.blocked_reason;
+  if (run.waiting_for) row.cells.status.title = run.waiting_for; // held back by its limit
   const created = parseTime(run.created_at);
   row.cells.created.dateTime = run.created_at;
   row.cells.created.title = formatTime(created);
