@@ -8,6 +8,8 @@ and ``http/test_stream_sse.py``.
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +25,10 @@ from perdure import (
     step,
     workflow,
 )
+from perdure._check import export_json
 from perdure._chunks import NewChunk, StreamAttempt
 from perdure._streams import FLUSH_SIZE
+from perdure.testing import check_replay
 
 
 async def collect(engine: Engine, run_id: str, name: str = "default", **options: Any) -> list[Any]:
@@ -254,6 +258,16 @@ async def test_a_retry_retracts_what_a_dead_execution_left(engine: Engine) -> No
         StreamRetracted(1, "quiet#1", 1, (0,)),
     ]
     assert await collect(engine, run.id, committed=True) == []
+
+
+async def test_check_replay_passes_for_a_run_that_streamed(engine: Engine, tmp_path: Path) -> None:
+    """A body's writes are no events: a replay of the exported log makes them again."""
+    run = await engine.start(talker, ["a", "b"])
+    await run.result(timeout=10)
+    exported = export_json(await run.refresh(), await run.events())
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(exported))
+    check_replay(talker, path)
 
 
 # -- bad input ------------------------------------------------------------------------

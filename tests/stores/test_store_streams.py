@@ -61,6 +61,15 @@ async def test_a_key_is_stored_once(store: AnyStore) -> None:
     assert await store.append_chunks("r1", "t", [NewChunk("one", key="1")], T0) == 1
 
 
+async def test_many_keys_at_once(store: AnyStore) -> None:
+    """A replay writes back every chunk of the body at once: more keys than SQLite binds."""
+    many = [NewChunk(n, key=str(n)) for n in range(40_000)]
+    assert await store.append_chunks("r1", "s", many[:100], T0) == 100
+    assert await store.append_chunks("r1", "s", many, T0) == 40_000
+    rows = await store.read_chunks("r1", "s", start=39_999)
+    assert [(r.index, r.value) for r in rows] == [(39_999, 39_999)]
+
+
 async def test_a_value_that_is_not_json_writes_nothing(store: AnyStore) -> None:
     with pytest.raises(TypeError):
         await store.append_chunks("r1", "s", chunks("fine", object()), T0)

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["append_chunks", "read_chunks", "retract_chunks", "stream_lengths"]
 
+_KEYS_PER_QUERY = 500
+"""Keys looked up per statement: a replay may write back thousands of the body's chunks."""
+
 
 def _length(conn: sqlite3.Connection, run_id: str, stream: str) -> int:
     row = conn.execute(
@@ -47,16 +50,16 @@ def append_chunks(
         _retract(conn, run_id, attempt, at, others=True)
     keys = [chunk.key for chunk in chunks if chunk.key is not None]
     held: set[str] = set()
-    if keys:
-        marks = ",".join("?" * len(keys))
-        held = {
+    for first in range(0, len(keys), _KEYS_PER_QUERY):  # within SQLite's variable limit
+        some = keys[first : first + _KEYS_PER_QUERY]
+        held.update(
             row[0]
             for row in conn.execute(
-                f"SELECT key FROM stream_chunks WHERE run_id = ? AND stream = ? "  # noqa: S608
-                f"AND key IN ({marks})",
-                (run_id, stream, *keys),
+                "SELECT key FROM stream_chunks WHERE run_id = ? AND stream = ? "  # noqa: S608
+                f"AND key IN ({','.join('?' * len(some))})",
+                (run_id, stream, *some),
             )
-        }
+        )
     index = _length(conn, run_id, stream)
     step, number, attempt_key = (
         (attempt.step, attempt.attempt, attempt.key) if attempt is not None else (None, None, None)
