@@ -376,9 +376,14 @@ async def _retract(attempt: _Attempt) -> None:
     try:
         if await attempt.store.retract_chunks(attempt.run_id, attempt.ref, attempt.clock.now()):
             bell.ring()
-    except Exception:
-        # The next attempt of the call retracts it with its first chunks (`supersede`).
-        logger.exception("could not retract the chunks of step %s", attempt.ref.step)
+    except Exception as exc:  # a worker shutting down may have closed its store already
+        # The call's next attempt retracts them as it begins (`retry_begins`).
+        logger.warning(
+            "could not retract the chunks of step %s yet (%s: %s); its next attempt will",
+            attempt.ref.step,
+            type(exc).__name__,
+            exc,
+        )
 
 
 async def retry_begins(meta: StepMetadata) -> None:
@@ -400,8 +405,13 @@ async def retry_begins(meta: StepMetadata) -> None:
             attempt=StreamAttempt(step, meta.attempt, uuid.uuid4().hex),
             supersede=True,
         )
-    except Exception:
-        logger.exception("could not retract the chunks of step %s's earlier attempts", step)
+    except Exception as exc:  # the attempt's first store of chunks retracts them too
+        logger.warning(
+            "could not retract the chunks of step %s's earlier attempts (%s: %s)",
+            step,
+            type(exc).__name__,
+            exc,
+        )
         return
     bell.ring()
 
