@@ -308,3 +308,41 @@ async def test_a_fork_keeps_its_originals_children_apart(engine: Engine) -> None
     assert await engine.list_runs(parent_id=fork.id) == []  # it started no child itself
     await go.resume("fork-1", "original's")
     assert await run.result(timeout=30) == [2, 10, "original's"]
+
+
+_DIVERGE: list[bool] = []
+
+
+@workflow(name="children-diverging")
+async def diverging(token: str) -> str:
+    """Starts a child; with ``_DIVERGE`` set its code makes another first call."""
+    if _DIVERGE:
+        await double(1)
+    child = await perdure.start_child(waits_on_hook, token)
+    return await child.result()
+
+
+async def test_a_cancel_reaches_the_children_of_a_run_whose_replay_diverges(
+    make_engine: EngineFactory,
+) -> None:
+    """A parent evicted while its child runs, then replayed on code that no longer
+    matches its log, is cancelled all the same, and so is its child."""
+    _DIVERGE.clear()
+    async with make_engine(evict_after="1s") as engine:
+        run = await engine.start(diverging, "diverge-1")
+        await wait_for_hook(engine, "diverge-1")
+
+        async def parent_released() -> bool:
+            return (await engine.get_run(run.id)).record.owner is None
+
+        await wait_until(engine, parent_released)
+        _DIVERGE.append(True)
+        try:
+            await run.cancel()
+            with pytest.raises(WorkflowCancelled):
+                await run.result(timeout=30)
+            (child,) = await engine.list_runs(parent_id=run.id)
+            with pytest.raises(WorkflowCancelled):
+                await child.result(timeout=30)
+        finally:
+            _DIVERGE.clear()

@@ -55,6 +55,7 @@ from perdure._flow import limit_flow
 from perdure._log import LogFormatError
 from perdure._metrics import recorder
 from perdure._records import (
+    Event,
     EventType,
     InboxItem,
     NewEvent,
@@ -220,8 +221,9 @@ class RunActor:
         """The code version the run started on (for a blocked run's reason)."""
         """The task that blocks the run, once its workflow has blocked it."""
         """How many of `_steps` wait out a retry's backoff (they do not keep it busy)."""
-        self._children: dict[str, StartChild] | None = None
-        """Child runs started and not ended, by correlation id (made on first use)."""
+        self._children: dict[str, tuple[str, bool]] | None = None
+        """Child runs started and not ended, by correlation id: their run id, and whether
+        detached (made on first use)."""
         self._attempts: dict[str, tuple[str, int]] | None = None
         """The name and attempt of each step call that runs (or waits to retry), by
         correlation id: logged as ``step_cancelled`` if the run is cancelled meanwhile."""
@@ -307,6 +309,11 @@ class RunActor:
         if started is None:  # claimed between run_created and run_started: start over
             await self._start_fresh()
             return
+        # From the log itself, not the replay: a cancel reaches them even if the replay
+        # diverges (a blocked run that is cancelled).
+        children = _children_in_flight(events)
+        for cid, (child_id, detached) in children.items():
+            self._child_started(cid, child_id, detached=detached)
         self.instance = self._make_instance(started.created_at)
         self.host.replayed()
         try:
@@ -326,11 +333,9 @@ class RunActor:
                 await self.host.store.unblock_run(
                     self.run_id, self.host.clock.now(), by=self.host.id
                 )
-        for child in result.children:  # started and not ended: the store tells us its end
-            self._child_started(child.command)
-        if record.forked_from is not None and result.children:
+        if record.forked_from is not None and children:
             with _store_call():
-                await self._forked_children([child.command for child in result.children])
+                await self._forked_children(children)
         self._process(result.commands)
         for cid, wake_at in result.timers.items():
             self._arm_timer(cid, wake_at)
@@ -536,10 +541,10 @@ class RunActor:
             await self._cancel_children(now)
         return foreign
 
-    def _child_started(self, command: StartChild) -> None:
+    def _child_started(self, cid: str, run_id: str, *, detached: bool) -> None:
         if self._children is None:
             self._children = {}
-        self._children[command.correlation_id] = command
+        self._children[cid] = (run_id, detached)
 
     async def _create_children(
         self, children: list[StartChild], now: datetime
@@ -567,26 +572,25 @@ class RunActor:
             if record.parent_id != self.run_id
         ]
 
-    async def _forked_children(self, children: list[StartChild]) -> None:
+    async def _forked_children(self, in_flight: dict[str, tuple[str, bool]]) -> None:
         """End the children a fork's log holds in flight: they are its original's.
 
         Their ends go to the run that started them. Each gets its end now, if it has
         one, or fails, saying so: a fork never waits for ever.
         """
-        for command in children:
-            child = await self.host.store.get_run(command.run_id)
+        for cid, (child_id, _) in in_flight.items():
+            child = await self.host.store.get_run(child_id)
             if child is not None and child.parent_id == self.run_id:
                 continue
-            cid = command.correlation_id
             if child is not None and child.status.is_terminal:
                 error = child.error if child.status is RunStatus.FAILED else None
                 done = ChildDone(cid, child.id, child.status.value, child.output, error)
             else:
                 problem = RuntimeError(
-                    f"child run {command.run_id} was started by the run this one was forked "
+                    f"child run {child_id} was started by the run this one was forked "
                     "from, and had not ended at the fork point: it belongs to that run"
                 )
-                done = ChildDone(cid, command.run_id, "failed", None, error_record(problem))
+                done = ChildDone(cid, child_id, "failed", None, error_record(problem))
             self._child_ended(cid, done, None)
 
     def _not_our_child(self, command: StartChild, taken: RunRecord) -> None:
@@ -608,11 +612,9 @@ class RunActor:
         them again. Each child's own holder does the same for its children, and so on
         down the tree; a detached child is left running.
         """
-        attached = [child for child in (self._children or {}).values() if not child.detached]
+        attached = [run for run, detached in (self._children or {}).values() if not detached]
         if attached:
-            await asyncio.gather(
-                *(self.host.store.request_cancel(child.run_id, now) for child in attached)
-            )
+            await asyncio.gather(*(self.host.store.request_cancel(run, now) for run in attached))
             self.host.poke()
 
     def _child_ended(self, cid: str, done: ChildDone, inbox_id: int | None) -> None:
@@ -733,7 +735,10 @@ class RunActor:
                         )
                     )
                 case StartChild():
-                    self._child_started(command)  # known even unlogged: a cancel reaches it
+                    # Known even unlogged: a cancel reaches it (made before a crash).
+                    self._child_started(
+                        command.correlation_id, command.run_id, detached=command.detached
+                    )
                     if self.host.draining or self._cancel_pending:
                         continue  # as a step: the next holder starts it, or it is cancelled
                     self._emit(
@@ -1240,5 +1245,19 @@ class RunActor:
 
 
 _TERMINAL = (EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELLED)
+
+
+def _children_in_flight(events: list[Event]) -> dict[str, tuple[str, bool]]:
+    """The child runs a log shows started and not ended: call id -> (run id, detached)."""
+    found: dict[str, tuple[str, bool]] = {}
+    for event in events:
+        if event.type is EventType.CHILD_STARTED:
+            started = _log.ChildStarted.of(event)
+            found[started.correlation_id] = (started.run_id, started.detached)
+        elif event.type is EventType.CHILD_COMPLETED and event.correlation_id is not None:
+            found.pop(event.correlation_id, None)
+    return found
+
+
 _CHILD_CALL = "child."
 """The correlation ids of child runs begin so: an inbox item under one is a child's end."""
