@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+import perdure
 from helpers import fake_clock, wait_for_hook, wait_until
 from perdure import Engine, Limit, Rate, RunStatus, define_hook, step, workflow
 from perdure.testing import FakeClock
@@ -402,3 +403,51 @@ async def test_a_rerun_is_held_to_its_workflows_limit(engine: Engine) -> None:
     await wait_for_hook(engine, "y1")  # the rerun, same input, same token
     await go.resume("y1", Go())
     assert await again.result(timeout=10) == "y1"
+
+
+gate_open = asyncio.Event()
+"""Made again by each test: an event belongs to the event loop that first waits on it."""
+
+
+@step(concurrency=1)
+async def single(n: int) -> int:
+    """Holds the step's one slot until the test opens the gate."""
+    await gate_open.wait()
+    return n
+
+
+@workflow
+async def uses_single(n: int) -> int:
+    """One single-slot step."""
+    return await single(n)
+
+
+async def test_a_cancelled_run_waiting_for_a_step_slot_leaves_none_held(engine: Engine) -> None:
+    """A run cancelled while its step waits for the step's slot ends cancelled, and once
+    the holder is done no slot stays taken."""
+    global gate_open  # noqa: PLW0603 - the test's gate
+    gate_open = asyncio.Event()
+    holder = await engine.start(uses_single, 1)
+    await wait_until(engine, lambda: _in_use(engine, "single"))
+    waiting = await engine.start(uses_single, 2)
+    stats = await wait_until(engine, lambda: _waited(engine))
+    assert stats.limit_waits >= 1
+    await waiting.cancel()
+    with pytest.raises(perdure.WorkflowCancelled):
+        await waiting.result(timeout=10)
+    gate_open.set()
+    assert await holder.result(timeout=10) == 1
+    assert await wait_until(engine, lambda: _none_in_use(engine))
+
+
+async def _in_use(engine: Engine, key: str) -> bool:
+    return any(u.key == key and u.in_use for u in await engine.limits())
+
+
+async def _waited(engine: Engine) -> perdure._runtime.WorkerStatistics | None:
+    stats = engine.statistics()
+    return stats if stats is not None and stats.limit_waits else None
+
+
+async def _none_in_use(engine: Engine) -> bool:
+    return not [u for u in await engine.limits() if u.kind == "step"]

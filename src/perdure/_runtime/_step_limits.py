@@ -65,7 +65,7 @@ def limits_of(spec: StepSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 class StepGate:
     """Takes and gives back a worker's attempts' places under their steps' limits."""
 
-    __slots__ = ("_clock", "_store", "_waiting", "_worker_id", "waits")
+    __slots__ = ("_clock", "_leaving", "_store", "_waiting", "_worker_id", "waits")
 
     def __init__(self, store: FlowStore, worker_id: str, clock: Clock) -> None:
         self._store = store
@@ -75,6 +75,8 @@ class StepGate:
         """This worker's attempts waiting for a slot, oldest first: a slot given back
         here wakes one of them, not all (all asking the store at once cost a writer
         transaction each per slot given back: a third of SQLite's throughput)."""
+        self._leaving: set[asyncio.Task[None]] = set()
+        """Slots being given back by attempts cancelled while they asked (kept alive)."""
         self.waits = 0
         """Times an attempt found its step's limit full and waited (`statistics`)."""
 
@@ -93,7 +95,15 @@ class StepGate:
             async with slots:
                 yield
             return
-        await self.enter(limits, holder, backing_off)
+        try:
+            await self.enter(limits, holder, backing_off)
+        except BaseException:
+            # Cancelled (its run was) while asking: the store may have granted the slot
+            # as the answer was lost. Giving back one not held is harmless.
+            task = asyncio.get_running_loop().create_task(self.leave(holder))
+            self._leaving.add(task)
+            task.add_done_callback(self._leaving.discard)
+            raise
         try:
             async with slots:
                 yield
