@@ -102,7 +102,7 @@ async def test_perdure_show_prints_children_and_parent(
     make_engine: EngineFactory, tmp_path: Path
 ) -> None:
     """``perdure show`` of a parent lists its children with their status; of a child, its
-    parent; ``--json`` carries both."""
+    parent; ``--json`` carries both; ``perdure runs --parent`` lists the children."""
     url = f"sqlite:///{tmp_path}/t.db"
     async with make_engine() as engine:
         parent, quick, pending = await _started(engine, "view-2")
@@ -120,6 +120,9 @@ async def test_perdure_show_prints_children_and_parent(
     }
     child_json = json.loads(await _cli(url, "show", pending, "--json"))
     assert (child_json["parent_id"], child_json["root_id"]) == (parent, parent)
+    listed = json.loads(await _cli(url, "runs", "--parent", parent, "--json"))
+    assert {(run["id"], run["parent_id"]) for run in listed} == {(quick, parent), (pending, parent)}
+    assert json.loads(await _cli(url, "runs", "--parent", quick, "--json")) == []
 
 
 async def _cli(url: str, *args: str) -> str:

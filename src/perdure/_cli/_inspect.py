@@ -116,6 +116,15 @@ def runs(
             help="The runs after this cursor: the next page, as a listing prints it.",
         ),
     ] = None,
+    parent: Annotated[
+        str | None,
+        typer.Option(
+            "--parent",
+            metavar="RUN",
+            show_default=False,
+            help="Only the child runs of this run (perdure.start_child).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -139,6 +148,7 @@ def runs(
                 limit=limit + 1,
                 attributes=terms,
                 before=before,
+                parent_id=parent,
             )
             found, following = page_of(found, limit, since=cutoff)
             fleet = Fleet(await store.live_workers(now))
@@ -153,7 +163,7 @@ def runs(
             next_page(following, to_stderr=True)
             return
         if not found:
-            filtered = status or workflow or since or attr or after
+            filtered = status or workflow or since or attr or after or parent
             out().print(f"no runs in {shown_url(url)}" + (" match" if filtered else ""))
             return
         # Ids stay whole on a narrow terminal (people copy them); times wrap instead,
