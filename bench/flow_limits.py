@@ -30,7 +30,7 @@ from pathlib import Path
 
 from benchlib import drop_database, make_database, postgres_server
 
-from perdure import Engine, Limit, step, workflow
+from perdure import Engine, Limit, Workflow, step, workflow
 
 SLOTS = 10
 
@@ -68,7 +68,7 @@ async def step_limited(key: str, steps: int) -> int:
     return sum([await scarce(i) for i in range(steps)])
 
 
-VARIANTS: dict[str, tuple[object, dict[str, int]]] = {
+VARIANTS: dict[str, tuple[Workflow[[str, int], int], dict[str, int]]] = {
     "none": (unlimited, {}),
     "10 slots": (unlimited, {"max_concurrent_steps": SLOTS}),
     "hot key": (hot, {}),
@@ -77,11 +77,13 @@ VARIANTS: dict[str, tuple[object, dict[str, int]]] = {
 """Each variant's workflow and Engine options."""
 
 
-async def burst(url: str, fn: object, args: argparse.Namespace, options: dict[str, int]) -> float:
+async def burst(
+    url: str, fn: Workflow[[str, int], int], args: argparse.Namespace, options: dict[str, int]
+) -> float:
     """Seconds from the first start to the last result of ``args.runs`` runs."""
-    async with Engine(url, **options) as engine:  # type: ignore[arg-type]
+    async with Engine(url, max_concurrent_steps=options.get("max_concurrent_steps", 100)) as engine:
         began = time.perf_counter()
-        started = [await engine.start(fn, "acme", args.steps) for _ in range(args.runs)]  # type: ignore[arg-type]
+        started = [await engine.start(fn, "acme", args.steps) for _ in range(args.runs)]
         for run in started:
             await run.result()
         return time.perf_counter() - began
