@@ -41,6 +41,11 @@ CREATE TRIGGER events_index_parent AFTER INSERT ON events FOR EACH ROW
 -- As in 0002, and a child's end goes into its parent's inbox and wakes the parent
 -- (unless the parent has ended), in the same transaction: whatever ends the run (its
 -- holder's append, a cancel of a pending run) calls this.
+--
+-- Lock order: the child's row, then its parent's. Two group-commit batches may then
+-- wait on each other (each ending a child whose parent the other holds): PostgreSQL
+-- aborts one, which writes nothing, and the store sends its appends one by one (0003);
+-- a single append waits only on its run's ancestors, which in a tree never form a cycle.
 CREATE OR REPLACE FUNCTION perdure_end_run(
     p_run text, p_status text, p_output text, p_error text, p_at timestamptz
 ) RETURNS void LANGUAGE plpgsql AS $$
