@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CANCEL_REQUESTS",
-    "CLAIM",
-    "CLAIM_OF",
     "CLAIM_TASKS",
     "CLAIM_TASKS_OF",
     "EVENTS",
@@ -79,28 +77,6 @@ HOOK_COLUMNS = "token, run_id, correlation_id, name, kind, created_at"
 
 GET_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"  # noqa: S608 - constant columns
 GET_RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ANY($1::text[])"  # noqa: S608
-
-# The due runs, locked without waiting for rows another claimer is taking, then held;
-# only those of a status this release knows (`CLAIMABLE`): a newer release's are its own.
-# RETURNING has no order, so the due time comes back too, to sort by.
-_CLAIM = """
-    WITH due AS (
-        SELECT id, wake_at FROM runs
-         WHERE owner IS NULL AND wake_at IS NOT NULL AND wake_at <= $2
-           AND status IN {claimable} {only}
-         ORDER BY wake_at, id
-         LIMIT $3
-           FOR UPDATE SKIP LOCKED
-    )
-    UPDATE runs SET owner = $1, wake_at = NULL, updated_at = $2
-      FROM due WHERE runs.id = due.id
-    RETURNING due.wake_at AS due_at, {columns}
-"""
-_RUNS_COLUMNS = ", ".join(f"runs.{column.strip()}" for column in RUN_COLUMNS.split(","))
-CLAIM = _CLAIM.format(only="", columns=_RUNS_COLUMNS, claimable=CLAIMABLE)
-CLAIM_OF = _CLAIM.format(
-    only="AND workflow = ANY($4::text[])", columns=_RUNS_COLUMNS, claimable=CLAIMABLE
-)
 
 # As the claim sees them: a run of a status this release does not know sets no timer.
 # A run waiting on a full limit (migration 0012) sets no timer: a holder's end wakes it.
