@@ -34,7 +34,7 @@ async def gifts(items: list[str]) -> list[str]:
 
 async def test_children_in_the_browser(tmp_path: Path) -> None:
     """The parent's timeline has a child row linking to the child's page, whose facts
-    link back to the parent."""
+    link back to the parent; the parent's children count opens the list of them."""
     _browser_or_skip()
     from playwright.async_api import async_playwright, expect  # noqa: PLC0415 (may be missing)
 
@@ -64,4 +64,13 @@ async def test_children_in_the_browser(tmp_path: Path) -> None:
         await expect(parent_link).to_have_text("gifts-1")
         await parent_link.click()
         await expect(page).to_have_url(f"{base}/runs/gifts-1")
+        # The parent's "Children" fact opens the runs list of its children: the tree,
+        # a level at a time, each child linking back to its parent.
+        await page.locator("#facts a", has_text="1 (1 ended)").click()
+        await expect(page).to_have_url(f"{base}/?parent=gifts-1")
+        await expect(page.locator(".parent-note")).to_contain_text("Child runs of gifts-1")
+        listed = page.locator("#rows tr")
+        await expect(listed).to_have_count(1)
+        await expect(listed.first).to_have_attribute("data-run-id", child.id)
+        await expect(listed.first.locator(".child-of")).to_contain_text("child of gifts-1")
         await browser.close()

@@ -89,7 +89,7 @@ function renderFacts(run, now) {
   if (run.root_id && run.root_id !== run.parent_id) runLinkFact("Root", run.root_id);
   if (run.children && run.children.length) {
     const ended = run.children.filter((child) => isTerminal(child.status)).length;
-    fact("Children", `${run.children.length} (${ended} ended)`);
+    childrenFact(`${run.children.length} (${ended} ended)`, run.id);
   }
   ui.cancel.hidden = isTerminal(run.status) || run.cancel_requested;
   ui.rerun.disabled = false;
@@ -108,6 +108,15 @@ function runLinkFact(label, id) {
   if (dd.dataset.run === id) return;
   dd.dataset.run = id;
   dd.replaceChildren(h("a", { href: runHref(id), class: "mono run-link" }, id));
+}
+
+// How many children, linking to the runs list of them (?parent=).
+function childrenFact(text, id) {
+  runLinkFact("Children", id);
+  const link = facts.get("Children").firstChild;
+  link.href = `${base}/?parent=${encodeURIComponent(id)}`;
+  link.classList.remove("mono");
+  setText(link, text);
 }
 
 function runHref(id) {

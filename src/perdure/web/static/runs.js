@@ -41,6 +41,15 @@ attrInput.value = params.getAll("attr").join(" ");
 // A page holds 200 runs unless the address says otherwise (?limit=50).
 const LIMIT = Math.min(Math.max(Number.parseInt(params.get("limit"), 10) || 200, 1), 1000);
 let after = params.get("after"); // this page starts after that cursor; none: the newest
+// ?parent=RUN lists that run's child runs (its page's "Children" links here): the tree,
+// one level at a time. Every listed child links to its parent.
+const parent = params.get("parent");
+if (parent) {
+  const note = h("p", { class: "muted parent-note" }, "Child runs of ",
+    h("a", { href: `${base}/runs/${encodeURIComponent(parent)}`, class: "mono run-link" }, parent),
+    " · ", h("a", { href: location.pathname }, "all runs"));
+  form.after(note);
+}
 
 function addWorkflow(name) {
   if (workflows.has(name)) return;
@@ -56,6 +65,7 @@ function query() {
   if (workflowSelect.value) search.set("workflow", workflowSelect.value);
   for (const term of attrInput.value.split(/\s+/).filter(Boolean)) search.append("attr", term);
   if (LIMIT !== 200) search.set("limit", String(LIMIT));
+  if (parent) search.set("parent", parent);
   return search;
 }
 
@@ -73,6 +83,10 @@ function renderPager(next) {
 
 function makeRow(run) {
   const link = h("a", { href: `${base}/runs/${encodeURIComponent(run.id)}`, class: "mono" }, run.id);
+  const of = run.parent_id
+    ? h("div", { class: "muted child-of" }, "↳ child of ",
+        h("a", { href: `${base}/runs/${encodeURIComponent(run.parent_id)}`, class: "mono" }, run.parent_id.slice(0, 12)))
+    : "";
   const cells = {
     name: h("span"),
     attributes: h("span", { class: "attributes muted" }),
@@ -86,7 +100,7 @@ function makeRow(run) {
   const tr = h(
     "tr",
     { "data-run-id": run.id },
-    h("th", { scope: "row" }, link),
+    h("th", { scope: "row" }, link, of),
     cells.workflow,
     cells.version,
     h("td", {}, cells.status),
@@ -147,7 +161,7 @@ function render(runs) {
       rows.delete(id);
     }
   }
-  const filtered = statusSelect.value || workflowSelect.value || attrInput.value.trim();
+  const filtered = statusSelect.value || workflowSelect.value || attrInput.value.trim() || parent;
   empty.hidden = runs.length > 0;
   setText(
     empty,
@@ -168,6 +182,10 @@ async function tick() {
   const search = query();
   search.set("limit", String(LIMIT));
   if (after) search.set("after", after);
+  if (parent) {
+    search.delete("parent");
+    search.set("parent_id", parent);
+  }
   const [data, fleet] = await Promise.all([api(`/runs?${search}`), api("/workers")]);
   clearError();
   if (query().toString() === filters) {
