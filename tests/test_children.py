@@ -346,3 +346,24 @@ async def test_a_cancel_reaches_the_children_of_a_run_whose_replay_diverges(
                 await child.result(timeout=30)
         finally:
             _DIVERGE.clear()
+
+
+@workflow(name="children-leaves-early")
+async def leaves_early(token: str) -> str:
+    """Starts an attached child and returns without awaiting it."""
+    child = await perdure.start_child(waits_on_hook, token)
+    return child.id
+
+
+async def test_a_parent_that_returns_leaves_its_child_running(engine: Engine) -> None:
+    """A parent that ends without awaiting its child leaves it running; the child's end
+    later tells nobody and harms nothing."""
+    run = await engine.start(leaves_early, "early-1")
+    child_id = await run.result(timeout=30)
+    await wait_for_hook(engine, "early-1")
+    child = await engine.get_run(child_id)
+    assert await child.status() is RunStatus.RUNNING
+    await go.resume("early-1", "done late")
+    assert await child.result(timeout=30) == "done late"
+    assert await run.status() is RunStatus.COMPLETED
+    assert of_type(await run.events(), EventType.CHILD_COMPLETED) == []
