@@ -176,10 +176,17 @@ def key_value(
     return f"{key}={bound.arguments[key]}"
 
 
+PRIORITY_BOUND = 2**31
+"""A priority is a 32-bit integer (PostgreSQL's ``integer``): ``-PRIORITY_BOUND < p <
+PRIORITY_BOUND``."""
+
+
 def check_priority(priority: object) -> int:
-    """The priority as given, if it is an int; else a ValueError naming it."""
+    """The priority as given, if it is an int in range; else a ValueError naming it."""
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise ValueError(f"priority must be an int, got {priority!r}")  # noqa: TRY004 - bad input is a ValueError
+    if not -PRIORITY_BOUND < priority < PRIORITY_BOUND:
+        raise ValueError(f"priority must be within ±(2**31 - 1), got {priority!r}")
     return priority
 
 

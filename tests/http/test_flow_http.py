@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from perdure import Engine
+from helpers import wait_for_hook
+from perdure import Engine, define_hook, workflow
 from perdure._flow import RunFlow
 from perdure._records import NewRun
 from perdure.http import create_app
@@ -51,3 +52,39 @@ async def test_limits_and_why_a_run_waits(engine: Engine) -> None:
         document = (await http.get("/openapi.json")).json()
         assert "/limits" in document["paths"]
         assert "waiting_for" in document["components"]["schemas"]["RunDetail"]["properties"]
+
+
+go = define_hook(dict, name="flow-http-go")
+
+
+@workflow(name="flow-http-wait")
+async def waits(note: str) -> str:
+    """Waits for its hook: a live run to deduplicate against."""
+    await go.create(token=f"flow-http-{note}")
+    return note
+
+
+async def test_post_runs_takes_flow_options(engine: Engine) -> None:
+    """POST /runs with a dedupe key returns the live run; bad options are a 422 naming
+    them, and start nothing."""
+    transport = httpx.ASGITransport(app=create_app(engine, token=None))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+        body = {"workflow": "flow-http-wait", "args": ["a"], "dedupe_key": "k", "priority": 3}
+        first = await http.post("/runs", json=body)
+        again = await http.post("/runs", json={**body, "args": ["b"]})
+        assert first.status_code == 201
+        assert again.json()["id"] == first.json()["id"]
+        for bad, says in (
+            ({"debounce": "10s"}, "'debounce' needs a 'dedupe_key'"),
+            ({"priority": "high"}, "'priority'"),
+            ({"priority": 2**40}, "'priority'"),
+            ({"dedupe_key": ""}, "'dedupe_key'"),
+            ({"dedupe_key": "k2", "debounce": "soon"}, "debounce"),
+        ):
+            refused = await http.post("/runs", json={"workflow": "flow-http-wait", **bad})
+            assert refused.status_code == 422, bad
+            assert says in refused.json()["error"]
+        assert [run.id for run in await engine.list_runs()] == [first.json()["id"]]
+        await wait_for_hook(engine, "flow-http-a")
+        await go.resume("flow-http-a", {})
+        assert await (await engine.get_run(first.json()["id"])).result(timeout=10) == "a"

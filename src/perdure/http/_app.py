@@ -26,6 +26,7 @@ import inspect
 import json
 import logging
 import os
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -37,8 +38,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from perdure._durations import parse_duration
 from perdure._errors import HookNotFoundError, RowFormatError, RunNotFoundError
 from perdure._fleet import Fleet
+from perdure._flow import check_priority
 from perdure._flow_views import waiting_json
 from perdure._hooks import WEBHOOK, WebhookRequest, lookup_hook, unstorable, webhook_response
 from perdure._log import HookCreated, LogFormatError
@@ -324,6 +327,7 @@ class _Api:
         """Start a run of a workflow this process defines."""
         body = await _read_json(request, self.max_body)
         name, args, kwargs, run_id = _start_request(body)
+        flow = _flow_options(body)
         spec = lookup_workflow(name)
         if spec is None:
             raise _Refused(404, f"no workflow named {name!r} is defined in this process")
@@ -331,7 +335,7 @@ class _Api:
         existing = await self.store.get_run(run_id) if run_id is not None else None
         try:
             run: Run[Any] = await self.engine.start(
-                Workflow(spec), *call_args, run_id=run_id, **call_kwargs
+                Workflow(spec), *call_args, run_id=run_id, **flow, **call_kwargs
             )
         except TypeError as exc:
             raise _Refused(422, f"bad arguments for workflow {name!r}: {exc}") from None
@@ -523,6 +527,39 @@ def _start_request(body: JSON) -> tuple[str, list[Any], dict[str, Any], str | No
     if run_id is not None and (not isinstance(run_id, str) or not run_id.strip() or "/" in run_id):
         raise _Refused(422, "'run_id' must be a non-empty string without '/', or null")
     return name, args, kwargs, run_id
+
+
+def _flow_options(body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /runs``'s flow control, checked: a 422 names what is wrong.
+
+    `Engine.start`'s ``priority``, ``dedupe_key`` and ``debounce``; nothing is started
+    when one is wrong.
+    """
+    options: dict[str, Any] = {}
+    priority = body.get("priority", 0)
+    try:
+        check_priority(priority)
+    except ValueError as exc:
+        raise _Refused(422, f"'priority': {exc}") from None
+    if priority:
+        options["priority"] = priority
+    dedupe_key = body.get("dedupe_key")
+    if dedupe_key is not None:
+        if not isinstance(dedupe_key, str) or not dedupe_key.strip() or unstorable(dedupe_key, "x"):
+            raise _Refused(422, "'dedupe_key' must be a non-empty string, or null")
+        options["dedupe_key"] = dedupe_key
+    debounce = body.get("debounce")
+    if debounce is not None:
+        if dedupe_key is None:
+            raise _Refused(422, "'debounce' needs a 'dedupe_key': the starts it folds share it")
+        try:
+            window = parse_duration(debounce, what="'debounce'")
+        except (TypeError, ValueError) as exc:
+            raise _Refused(422, str(exc)) from None
+        if window <= timedelta(0) or window > timedelta(days=366):
+            raise _Refused(422, "'debounce' must be positive, and at most a year")
+        options["debounce"] = window
+    return options
 
 
 def _bind(

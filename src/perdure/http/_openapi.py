@@ -65,6 +65,37 @@ class StartRun(TypedDict):
             ),
         ]
     ]
+    priority: NotRequired[
+        Annotated[
+            int,
+            Field(
+                ge=-(2**31) + 1,
+                le=2**31 - 1,
+                description="Orders the runs waiting for a worker or a limit: higher first "
+                "(default 0).",
+            ),
+        ]
+    ]
+    dedupe_key: NotRequired[
+        Annotated[
+            str | None,
+            Field(
+                min_length=1,
+                description="While a run of the workflow with this key is pending, running "
+                "or blocked, the start returns that run instead.",
+            ),
+        ]
+    ]
+    debounce: NotRequired[
+        Annotated[
+            str | float | None,
+            Field(
+                description="With dedupe_key: starts within this window (seconds, or text "
+                "such as '10s') give one run, begun once the window passes quietly, with the "
+                "last start's arguments.",
+            ),
+        ]
+    ]
 
 
 @dataclass(frozen=True, slots=True)
