@@ -89,6 +89,10 @@ EXAMPLES: dict[EventType, tuple[NewEvent, _log.LogEntry]] = {
         _log.step_cancelled("fetch#1", name="fetch", attempt=2),
         _log.StepCancelled("fetch#1", "fetch", 2),
     ),
+    EventType.STREAM_WRITTEN: (
+        _log.stream_written("stream:tokens#3", stream="tokens", value={"text": "Hi"}),
+        _log.StreamWritten("stream:tokens#3", "tokens", {"text": "Hi"}, close=False),
+    ),
 }
 """One event of every type, as a writer builds it, and what a reader gets back."""
 

@@ -270,6 +270,15 @@ async def test_check_replay_passes_for_a_run_that_streamed(engine: Engine, tmp_p
     check_replay(talker, path)
 
 
+async def test_a_fork_keeps_the_body_chunks_logged_before_its_step(engine: Engine) -> None:
+    run = await engine.start(talker, ["a", "b"])
+    await run.result(timeout=10)
+    fork = await engine.fork(run.id, from_step="say#1")
+    assert await fork.result(timeout=10) == 2
+    # The body's first chunk came with the log; the step and the rest ran in the fork.
+    assert values(await collect(engine, fork.id, "tokens")) == [{"begin": 2}, "a", "b", {"end": 2}]
+
+
 # -- bad input ------------------------------------------------------------------------
 
 
@@ -322,7 +331,7 @@ async def sleepy_writer() -> str:
     return "ok"
 
 
-async def test_a_replay_does_not_write_the_body_chunks_again(make_engine: EngineFactory) -> None:
+async def test_a_replay_does_not_log_the_body_chunks_again(make_engine: EngineFactory) -> None:
     async with make_engine(evict_after=0) as engine:
         run = await engine.start(sleepy_writer)
         assert await run.result(timeout=10) == "ok"
@@ -330,3 +339,5 @@ async def test_a_replay_does_not_write_the_body_chunks_again(make_engine: Engine
         assert stats is not None
         assert stats.replays >= 1  # evicted while it slept, replayed to go on
         assert values(await collect(engine, run.id)) == ["before", "after"]
+        logged = [e.correlation_id for e in await run.events() if e.type.value == "stream_written"]
+        assert logged == ["stream:default#1", "stream:default#2"]  # each logged once

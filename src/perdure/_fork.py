@@ -43,14 +43,14 @@ class UnknownStepError(ValueError):
 
 
 _NOT_COPIED = frozenset({EventType.RUN_CREATED, EventType.RUN_BLOCKED, EventType.RUN_UNBLOCKED})
-_NOT_CALLS = frozenset({EventType.PATCH_MARKED, EventType.ATTRIBUTES_SET})
+_NOT_CALLS = frozenset({EventType.PATCH_MARKED, EventType.ATTRIBUTES_SET, EventType.STREAM_WRITTEN})
 
 
 def step_ids(events: Sequence[Event]) -> list[str]:
     """The correlation ids of the durable calls in a log, in the order first logged.
 
-    Patch markers and attributes are left out: answers to `perdure.patched` and labels
-    (`perdure.set_attributes`), not calls.
+    Patch markers, attributes and stream chunks are left out: answers to
+    `perdure.patched`, labels (`perdure.set_attributes`) and output, not calls.
     """
     seen: dict[str, None] = {}
     for event in events:

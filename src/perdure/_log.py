@@ -71,6 +71,12 @@ durable call's name and counter such as ``fetch#2``; run events have none)::
                      {key: str | int | float | bool}, set by `perdure.set_attributes`
                      (later values of a key replace earlier ones). A replay does not log
                      again a call its log holds, and matches them by cid, not in order
+    stream_written   cid (``stream:NAME#n``, the body's n-th write to stream NAME,
+                     counted apart from durable calls); stream: str, value: the encoded
+                     chunk, close: bool (absent: false; true: the writer closed the
+                     stream, and value is null). The store adds the chunk to the stream
+                     in the transaction that logs it; a replay does not log again a
+                     write its log holds (matched by cid, not in order)
 
 An ``error`` is ``{"type": "module.QualName", "message": str, "traceback": str}``.
 A key holding an encoded value (``input``, ``output``, ``payload``, ``body``) may be
@@ -143,6 +149,7 @@ __all__ = [
     "StepFailed",
     "StepRetrying",
     "StepStarted",
+    "StreamWritten",
     "attributes_set",
     "child_completed",
     "child_started",
@@ -167,6 +174,7 @@ __all__ = [
     "step_failed",
     "step_retrying",
     "step_started",
+    "stream_written",
 ]
 
 ErrorRecord = dict[str, JSON]
@@ -433,6 +441,14 @@ def step_cancelled(cid: str, *, name: str, attempt: int) -> NewEvent:
     return NewEvent(EventType.STEP_CANCELLED, cid, {"name": name, "attempt": attempt})
 
 
+def stream_written(cid: str, *, stream: str, value: JSON, close: bool = False) -> NewEvent:
+    """The workflow body wrote ``value`` to a durable stream (``close``: closed it)."""
+    data: dict[str, JSON] = {"stream": stream, "value": value}
+    if close:
+        data["close"] = True
+    return NewEvent(EventType.STREAM_WRITTEN, cid, data)
+
+
 def attributes_set(cid: str, *, values: dict[str, JSON]) -> NewEvent:
     """The workflow called ``perdure.set_attributes(**values)``."""
     return NewEvent(EventType.ATTRIBUTES_SET, cid, {"values": values})
@@ -460,6 +476,7 @@ CONSTRUCTORS: dict[EventType, Callable[..., NewEvent]] = {
     EventType.CHILD_STARTED: child_started,
     EventType.CHILD_COMPLETED: child_completed,
     EventType.STEP_CANCELLED: step_cancelled,
+    EventType.STREAM_WRITTEN: stream_written,
 }
 """The constructor of each event type (a test checks every type has one)."""
 
@@ -1031,6 +1048,26 @@ class StepCancelled(_Entry):
         return cls(_cid(event, run_id), _str(event, run_id, "name"), _attempt(event, run_id))
 
 
+@dataclass(frozen=True, slots=True)
+class StreamWritten(_Entry):
+    """``stream_written``: a chunk the workflow body wrote to a durable stream."""
+
+    TYPE: ClassVar[EventType] = EventType.STREAM_WRITTEN
+    correlation_id: str
+    stream: str
+    value: JSON
+    close: bool
+
+    @classmethod
+    def read(cls, event: AnyEvent, run_id: str | None) -> Self:
+        close = event.data.get("close", False)
+        if not isinstance(close, bool):
+            raise _fail(event, run_id, "close", f"must be true or false; got {close!r}")
+        return cls(
+            _cid(event, run_id), _str(event, run_id, "stream"), event.data.get("value"), close
+        )
+
+
 LogEntry = (
     RunCreated
     | RunStarted
@@ -1053,6 +1090,7 @@ LogEntry = (
     | ChildStarted
     | ChildCompleted
     | StepCancelled
+    | StreamWritten
 )
 """Any parsed event: match on its class to tell them apart."""
 
@@ -1078,6 +1116,7 @@ _ENTRY_TYPES: tuple[type[LogEntry], ...] = (
     ChildStarted,
     ChildCompleted,
     StepCancelled,
+    StreamWritten,
 )
 
 PARSERS: dict[EventType, Callable[[AnyEvent, str | None], LogEntry]] = {

@@ -83,6 +83,7 @@ class EventType(enum.StrEnum):
     CHILD_STARTED = "child_started"
     CHILD_COMPLETED = "child_completed"
     STEP_CANCELLED = "step_cancelled"
+    STREAM_WRITTEN = "stream_written"
 
 
 @dataclass(frozen=True, slots=True)

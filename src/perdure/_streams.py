@@ -3,12 +3,12 @@
 A stream is a run's named, ordered sequence of chunks (`perdure._chunks` has the rows
 and the rules of their states). Two writers, one interface:
 
-- In the workflow body, a write is a command of the workflow (`WriteStream`): the run's
-  actor stores it before the events of the same activation, under a key that is its
-  place among the body's writes to that stream. A replay runs the body again and makes
-  every write again, and the store, which keeps one row per key, stores none twice. A
-  write costs the workflow nothing but the command: the actor batches an activation's
-  chunks into one store call.
+- In the workflow body, a write is logged: the workflow's command (`WriteStream`)
+  becomes a ``stream_written`` event, and the store adds the chunk to its stream in the
+  transaction of the append that logs it, so the log and the stream never disagree. A
+  replay does not log a write its log holds (each is ``stream:NAME#n``, the n-th write
+  to that stream). A write costs the workflow nothing but the command: the actor logs
+  an activation's events, chunks included, in one append.
 - In a step, the writer buffers chunks and stores them at most every `FLUSH_INTERVAL`
   seconds (the first write after a quiet spell at once), or when `FLUSH_SIZE` wait: a
   model producing a few hundred tokens a second costs about five commits a second, not
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from perdure import _current
 from perdure._chunks import NewChunk, StreamAttempt, check_stream_name
+from perdure._hooks import unstorable
 from perdure._replay import current_instance
 from perdure._serde import encode
 from perdure._workflow import StepMetadata, step_context
@@ -142,7 +143,11 @@ class StreamWriter:
     def _encode(self, value: Any) -> JSON:
         if self._closed:
             raise RuntimeError(f"stream {self.name!r} is closed: nothing more can be written")
-        encoded: JSON = encode(value, Any, where=f"a chunk of stream {self.name!r}")
+        where = f"a chunk of stream {self.name!r}"
+        encoded: JSON = encode(value, Any, where=where)
+        problem = unstorable(encoded, where)  # a NUL, a lone surrogate, NaN: no store keeps it
+        if problem is not None:
+            raise TypeError(f"cannot store {problem}")
         return encoded
 
     async def write(self, value: Any) -> None:
@@ -318,13 +323,13 @@ _BODY_WAIT = 10.0
 
 
 def body_writing(run_id: str) -> None:
-    """The run's actor queued chunks of the workflow body (`body_stored` follows)."""
+    """The run's actor logged chunks of the workflow body (`body_stored` follows)."""
     if run_id not in _body:
         _body[run_id] = asyncio.get_running_loop().create_future()
 
 
 def body_stored(run_id: str) -> None:
-    """The run's actor stored the body's chunks (or gave up on them)."""
+    """The run's actor appended the events holding the body's chunks."""
     future = _body.pop(run_id, None)
     if future is not None and not future.done():
         future.set_result(None)

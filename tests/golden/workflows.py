@@ -386,6 +386,27 @@ async def attributes_flow(customer: str) -> int:
     return total
 
 
+@step(name="golden.speak")
+async def speak(words: list[str]) -> int:
+    out = perdure.get_writable("tokens")
+    for word in words:
+        await out.write(word)
+    return len(words)
+
+
+@workflow(name="golden.streams")
+async def streams_flow(topic: str) -> int:
+    """Write to durable streams in the body, around a step that writes (issue 14:
+    stream_written); close one."""
+    status = perdure.get_writable("status")
+    await status.write({"topic": topic, "phase": "drafting"})
+    said = await speak(["Once", " upon", " a time"])
+    await perdure.sleep(5)
+    await status.write({"phase": "done", "words": said})
+    await status.close()
+    return said
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One golden history: the workflow, its arguments, and what is done to the run."""
@@ -435,6 +456,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario("children", children_flow, (3,), drive=_cancel_while_hanging),
         Scenario("attributes", attributes_flow, ("acme",)),
+        Scenario("streams", streams_flow, ("cats",)),
     ]
 }
 """Every golden history, by the name of its file."""

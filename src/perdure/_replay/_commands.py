@@ -130,16 +130,15 @@ class MarkPatch:
 
 @dataclass(frozen=True, slots=True)
 class WriteStream:
-    """The workflow body wrote a chunk to a durable stream (``close``: closed it).
+    """The workflow body wrote a chunk to a durable stream (``stream_written``).
 
-    Not logged as an event, and not a scheduling command: ``key`` is the write's place
-    in the body's writes to that stream (``n`` for its n-th), the same on every
-    replay, and the store keeps one row per key. So a replay, which makes every write
-    again, stores none of them twice (`perdure.stores.StreamStore.append_chunks`).
+    ``close``: it closed the stream. Not a scheduling command: the n-th write to a
+    stream is ``stream:NAME#n``, and a replay finds the writes its log holds by that
+    id and logs them no more, as it does attributes.
     """
 
+    correlation_id: str
     stream: str
-    key: str
     value: Any
     close: bool = False
 

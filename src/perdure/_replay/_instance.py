@@ -491,8 +491,8 @@ class WorkflowInstance:
     def write_stream(self, stream: str, value: Any, *, close: bool = False) -> None:
         """The workflow body writes ``value`` (encoded) to a durable stream, or closes it.
 
-        Its key is its place among the body's writes to that stream, so a replay,
-        which writes it again, finds the row stored by the first life.
+        The n-th write to a stream is ``stream:NAME#n`` (``stream_written``): a replay
+        finds the writes its log holds by that id, and logs them no more.
         """
         if self.finished:
             return
@@ -500,7 +500,7 @@ class WorkflowInstance:
         if streams is None:
             streams = self._streams = {}
         made = streams[stream] = streams.get(stream, 0) + 1
-        self._command(WriteStream(stream, f"{made}", value, close))
+        self._command(WriteStream(_correlation_id(f"stream:{stream}", made), stream, value, close))
 
     def _command(self, command: Command) -> None:
         if self._commands is None:

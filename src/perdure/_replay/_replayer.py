@@ -8,8 +8,9 @@ calls the log recorded (``step_started`` for a first attempt, ``sleep_started``,
 `NonDeterminismError`.
 Calls beyond the end of the log are new and are handed back to run live.
 
-Attributes (``attributes_set``) are not matched in order either: a call whose
-correlation id the log holds is not logged again, and one it lacks is logged.
+Attributes (``attributes_set``) and the body's stream writes (``stream_written``) are
+not matched in order either: a call whose correlation id the log holds is not logged
+again, and one it lacks is logged.
 
 Patch markers (``patch_marked``) are not matched in order: the instance is told up
 front which patches the log marked and how many calls it holds, which is all
@@ -48,6 +49,7 @@ from perdure._replay._commands import (
     StepDone,
     StepFailed,
     TimerFired,
+    WriteStream,
 )
 from perdure._replay._instance import WEBHOOK, WorkflowInstance
 
@@ -223,6 +225,9 @@ class _Replay:
         self.attributes = {
             e.correlation_id for e in self.entries if isinstance(e, _log.AttributesSet)
         }
+        self.streamed = {
+            e.correlation_id for e in self.entries if isinstance(e, _log.StreamWritten)
+        }
         instance.use_logged_patches(self.patches, len(self.expected))
 
     def fail(self, detail: str) -> NonDeterminismError:
@@ -242,6 +247,8 @@ class _Replay:
             return command.patch_id in self.patches
         if isinstance(command, SetAttributes):
             return command.correlation_id in self.attributes
+        if isinstance(command, WriteStream):
+            return command.correlation_id in self.streamed
         return False
 
     def check(self, commands: list[Command]) -> None:

@@ -42,7 +42,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from perdure import _log
-from perdure._chunks import NewChunk
 from perdure._deadlines import deadline_reason, earliest_deadline
 from perdure._errors import (
     CancelRequestedError,
@@ -161,7 +160,6 @@ class RunActor:
         "_cancel_pending",
         "_cancel_reason",
         "_children",
-        "_chunks",
         "_deadline",
         "_ended",
         "_evict_timer",
@@ -174,6 +172,7 @@ class RunActor:
         "_span",
         "_started_on",
         "_steps",
+        "_streaming",
         "_tasks_seen",
         "_timers",
         "finished",
@@ -196,8 +195,8 @@ class RunActor:
         self.finished = False
         self.gone = False
         self._buffer: _Batch | None = None
-        self._chunks: list[WriteStream] | None = None
-        """Chunks the workflow body wrote to durable streams, until the flusher stores them."""
+        self._streaming = False
+        """Chunks of the workflow body are logged and not yet appended."""
         """Events waiting to be written; None when there are none (a batch is ~300 bytes)."""
         self._flusher: asyncio.Task[None] | None = None
         """The task writing the buffer; None again once it is done."""
@@ -458,8 +457,6 @@ class RunActor:
             now = host.clock.now()
             foreign: list[tuple[StartChild, RunRecord]] = []
             try:
-                if await self._write_chunks(now) and not (batch.events or batch.children):
-                    continue  # a batch of chunks alone
                 foreign = await self._before_append(batch, now)
                 await host.store.append(
                     host.id,
@@ -487,6 +484,8 @@ class RunActor:
                 self.host.hand_back(self)
                 return
             host.progressed()
+            if self._streaming:
+                self._streamed()
             for command, taken in foreign:
                 self._not_our_child(command, taken)
             if batch.queues_task:
@@ -791,44 +790,30 @@ class RunActor:
                     self._end(self._cancelled())
 
     def _write_stream(self, command: WriteStream) -> None:
-        """Queue a chunk of the workflow body for the flusher, which stores it first.
+        """Log a chunk of the workflow body (``stream_written``): the store adds it.
 
-        Stored before the events the same activation logs (its ``run_completed``
-        included), so a reader that sees the run ended finds every chunk. A replay
-        writes them all again: each is stored under its key, once.
+        A step started in the same activation stores its chunks after this one
+        (`perdure._streams.body_writing`), so the stream keeps the order the run wrote
+        in. A replay does not log a chunk its log holds.
         """
-        if self.gone:
-            return
-        if self._chunks is None:
-            self._chunks = []
-            body_writing(self.run_id)  # steps it starts next store theirs after these
-        self._chunks.append(command)
-        if self._buffer is None:
-            self._buffer = _Batch()  # the flusher's turn, even with no event to log
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
-            self._flusher.add_done_callback(lambda _: self._settled())
+        if not self._streaming:
+            self._streaming = True
+            body_writing(self.run_id)
+        self._emit(
+            _log.stream_written(
+                command.correlation_id,
+                stream=command.stream,
+                value=command.value,
+                close=command.close,
+            )
+        )
 
-    async def _write_chunks(self, now: datetime) -> bool:
-        """Store the queued chunks, one call per stream in the order written; any?"""
-        if self._chunks is None:
-            return False
-        try:
-            while self._chunks:
-                first = self._chunks[0].stream
-                count = next(
-                    (i for i, c in enumerate(self._chunks) if c.stream != first),
-                    len(self._chunks),
-                )
-                group = self._chunks[:count]
-                chunks = [NewChunk(c.value, key=c.key, close=c.close) for c in group]
-                await self.host.store.append_chunks(self.run_id, first, chunks, now)
-                del self._chunks[:count]
-        finally:
+    def _streamed(self) -> None:
+        """An append went through: the body's chunks it held are stored."""
+        pending = self._buffer
+        if pending is None or all(e.type is not EventType.STREAM_WRITTEN for e in pending.events):
+            self._streaming = False
             body_stored(self.run_id)
-        self._chunks = None
-        self.host.progressed()
-        return True
 
     def _end(self, event: NewEvent) -> None:
         self.finished = True

@@ -27,6 +27,7 @@ __all__ = [
     "RunStarted",
     "StepChanged",
     "StepRow",
+    "StreamChunkAdded",
     "TimerCleared",
     "TimerSet",
     "cancel_reason",
@@ -118,6 +119,19 @@ class AttributesChanged:
     values: dict[str, JSON]
 
 
+@dataclass(slots=True)
+class StreamChunkAdded:
+    """``stream_written``: the workflow body's chunk joins its stream, numbered next.
+
+    Keyed by the event's correlation id: a stream holds one row per key.
+    """
+
+    stream: str
+    key: str
+    value: JSON
+    close: bool
+
+
 Change = (
     RunStarted
     | StepChanged
@@ -127,6 +141,7 @@ Change = (
     | HookRemoved
     | RunEnded
     | AttributesChanged
+    | StreamChunkAdded
 )
 
 
@@ -260,6 +275,8 @@ def _change(event: NewEvent, run_id: str | None) -> Change | None:  # noqa: C901
             return RunEnded(RunStatus.CANCELLED, None, cancel_reason(e.reason))
         case _log.AttributesSet() as e:
             return AttributesChanged(e.values)
+        case _log.StreamWritten() as e:
+            return StreamChunkAdded(e.stream, e.correlation_id, e.value, e.close)
     # run_created is written by create_run, hook_received by its append; a hook_created
     # with an error records a taken token: no hook is live.
     return None

@@ -10,14 +10,15 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from perdure._chunks import ChunkRow, check_stream_name
+from perdure._chunks import ChunkRow, NewChunk, check_stream_name
 from perdure.stores._common import utc
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from perdure._chunks import ChunkKind, ChunkState, NewChunk, StreamAttempt
+    from perdure._chunks import ChunkKind, ChunkState, StreamAttempt
     from perdure._records import JSON, StepRecord
+    from perdure.stores._index import StreamChunkAdded
 
 __all__ = ["MemoryStreams", "chunk_state"]
 
@@ -76,6 +77,25 @@ class MemoryStreams:
         values = [json.loads(json.dumps(chunk.value)) for chunk in chunks]  # TypeError first
         if supersede and attempt is not None:
             self._retract(run_id, attempt, now, others=True)
+        length = self._add_chunks(run_id, stream, chunks, values, now, attempt)
+        self._changed()
+        return length
+
+    def _add_body_chunk(self, run_id: str, change: StreamChunkAdded, now: datetime) -> None:
+        """A ``stream_written`` event's chunk, in the append that logs it."""
+        chunk = NewChunk(change.value, key=change.key, close=change.close)
+        value = json.loads(json.dumps(change.value))
+        self._add_chunks(run_id, change.stream, [chunk], [value], utc(now), None)
+
+    def _add_chunks(
+        self,
+        run_id: str,
+        stream: str,
+        chunks: list[NewChunk],
+        values: list[JSON],
+        now: datetime,
+        attempt: StreamAttempt | None,
+    ) -> int:
         if not chunks:  # no list for a stream nobody wrote to
             return len(self._streams.get((run_id, stream), []))
         rows = self._streams.setdefault((run_id, stream), [])
@@ -98,7 +118,6 @@ class MemoryStreams:
                     created_at=now,
                 )
             )
-        self._changed()
         return len(rows)
 
     async def retract_chunks(self, run_id: str, attempt: StreamAttempt, now: datetime) -> int:

@@ -61,6 +61,7 @@ from perdure.stores._index import (
     RunEnded,
     RunStarted,
     StepChanged,
+    StreamChunkAdded,
     TimerCleared,
     TimerSet,
     ends_cancelled,
@@ -711,6 +712,8 @@ class MemoryStore(MemorySchedules, MemoryStreams, MemoryFlow, Store):
                 return self._end(run, change, now)
             case AttributesChanged():
                 return replace(run, attributes={**(run.attributes or {}), **change.values})
+            case StreamChunkAdded():
+                self._add_body_chunk(run.id, change, now)
         return run
 
     def _end(self, run: RunRecord, change: RunEnded, now: datetime) -> RunRecord:

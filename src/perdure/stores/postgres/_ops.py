@@ -24,6 +24,7 @@ from perdure.stores._index import (
     RunStarted,
     StepChanged,
     StepRow,
+    StreamChunkAdded,
     TimerCleared,
     TimerSet,
     fold_steps,
@@ -158,6 +159,8 @@ def _index_columns(change: Change | None) -> _Index:  # noqa: PLR0911 - one retu
             return _Index("hook_removed", change.token)
         case AttributesChanged():
             return _Index()  # indexed by the events trigger of migration 0010
+        case StreamChunkAdded():
+            return _Index()  # added to its stream by the events trigger of migration 0014
         case RunEnded():
             completed = change.status is RunStatus.COMPLETED
             return _Index(

@@ -36,6 +36,7 @@ from perdure.stores._index import (
     RunStarted,
     StepChanged,
     StepRow,
+    StreamChunkAdded,
     TimerCleared,
     TimerSet,
     ends_cancelled,
@@ -57,6 +58,7 @@ from perdure.stores.sqlite._rows import (
     to_us,
     workflow_filter,
 )
+from perdure.stores.sqlite._streams import body_chunk
 
 if TYPE_CHECKING:
     import sqlite3
@@ -497,6 +499,8 @@ def _apply(conn: sqlite3.Connection, run_id: str, change: Change, at: int) -> No
             _end(conn, run_id, change, at)
         case AttributesChanged():
             _set_attributes(conn, run_id, change.values)
+        case StreamChunkAdded():
+            body_chunk(conn, run_id, change, at)
 
 
 def _set_attributes(conn: sqlite3.Connection, run_id: str, values: dict[str, JSON]) -> None:

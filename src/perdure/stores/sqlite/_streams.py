@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from perdure._chunks import ChunkRow, check_stream_name
+from perdure._chunks import ChunkRow, NewChunk, check_stream_name
 from perdure.stores._memory_streams import chunk_state
 from perdure.stores.sqlite._rows import dumps, from_us, loads, to_us
 
@@ -18,10 +18,11 @@ if TYPE_CHECKING:
     import sqlite3
     from datetime import datetime
 
-    from perdure._chunks import NewChunk, StreamAttempt
+    from perdure._chunks import StreamAttempt
     from perdure._records import JSON
+    from perdure.stores._index import StreamChunkAdded
 
-__all__ = ["append_chunks", "read_chunks", "retract_chunks", "stream_lengths"]
+__all__ = ["append_chunks", "body_chunk", "read_chunks", "retract_chunks", "stream_lengths"]
 
 _KEYS_PER_QUERY = 500
 """Keys looked up per statement: a replay may write back thousands of the body's chunks."""
@@ -79,6 +80,15 @@ def append_chunks(
         rows,
     )
     return index
+
+
+def body_chunk(conn: sqlite3.Connection, run_id: str, change: StreamChunkAdded, at: int) -> None:
+    """A ``stream_written`` event's chunk, in the transaction of the append that logs it."""
+    chunk = NewChunk(change.value, key=change.key, close=change.close)
+    encoded = None if change.close else dumps(change.value)
+    append_chunks(
+        conn, run_id, change.stream, [chunk], [encoded], from_us(at), None, supersede=False
+    )
 
 
 def retract_chunks(
