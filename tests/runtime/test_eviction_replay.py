@@ -198,6 +198,27 @@ async def test_a_run_waiting_only_on_a_hook_is_evicted_and_resumed(engine: Engin
     assert statistics.replays >= 1
 
 
+async def test_a_run_evicted_at_once_still_takes_the_payload_that_woke_it(
+    make_engine: EngineFactory,
+) -> None:
+    """With evict_after=0, the run replayed for a hook's payload takes it before any eviction.
+
+    It was evicted again before the worker handed it its inbox, claimed again, and so on
+    for ever (on SQLite and PostgreSQL; the memory store's order happened to hide it).
+    """
+    async with make_engine(evict_after=0) as engine:
+        run = await engine.start(waits_for_wake)
+        await wait_for_hook(engine, "wake-me")
+        await wait_until(engine, lambda: evicted(engine))
+
+        await wake_hook.resume("wake-me", {})
+
+        datetime.fromisoformat(await run.result(timeout=5))
+        statistics = engine.statistics()
+        assert statistics is not None
+        assert statistics.replays == 1  # one replay took the payload, not a loop of them
+
+
 async def test_code_that_changed_in_flight_blocks_the_run(
     make_engine: EngineFactory,
 ) -> None:

@@ -164,6 +164,7 @@ class RunActor:
         "_ended",
         "_evict_timer",
         "_flusher",
+        "_inbox_read",
         "_inbox_seen",
         "_parent",
         "_record",
@@ -214,6 +215,7 @@ class RunActor:
         self._deadline: TimerHandle | None = None
         """The clock's timer of the run's deadline (``timeout=``), while armed."""
         self._evict_timer: TimerHandle | None = None
+        self._inbox_read = False  # not evicted before the worker has read our inbox once
         self._backing_off = 0
         self._blocker: asyncio.Task[None] | None = None
         self._started_on = record.version
@@ -267,7 +269,7 @@ class RunActor:
         self.ready = True
         if self._cancel_pending:
             self.cancel()
-        self.host.poke()  # inbox items may be waiting for us now that we are ready
+        self.host.ready(self)  # inbox items may be waiting for us now that we are ready
         self._settled()
 
     def _claimed(self) -> RunRecord:
@@ -1173,7 +1175,7 @@ class RunActor:
             self._flusher = None  # a done task keeps its coroutine: a kilobyte per run
         if not self._steps:
             self._steps = _NO_STEPS
-        if self.suspended and self._evict_timer is None:
+        if self.suspended and self._inbox_read and self._evict_timer is None:
             when = self.host.clock.now() + self.host.evict_after
             if any(timer.when <= when for timer in self._timers.values()) or (
                 self._deadline is not None and self._deadline.when <= when
@@ -1182,6 +1184,12 @@ class RunActor:
                 # eviction timer to hold meanwhile.
                 return
             self._evict_timer = self.host.clock.call_at(when, self._evict_if_idle)
+
+    def inbox_read(self) -> None:
+        """The worker has handed us what our inbox held once we were ready: may evict now."""
+        if not self._inbox_read:
+            self._inbox_read = True
+            self._settled()
 
     def _cancel_evict(self) -> None:
         if self._evict_timer is not None:

@@ -42,6 +42,9 @@ class HeldRun(Protocol):
     def drop(self) -> None:
         """Forget the run in this process; the store keeps it."""
 
+    def inbox_read(self) -> None:
+        """The host has handed the run everything its inbox held once the run was ready."""
+
 
 class RunHost(Protocol):
     """The worker, as the `RunActor` of a run it holds sees it."""
@@ -72,6 +75,9 @@ class RunHost(Protocol):
 
     def poke(self) -> None:
         """Something may have changed: the worker makes a pass soon."""
+
+    def ready(self, run: HeldRun) -> None:
+        """The run has begun: the next pass hands it its inbox, then `HeldRun.inbox_read`."""
 
     def maybe_idle(self) -> None:
         """The actor may have nothing left to do but wait (for the fake clock, the drain)."""

@@ -187,6 +187,8 @@ class Worker:
         self._actors: dict[str, RunActor] = {}
         self._remote_waiters: set[str] = set()
         """Held runs that awaited a queue's step at some point (see `_pass`)."""
+        self._fresh: list[HeldRun] = []
+        """Held runs begun since the last pass read the inbox (see `ready`)."""
         self._poked = asyncio.Event()
         self._passing = False
         self._stopping = False
@@ -201,10 +203,7 @@ class Worker:
         self._wake_timer: TimerHandle | None = None
         self._wake_at: datetime | None = None
         self._background: set[asyncio.Task[object]] = set()
-        self._replays = 0
-        self._claimed = 0
-        self._evictions = 0
-        self._finished = 0
+        self._replays = self._claimed = self._evictions = self._finished = 0
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -293,6 +292,16 @@ class Worker:
         self._poked.set()
         self._idle.clear()
 
+    def ready(self, run: HeldRun) -> None:
+        """``run`` has begun: the next pass hands it its inbox (then `HeldRun.inbox_read`).
+
+        No run is evicted before a pass has handed it what its inbox held: with
+        ``evict_after=0``, a run replayed to take a hook's payload was evicted again
+        before it saw it, claimed again, and so on for ever.
+        """
+        self._fresh.append(run)
+        self.poke()
+
     # -- the pass -------------------------------------------------------------------
 
     async def _loop(self) -> None:
@@ -318,23 +327,11 @@ class Worker:
         store = self.store
         if not self._stopping:  # a stopping worker only finishes what it holds
             await self._claim()
+        fresh, self._fresh = self._fresh, []
         if self._actors:
-            for item in await store.inbox(self.id):
-                actor = self._actors.get(item.run_id)
-                if actor is not None:
-                    actor.receive(item)
-            # Only the runs that awaited a queue's step are looked at, not every held
-            # run: a pass must not cost more with each sleeping run held.
-            waiting = (self._actors.get(run_id) for run_id in self._remote_waiters)
-            if any(actor is not None and actor.awaiting_remote for actor in waiting):
-                for task in await store.step_results(self.id):
-                    actor = self._actors.get(task.run_id)
-                    if actor is not None:
-                        actor.receive_result(task)
-            for run_id in await store.cancel_requests(self.id):
-                actor = self._actors.get(run_id)
-                if actor is not None:
-                    actor.cancel()
+            await self._deliver()
+        for run in fresh:
+            run.inbox_read()
         if self._queue_runner.running:  # a step task whose run was cancelled meanwhile
             await self._queue_runner.drop_cancelled(soon=True)
         workflows = registered_workflows()
@@ -345,6 +342,26 @@ class Worker:
                 self._poked.set()
         wake_at = await store.next_wake_at(workflows=workflows)
         self._schedule_wake(min(filter(None, (wake_at, next_tick)), default=None))
+
+    async def _deliver(self) -> None:
+        """Hand held runs their inbox (hook payloads, children's ends), queue results, cancels."""
+        store = self.store
+        for item in await store.inbox(self.id):
+            actor = self._actors.get(item.run_id)
+            if actor is not None:
+                actor.receive(item)
+        # Only the runs that awaited a queue's step are looked at, not every held
+        # run: a pass must not cost more with each sleeping run held.
+        waiting = (self._actors.get(run_id) for run_id in self._remote_waiters)
+        if any(actor is not None and actor.awaiting_remote for actor in waiting):
+            for task in await store.step_results(self.id):
+                actor = self._actors.get(task.run_id)
+                if actor is not None:
+                    actor.receive_result(task)
+        for run_id in await store.cancel_requests(self.id):
+            actor = self._actors.get(run_id)
+            if actor is not None:
+                actor.cancel()
 
     async def _claim(self) -> None:
         """Claim due runs, and step tasks of the queues served, as room allows.
