@@ -299,7 +299,13 @@ async def test_a_fork_keeps_its_originals_children_apart(engine: Engine) -> None
     """A fork replays the children its copied log completed, and a child still running
     at the fork point (its original's) fails in the fork instead of hanging it."""
     run = await engine.start(forkable, "fork-1")
-    await wait_for_hook(engine, "fork-1")
+    await wait_for_hook(engine, "fork-1")  # the child waits; the parent's step may still run
+
+    async def step_logged() -> bool:
+        completed = of_type(await run.events(), EventType.STEP_COMPLETED)
+        return any(event.correlation_id == f"{double.name}#1" for event in completed)
+
+    await wait_until(engine, step_logged)
     fork = await engine.fork(run.id, from_step=f"{double.name}#1")
     first, marker, second = await fork.result(timeout=30)
     assert (first, marker) == (2, 10)
