@@ -1213,6 +1213,9 @@ class RunActor:
         if self.gone:
             return
         self.gone = True
+        if self._streaming:  # its steps wait for no body chunk of this life any more
+            self._streaming = False
+            body_stored(self.run_id)
         self._cancel_evict()
         self._stop_work()
         if self.instance is not None:
