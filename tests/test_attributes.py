@@ -25,7 +25,7 @@ async def tally(n: int) -> int:
     return n + 1
 
 
-@workflow
+@workflow(name="attributes-order")
 async def order(customer: str, token: str) -> int:
     """Set attributes before and after waiting on a hook (across an eviction)."""
     perdure.set_attributes(customer=customer, tier="gold", items=3)
