@@ -28,6 +28,7 @@ from perdure._stats_view import RunStatsBody
 from perdure._views import EventList, Hook, HookList, RunDetail, RunList, Timeline
 from perdure._worker_views import WorkerList
 from perdure.http._schedules_openapi import schedule_paths
+from perdure.http._streams import START_BOUND
 
 if TYPE_CHECKING:
     from pydantic_core import CoreSchema
@@ -512,7 +513,12 @@ def _paths(limits: _Limits) -> dict[str, Any]:
                         "required": False,
                         "description": "The first index to send; below 0, counted from the "
                         "end (-10: the last ten entries).",
-                        "schema": {"type": "integer", "default": 0},
+                        "schema": {
+                            "type": "integer",
+                            "default": 0,
+                            "minimum": -START_BOUND,
+                            "maximum": START_BOUND,
+                        },
                     },
                     {
                         "name": "committed",

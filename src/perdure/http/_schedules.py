@@ -161,11 +161,18 @@ def schedule_routes(
             response.headers["Vary"] = "Accept"
         return response
 
+    read_one, delete_one = endpoint(handlers.get_schedule), endpoint(handlers.delete)
+
+    async def schedule(request: Request) -> Response:
+        """One schedule: read it, or delete it (one route, so a 405 lists both methods)."""
+        handler = delete_one if request.method == "DELETE" else read_one
+        response: Response = await handler(request)
+        return response
+
     one = "/schedules/{schedule_id}"
     return [
         Route("/schedules", schedules, methods=["GET"]),
-        Route(one, endpoint(handlers.get_schedule), methods=["GET"]),
-        Route(one, endpoint(handlers.delete), methods=["DELETE"]),
+        Route(one, schedule, methods=["GET", "DELETE"]),
         Route(f"{one}/pause", endpoint(handlers.pause), methods=["POST"]),
         Route(f"{one}/resume", endpoint(handlers.resume), methods=["POST"]),
         Route(f"{one}/trigger", endpoint(handlers.trigger), methods=["POST"]),

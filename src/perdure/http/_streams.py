@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from perdure._chunks import ChunkRow
     from perdure._engine import Engine
 
-__all__ = ["sse_event", "stream_endpoint", "streams_endpoint"]
+__all__ = ["START_BOUND", "sse_event", "stream_endpoint", "streams_endpoint"]
 
 _RETRY_MS = 1000
 """How long a browser's EventSource waits before reconnecting, in milliseconds."""
@@ -63,6 +63,10 @@ def sse_event(row: ChunkRow) -> str:
     return f"id: {row.index}\nevent: {kind}\ndata: {json.dumps(data)}\n\n"
 
 
+START_BOUND = 2**53 - 1
+"""The largest ``?start=`` either way: the largest integer a JSON number holds exactly."""
+
+
 def _start(request: Request) -> int | str:
     """Where to begin: after ``Last-Event-ID``, else ``?start=`` (an error: a message)."""
     last = request.headers.get("last-event-id")
@@ -76,9 +80,12 @@ def _start(request: Request) -> int | str:
         return seen + 1
     text = request.query_params.get("start", "0")
     try:
-        return int(text)
+        start = int(text)
     except ValueError:
         return f"start must be an integer, got {text!r}"
+    if abs(start) > START_BOUND:
+        return f"start must be between {-START_BOUND} and {START_BOUND}, got {start}"
+    return start
 
 
 def _committed(request: Request) -> bool | str:
