@@ -103,9 +103,10 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 class Workers:
     """Worker processes serving ``flow_workflows``; all SIGKILLed at the end."""
 
-    def __init__(self, folder: Path, url: str) -> None:
+    def __init__(self, folder: Path, url: str, slots: int) -> None:
         self.folder = folder
         self.url = url
+        self.slots = slots
         self.started: list[ChildProcess] = []
 
     def start(self, name: str) -> ChildProcess:
@@ -121,7 +122,7 @@ class Workers:
         }
         argv = [
             sys.executable, "-m", "perdure", "worker", "flow_workflows",
-            "--database-url", self.url, "--lease", LEASE,
+            "--database-url", self.url, "--lease", LEASE, "--concurrency", str(self.slots),
         ]  # fmt: skip
         child = ChildProcess(name, argv, self.folder, env=env, timeout=30.0)
         self.started.append(child)
@@ -137,11 +138,17 @@ class Workers:
 
 
 @pytest.fixture
-async def workers(tmp_path: Path, database: str) -> AsyncIterator[Workers]:
+def worker_slots() -> int:
+    """Each worker's step slots (``--concurrency``); a test may parametrize it."""
+    return 100
+
+
+@pytest.fixture
+async def workers(tmp_path: Path, database: str, worker_slots: int) -> AsyncIterator[Workers]:
     """Three worker processes on the database (their store migrates it first)."""
     async with Engine(database, worker=False):
         pass  # the schema exists before three processes race to create it
-    made = Workers(tmp_path, database)
+    made = Workers(tmp_path, database, worker_slots)
     try:
         for name in ("w1", "w2", "w3"):
             made.start(name)
@@ -188,6 +195,10 @@ async def test_a_limit_per_key_holds_across_processes_and_a_kill(workers: Worker
     assert victim.pid not in {x.pid for x in lines if x.kind == "exit" and x.n == victim.n}
 
 
+# One step slot each: a worker claims runs only as far as its slots have room
+# (`Worker._claim`), and each run's first step holds its worker's slot a moment, so the
+# burst spreads over the three workers and the step limit is held across processes.
+@pytest.mark.parametrize("worker_slots", [1])
 async def test_a_step_limit_and_a_rate_limit_hold_across_processes(workers: Workers) -> None:
     """``@step(concurrency=2)``: two attempts at once, however many workers; and
     ``@step(rate="3/s")``: no second sees more than three starts."""

@@ -1,10 +1,10 @@
 """A step's limits across all workers: ``@step(concurrency=n, rate="100/min")``.
 
-Before an attempt of a limited step takes one of its worker's step slots, it asks the
+An attempt of a limited step, once it has one of its worker's step slots, asks the
 store (`FlowStore.take_step_slot`) for a slot of the step's concurrency and a start in
-its rate's window, both or neither; it gives the slot back when the attempt ends.
-Waiting, it holds no step slot of its worker, so a limited step never starves the
-others.
+its rate's window, both or neither, and begins at once when granted; it gives the slot
+back when it ends. Refused, it lets its worker's step slot go while it waits, so a
+waiting step holds no slot others could use, and asks again.
 
 - A full window says when it has room again: the attempt waits until then on the
   worker's clock (a fake clock jumps there, as for a retry's delay).
@@ -27,7 +27,7 @@ import contextlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from perdure._flow import StepLimits, key_value
+from perdure._flow import StepGrant, StepLimits, key_value
 from perdure._runtime._outage import until_the_store_answers
 
 if TYPE_CHECKING:
@@ -89,66 +89,74 @@ class StepGate:
         holder: str,
         backing_off: Callable[..., None],
     ) -> AsyncIterator[None]:
-        """The places of one attempt of a limited step, then a step slot of this worker."""
+        """A step slot of this worker, and the places of one attempt of a limited step.
+
+        The places are asked for holding the worker's slot, so the attempt starts the
+        moment they are granted (a rate counts starts, not grants followed by a wait for
+        a slot); refused, the attempt lets its slot go while it waits, and asks again.
+        """
         limits = limits_of(spec, *call)
         if limits is None:  # pragma: no cover - only limited steps come here
             async with slots:
                 yield
             return
-        try:
-            await self.enter(limits, holder, backing_off)
-        except BaseException:
-            # Cancelled (its run was) while asking: the store may have granted the slot
-            # as the answer was lost. Giving back one not held is harmless.
-            task = asyncio.get_running_loop().create_task(self.leave(holder))
-            self._leaving.add(task)
-            task.add_done_callback(self._leaving.discard)
-            raise
-        try:
-            async with slots:
-                yield
-        finally:
-            await self.leave(holder)
-
-    async def enter(
-        self,
-        limits: StepLimits,
-        holder: str,
-        backing_off: Callable[..., None],
-    ) -> None:
-        """Wait until ``holder`` has its places; ``backing_off`` says when it waits on the clock."""
-        pause = _FIRST_PAUSE
-        waited = False
+        pause, waited = _FIRST_PAUSE, False
         while True:
-            grant = await until_the_store_answers(
-                lambda: self._store.take_step_slot(
-                    self._worker_id, holder, limits, self._clock.now()
-                ),
-                f"could not ask for a place under {limits.concurrency_key or limits.rate_key}",
-            )
+            await slots.__aenter__()
+            try:
+                grant = await self._take(limits, holder)
+            except BaseException:
+                await slots.__aexit__(None, None, None)
+                # Cancelled (its run was) while asking: the store may have granted the
+                # slot as the answer was lost. Giving back one not held is harmless.
+                task = asyncio.get_running_loop().create_task(self.leave(holder))
+                self._leaving.add(task)
+                task.add_done_callback(self._leaving.discard)
+                raise
             if grant.granted:
-                return
+                break
+            await slots.__aexit__(None, None, None)
             if not waited:
                 self.waits += 1
                 waited = True
-            if grant.retry_at is not None:
-                backing_off(waiting=True)
-                try:
-                    await self._clock.sleep_until(grant.retry_at)
-                finally:
-                    backing_off(waiting=False)
-                continue
-            woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiting.append(woken)
+            pause = await self._wait(grant, pause, backing_off)
+        try:
+            yield
+        finally:
             try:
-                async with asyncio.timeout(pause):
-                    await woken
-            except TimeoutError:
-                pause = min(pause * 2, _LONGEST_PAUSE)
+                await slots.__aexit__(None, None, None)
             finally:
-                if not woken.done():
-                    woken.cancel()
-                    self._waiting.remove(woken)
+                await self.leave(holder)
+
+    async def _take(self, limits: StepLimits, holder: str) -> StepGrant:
+        return await until_the_store_answers(
+            lambda: self._store.take_step_slot(self._worker_id, holder, limits, self._clock.now()),
+            f"could not ask for a place under {limits.concurrency_key or limits.rate_key}",
+        )
+
+    async def _wait(
+        self, grant: StepGrant, pause: float, backing_off: Callable[..., None]
+    ) -> float:
+        """Wait to ask again after a refusal; the pause for the next wait on a slot."""
+        if grant.retry_at is not None:  # a window: it has room again then
+            backing_off(waiting=True)
+            try:
+                await self._clock.sleep_until(grant.retry_at)
+            finally:
+                backing_off(waiting=False)
+            return pause
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(woken)
+        try:
+            async with asyncio.timeout(pause):
+                await woken
+        except TimeoutError:
+            return min(pause * 2, _LONGEST_PAUSE)
+        finally:
+            if not woken.done():
+                woken.cancel()
+                self._waiting.remove(woken)
+        return pause
 
     async def leave(self, holder: str) -> None:
         """Give ``holder``'s slot back, and wake this worker's attempts waiting for one."""

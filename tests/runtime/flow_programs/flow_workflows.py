@@ -53,10 +53,17 @@ async def cluster_scarce(n: int) -> int:
     return n
 
 
+@step
+async def cluster_warm_up(n: int) -> int:
+    """Holds its worker's one step slot a moment: the burst spreads over the workers."""
+    await asyncio.sleep(HOLD)
+    return n
+
+
 @workflow
 async def cluster_uses_scarce(n: int) -> int:
-    """One cluster_scarce step."""
-    return await cluster_scarce(n)
+    """A step of the worker's own, then one scarce step."""
+    return await cluster_scarce(await cluster_warm_up(n))
 
 
 @step(rate="3/s")
