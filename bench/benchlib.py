@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Coroutine, Mapping
@@ -63,6 +65,31 @@ def percentile(values: list[float], fraction: float) -> float:
     """The value at ``fraction`` of the sorted values (nearest rank)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+def history_windows(stamps: list[float], windows: int = 10) -> dict[str, Any]:
+    """The cost of a step in each window of one run's history (workload i).
+
+    ``stamps`` are the times at which the run's steps ran, one per step, so the gap
+    between two consecutive stamps is what one step cost with that much history behind
+    it. The gaps are cut into ``windows`` equal windows; for each: the number of steps
+    before its middle, the median and the mean gap in µs. A library that replays its
+    history at each step (cost linear in the history, quadratic in total) shows a
+    rising line; one that does not shows a flat one.
+    """
+    gaps = [(later - earlier) * 1e6 for earlier, later in itertools.pairwise(stamps)]
+    rows = []
+    for k in range(windows):
+        start, end = k * len(gaps) // windows, (k + 1) * len(gaps) // windows
+        window = gaps[start:end]
+        rows.append([(start + end) / 2 + 1, statistics.median(window), statistics.fmean(window)])
+    n = len(stamps)
+    return {
+        f"windows_{n}": rows,
+        f"first_window_us_{n}": rows[0][1],
+        f"last_window_us_{n}": rows[-1][1],
+        f"last_over_first_{n}": rows[-1][1] / rows[0][1],
+    }
 
 
 def rss_mib() -> float:

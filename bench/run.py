@@ -24,6 +24,8 @@ a SQLite file in a temporary folder, or a throwaway PostgreSQL database
      process has all of them running again
   g  memory: resident size of one process holding R sleeping runs
   h  fan-out: one parent starting C child runs at once, from its start to its result
+  i  history: one run of N steps for N = 100, 1,000, 10,000; the median cost of a step
+     in each tenth of the run (flat if nothing per step grows with the history)
 
 Before them, the storage's own limit (`physical.py`): one-row commits per second.
 
@@ -66,6 +68,8 @@ class Figure:
     digits: int = 1
     grows_with_size: bool = False
     """The figure depends on the size R (no ratio when the libraries ran other sizes)."""
+    compared: bool = True
+    """False for a figure that is itself a ratio within one library: no DBOS ÷ perdure."""
 
 
 @dataclass
@@ -83,6 +87,8 @@ class Workload:
     reduced: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Smaller sizes, keyed the same way, that keep the default run near 10 minutes on a
     2-core machine; ``--full`` drops them, ``--quick`` has its own sizes."""
+    libs: tuple[str, ...] = ()
+    """The libraries whose workload module has this workload (every one when empty)."""
 
 
 RESUME_PARAMS = {
@@ -93,6 +99,18 @@ RESUME_PARAMS = {
     "gap_s": 0.002,
     "jitter_s": 0.01,
 }
+
+
+def history_rows() -> list[Figure]:
+    """The rows of workload i."""
+    rows: list[Figure] = []
+    for n in (100, 1000, 10000):
+        rows.append(Figure(f"first_window_us_{n}", f"N={n:,}: first tenth, median µs/step"))
+        rows.append(Figure(f"last_window_us_{n}", f"N={n:,}: last tenth, median µs/step"))
+        rows.append(
+            Figure(f"last_over_first_{n}", f"N={n:,}: last tenth ÷ first", digits=2, compared=False)
+        )
+    return rows
 
 
 def resume_rows() -> list[Figure]:
@@ -209,6 +227,14 @@ WORKLOADS: dict[str, Workload] = {
             Figure("children_per_s", "children per second", higher_is_better=True, digits=0),
         ],
     ),
+    "i": Workload(
+        "i. a step's cost against the history behind it (one run of N steps per N; "
+        "µs/step in each tenth of the run)",
+        {"sizes": [100, 1000, 10000], "windows": 10},
+        {"sizes": [100, 1000], "windows": 10},
+        history_rows(),
+        libs=("perdure", "dbos"),
+    ),
 }
 
 
@@ -223,7 +249,7 @@ def fmt(value: Any, digits: int) -> str:
 
 def ratio(perdure: Any, dbos: Any, figure: Figure, same_size: bool) -> tuple[str, str]:
     """DBOS ÷ perdure, and which library did better."""
-    if perdure is None or dbos is None or figure.key.endswith("samples"):
+    if perdure is None or dbos is None or figure.key.endswith("samples") or not figure.compared:
         return "", ""
     if figure.grows_with_size and not same_size:
         return "(other R)", ""
@@ -297,6 +323,8 @@ class Runner:
         for store in stores:
             per_store[store] = {}
             for lib in self.libs:
+                if workload.libs and lib not in workload.libs:
+                    continue
                 params = {
                     **base,
                     **reduced.get(lib, {}),

@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
 
-from benchlib import emit, percentile, read_line_with, rss_mib, run_workload, spawn
+from benchlib import emit, history_windows, percentile, read_line_with, rss_mib, run_workload, spawn
 from dbos import DBOS, DBOSClient, SetWorkflowID
 
 Params = dict[str, Any]
@@ -80,6 +80,19 @@ async def sequential(n: int) -> int:
     for i in range(n):
         total += await noop(i)
     return total
+
+
+@DBOS.step()
+async def clock(i: int) -> float:
+    """A trivial step that says when it ran."""
+    del i
+    return time.perf_counter()
+
+
+@DBOS.workflow()
+async def timed_sequential(n: int) -> list[float]:
+    """N trivial steps, one after the other; when each of them ran."""
+    return [await clock(i) for i in range(n)]
 
 
 @DBOS.workflow()
@@ -219,6 +232,16 @@ async def a_sequential(url: str, params: Params) -> Figures:
                 raise SystemExit(f"wrong result {result} for n={n}")
             best, spent, tries = min(best, took), spent + took, tries + 1
         figures[f"us_per_step_{n}"] = best / n * 1e6
+    return figures
+
+
+async def i_history(url: str, params: Params) -> Figures:
+    """The cost of a step against the history behind it: one run of N steps per size."""
+    figures: Figures = {}
+    launch(url)
+    await run(timed_sequential, 10)  # warm up
+    for n in params["sizes"]:
+        figures.update(history_windows(await run(timed_sequential, n), params["windows"]))
     return figures
 
 
@@ -504,6 +527,7 @@ WORKLOADS = {
     "f": f_recovery,
     "g": g_memory,
     "h": h_fan_out,
+    "i": i_history,
     "serve-resume": serve_resume,
     "recovery-load": recovery_load,
     "recovery-resume": recovery_resume,

@@ -2,7 +2,7 @@
 
     bench/.venv/bin/python bench/workloads_perdure.py WORKLOAD --url URL [--params JSON]
 
-WORKLOAD is one of ``a`` .. ``g`` (see `run.py`), or a helper role that another
+WORKLOAD is one of ``a`` .. ``i`` (see `run.py`), or a helper role that another
 workload starts in a second process (``serve-resume``, ``recovery-load``,
 ``recovery-resume``). `workloads_dbos.py` has the same shape, workload for workload.
 Every workflow here uses perdure's defaults unless a comment says otherwise.
@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from benchlib import emit, percentile, read_line_with, rss_mib, run_workload, spawn
+from benchlib import emit, history_windows, percentile, read_line_with, rss_mib, run_workload, spawn
 
 import perdure
 
@@ -224,6 +224,21 @@ async def late_against_early(engine: perdure.Engine, n: int) -> Figures:
         "late_over_early": statistics.median(late) / statistics.median(early),
         "late_over_early_mean": statistics.fmean(late) / statistics.fmean(early),
     }
+
+
+async def i_history(url: str, params: Params) -> Figures:
+    """The cost of a step against the history behind it: one run of N steps per size.
+
+    Each step returns when it ran (`timed_sequential`); `history_windows` turns the
+    stamps into the median cost of a step in each tenth of the run.
+    """
+    figures: Figures = {}
+    async with perdure.Engine(url) as engine:
+        await (await engine.start(timed_sequential, 10)).result()  # warm up
+        for n in params["sizes"]:
+            stamps = await (await engine.start(timed_sequential, n)).result()
+            figures.update(history_windows(stamps, params["windows"]))
+    return figures
 
 
 async def b_latency(url: str, params: Params) -> Figures:
@@ -496,6 +511,7 @@ WORKLOADS = {
     "f": f_recovery,
     "g": g_memory,
     "h": h_fan_out,
+    "i": i_history,
     "serve-resume": serve_resume,
     "recovery-load": recovery_load,
     "recovery-resume": recovery_resume,
