@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -39,6 +39,7 @@ from perdure._cli._output import (
     status_text,
     when,
 )
+from perdure._cli._tree import MAX_CHILDREN, TreeRow, flatten, indented, read_tree, tree_json
 from perdure._fleet import Fleet
 from perdure._flow_views import waiting_json
 from perdure._records import RunRecord, RunStatus
@@ -125,6 +126,14 @@ def runs(
             help="Only the child runs of this run (perdure.start_child).",
         ),
     ] = None,
+    tree: Annotated[
+        bool,
+        typer.Option(
+            "--tree",
+            help="The listed runs that are not child runs (with --parent: its children), "
+            "each followed by its child runs, indented, to any depth.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -132,6 +141,7 @@ def runs(
 
     When more runs match than --limit, the cursor of the next page is printed (on
     stderr with --json, so stdout stays one JSON array): pass it as --after.
+    With --tree and --json, each run has its ``children``, nested.
     """
     now = utcnow()
     with reporting():
@@ -151,73 +161,89 @@ def runs(
                 parent_id=parent,
             )
             found, following = page_of(found, limit, since=cutoff)
+            rows = await read_tree(store, found, parent) if tree else [TreeRow(r) for r in found]
             fleet = Fleet(await store.live_workers(now))
-            waits = await _limit_waits(store, found)
+            waits = await _limit_waits(store, [row.record for row in flatten(rows)])
         if as_json:
-            print_json(
-                [
-                    {**run_json(r), **fleet_json(r, fleet), **waiting_json(waits.get(r.id))}
-                    for r in found
-                ]
-            )
+
+            def shape(r: RunRecord) -> dict[str, Any]:
+                return {**run_json(r), **fleet_json(r, fleet), **waiting_json(waits.get(r.id))}
+
+            print_json(tree_json(rows, shape) if tree else [shape(r) for r in found])
             next_page(following, to_stderr=True)
             return
         if not found:
             filtered = status or workflow or since or attr or after or parent
             out().print(f"no runs in {shown_url(url)}" + (" match" if filtered else ""))
             return
-        # Ids stay whole on a narrow terminal (people copy them); times wrap instead,
-        # and the updated column goes.
-        wide = out().width >= _WIDE
-        table = Table(
-            header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0)
-        )
-        table.add_column("id", no_wrap=True, min_width=max(len(r.id) for r in found))
-        table.add_column("workflow", min_width=min(12, max(len(r.workflow) for r in found)))
-        table.add_column("status", no_wrap=True, min_width=9)
-        table.add_column("created (UTC)", min_width=10)
-        if wide:
-            table.add_column("updated (UTC)", min_width=10)
-            table.add_column("version", no_wrap=True)
-            table.add_column("workers' version", no_wrap=True)
-        table.add_column("duration", justify="right", no_wrap=True)
-        labelled = any(r.attributes for r in found)
-        if labelled:
-            table.add_column("attributes")
-        for r in found:
-            times = (
-                [
-                    when(r.created_at),
-                    when(r.updated_at),
-                    r.version or "-",
-                    _workers_version(r, fleet),
-                ]
-                if wide
-                else [when(r.created_at)]
-            )
-            table.add_row(
-                r.id,
-                r.workflow,
-                _status_cell(r),
-                *times,
-                duration(run_duration(r, now)) + ("" if r.status.is_terminal else " …"),
-                *([attributes_text(r.attributes or {})] if labelled else []),
-            )
-        out().print(table)
+        if not rows:
+            out().print("no top-level runs in this page (its runs are all child runs)")
+        else:
+            _print_runs(flatten(rows), fleet, now)
         next_page(following, to_stderr=False)
-        for r in found:  # rows it cannot read in full: listed, and said what is wrong
-            if r.malformed is not None:
-                note(f"run {r.id}: {malformed_text(r)}", label="unreadable")
-        for r in found:  # runs waiting for a worker that none of the live ones can be
-            stranded = fleet.stranded(r)
-            if stranded is not None and r.malformed is None:
-                note(f"run {r.id}: {stranded}", label="stranded")
-        for r in found:  # runs waiting on their workflow's concurrency limit
-            wait = waits.get(r.id)
-            if wait is not None:
-                note(f"run {r.id}: {wait.reason}", label="waiting")
+        _notes(flatten(rows), fleet, waits)
 
     run(main())
+
+
+def _print_runs(rows: list[TreeRow], fleet: Fleet, now: datetime) -> None:
+    """The runs as a table, a tree's ids indented by depth."""
+    found = [row.record for row in rows]
+    # Ids stay whole on a narrow terminal (people copy them); times wrap instead,
+    # and the updated column goes.
+    wide = out().width >= _WIDE
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+    ids = [indented(row) for row in rows]
+    table.add_column("id", no_wrap=True, min_width=max(len(i) for i in ids))
+    table.add_column("workflow", min_width=min(12, max(len(r.workflow) for r in found)))
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("created (UTC)", min_width=10)
+    if wide:
+        table.add_column("updated (UTC)", min_width=10)
+        table.add_column("version", no_wrap=True)
+        table.add_column("workers' version", no_wrap=True)
+    table.add_column("duration", justify="right", no_wrap=True)
+    labelled = any(r.attributes for r in found)
+    if labelled:
+        table.add_column("attributes")
+    for shown_id, r in zip(ids, found, strict=True):
+        times = (
+            [when(r.created_at), when(r.updated_at), r.version or "-", _workers_version(r, fleet)]
+            if wide
+            else [when(r.created_at)]
+        )
+        table.add_row(
+            shown_id,
+            r.workflow,
+            _status_cell(r),
+            *times,
+            duration(run_duration(r, now)) + ("" if r.status.is_terminal else " …"),
+            *([attributes_text(r.attributes or {})] if labelled else []),
+        )
+    out().print(table)
+
+
+def _notes(rows: list[TreeRow], fleet: Fleet, waits: dict[str, LimitWait]) -> None:
+    """What the table cannot say of the runs listed, on stderr, one kind after another."""
+    for row in rows:
+        if row.truncated:
+            note(
+                f"run {row.record.id}: only its newest {MAX_CHILDREN} child runs are "
+                f"shown (perdure runs --parent {row.record.id} pages through all)",
+                label="tree",
+            )
+    found = [row.record for row in rows]
+    for r in found:  # rows it cannot read in full: listed, and said what is wrong
+        if r.malformed is not None:
+            note(f"run {r.id}: {malformed_text(r)}", label="unreadable")
+    for r in found:  # runs waiting for a worker that none of the live ones can be
+        stranded = fleet.stranded(r)
+        if stranded is not None and r.malformed is None:
+            note(f"run {r.id}: {stranded}", label="stranded")
+    for r in found:  # runs waiting on their workflow's concurrency limit
+        wait = waits.get(r.id)
+        if wait is not None:
+            note(f"run {r.id}: {wait.reason}", label="waiting")
 
 
 async def _limit_waits(store: Store, found: list[RunRecord]) -> dict[str, LimitWait]:

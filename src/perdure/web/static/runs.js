@@ -1,6 +1,8 @@
 // The runs list: newest first, filtered by status, workflow and attributes, refreshed
 // every second, a page at a time ("More runs" follows the API's `next` cursor).
 // Rows are kept by run id and updated in place, so focus and selection survive.
+// The "Tree" view lists the top-level runs of the page, each with an expander that loads
+// its child runs (GET /runs?parent_id=) when opened, indented, to any depth.
 
 import {
   api,
@@ -23,13 +25,14 @@ const form = document.getElementById("filters");
 const statusSelect = document.getElementById("status");
 const workflowSelect = document.getElementById("workflow");
 const attrInput = document.getElementById("attr");
+const treeBox = document.getElementById("tree");
 const more = document.getElementById("more");
 const newest = document.getElementById("newest");
 const tbody = document.getElementById("rows");
 const empty = document.getElementById("empty");
 const count = document.getElementById("count");
 
-const rows = new Map(); // run id -> {tr, cells}
+const rows = new Map(); // run id (or "more:" + a parent's id) -> {tr, cells, toggle}
 const workflows = new Set();
 
 // The filters live in the address, so a reload or a bookmark keeps them.
@@ -38,6 +41,13 @@ statusSelect.value = params.get("status") || "";
 if (params.get("workflow")) addWorkflow(params.get("workflow"));
 workflowSelect.value = params.get("workflow") || "";
 attrInput.value = params.getAll("attr").join(" ");
+treeBox.checked = params.get("view") === "tree";
+// The tree view: the runs whose children are shown, and their children as last read
+// (a run id -> {runs: oldest first, next: the API's cursor when there are more}).
+const expanded = new Set();
+const childrenOf = new Map();
+const CHILD_LIMIT = 1000; // the API's largest page; past it, the "more" row opens ?parent=
+let lastRuns = [];
 // A page holds 200 runs unless the address says otherwise (?limit=50).
 const LIMIT = Math.min(Math.max(Number.parseInt(params.get("limit"), 10) || 200, 1), 1000);
 let after = params.get("after"); // this page starts after that cursor; none: the newest
@@ -66,6 +76,7 @@ function query() {
   for (const term of attrInput.value.split(/\s+/).filter(Boolean)) search.append("attr", term);
   if (LIMIT !== 200) search.set("limit", String(LIMIT));
   if (parent) search.set("parent", parent);
+  if (treeBox.checked) search.set("view", "tree");
   return search;
 }
 
@@ -81,9 +92,49 @@ function renderPager(next) {
   }
 }
 
+// The tree view's expander of a run: opens (and reads) or closes its child runs.
+function makeToggle(run) {
+  const toggle = h("button", {
+    type: "button",
+    class: "quiet tree-toggle",
+    "aria-expanded": "false",
+    "aria-label": `Child runs of ${run.id}`,
+    title: "Show its child runs",
+  }, "▸");
+  toggle.addEventListener("click", async () => {
+    if (expanded.has(run.id)) {
+      expanded.delete(run.id);
+    } else {
+      expanded.add(run.id);
+      try {
+        await loadChildren(run.id);
+        clearError();
+      } catch (error) {
+        expanded.delete(run.id);
+        showError("Could not load the child runs:", error);
+      }
+    }
+    render(lastRuns);
+  });
+  return toggle;
+}
+
+async function loadChildren(id) {
+  const data = await api(`/runs?parent_id=${encodeURIComponent(id)}&limit=${CHILD_LIMIT}`);
+  childrenOf.set(id, { runs: data.runs.slice().reverse(), next: data.next });
+}
+
+// The row that stands for a parent's children past the first CHILD_LIMIT.
+function makeMoreRow(id) {
+  const link = h("a", { href: `?parent=${encodeURIComponent(id)}` }, `more child runs of ${id.slice(0, 12)} →`);
+  const th = h("th", { scope: "row", colspan: "6", class: "muted" }, link);
+  return { tr: h("tr", { "data-more-of": id, class: "tree-more" }, th), cells: null, toggle: null };
+}
+
 function makeRow(run) {
   const link = h("a", { href: `${base}/runs/${encodeURIComponent(run.id)}`, class: "mono" }, run.id);
-  const of = run.parent_id
+  const toggle = treeBox.checked ? makeToggle(run) : null;
+  const of = run.parent_id && !treeBox.checked
     ? h("div", { class: "muted child-of" }, "↳ child of ",
         h("a", { href: `${base}/runs/${encodeURIComponent(run.parent_id)}`, class: "mono" }, run.parent_id.slice(0, 12)))
     : "";
@@ -100,14 +151,14 @@ function makeRow(run) {
   const tr = h(
     "tr",
     { "data-run-id": run.id },
-    h("th", { scope: "row" }, link, of),
+    h("th", { scope: "row" }, toggle, link, of),
     cells.workflow,
     cells.version,
     h("td", {}, cells.status),
     h("td", {}, cells.created),
     cells.duration,
   );
-  return { tr, cells };
+  return { tr, cells, toggle };
 }
 
 // The run's code version, and beside it, while it is not over, the version on the worker
@@ -141,18 +192,51 @@ function updateRow(row, run, now) {
   setText(row.cells.duration, formatDuration(took) + (took !== null && !isTerminal(run.status) ? " …" : ""));
 }
 
+// What the table shows, in order: the runs, or in the tree view the top-level ones (of
+// ?parent=, its children) each followed by its open subtree, children oldest first.
+function entries(runs) {
+  if (!treeBox.checked) return runs.map((run) => ({ key: run.id, run, depth: 0 }));
+  const out = [];
+  const visit = (run, depth) => {
+    out.push({ key: run.id, run, depth });
+    if (!expanded.has(run.id)) return;
+    const children = childrenOf.get(run.id) || { runs: [], next: null };
+    for (const child of children.runs) visit(child, depth + 1);
+    if (children.next) out.push({ key: `more:${run.id}`, more: run.id, depth: depth + 1 });
+  };
+  for (const run of runs) if (!run.parent_id || run.parent_id === parent) visit(run, 0);
+  return out;
+}
+
+function updateToggle(row, run) {
+  const open = expanded.has(run.id);
+  const children = childrenOf.get(run.id);
+  const none = open && children !== undefined && children.runs.length === 0;
+  row.toggle.setAttribute("aria-expanded", String(open));
+  setText(row.toggle, none ? "·" : open ? "▾" : "▸");
+  row.toggle.title = none ? "No child runs" : open ? "Hide its child runs" : "Show its child runs";
+}
+
 function render(runs) {
+  lastRuns = runs;
   const now = Date.now();
   const seen = new Set();
-  runs.forEach((run, index) => {
-    addWorkflow(run.workflow);
-    seen.add(run.id);
-    let row = rows.get(run.id);
+  const shownEntries = entries(runs);
+  shownEntries.forEach((entry, index) => {
+    seen.add(entry.key);
+    let row = rows.get(entry.key);
     if (!row) {
-      row = makeRow(run);
-      rows.set(run.id, row);
+      row = entry.more ? makeMoreRow(entry.more) : makeRow(entry.run);
+      rows.set(entry.key, row);
     }
-    updateRow(row, run, now);
+    if (entry.run) {
+      addWorkflow(entry.run.workflow);
+      updateRow(row, entry.run, now);
+      if (row.toggle) updateToggle(row, entry.run);
+    }
+    row.tr.firstElementChild.style.paddingLeft = entry.depth ? `${1.25 + entry.depth * 1.5}rem` : "";
+    row.tr.classList.toggle("tree-child", entry.depth > 0);
+    row.tr.dataset.depth = String(entry.depth);
     if (tbody.children[index] !== row.tr) tbody.insertBefore(row.tr, tbody.children[index] || null);
   });
   for (const [id, row] of rows) {
@@ -162,19 +246,23 @@ function render(runs) {
     }
   }
   const filtered = statusSelect.value || workflowSelect.value || attrInput.value.trim() || parent;
-  empty.hidden = runs.length > 0;
+  const roots = treeBox.checked ? shownEntries.filter((entry) => entry.depth === 0).length : runs.length;
+  empty.hidden = roots > 0;
   setText(
     empty,
-    filtered
-      ? "No runs match these filters."
-      : "No runs yet. Start one with engine.start(...), POST /runs, or perdure rerun.",
+    runs.length > 0
+      ? "No top-level run on this page: its runs are all child runs (their parents are older)."
+      : filtered
+        ? "No runs match these filters."
+        : "No runs yet. Start one with engine.start(...), POST /runs, or perdure rerun.",
   );
   const shown = after
     ? `${runs.length} older run${runs.length === 1 ? "" : "s"}`
     : runs.length === LIMIT
       ? `the newest ${LIMIT} runs`
       : `${runs.length} run${runs.length === 1 ? "" : "s"}`;
-  setText(count, `${shown}${filtered ? " matching the filters" : ""}, newest first`);
+  const tops = treeBox.checked ? ` (${roots} at the top of a tree)` : "";
+  setText(count, `${shown}${filtered ? " matching the filters" : ""}${tops}, newest first`);
 }
 
 async function tick() {
@@ -186,7 +274,10 @@ async function tick() {
     search.delete("parent");
     search.set("parent_id", parent);
   }
+  search.delete("view");
   const [data, fleet] = await Promise.all([api(`/runs?${search}`), api("/workers")]);
+  // The open subtrees are read again too (their runs move on); few are open at a time.
+  if (treeBox.checked) await Promise.all([...expanded].map(loadChildren));
   clearError();
   if (query().toString() === filters) {
     render(data.runs);
@@ -226,6 +317,8 @@ form.addEventListener("change", () => {
   history.replaceState(null, "", search ? `?${search}` : location.pathname);
   for (const row of rows.values()) row.tr.remove();
   rows.clear();
+  expanded.clear();
+  childrenOf.clear();
   refresh();
 });
 form.addEventListener("submit", (event) => event.preventDefault());
