@@ -1,7 +1,7 @@
 """The cost of a concurrency limit: steps per second with and without one on a hot key.
 
     .venv/bin/python bench/flow_limits.py [--stores sqlite,postgres] [--runs 200]
-        [--steps 10] [--repeat 3]
+        [--steps 10] [--repeat 3] [--json]
 
 For each store (a fresh SQLite file; a throwaway PostgreSQL database on the machine's
 server, dropped afterwards) and each variant, one Engine with a worker starts
@@ -16,7 +16,8 @@ server, dropped afterwards) and each variant, one Engine with a worker starts
 - ``step limit``: ``@step(concurrency=10)``, each attempt asking the store for a slot
   and giving it back.
 
-It prints the best of ``--repeat`` for each, in steps per second. The figures in
+It prints the best of ``--repeat`` for each, in steps per second (with ``--json``,
+only the figures, as JSON: `run.py` runs it so in `make bench`). The figures in
 BENCHMARKS.md ("Flow control") say which command and machine produced them.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -89,8 +91,9 @@ async def burst(
         return time.perf_counter() - began
 
 
-async def measure(store: str, args: argparse.Namespace) -> None:
-    """Print steps/s of each variant on ``store``."""
+async def measure(store: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Steps/s and seconds of each variant on ``store``, each row printed unless --json."""
+    figures: dict[str, dict[str, float]] = {}
     for name, (fn, options) in VARIANTS.items():
         best = float("inf")
         for _ in range(args.repeat):
@@ -106,7 +109,10 @@ async def measure(store: str, args: argparse.Namespace) -> None:
                 finally:
                     await drop_database(server, database)
         steps = args.runs * args.steps
-        print(f"{store:>9} {name:>11} {steps / best:>10.0f} steps/s {best:>8.2f} s")
+        figures[name] = {"steps_per_s": steps / best, "seconds": best}
+        if not args.json:
+            print(f"{store:>9} {name:>11} {steps / best:>10.0f} steps/s {best:>8.2f} s")
+    return figures
 
 
 def main() -> None:
@@ -116,11 +122,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
-    print(f"{args.runs} runs of {args.steps} trivial steps, started at once; {SLOTS} slots")
-    print(f"{'store':>9} {'limit':>11} {'throughput':>10}")
-    for store in args.stores.split(","):
-        asyncio.run(measure(store, args))
+    if not args.json:
+        print(f"{args.runs} runs of {args.steps} trivial steps, started at once; {SLOTS} slots")
+        print(f"{'store':>9} {'limit':>11} {'throughput':>10}")
+    results = {store: asyncio.run(measure(store, args)) for store in args.stores.split(",")}
+    if args.json:
+        print(json.dumps(results))
 
 
 if __name__ == "__main__":

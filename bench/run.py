@@ -3,7 +3,7 @@
     make bench                      # creates bench/.venv, then runs this with the defaults
     bench/.venv/bin/python bench/run.py [--quick | --full] [--only a,b,...]
         [--stores sqlite,postgres] [--libs perdure,dbos] [--param KEY=JSON ...]
-        [--json results.json] [--no-physical]
+        [--json results.json] [--no-physical] [--no-streams] [--no-flow] [--no-schedules]
     bench/.venv/bin/python bench/run.py --from-json results.json   # reprint the tables
 
 The default sizes are the issue's, except where they would not fit in about 10 minutes
@@ -28,6 +28,10 @@ a SQLite file in a temporary folder, or a throwaway PostgreSQL database
      in each tenth of the run (flat if nothing per step grows with the history)
 
 Before them, the storage's own limit (`physical.py`): one-row commits per second.
+After them, perdure alone: durable streams (`streams.py`), the cost of a concurrency
+limit (`flow_limits.py`) and schedule tick lateness on real time
+(`schedule_lateness.py`), each skipped with ``--no-streams``, ``--no-flow``,
+``--no-schedules`` (`perdure_alone.py`).
 
 Each table prints the figure for perdure, for DBOS, their ratio DBOS ÷ perdure, and
 which library did better. DBOS's side is skipped, with a note, when `dbos` cannot be
@@ -53,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import HERE, child, drop_database, make_database, postgres_server, read_result
+from perdure_alone import flow_bench, print_flow, print_schedules, schedules_bench
 
 LIBS = ("perdure", "dbos")
 STORES = ("sqlite", "postgres")
@@ -506,6 +511,10 @@ def reprint(path: str) -> None:
         print(f"\n== {WORKLOADS[name].title}")
         libs = [lib for lib in LIBS if any(lib in by_lib for by_lib in per_store.values())]
         print_table(WORKLOADS[name], per_store, libs)
+    if report.get("flow"):
+        print_flow(report["flow"])
+    if report.get("schedules"):
+        print_schedules(report["schedules"])
     print(f"\nall done in {report['seconds']:.0f} s")
 
 
@@ -533,6 +542,8 @@ async def main_async(args: argparse.Namespace) -> int:
         for name in only:
             await runner.workload(name, args.stores, size)
         streams = {} if args.no_streams else streams_bench(server, args.stores, args.quick)
+        flow = {} if args.no_flow else flow_bench(server, args.stores, args.quick)
+        schedules = {} if args.no_schedules else schedules_bench(server, args.stores, args.quick)
     took = time.perf_counter() - began
     print(f"\nall done in {took:.0f} s")
     if runner.errors:
@@ -542,6 +553,8 @@ async def main_async(args: argparse.Namespace) -> int:
             "environment": env,
             "physical": limits,
             "streams": streams,
+            "flow": flow,
+            "schedules": schedules,
             "results": runner.results,
             "sizes": size,
             "seconds": took,
@@ -566,6 +579,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--no-physical", action="store_true")
     parser.add_argument("--no-streams", action="store_true", help="skip streams.py")
+    parser.add_argument("--no-flow", action="store_true", help="skip flow_limits.py")
+    parser.add_argument("--no-schedules", action="store_true", help="skip schedule_lateness.py")
     parser.add_argument("--postgres-server", default=postgres_server())
     parser.add_argument("--from-json", help="only print the tables of a run saved with --json")
     parser.add_argument(
