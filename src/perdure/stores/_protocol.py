@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
     from perdure._chunks import ChunkRow, NewChunk, StreamAttempt
     from perdure._flow import LimitUsage, LimitWait, RunFlow, StepGrant, StepLimits
+    from perdure._process import WorkerProcess
     from perdure._records import (
         JSON,
         Event,
@@ -144,6 +145,26 @@ class WorkerStore(Protocol):
         dead worker claimed and did not finish are put back in their queues
         (``queued``, no owner), their ``attempt`` one higher: the attempt that died
         counts.
+        """
+
+    async def host_workers(self, host: str) -> list[WorkerProcess]:
+        """The registered workers whose recorded host is ``host``, heartbeating or not.
+
+        Each with the pid and process tag it registered with (`perdure._process`), so a
+        worker on that host can tell which of them are gone (`reap_gone_workers`).
+        """
+
+    async def reap_gone_workers(
+        self, worker_id: str, gone: Collection[WorkerProcess], now: datetime
+    ) -> int:
+        """Reap at once the workers in ``gone``, found dead on their host; how many runs and tasks.
+
+        As `reap_dead_workers` does, lease or no lease: a worker on the dead ones' host
+        saw their processes gone (`perdure._process.is_gone`). Fenced: a worker is reaped
+        only if its row still records the host, pid and process tag given (what was
+        checked is what is reaped), and never ``worker_id`` (the caller). Stores that
+        tell a dead worker by themselves also leave alone one they see alive (SQLite:
+        its lock held; memory: every worker shares the store's process).
         """
 
     async def heartbeat(self, worker_id: str, now: datetime) -> bool:

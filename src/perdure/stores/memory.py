@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from perdure._attributes import attribute_text
 from perdure._log import RunBlocked, run_cancelled, run_created, run_unblocked
+from perdure._process import WorkerProcess, this_process
 from perdure._records import (
     JSON,
     Event,
@@ -154,6 +155,24 @@ class MemoryStore(MemorySchedules, MemoryStreams, MemoryFlow, Store):
 
     async def reap_dead_workers(self, worker_id: str, now: datetime) -> int:  # noqa: ARG002
         """Reap nothing: a worker sharing this process cannot have died without it."""
+        return 0
+
+    async def host_workers(self, host: str) -> list[WorkerProcess]:
+        """The workers registered on ``host``: all of them this process's, with its tag."""
+        tag = this_process()[2]
+        return [
+            WorkerProcess(worker.id, worker.host, worker.pid, tag)
+            for worker in self._workers.values()
+            if worker.host == host
+        ]
+
+    async def reap_gone_workers(
+        self,
+        worker_id: str,  # noqa: ARG002
+        gone: Collection[WorkerProcess],  # noqa: ARG002
+        now: datetime,  # noqa: ARG002
+    ) -> int:
+        """Reap nothing: every worker shares this process, which is plainly not gone."""
         return 0
 
     async def heartbeat(self, worker_id: str, now: datetime) -> bool:

@@ -91,8 +91,8 @@ HEARTBEAT = """
     WITH renewed AS (
         UPDATE workers SET heartbeat_at = $4 WHERE id = $1 RETURNING 1
     ), restored AS (
-        INSERT INTO workers (id, host, pid, started_at, heartbeat_at)
-        SELECT $1, $2, $3, $4, $4 WHERE NOT EXISTS (SELECT 1 FROM renewed)
+        INSERT INTO workers (id, host, pid, started_at, heartbeat_at, process)
+        SELECT $1, $2, $3, $4, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM renewed)
         ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
         RETURNING 1
     )

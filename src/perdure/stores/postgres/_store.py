@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +45,7 @@ import asyncpg
 
 from perdure._chunks import check_stream_name
 from perdure._log import RunBlocked, run_unblocked
+from perdure._process import WorkerProcess, this_process
 from perdure._records import RunRecord, RunStatus
 from perdure.stores._common import hook_not_found, same_hook, utc
 from perdure.stores._protocol import Store
@@ -193,13 +192,15 @@ class PostgresStore(PostgresSchedules, PostgresFlow, Store):
         self, worker_id: str, now: datetime, *, workflows: Mapping[str, str] | None = None
     ) -> None:
         """Insert (or refresh) the worker's row, with what it defines: its lease starts now."""
+        host, pid, tag = this_process()
         await self._db.execute(
             workers.REGISTER,
             worker_id,
-            socket.gethostname(),
-            os.getpid(),
+            host,
+            pid,
             utc(now),
             workers.workflows_json(workflows),
+            tag,
         )
 
     async def live_workers(self, now: datetime) -> list[WorkerRecord]:
@@ -219,10 +220,25 @@ class PostgresStore(PostgresSchedules, PostgresFlow, Store):
         A reaped worker gets its row back but not its runs: its writes to them are
         fenced off, and it lets them go.
         """
-        renewed = await self._db.fetchval(
-            ops.HEARTBEAT, worker_id, socket.gethostname(), os.getpid(), utc(now)
-        )
+        host, pid, tag = this_process()
+        renewed = await self._db.fetchval(ops.HEARTBEAT, worker_id, host, pid, utc(now), tag)
         return bool(renewed)
+
+    async def host_workers(self, host: str) -> list[WorkerProcess]:
+        """The workers registered on ``host``, heartbeating or not, with their tags."""
+        found = await self._db.fetch(workers.HOST_WORKERS, host)
+        return [WorkerProcess(row["id"], row["host"], row["pid"], row["process"]) for row in found]
+
+    async def reap_gone_workers(
+        self, worker_id: str, gone: Collection[WorkerProcess], now: datetime
+    ) -> int:
+        """Reap at once the workers found gone on their host, if their rows are as given."""
+        if not gone:
+            return 0
+        released = await self._db.fetchval(
+            workers.REAP_GONE, worker_id, *workers.reap_gone_args(gone), utc(now)
+        )
+        return int(released)
 
     async def unregister_worker(self, worker_id: str, now: datetime) -> None:
         """Release the worker's runs, due now, and delete its row."""

@@ -8,24 +8,52 @@ heartbeating is not listed, whether or not anyone has reaped it yet.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from perdure._records import WorkerRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Collection, Mapping
 
     from asyncpg import Record
 
-__all__ = ["LIVE_WORKERS", "REGISTER", "worker_from_row", "workflows_json"]
+    from perdure._process import WorkerProcess
+
+__all__ = [
+    "HOST_WORKERS",
+    "LIVE_WORKERS",
+    "REAP_GONE",
+    "REGISTER",
+    "reap_gone_args",
+    "worker_from_row",
+    "workflows_json",
+]
 
 REGISTER = (
-    "INSERT INTO workers (id, host, pid, started_at, heartbeat_at, workflows) "
-    "VALUES ($1, $2, $3, $4, $4, coalesce($5::json, '{}'::json)) "
+    "INSERT INTO workers (id, host, pid, started_at, heartbeat_at, workflows, process) "
+    "VALUES ($1, $2, $3, $4, $4, coalesce($5::json, '{}'::json), $6) "
     "ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
-    "heartbeat_at = excluded.heartbeat_at, workflows = coalesce($5::json, workers.workflows)"
+    "heartbeat_at = excluded.heartbeat_at, workflows = coalesce($5::json, workers.workflows), "
+    "process = excluded.process"
 )
 """Insert or refresh a worker's row; ``$5`` NULL keeps the workflows it had."""
+
+HOST_WORKERS = "SELECT id, host, pid, process FROM workers WHERE host = $1 ORDER BY id"
+"""The workers registered on a host, heartbeating or not (migration 0015)."""
+
+REAP_GONE = "SELECT perdure_reap_gone($1, $2, $3, $4, $5, $6)"
+"""Reap the workers found gone on their host, fenced by their rows (migration 0015)."""
+
+
+def reap_gone_args(gone: Collection[WorkerProcess]) -> tuple[list[Any], ...]:
+    """The arrays ``perdure_reap_gone`` takes: ids, hosts, pids and process tags."""
+    return (
+        [worker.id for worker in gone],
+        [worker.host for worker in gone],
+        [worker.pid for worker in gone],
+        [worker.process for worker in gone],
+    )
+
 
 LIVE_WORKERS = (
     "SELECT id, host, pid, started_at, heartbeat_at, workflows::text AS workflows "

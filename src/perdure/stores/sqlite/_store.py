@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from perdure._chunks import ChunkRow, NewChunk, StreamAttempt
+    from perdure._process import WorkerProcess
     from perdure._records import (
         JSON,
         Event,
@@ -169,6 +170,16 @@ class SQLiteStore(SQLiteSchedules, SQLiteFlow, Store):
         return await self._write(
             lambda conn: self._locks.reap(conn, worker_id, now, self.stale_after)
         )
+
+    async def host_workers(self, host: str) -> list[WorkerProcess]:
+        """The workers registered on ``host``, heartbeating or not, with their tags."""
+        return await self._read(lambda conn: self._locks.on_host(conn, host))
+
+    async def reap_gone_workers(
+        self, worker_id: str, gone: Collection[WorkerProcess], now: datetime
+    ) -> int:
+        """Reap those of ``gone`` still registered as given, if their locks are free."""
+        return await self._write(lambda conn: self._locks.reap_gone(conn, worker_id, gone, now))
 
     async def heartbeat(self, worker_id: str, now: datetime) -> bool:
         """Record that the worker is alive; whether it was still registered."""

@@ -21,18 +21,18 @@ import contextlib
 import fcntl
 import json
 import os
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from perdure._process import WorkerProcess, this_process
 from perdure._records import WorkerRecord
 from perdure.stores.sqlite._ops import release_worker_runs
 from perdure.stores.sqlite._rows import from_us, to_us
 
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Mapping
+    from collections.abc import Collection, Mapping
     from datetime import datetime, timedelta
 
 __all__ = ["WorkerLocks"]
@@ -79,13 +79,14 @@ class WorkerLocks:
             self._held[worker_id] = fd
         at = to_us(now)
         defined = None if workflows is None else json.dumps(dict(workflows), sort_keys=True)
+        host, pid, tag = this_process()
         conn.execute(
-            "INSERT INTO workers (id, pid, hostname, started_at, heartbeat_at, workflows) "
-            "VALUES (?, ?, ?, ?, ?, coalesce(?, '{}')) ON CONFLICT (id) DO UPDATE SET "
-            "pid = excluded.pid, hostname = excluded.hostname, "
+            "INSERT INTO workers (id, pid, hostname, started_at, heartbeat_at, workflows, "
+            "process) VALUES (?, ?, ?, ?, ?, coalesce(?, '{}'), ?) ON CONFLICT (id) DO UPDATE "
+            "SET pid = excluded.pid, hostname = excluded.hostname, "
             "heartbeat_at = excluded.heartbeat_at, "
-            "workflows = coalesce(?, workflows)",
-            (worker_id, os.getpid(), socket.gethostname(), at, at, defined, defined),
+            "workflows = coalesce(?, workflows), process = excluded.process",
+            (worker_id, pid, host, at, at, defined, tag, defined),
         )
 
     def live(
@@ -132,6 +133,39 @@ class WorkerLocks:
             if self._is_dead(other) or heartbeat_at < stale_before:
                 released += release_worker_runs(conn, other, now, dead=True)
                 conn.execute("DELETE FROM workers WHERE id = ?", (other,))
+        return released
+
+    def on_host(self, conn: sqlite3.Connection, host: str) -> list[WorkerProcess]:
+        """The workers registered on ``host``, with their pids and process tags."""
+        found = conn.execute(
+            "SELECT id, hostname, pid, process FROM workers WHERE hostname = ? ORDER BY id",
+            (host,),
+        ).fetchall()
+        return [WorkerProcess(*row) for row in found]
+
+    def reap_gone(
+        self,
+        conn: sqlite3.Connection,
+        worker_id: str,
+        gone: Collection[WorkerProcess],
+        now: datetime,
+    ) -> int:
+        """Reap the workers of ``gone`` whose row is as given and whose lock is free.
+
+        The lock is the kernel's word, so this reaps no worker `reap` would not: it is
+        there for the contract's sake (`WorkerStore.reap_gone_workers`).
+        """
+        released = 0
+        for worker in gone:
+            if worker.id == worker_id or worker.process is None:
+                continue
+            same = conn.execute(
+                "SELECT 1 FROM workers WHERE id = ? AND hostname = ? AND pid = ? AND process = ?",
+                (worker.id, worker.host, worker.pid, worker.process),
+            ).fetchone()
+            if same is not None and self._is_dead(worker.id):
+                released += release_worker_runs(conn, worker.id, now, dead=True)
+                conn.execute("DELETE FROM workers WHERE id = ?", (worker.id,))
         return released
 
     def unregister(self, conn: sqlite3.Connection, worker_id: str, now: datetime) -> None:
