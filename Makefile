@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# The benchmark's own environment: perdure from this tree, and DBOS Transact to compare.
+# The benchmark's own environment: perdure from this tree, DBOS Transact to compare, and
+# matplotlib for the charts (bench/charts.py); none of them is a dependency of perdure.
 BENCH_VENV := bench/.venv
 BENCH_STAMP := $(BENCH_VENV)/.installed
 DBOS_VERSION ?= 3.4.0
@@ -43,6 +44,8 @@ $(BENCH_STAMP): pyproject.toml src/perdure/__init__.py Makefile
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[postgres]'
+	$(BENCH_VENV)/bin/python -m pip install --quiet 'matplotlib>=3.8' \
+		|| echo '!! matplotlib could not be installed: the benchmark prints its tables but draws no chart'
 	$(BENCH_VENV)/bin/python -m pip install --quiet 'dbos==$(DBOS_VERSION)' \
 		|| echo '!! DBOS Transact (PyPI dbos==$(DBOS_VERSION)) could not be installed: the benchmark measures perdure alone'
 	touch $(BENCH_STAMP)

@@ -4,7 +4,8 @@
     bench/.venv/bin/python bench/run.py [--quick | --full] [--only a,b,...]
         [--stores sqlite,postgres] [--libs perdure,dbos] [--param KEY=JSON ...]
         [--json results.json] [--no-physical] [--no-streams] [--no-flow] [--no-schedules]
-    bench/.venv/bin/python bench/run.py --from-json results.json   # reprint the tables
+        [--charts DIR | --no-charts]
+    bench/.venv/bin/python bench/run.py --from-json results.json [--charts DIR]   # reprint
 
 The default sizes are the issue's, except where they would not fit in about 10 minutes
 on a 2-core machine (`Workload.reduced`: DBOS's recovery and memory runs, perdure's
@@ -31,7 +32,9 @@ Before them, the storage's own limit (`physical.py`): one-row commits per second
 After them, perdure alone: durable streams (`streams.py`), the cost of a concurrency
 limit (`flow_limits.py`) and schedule tick lateness on real time
 (`schedule_lateness.py`), each skipped with ``--no-streams``, ``--no-flow``,
-``--no-schedules`` (`perdure_alone.py`).
+``--no-schedules`` (`perdure_alone.py`). Last, PNG charts of the run in `bench/charts/`
+(`charts.py`: a step's cost against its history, latency percentiles, throughput by
+worker processes), which BENCHMARKS.md shows.
 
 Each table prints the figure for perdure, for DBOS, their ratio DBOS ÷ perdure, and
 which library did better. DBOS's side is skipped, with a note, when `dbos` cannot be
@@ -57,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import HERE, child, drop_database, make_database, postgres_server, read_result
+from charts import CHARTS, write_charts
 from perdure_alone import flow_bench, print_flow, print_schedules, schedules_bench
 
 LIBS = ("perdure", "dbos")
@@ -548,18 +552,20 @@ async def main_async(args: argparse.Namespace) -> int:
     print(f"\nall done in {took:.0f} s")
     if runner.errors:
         print("failures:\n  " + "\n  ".join(runner.errors))
+    report = {
+        "environment": env,
+        "physical": limits,
+        "streams": streams,
+        "flow": flow,
+        "schedules": schedules,
+        "results": runner.results,
+        "sizes": size,
+        "seconds": took,
+    }
     if args.json:
-        report = {
-            "environment": env,
-            "physical": limits,
-            "streams": streams,
-            "flow": flow,
-            "schedules": schedules,
-            "results": runner.results,
-            "sizes": size,
-            "seconds": took,
-        }
         await asyncio.to_thread(Path(args.json).write_text, json.dumps(report, indent=1))
+    if not args.no_charts:
+        await asyncio.to_thread(write_charts, report, Path(args.charts or CHARTS))
     return 1 if runner.errors else 0
 
 
@@ -580,6 +586,12 @@ def main() -> None:
     parser.add_argument("--no-physical", action="store_true")
     parser.add_argument("--no-streams", action="store_true", help="skip streams.py")
     parser.add_argument("--no-flow", action="store_true", help="skip flow_limits.py")
+    parser.add_argument(
+        "--charts",
+        metavar="DIR",
+        help=f"write the PNG charts there (default: {CHARTS}; with --from-json, only if given)",
+    )
+    parser.add_argument("--no-charts", action="store_true", help="write no chart")
     parser.add_argument("--no-schedules", action="store_true", help="skip schedule_lateness.py")
     parser.add_argument("--postgres-server", default=postgres_server())
     parser.add_argument("--from-json", help="only print the tables of a run saved with --json")
@@ -594,6 +606,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.from_json:
         reprint(args.from_json)
+        if args.charts:
+            write_charts(json.loads(Path(args.from_json).read_text()), Path(args.charts))
         return
     for store in args.stores:
         if store not in STORES:
