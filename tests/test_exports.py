@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
+import re
 import tomllib
 from pathlib import Path
 
@@ -20,9 +22,12 @@ EXPORTED = [
     "HookConflictError",
     "HookNotFoundError",
     "HookPayloadError",
+    "HookRecord",
     "HookStream",
     "LeaseLostError",
     "Limit",
+    "LimitUsage",
+    "LimitWait",
     "NonDeterminismError",
     "PerdureError",
     "Rate",
@@ -31,8 +36,10 @@ EXPORTED = [
     "Run",
     "RunContextFilter",
     "RunNotFoundError",
+    "RunPage",
     "RunRecord",
     "RunStatus",
+    "ScheduleRecord",
     "Step",
     "StepError",
     "StepMetadata",
@@ -43,6 +50,7 @@ EXPORTED = [
     "Webhook",
     "WebhookRequest",
     "WorkerRecord",
+    "WorkerStatistics",
     "Workflow",
     "WorkflowCancelled",
     "WorkflowFailed",
@@ -76,6 +84,47 @@ def test_all_is_pinned() -> None:
 def test_every_exported_name_exists() -> None:
     """Each name in __all__ is an attribute of the package."""
     assert [] == [name for name in perdure.__all__ if not hasattr(perdure, name)]
+
+
+def test_what_public_calls_return_is_exported() -> None:
+    """Every perdure type that a public method of `Engine` or `Run` returns is exported,
+    so users can annotate with it (``engine.schedules() -> list[perdure.ScheduleRecord]``)."""
+    missing = {
+        f"{cls.__name__}.{name} -> {type_name}"
+        for cls, name, annotation in _public_returns()
+        for type_name in re.findall(r"(?<![\w.])[A-Z]\w*", annotation)
+        if type_name not in NOT_PERDURE and not hasattr(perdure, type_name)
+    }
+    assert set() == missing
+
+
+def test_the_returns_check_can_fail() -> None:
+    """The check above sees the return types: some are perdure's own, by name."""
+    returned = {
+        type_name
+        for _, _, annotation in _public_returns()
+        for type_name in re.findall(r"(?<![\w.])[A-Z]\w*", annotation)
+    }
+    assert {"Run", "RunRecord", "RunPage", "ScheduleRecord", "LimitUsage"} <= returned
+
+
+NOT_PERDURE = {"Any", "AsyncIterator", "R", "None"}
+"""Names in return annotations that are not perdure's: typing's, and type variables."""
+
+
+def _public_returns() -> list[tuple[type, str, str]]:
+    """(class, method, return annotation as written) of `Engine`'s and `Run`'s public
+    methods and properties."""
+    found: list[tuple[type, str, str]] = []
+    for cls in (perdure.Engine, perdure.Run):
+        for name, member in inspect.getmembers(cls):
+            function = member.fget if isinstance(member, property) else member
+            if name.startswith("_") or not callable(function):
+                continue
+            annotation = getattr(function, "__annotations__", {}).get("return")
+            if isinstance(annotation, str):
+                found.append((cls, name, annotation))
+    return found
 
 
 def test_errors_show_as_perdure_errors() -> None:

@@ -20,11 +20,14 @@ from perdure._errors import (
     WorkflowCancelled,
     WorkflowFailed,
 )
-from perdure._flow import Limit, Rate
+from perdure._flow import Limit, LimitUsage, LimitWait, Rate
 from perdure._hooks import Hook, Webhook, WebhookRequest, create_webhook, define_hook
+from perdure._listing import RunPage
 from perdure._logging import RunContextFilter
-from perdure._records import Event, EventType, RunRecord, RunStatus, WorkerRecord
+from perdure._records import Event, EventType, HookRecord, RunRecord, RunStatus, WorkerRecord
 from perdure._replay import HookStream, RetryPolicy
+from perdure._runtime import WorkerStatistics
+from perdure._schedules import ScheduleRecord
 from perdure._streams import StreamItem, StreamRetracted, StreamWriter, get_writable
 from perdure._workflow import (
     ChildRun,
@@ -56,9 +59,12 @@ __all__ = [
     "HookConflictError",
     "HookNotFoundError",
     "HookPayloadError",
+    "HookRecord",
     "HookStream",
     "LeaseLostError",
     "Limit",
+    "LimitUsage",
+    "LimitWait",
     "NonDeterminismError",
     "PerdureError",
     "Rate",
@@ -67,8 +73,10 @@ __all__ = [
     "Run",
     "RunContextFilter",
     "RunNotFoundError",
+    "RunPage",
     "RunRecord",
     "RunStatus",
+    "ScheduleRecord",
     "Step",
     "StepError",
     "StepMetadata",
@@ -79,6 +87,7 @@ __all__ = [
     "Webhook",
     "WebhookRequest",
     "WorkerRecord",
+    "WorkerStatistics",
     "Workflow",
     "WorkflowCancelled",
     "WorkflowFailed",
