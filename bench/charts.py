@@ -174,7 +174,7 @@ def latency_chart(plt: Any, report: Report, out: Path) -> Path | None:
     for ax, store in zip(axes, stores, strict=True):
         sources = {"b": b.get(store, {}), "d": d.get(store, {})}
         libs = [lib for lib in COLOURS if any(lib in by_lib for by_lib in sources.values())]
-        labels = [f"{name}\n{p}" for _, _, name in LATENCY_GROUPS for p in percentiles]
+        labels = [p for _ in LATENCY_GROUPS for p in percentiles]
         width = 0.8 / max(1, len(libs))
         for index, lib in enumerate(libs):
             xs, ys = [], []
@@ -189,7 +189,12 @@ def latency_chart(plt: Any, report: Report, out: Path) -> Path | None:
                 xs, ys, width, align="edge", color=COLOURS[lib], label=NAMES.get(lib, lib)
             )
             ax.bar_label(bars, fmt="%.3g", fontsize=5, rotation=90, padding=2)
-        ax.set_xticks(range(len(labels)), labels, fontsize=6)
+        ax.set_xticks(range(len(labels)), labels, fontsize=7)
+        for slot, (_, _, name) in enumerate(LATENCY_GROUPS):
+            middle = slot * len(percentiles) + (len(percentiles) - 1) / 2
+            ax.text(middle, -0.1, name, transform=ax.get_xaxis_transform(), ha="center")
+            if slot:
+                ax.axvline(slot * len(percentiles) - 0.5, color="grey", linewidth=0.5)
         ax.set_yscale("log")
         ax.set_ylabel("ms (log scale)")
         ax.margins(y=0.15)
@@ -233,6 +238,7 @@ def throughput_chart(plt: Any, report: Report, out: Path) -> Path | None:
             )
             ax.bar_label(bars, fmt="{:,.0f}", fontsize=7, padding=2)
         ax.set_xticks(range(len(counts)), [f"{n} process{'es' if n > 1 else ''}" for n in counts])
+        ax.set_xlim(-0.7, len(counts) - 0.3)
         ax.set_ylabel("steps per second")
         ax.margins(y=0.15)
         ax.legend(fontsize=7)
