@@ -11,6 +11,7 @@ runs their SQLite variants only, and leaves the other tests as they are.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -30,6 +31,11 @@ __all__ = ["EngineFactory", "engine", "make_engine", "postgres_database", "store
 
 # The seed examples live in examples/, which is not a package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+
+# A `perdure worker` the tests start is one process, as they count on (a kill -9 kills
+# the worker itself, its id is the one it prints), not a supervisor of one per core:
+# the tests of --processes (tests/runtime/test_worker_processes.py) say how many.
+os.environ.setdefault("PERDURE_WORKER_PROCESSES", "1")
 
 
 STORES = ("memory", "sqlite", "postgres")

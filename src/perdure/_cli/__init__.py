@@ -9,9 +9,10 @@
 - `_control`: ``cancel``, ``resume-hook``, ``rerun``, ``fork``, ``unblock``;
 - `_deploy`: ``check-replay`` and ``export``, what to run before a deploy;
 - `_limits`: ``limits`` (the concurrency and rate limits in use);
-- `_serve`: ``worker``; `_workers`: ``workers`` (the live ones); `_web`: ``web`` (the
-  dashboard and the HTTP API), served as `_uvicorn` says (limits, a request-head
-  deadline, tokens kept out of the access log);
+- `_serve`: ``worker``, and `_supervisor` its ``--processes N``; `_workers`:
+  ``workers`` (the live ones); `_web`: ``web`` (the dashboard and the HTTP API),
+  served as `_uvicorn` says (limits, a request-head deadline, tokens kept out of the
+  access log);
 - `_migrate`: ``migrate`` (apply schema migrations as a deploy step).
 - `_schedules`: ``schedules`` (list, pause, resume, trigger, backfill, delete).
 """

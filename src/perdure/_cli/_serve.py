@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 from typing import Annotated
 
 import typer
@@ -23,6 +24,7 @@ from perdure._cli._common import (
     shown_url,
 )
 from perdure._cli._output import err, out
+from perdure._cli._supervisor import Supervisor, watch_supervisor
 from perdure._engine import Engine
 from perdure._prometheus import serve as serve_metrics
 from perdure._workflow import queued_steps, registered_workflows
@@ -101,6 +103,22 @@ def worker(
     metrics_host: Annotated[
         str, typer.Option(metavar="HOST", help="The address --metrics-port listens on.")
     ] = "127.0.0.1",
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            show_default=False,
+            envvar="PERDURE_WORKER_PROCESSES",
+            help="Worker processes to run, under one supervisor that starts a crashed one "
+            "again and stops them all on SIGTERM or Ctrl-C: one per core, each with an "
+            "Engine of its own on the same database. 1 runs the worker in this process. "
+            "Default: $PERDURE_WORKER_PROCESSES, else the number of cores (1 on memory://).",
+        ),
+    ] = None,
+    supervised_by: Annotated[
+        int | None, typer.Option(hidden=True, help="The supervisor's pid (its children's).")
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run a worker for the workflows MODULE... define, until SIGTERM or Ctrl-C.
@@ -111,13 +129,20 @@ def worker(
     On SIGTERM or Ctrl-C the worker stops claiming runs, lets the steps already running
     finish (up to --grace seconds), then hands every run it holds back, so another
     worker continues them at once. A second signal exits at once.
+
+    With --processes N (default: one per core), a supervisor runs N such workers as
+    processes of their own, starts one again when it dies, and forwards the signal to
+    all of them; --metrics-port P serves process i (from 0) on P + i.
     """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     url = resolve_url(database_url)
+    if supervised_by is not None:
+        watch_supervisor(supervised_by)
     with reporting():
+        count = _process_count(processes, url)
         import_modules(modules)
         served = sorted(registered_workflows())
         if not served and not queued_steps(frozenset(queues or ())):
@@ -125,9 +150,89 @@ def worker(
             raise CliError(
                 f"{', '.join(modules)} define no @workflow{on_queues}: nothing to serve", USAGE
             )
+    if count > 1:
+        run(_prepare(url))
+        child = _child_argv(
+            modules, queues, concurrency, lease, grace, poison_after, verbose, metrics_host
+        )
+
+        def argv(index: int) -> list[str]:
+            port = metrics_port + index if metrics_port else metrics_port  # 0: any
+            return [*child, *(() if port is None else ("--metrics-port", str(port)))]
+
+        env = {**os.environ, "PERDURE_DATABASE_URL": url}
+        raise typer.Exit(run(Supervisor(argv, count, grace=grace, env=env).run()))
     if metrics_port is not None:
         _serve_metrics(metrics_host, metrics_port)
-    run(_serve(url, served, sorted(set(queues or ())), concurrency, lease, grace, poison_after))
+    run(
+        _serve(
+            url,
+            served,
+            sorted(set(queues or ())),
+            concurrency,
+            lease,
+            grace,
+            poison_after,
+            supervised=supervised_by is not None,
+        )
+    )
+
+
+def _process_count(processes: int | None, url: str) -> int:
+    """How many worker processes: as told, else one per core.
+
+    One on memory:// when not told, and more refused: its runs live in one process.
+    """
+    in_memory = url.startswith("memory:")
+    if processes is None:
+        return 1 if in_memory else os.cpu_count() or 1
+    if in_memory and processes > 1:
+        raise CliError(
+            f"--processes {processes}: a memory:// store lives in one process (use 1, or "
+            "a SQLite or PostgreSQL database)",
+            USAGE,
+        )
+    return processes
+
+
+async def _prepare(url: str) -> None:
+    """Open the database once (creating or migrating it) before any child does.
+
+    So a wrong URL or a server down is one error now, not N children failing in a loop.
+    """
+    try:
+        async with Engine(url, worker=False):
+            pass
+    except Exception as exc:
+        raise database_error(url, exc) from None
+
+
+def _child_argv(
+    modules: list[str],
+    queues: list[str] | None,
+    concurrency: int,
+    lease: float | None,
+    grace: float,
+    poison_after: int,
+    verbose: bool,
+    metrics_host: str,
+) -> list[str]:
+    """``python -m perdure worker ...`` for one child: the same options, one process.
+
+    The database URL goes by the environment, not the command line, where ``ps`` would
+    show its password.
+    """
+    argv = [sys.executable, "-m", "perdure", "worker", *modules, "--processes", "1"]
+    argv += ["--supervised-by", str(os.getpid())]
+    for queue in queues or ():
+        argv += ["--queue", queue]
+    argv += ["--concurrency", str(concurrency), "--grace", repr(grace)]
+    argv += ["--poison-after", str(poison_after), "--metrics-host", metrics_host]
+    if lease is not None:
+        argv += ["--lease", repr(lease)]
+    if verbose:
+        argv.append("--verbose")
+    return argv
 
 
 def _serve_metrics(host: str, port: int) -> None:
@@ -150,12 +255,16 @@ async def _serve(
     lease: float | None,
     grace: float,
     poison_after: int = 5,
+    *,
+    supervised: bool = False,
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
     def on_signal(signum: int) -> None:
-        if stop.is_set():  # a second Ctrl-C: leave now; a new worker reaps the runs
+        # A supervised worker's second signal is the same stop (the supervisor kills it
+        # on a second one of its own): see perdure._cli._supervisor.
+        if stop.is_set() and not supervised:  # a second Ctrl-C: leave now
             err().print(f"{signal.Signals(signum).name} again: exiting at once", soft_wrap=True)
             os._exit(128 + signum)
         stop.set()
