@@ -15,7 +15,9 @@ start, resume or cancel, a timer of an unheld run coming due), does one pass:
 6. set a timer for the next unheld run to come due, or the next tick, whichever is first.
 
 Every second (at least three times per lease, on stores with leases) it also records a
-heartbeat and reaps dead workers (their runs are released and claimed at once). The
+heartbeat and reaps dead workers (their runs are released and claimed at once): those
+whose lease lapsed, and, without waiting for it, those of its own host whose process is
+gone (`perdure._runtime._gone`). The
 heartbeat's registration carries the workflows the worker defines, with their versions;
 every few rounds the worker also blocks the runs no live worker can take
 (`perdure._runtime._orphans`). A run it claims that has killed its worker
@@ -47,6 +49,7 @@ from perdure._records import RunRecord
 from perdure._runtime._actor import RunActor
 from perdure._runtime._attempts import StepAttempts
 from perdure._runtime._blocked import retry_blocked
+from perdure._runtime._gone import reap_gone
 from perdure._runtime._lease import Lease
 from perdure._runtime._orphans import (
     block_stranded,
@@ -211,6 +214,7 @@ class Worker:
         """Register, take over the runs of dead workers, and begin claiming."""
         await self.lease.register()
         released = await self.store.reap_dead_workers(self.id, self.clock.now())
+        released += await reap_gone(self.store, self.id, self.clock.now())
         if released:
             logger.info("recovered %d runs and step tasks left by workers that died", released)
         await self._ticker.declare(registered_workflows())
@@ -661,6 +665,9 @@ class Worker:
                 if not await self.lease.renew():
                     self.poke()  # it let everything go: claim afresh
                 now = self.clock.now()
+                # Not held back by an outage: the kernel, not a heartbeat, says these died.
+                if await reap_gone(self.store, self.id, now):
+                    self.poke()
                 if loop.time() >= reap_from and await self.store.reap_dead_workers(self.id, now):
                     self.poke()
                 if not self._stopping and await retry_blocked(self.store, self.id, now):
