@@ -168,6 +168,18 @@ WORKLOADS: dict[str, Workload] = {
             Figure("steps_per_s", "steps/s", higher_is_better=True, digits=0),
             Figure("start_all_s", "seconds to start all R", digits=2),
             Figure("total_s", "seconds, first start to last result", digits=2),
+            # perdure alone: the burst on `perdure worker --processes N`, the runs
+            # started by a process without a worker (BENCHMARKS.md, "Every core").
+            *(
+                Figure(
+                    f"processes_{n}_steps_per_s",
+                    f"steps/s, perdure worker --processes {n}",
+                    higher_is_better=True,
+                    digits=0,
+                    compared=False,
+                )
+                for n in sorted({1, 2, os.cpu_count() or 1})
+            ),
         ],
     ),
     "d": Workload(

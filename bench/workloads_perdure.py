@@ -11,22 +11,39 @@ Every workflow here uses perdure's defaults unless a comment says otherwise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
 import random
 import signal
+import sqlite3
 import statistics
+import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from benchlib import emit, history_windows, percentile, read_line_with, rss_mib, run_workload, spawn
+from benchlib import (
+    HERE,
+    emit,
+    history_windows,
+    percentile,
+    read_line_with,
+    rss_mib,
+    run_workload,
+    spawn,
+)
 
 import perdure
 
 Params = dict[str, Any]
 Figures = dict[str, Any]
+
+PROCESSES = sorted({1, 2, os.cpu_count() or 1})
+"""Workload c's burst also runs on ``perdure worker --processes N`` for each N here:
+one, two, and one per core (BENCHMARKS.md, "Every core")."""
 
 
 # -- workflows -----------------------------------------------------------------------
@@ -279,12 +296,89 @@ async def c_throughput(url: str, params: Params) -> Figures:
         took = time.perf_counter() - began
     if any(r != steps * (steps - 1) // 2 for r in results):
         raise SystemExit("a run returned a wrong result")
-    return {
+    figures: Figures = {
         "workflows_per_s": runs / took,
         "steps_per_s": runs * steps / took,
         "total_s": took,
         "start_all_s": started - began,
     }
+    for count in params.get("processes", PROCESSES):
+        figures[f"processes_{count}_steps_per_s"] = await c_on_processes(url, runs, steps, count)
+    return figures
+
+
+async def c_on_processes(url: str, runs: int, steps: int, count: int) -> float:
+    """Steps per second of workload c's burst on ``perdure worker --processes COUNT``.
+
+    The workers are processes of their own, ready before the burst (with one, the
+    worker runs in the command's process; with more, under its supervisor); this
+    process starts the runs without a worker, as a web app would. It counts the runs
+    completed in the database every 10 ms rather than awaiting each result: a thousand
+    waiters, each woken to read its run at every commit of another process, would take
+    the CPU the workers need (two cores here).
+    """
+    bench = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PERDURE_DATABASE_URL": url, "NO_COLOR": "1", "PYTHONPATH": bench}
+    env["PYTHONUNBUFFERED"] = "1"
+    argv = [sys.executable, "-m", "perdure", "worker", str(HERE / "workloads_perdure.py")]
+    workers = await asyncio.create_subprocess_exec(
+        *argv, "--processes", str(count), stdout=asyncio.subprocess.PIPE, env=env
+    )
+    try:
+        for _ in range(count):
+            await read_line_with(workers, "perdure worker ", 120)
+        async with perdure.Engine(url, worker=False) as engine, completed_runs(url) as done:
+            before = await done()
+            await start_many(engine, sequential, [(steps,)] * (count * 10))  # warm up
+            before += count * 10
+            await until(done, before, 120)
+            began = time.perf_counter()
+            await start_many(engine, sequential, [(steps,)] * runs)
+            await until(done, before + runs, 300)
+            took = time.perf_counter() - began
+    finally:
+        workers.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(workers.wait(), 60)
+        except TimeoutError:
+            workers.kill()
+            await workers.wait()
+    return runs * steps / took
+
+
+@contextlib.asynccontextmanager
+async def completed_runs(url: str) -> AsyncIterator[Callable[[], Awaitable[int]]]:
+    """A function that counts the completed runs in the database at ``url``."""
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+
+        async def count_sqlite() -> int:
+            row = conn.execute("SELECT count(*) FROM runs WHERE status = 'completed'").fetchone()
+            return int(row[0])
+
+        try:
+            yield count_sqlite
+        finally:
+            conn.close()
+        return
+    import asyncpg  # noqa: PLC0415 - only PostgreSQL workloads need it
+
+    pg = await asyncpg.connect(url)
+
+    async def count_postgres() -> int:
+        return int(await pg.fetchval("SELECT count(*) FROM runs WHERE status = 'completed'"))
+
+    try:
+        yield count_postgres
+    finally:
+        await pg.close()
+
+
+async def until(count: Callable[[], Awaitable[int]], target: int, timeout: float) -> None:
+    """Check ``count`` every 10 ms until it reaches ``target``."""
+    async with asyncio.timeout(timeout):
+        while await count() < target:  # noqa: ASYNC110 - another process's commits: polled
+            await asyncio.sleep(0.01)
 
 
 async def resume_rounds(
