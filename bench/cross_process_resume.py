@@ -43,6 +43,7 @@ async def start_worker(url: str) -> asyncio.subprocess.Process:
     path = os.pathsep.join(filter(None, [str(BENCH), os.environ.get("PYTHONPATH")]))
     worker = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "perdure", "worker", str(WORKFLOWS), "--database-url", url),
+        *("--processes", "1"),  # one worker process, whatever the cores
         stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "NO_COLOR": "1", "PYTHONPATH": path},
     )

@@ -76,7 +76,7 @@ def start_worker(name: str, url: str, folder: Path, args: argparse.Namespace) ->
         "NO_COLOR": "1",
     }
     argv = [
-        *(sys.executable, "-m", "perdure", "worker", str(WORKFLOWS)),
+        *(sys.executable, "-m", "perdure", "worker", str(WORKFLOWS), "--processes", "1"),
         *("--database-url", url, "--concurrency", str(args.concurrency)),
     ]
     with out.open("wb") as sink:

@@ -117,6 +117,7 @@ class Worker:
         }
         argv = [
             *(sys.executable, "-m", "perdure", "worker", str(WORKFLOWS), "--queue", "soak"),
+            *("--processes", "1"),  # a SIGKILL kills the worker itself
             *("--database-url", url, "--lease", str(lease), "--grace", str(grace)),
         ]
         with self.out.open("wb") as out, self.err.open("wb") as err:
