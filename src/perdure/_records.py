@@ -193,6 +193,9 @@ class StepRecord:
     error: dict[str, JSON] | None
     started_at: datetime
     updated_at: datetime
+    malformed: dict[str, str] | None = None
+    """The columns this release could not read, each with why (None: all read); each
+    holds a stand-in (None, 0, the epoch, ``""``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ from perdure._records import JSON, EventType, RunStatus
 from perdure._worker_views import RunFleet, fleet_json
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
 
     from perdure._fleet import Fleet
@@ -74,6 +74,7 @@ __all__ = [
     "iso",
     "json_text",
     "malformed_text",
+    "problems_text",
     "run_detail_json",
     "run_full_json",
     "run_json",
@@ -295,9 +296,14 @@ def _error_summary(error: dict[str, JSON] | None) -> dict[str, JSON] | None:
 
 def malformed_text(record: RunRecord) -> str | None:
     """What cannot be read in the run's row, one ``column problem`` after another; or None."""
-    if record.malformed is None:
+    return problems_text(record.malformed)
+
+
+def problems_text(malformed: Mapping[str, str] | None) -> str | None:
+    """A row's unreadable columns, one ``column problem`` after another; or None."""
+    if malformed is None:
         return None
-    return "; ".join(f"{column} {problem}" for column, problem in record.malformed.items())
+    return "; ".join(f"{column} {problem}" for column, problem in malformed.items())
 
 
 def _status(record: RunRecord) -> str:
@@ -429,6 +435,14 @@ class StepRow(TypedDict):
     error: ErrorJson
     started_at: Timestamp
     updated_at: Timestamp
+    malformed: Annotated[
+        str | None,
+        Field(
+            description="What this release cannot read in the step's row (damaged), "
+            "column by column; null when it reads all of it. The fields it names are "
+            "stand-ins."
+        ),
+    ]
 
 
 class Hook(TypedDict):
@@ -495,6 +509,7 @@ def step_json(step: StepRecord) -> StepRow:
         error=step.error,
         started_at=step.started_at.isoformat(),
         updated_at=step.updated_at.isoformat(),
+        malformed=problems_text(step.malformed),
     )
 
 

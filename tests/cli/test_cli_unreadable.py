@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from helpers import damage
-from perdure import workflow
+from helpers import damage, unreadable
+from perdure import step, workflow
 from perdure.stores import PostgresStore, SQLiteStore
 
 if TYPE_CHECKING:
@@ -32,6 +32,18 @@ DEADLINE = 15.0
 async def noop(name: str) -> str:
     """A run that is never run here: the Engine has no worker."""
     return name
+
+
+@step(name="cli-unreadable-double")
+async def double(n: int) -> int:
+    """A step whose row the test damages."""
+    return 2 * n
+
+
+@workflow(name="cli-unreadable-steps")
+async def two_steps(n: int) -> int:
+    """Two step rows: the first is damaged, the second stays readable."""
+    return await double(n) + await double(n + 1)
 
 
 @dataclass
@@ -106,3 +118,36 @@ async def test_show_names_an_event_it_cannot_read(make_engine: EngineFactory) ->
         assert result.code == 1, result
         assert result.err.startswith("error: run 'r1', event #1 (run_paused)"), result
         assert result.err.count("\n") == 1, result
+
+
+async def test_show_flags_a_damaged_step_row(make_engine: EngineFactory) -> None:
+    """A step row that cannot be read (its output not JSON Python reads) leaves ``show``
+    whole: the timeline from the log, one line naming the row and column, and ``--json``
+    with that step flagged in ``malformed``; the other step reads as before."""
+    async with make_engine() as engine:
+        run = await engine.start(two_steps, 1, run_id="r1")
+        assert await run.result(timeout=10) == 6
+        await damage(
+            engine.store,
+            "UPDATE steps SET output = ? WHERE run_id = 'r1' AND correlation_id = ?",
+            unreadable(engine.store),
+            "cli-unreadable-double#1",
+        )
+        url = url_of(engine.store)
+
+    shown = cli(url, "show", "r1")
+    assert shown.code == 0, shown
+    assert "Traceback" not in shown.err
+    assert "completed" in shown.out
+    lines = [line for line in shown.err.splitlines() if line.startswith("unreadable:")]
+    assert len(lines) == 1, shown
+    assert lines[0].startswith("unreadable: step cli-unreadable-double#1's row: output is"), shown
+
+    as_json = cli(url, "show", "r1", "--json")
+    assert as_json.code == 0, as_json
+    steps = {row["correlation_id"]: row for row in json.loads(as_json.out)["steps"]}
+    damaged, fine = steps["cli-unreadable-double#1"], steps["cli-unreadable-double#2"]
+    assert damaged["malformed"].startswith("output is"), damaged
+    assert damaged["output"] is None
+    assert (damaged["name"], damaged["status"]) == ("cli-unreadable-double", "completed")
+    assert (fine["malformed"], fine["output"]) == (None, 4)

@@ -303,3 +303,37 @@ async def test_malformed_rows_are_listed_flagged(make_engine: EngineFactory) -> 
         assert set(listed["m1"].malformed) == {"input"}
         with pytest.raises(ValueError, match="input"):
             await idle.get_run("m1")
+
+
+async def test_an_inbox_row_for_no_hook_of_its_run_blocks_that_run_only(
+    make_engine: EngineFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An inbox row whose correlation id is no hook its run created (readable, but for no
+    await) sets that run aside, blocked and naming the row, once; r6 resumes as usual."""
+    async with make_engine(clock=FakeClock(autojump=False)) as first:  # no eviction
+        await first.start(wait_for_choice, "t5", run_id="r5")
+        await first.start(wait_for_choice, "t6", run_id="r6")
+        await wait_for_hook(first, "t5")
+        await wait_for_hook(first, "t6")
+    async with make_engine(worker=False) as idle:
+        await damage(
+            idle.store,
+            "INSERT INTO hook_inbox (run_id, token, correlation_id, payload, created_at) "
+            "SELECT 'r5', 't5', 'no-such-hook#1', ?, created_at FROM hooks WHERE token = 't5'",
+            '{"decision": "approved"}',
+        )
+    caplog.set_level(logging.WARNING, logger="perdure")
+    async with make_engine() as second:
+        await second.resume_hook("t6", {"decision": "approved"})
+        await wait_until(second, lambda: ended(second, "r6"))
+        assert await (await second.get_run("r6")).result() == "approved"
+        await wait_until(second, lambda: _blocked(second, "r5"))
+        record = (await second.get_run("r5")).record
+        assert "hook_inbox row" in (record.blocked_reason or ""), record.blocked_reason
+        assert "no-such-hook#1" in (record.blocked_reason or ""), record.blocked_reason
+        assert len(of_type(await second.store.events("r5"), EventType.RUN_BLOCKED)) == 1
+        assert not [r for r in caplog.records if "KeyError" in r.getMessage()]
+
+
+async def _blocked(engine: Engine, run_id: str) -> bool:
+    return (await engine.get_run(run_id)).record.status is RunStatus.BLOCKED

@@ -155,3 +155,33 @@ async def test_unreadable_step_tasks_are_flagged_and_the_others_claimed(store: A
     assert list(results["r2"].malformed) == ["output"]
     assert results["r2"].outcome is not None
     assert results["r2"].outcome.attempt == 1
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "said"),
+    [
+        ("output", None, "is "),
+        ("error", '"a string"', "is not a JSON object"),
+        ("input", DEEP, "nested too deep"),
+    ],
+)
+async def test_an_unreadable_step_row_is_read_flagged(
+    store: AnyStore, column: str, value: str | None, said: str
+) -> None:
+    """A run's step rows come back whole but for a damaged one's column, which is flagged
+    (None in its place): `perdure show` reads them."""
+    await hold(store)
+    for n in (1, 2):
+        cid = f"s#{n}"
+        started = _log.step_started(cid, name="s", attempt=1, input={"n": n})
+        done = _log.step_completed(cid, name="s", attempt=1, output=n)
+        await store.append("w1", "r1", [started, done], at(n))
+    update = f"UPDATE steps SET {column} = ? WHERE correlation_id = 's#1'"  # noqa: S608
+    await damage(store, update, value or not_json(store))
+    damaged, fine = await store.steps("r1")
+    assert (fine.correlation_id, fine.output, fine.malformed) == ("s#2", 2, None)
+    assert (damaged.correlation_id, damaged.name, damaged.status) == ("s#1", "s", "completed")
+    assert damaged.malformed is not None
+    assert list(damaged.malformed) == [column]
+    assert said in damaged.malformed[column], damaged.malformed
+    assert getattr(damaged, column) is None

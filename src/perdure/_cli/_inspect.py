@@ -44,7 +44,7 @@ from perdure._fleet import Fleet
 from perdure._flow_views import waiting_json
 from perdure._records import RunRecord, RunStatus
 from perdure._replay import parse_duration
-from perdure._views import UNREADABLE, malformed_text
+from perdure._views import UNREADABLE, malformed_text, problems_text
 from perdure._worker_views import fleet_json
 
 if TYPE_CHECKING:
@@ -313,6 +313,10 @@ def show(run_id: RunId, as_json: JsonFlag = False, database_url: DatabaseUrl = N
             children=children,
             limit_wait=wait.reason if wait is not None else None,
         )
+        for step in steps:  # the timeline is drawn from the log; a damaged row is named
+            if step.malformed is not None:
+                shown = problems_text(step.malformed)
+                note(f"step {step.correlation_id or '?'}'s row: {shown}", label="unreadable")
 
     run(main())
 

@@ -362,6 +362,10 @@ class WorkflowInstance:
         self._main = self.loop.create_untracked_task(coro, name=self.spec.name)
         return self._run()
 
+    def has_hook(self, cid: str) -> bool:
+        """Whether the workflow created a hook of this correlation id: may it take a payload."""
+        return self._hooks is not None and cid in self._hooks
+
     def deliver(self, completion: Completion, at: datetime) -> list[Command]:  # noqa: PLR0912 (one branch per kind)
         """Hand the workflow one outcome and run it until it blocks again.
 

@@ -1006,6 +1006,13 @@ class RunActor:
         if item.malformed is not None:
             self._unreadable_payload(item, item.malformed)
             return
+        if self.instance is not None and not self.instance.has_hook(item.correlation_id):
+            # Read, but for no await: no hook of this run has that correlation id (a row
+            # written by hand, or damaged). Logged, it would make a log no replay
+            # matches; so the run is set aside, as for a row whose hook cannot be told.
+            why = f"names no hook of run {self.run_id!r}: {item.correlation_id!r}"
+            self._set_aside(RowFormatError("hook_inbox", item.id, {"correlation_id": why}))
+            return
         self._emit(
             _log.hook_received(item.correlation_id, token=item.token, payload=item.payload),
             completion=HookPayload(item.correlation_id, item.payload),
@@ -1018,8 +1025,9 @@ class RunActor:
         The workflow sees `perdure.HookPayloadError`, as for a payload that does not
         decode, and may catch it and wait for the next one; the error is logged in
         ``hook_received``, so a replay raises it again. An item whose hook cannot be
-        told (its token or correlation id unreadable) is for no await: its run is set
-        aside instead. Either way, only this run is touched.
+        told (its token or correlation id unreadable), or whose correlation id is no
+        hook of the run (`receive`), is for no await: its run is set aside instead,
+        blocked. Either way, only this run is touched.
         """
         problem = RowFormatError("hook_inbox", item.id, problems)
         if "token" in problems or "correlation_id" in problems:

@@ -6,7 +6,7 @@ One such row used to fail every call that met it: a claim, a listing, the inbox 
 worker's pass. So one bad run stopped every other run with it (issue 11). Every store
 now reads rows the same way, here:
 
-- a run, a step task or an inbox item is read column by column: a column that cannot
+- a run, a step row, a step task or an inbox item is read column by column: a column that cannot
   be read gets a stand-in and a line in the record's ``malformed`` (column: why), and
   the record is returned like any other. A listing shows it flagged; the worker sets
   aside the run the row belongs to, and that run alone (`perdure._errors.RowFormatError`
@@ -37,6 +37,7 @@ from perdure._records import (
     RunRecord,
     RunStatus,
     StepOutcome,
+    StepRecord,
     StepTask,
 )
 
@@ -49,9 +50,11 @@ __all__ = [
     "careful_event",
     "careful_inbox_item",
     "careful_run",
+    "careful_step",
     "careful_task",
     "named",
     "suspect",
+    "suspect_step",
 ]
 
 UNREADABLE = (ValueError, TypeError, KeyError, RecursionError, OverflowError, AttributeError)
@@ -250,6 +253,42 @@ def careful_inbox_item(values: Sequence[Any], read_time: Callable[[Any], datetim
     if not read.problems:
         return item
     return replace(item, payload=None, malformed=read.problems)
+
+
+def careful_step(
+    run_id: str, values: Sequence[Any], read_time: Callable[[Any], datetime]
+) -> StepRecord:
+    """A step row from its columns, flagged if need be.
+
+    The columns: correlation_id, name, status, attempt, input, output, error,
+    started_at, updated_at. Only listings read step rows (the log is the truth), so a
+    damaged one is shown flagged and changes nothing else.
+    """
+    (correlation_id, name, status, attempt, step_input, output, error, started_at,
+     updated_at) = values  # fmt: skip
+    read = _Columns(read_time)
+    step = StepRecord(
+        run_id=run_id,
+        correlation_id=read.text("correlation_id", correlation_id),
+        name=read.text("name", name),
+        status=read.text("status", status),
+        attempt=read.integer("attempt", attempt),
+        input=read.json("input", step_input),
+        output=read.json("output", output),
+        error=read.object("error", error),
+        started_at=read.time("started_at", started_at),
+        updated_at=read.time("updated_at", updated_at),
+    )
+    return replace(step, malformed=read.problems) if read.problems else step
+
+
+def suspect_step(step: StepRecord) -> bool:
+    """Whether a step row decoded without error still holds what no step row holds."""
+    return not (
+        named(step.correlation_id, step.name, step.status)
+        and isinstance(step.attempt, int)
+        and (step.error is None or isinstance(step.error, dict))
+    )
 
 
 def careful_task(values: Sequence[Any], read_time: Callable[[Any], datetime]) -> StepTask:

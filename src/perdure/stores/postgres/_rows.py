@@ -29,9 +29,11 @@ from perdure.stores._unreadable import (
     careful_event,
     careful_inbox_item,
     careful_run,
+    careful_step,
     careful_task,
     named,
     suspect,
+    suspect_step,
 )
 
 if TYPE_CHECKING:
@@ -283,20 +285,33 @@ def event_from_row(row: Record) -> Event:
     return careful_event(run_id, [row[name] for name in columns], _time)  # raises
 
 
+_STEP_NAMES = (
+    "correlation_id", "name", "status", "attempt", "input", "output", "error",
+    "started_at", "updated_at",
+)  # fmt: skip
+"""`careful_step`'s columns, in its order."""
+
+
 def step_from_row(row: Record) -> StepRecord:
-    """A `StepRecord` from a row selected by `STEPS`."""
-    return StepRecord(
-        run_id=row["run_id"],
-        correlation_id=row["correlation_id"],
-        name=row["name"],
-        status=row["status"],
-        attempt=row["attempt"],
-        input=loads(row["input"]),
-        output=loads(row["output"]),
-        error=loads(row["error"]),
-        started_at=row["started_at"],
-        updated_at=row["updated_at"],
-    )
+    """A `StepRecord` from a row selected by `STEPS`; flagged, not raised, if unreadable."""
+    try:
+        step = StepRecord(
+            run_id=row["run_id"],
+            correlation_id=row["correlation_id"],
+            name=row["name"],
+            status=row["status"],
+            attempt=row["attempt"],
+            input=loads(row["input"]),
+            output=loads(row["output"]),
+            error=loads(row["error"]),
+            started_at=row["started_at"],
+            updated_at=row["updated_at"],
+        )
+        if not suspect_step(step):
+            return step
+    except UNREADABLE:
+        pass
+    return careful_step(row["run_id"], [row[name] for name in _STEP_NAMES], _time)
 
 
 def inbox_from_row(row: Record) -> InboxItem:

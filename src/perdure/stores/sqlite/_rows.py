@@ -31,9 +31,11 @@ from perdure.stores._unreadable import (
     careful_event,
     careful_inbox_item,
     careful_run,
+    careful_step,
     careful_task,
     named,
     suspect,
+    suspect_step,
 )
 from perdure.stores.sqlite._flow_sql import ROOM
 
@@ -260,8 +262,14 @@ def steps(conn: sqlite3.Connection, run_id: str) -> list[StepRecord]:
         "updated_at FROM steps WHERE run_id = ? ORDER BY first_seq",
         (run_id,),
     )
-    return [
-        StepRecord(
+    return [_step(run_id, row) for row in rows]
+
+
+def _step(run_id: str, row: tuple[Any, ...]) -> StepRecord:
+    """A step row; one that cannot be read in full comes back flagged (`careful_step`)."""
+    correlation_id, name, status, attempt, step_input, output, error, started, updated = row
+    try:
+        step = StepRecord(
             run_id=run_id,
             correlation_id=correlation_id,
             name=name,
@@ -270,21 +278,14 @@ def steps(conn: sqlite3.Connection, run_id: str) -> list[StepRecord]:
             input=loads(step_input),
             output=loads(output),
             error=loads(error),
-            started_at=from_us(started_at),
-            updated_at=from_us(updated_at),
+            started_at=from_us(started),
+            updated_at=from_us(updated),
         )
-        for (
-            correlation_id,
-            name,
-            status,
-            attempt,
-            step_input,
-            output,
-            error,
-            started_at,
-            updated_at,
-        ) in rows
-    ]
+        if not suspect_step(step):
+            return step
+    except UNREADABLE:
+        pass
+    return careful_step(run_id, row, from_us)
 
 
 def timers(conn: sqlite3.Connection, run_id: str) -> dict[str, datetime]:
