@@ -42,7 +42,7 @@ from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
-from benchlib import percentile, read_line_with, run_workload, spawn
+from benchlib import history_windows, percentile, read_line_with, run_workload, spawn
 from temporal_workflows import (
     ACTIVITIES,
     STARTED,
@@ -240,6 +240,23 @@ def late_against_early(stamps: list[float]) -> Figures:
         "late_over_early": statistics.median(late) / statistics.median(early),
         "late_over_early_mean": statistics.fmean(late) / statistics.fmean(early),
     }
+
+
+async def i_history(url: str, params: Params) -> Figures:
+    """The cost of a step against the history behind it: one run of N activities per size.
+
+    Temporal's worker keeps a running workflow in its cache (sticky execution), so a
+    new workflow task does not replay the history; the server, though, appends every
+    event to one history that grows with N.
+    """
+    figures: Figures = {}
+    local = bool(params.get("local_activities", False))
+    async with dev_server(url, params) as client, worker(client):
+        await run(client, TimedSequential.run, 10, local)  # warm up
+        for n in params["sizes"]:
+            stamps = await run(client, TimedSequential.run, n, local)
+            figures.update(history_windows(stamps, params["windows"]))
+    return figures
 
 
 async def b_latency(url: str, params: Params) -> Figures:
@@ -463,6 +480,7 @@ WORKLOADS = {
     "e": e_sleep,
     "f": f_recovery,
     "h": h_fan_out,
+    "i": i_history,
     "serve-resume": serve_resume,
     "recovery-load": recovery_load,
     "recovery-resume": recovery_resume,
