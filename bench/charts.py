@@ -12,9 +12,10 @@ recorded run. Three charts, one panel per store, one colour per library:
   grey reference); a flat line is a cost that does not grow with the history.
 - ``latency.png`` (workloads b and d): p50, p90 and p99 of start-to-result and of a
   resume from the same and from another process, in ms, on a log axis.
-- ``throughput.png`` (workload c): steps per second by number of worker processes.
-  One process is workload c's ``steps_per_s``; a figure ``processes_N_steps_per_s``
-  (or ``steps_per_s_Np``) in workload c's results is the same burst on N processes.
+- ``throughput.png`` (workload c): steps per second by number of worker processes:
+  each library's workload c (one process starts the runs and runs them), and, hatched,
+  the same burst on ``perdure worker --processes N`` with the runs started by another
+  process (the figures ``processes_N_steps_per_s`` of workload c).
 
 A chart whose workloads did not run is not written, so a partial run leaves the other
 charts as they were. matplotlib is installed in the bench environment only (the
@@ -203,10 +204,8 @@ def latency_chart(plt: Any, report: Report, out: Path) -> Path | None:
 
 
 def by_processes(figures: dict[str, Any]) -> dict[int, float]:
-    """Steps per second of workload c by number of worker processes."""
+    """Steps per second of workload c's burst on N worker processes (perdure worker)."""
     found: dict[int, float] = {}
-    if figures.get("steps_per_s"):
-        found[1] = figures["steps_per_s"]
     for key, value in figures.items():
         match = PROCESSES_KEY.fullmatch(key)
         if match and isinstance(value, int | float):
@@ -215,7 +214,12 @@ def by_processes(figures: dict[str, Any]) -> dict[int, float]:
 
 
 def throughput_chart(plt: Any, report: Report, out: Path) -> Path | None:
-    """Workload c: steps per second by number of worker processes, bars per library."""
+    """Workload c: steps per second by number of worker processes, bars per series.
+
+    Two kinds of series: each library's workload c proper (the runs started in the
+    process that runs them, one process), and a burst on ``perdure worker --processes
+    N`` whose runs another process starts, hatched.
+    """
     data = ran(report, "c")
     if not data:
         return None
@@ -223,25 +227,41 @@ def throughput_chart(plt: Any, report: Report, out: Path) -> Path | None:
         plt, list(data), "Throughput by worker processes (workload c: R runs of 10 steps)", report
     )
     for ax, by_lib in zip(axes, data.values(), strict=True):
-        series = {lib: by_processes(figures) for lib, figures in by_lib.items()}
-        counts = sorted({n for points in series.values() for n in points})
-        width = 0.8 / max(1, len(series))
-        for index, (lib, points) in enumerate(series.items()):
-            xs = [counts.index(n) + (index - 0.4) * width for n in points]
+        series: list[tuple[str, str, dict[int, float]]] = []
+        for lib, figures in by_lib.items():
+            if figures.get("steps_per_s"):
+                series.append((lib, "", {1: figures["steps_per_s"]}))
+        for lib, figures in by_lib.items():
+            if processes := by_processes(figures):
+                series.append((lib, "//", processes))
+        counts = sorted({n for _, _, points in series for n in points})
+        at = {n: [i for i, (_, _, points) in enumerate(series) if n in points] for n in counts}
+        width = 0.8 / max(len(members) for members in at.values())
+        for index, (lib, hatch, points) in enumerate(series):
+            name = NAMES.get(lib, lib)
+            label = (
+                f"{name}: worker --processes N, runs started by another process"
+                if hatch
+                else f"{name}: workload c, runs started where they run"
+            )
+            xs = [counts.index(n) + (at[n].index(index) - len(at[n]) / 2) * width for n in points]
             bars = ax.bar(
                 xs,
                 list(points.values()),
                 width,
                 align="edge",
                 color=COLOURS.get(lib),
-                label=NAMES.get(lib, lib),
+                hatch=hatch,
+                edgecolor="white",
+                label=label,
             )
             ax.bar_label(bars, fmt="{:,.0f}", fontsize=7, padding=2)
+        top = max(value for _, _, points in series for value in points.values())
+        ax.set_ylim(0, top * 1.4)
         ax.set_xticks(range(len(counts)), [f"{n} process{'es' if n > 1 else ''}" for n in counts])
         ax.set_xlim(-0.7, len(counts) - 0.3)
         ax.set_ylabel("steps per second")
-        ax.margins(y=0.15)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left")
     return save(plt, fig, out / "throughput.png")
 
 
