@@ -198,8 +198,17 @@ class RunStore(Protocol):
     `LogStore`'s.
     """
 
-    async def create_run(self, run: NewRun, now: datetime) -> tuple[RunRecord, bool]:
+    async def create_run(
+        self, run: NewRun, now: datetime, *, claim_for: str | None = None
+    ) -> tuple[RunRecord, bool]:
         """Create a pending run with its ``run_created`` event, durably.
+
+        With ``claim_for`` (a worker's id), the new run is held by that worker from its
+        creation, in the same transaction (``owner`` = ``claim_for``, ``wake_at`` None,
+        as `claim_runs` leaves it): the eager start, where the worker of the process
+        that starts the run begins it at once, with no claim. The record returned says
+        so (its ``owner``). A run that already existed is returned as it is, never
+        claimed.
 
         A child run (``run.parent_id``) keeps its parent, its root (``root_id``, the
         parent when not given) and its call in the parent (``parent_call``). When a

@@ -204,8 +204,13 @@ class MemoryStore(MemorySchedules, MemoryStreams, MemoryFlow, Store):
 
     # -- runs ---------------------------------------------------------------------
 
-    async def create_run(self, run: NewRun, now: datetime) -> tuple[RunRecord, bool]:
-        """Create a pending run with its ``run_created`` event, unless the id exists."""
+    async def create_run(
+        self, run: NewRun, now: datetime, *, claim_for: str | None = None
+    ) -> tuple[RunRecord, bool]:
+        """Create a pending run with its ``run_created`` event, unless the id exists.
+
+        With ``claim_for``, held by that worker from the start (the eager start).
+        """
         now = utc(now)
         if (existing := self._runs.get(run.id)) is not None:
             return existing, False
@@ -222,8 +227,8 @@ class MemoryStore(MemorySchedules, MemoryStreams, MemoryFlow, Store):
             updated_at=now,
             started_at=None,
             completed_at=None,
-            owner=None,
-            wake_at=now,
+            owner=claim_for,
+            wake_at=now if claim_for is None else None,
             cancel_requested=False,
             deadline_at=None if run.deadline is None else utc(run.deadline),
             attributes=_json(run.attributes) or None,
@@ -244,7 +249,8 @@ class MemoryStore(MemorySchedules, MemoryStreams, MemoryFlow, Store):
             self._parent_calls[run.id] = run.parent_call
         self._runs[run.id] = record
         self._events[run.id] = [Event(run.id, 1, created.type, None, created.data, now)]
-        self._changed()
+        if claim_for is None:  # a run its creator's worker holds is no other worker's news
+            self._changed()
         return record, True
 
     async def fork_run(

@@ -92,6 +92,9 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresStatistics", "PostgresStore", "migrate"]
 
+_CLAIM_CREATED = "UPDATE runs SET owner = $1, wake_at = NULL WHERE id = $2"
+"""The claim of a run just created in the same transaction (`PostgresStore.create_run`)."""
+
 
 async def migrate(url: str, **connect_options: Any) -> list[str]:
     """Bring the database at ``url`` to perdure's schema; the migrations applied.
@@ -246,15 +249,26 @@ class PostgresStore(PostgresSchedules, PostgresFlow, Store):
 
     # -- runs ---------------------------------------------------------------------
 
-    async def create_run(self, run: NewRun, now: datetime) -> tuple[RunRecord, bool]:
+    async def create_run(
+        self, run: NewRun, now: datetime, *, claim_for: str | None = None
+    ) -> tuple[RunRecord, bool]:
         """Create a pending run with its ``run_created`` event, durably; idempotent on id.
 
         Sent with the runs others create at about the same moment: one sync for them all.
+        With ``claim_for`` (the eager start), on a connection of its own instead: the
+        insert and the claim in one transaction (``perdure_create_run``, then the claim's
+        update), so no worker ever sees the run unheld.
         """
         now = utc(now)
         row = new_run_row(run, now)
         run_input = row.input
-        created = await self._group.create_run(row)
+        if claim_for is None:
+            created = await self._group.create_run(row)
+        else:
+            async with self._db.acquire() as conn, conn.transaction():
+                created = bool(await conn.fetchval(ops.CREATE_RUN, *row))
+                if created:
+                    await conn.execute(_CLAIM_CREATED, claim_for, run.id)
         if not created:
             existing = await self.get_run(run.id)
             if existing is None:  # pragma: no cover - runs are never deleted
@@ -272,8 +286,8 @@ class PostgresStore(PostgresSchedules, PostgresFlow, Store):
             updated_at=now,
             started_at=None,
             completed_at=None,
-            owner=None,
-            wake_at=now,
+            owner=claim_for,
+            wake_at=now if claim_for is None else None,
             cancel_requested=False,
             deadline_at=None if run.deadline is None else utc(run.deadline),
             attributes=json.loads(rows.dumps(run.attributes)) if run.attributes else None,

@@ -99,14 +99,23 @@ _UPSERT_STEP = """
 """
 
 
-def create_run(conn: sqlite3.Connection, run: NewRun, now: datetime) -> tuple[RunRecord, bool]:
-    """Insert a pending run due now, with its ``run_created`` event; or find the existing one."""
+def create_run(
+    conn: sqlite3.Connection, run: NewRun, now: datetime, claim_for: str | None = None
+) -> tuple[RunRecord, bool]:
+    """Insert a pending run due now, with its ``run_created`` event; or find the existing one.
+
+    With ``claim_for``, the run is held by that worker from its insert (the eager start).
+    """
     at = to_us(now)
     inserted = conn.execute(
         "INSERT INTO runs (id, workflow, status, input, version, created_at, updated_at, "
-        "wake_at, last_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO NOTHING",
-        (run.id, run.workflow, RunStatus.PENDING.value, dumps(run.input), run.version, at, at, at),
-    ).rowcount
+        "owner, wake_at, last_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
+        "ON CONFLICT (id) DO NOTHING",
+        (
+            run.id, run.workflow, RunStatus.PENDING.value, dumps(run.input), run.version, at,
+            at, claim_for, at if claim_for is None else None,
+        ),
+    ).rowcount  # fmt: skip
     if inserted:
         created = run_created(
             workflow=run.workflow,

@@ -192,9 +192,16 @@ class SQLiteStore(SQLiteSchedules, SQLiteFlow, Store):
 
     # -- runs ---------------------------------------------------------------------
 
-    async def create_run(self, run: NewRun, now: datetime) -> tuple[RunRecord, bool]:
-        """Create a pending run with its ``run_created`` event, durably; idempotent on id."""
-        return await self._write(lambda conn: ops.create_run(conn, run, now), durable=True)
+    async def create_run(
+        self, run: NewRun, now: datetime, *, claim_for: str | None = None
+    ) -> tuple[RunRecord, bool]:
+        """Create a pending run with its ``run_created`` event, durably; idempotent on id.
+
+        With ``claim_for``, held by that worker from its insert (the eager start).
+        """
+        return await self._write(
+            lambda conn: ops.create_run(conn, run, now, claim_for), durable=True
+        )
 
     async def fork_run(
         self, run: NewRun, forked_from: str, events: list[NewEvent], now: datetime
