@@ -27,6 +27,7 @@ from perdure.stores.postgres import _ops as ops
 from perdure.stores.postgres import _rows as rows
 from perdure.stores.postgres._batch import Batcher, BatchStatistics
 from perdure.stores.postgres._connect import rolled_back, translated, write_failure
+from perdure.stores.postgres._lane import Lane
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -73,6 +74,7 @@ class GroupCommit:
 
     def __init__(self, pool: Callable[[], Pool[Record]], max_size: int) -> None:
         self._pool = pool
+        self._lane = Lane(pool, max_size)  # the appends' own connection
         in_flight = max(1, int(max_size * _IN_FLIGHT_SHARE))
         self._appends = Batcher(self._send_appends, in_flight=in_flight, limit=_WRITE_LIMIT)
         self._creates = Batcher(self._send_creates, in_flight=in_flight, limit=_WRITE_LIMIT)
@@ -97,9 +99,13 @@ class GroupCommit:
         return await self._run_reads.submit(run_id)
 
     async def wait_idle(self) -> None:
-        """Return once everything asked for is answered (for closing)."""
+        """Return once everything asked for is answered, the kept connection given back.
+
+        For closing: the pool's close waits for every connection.
+        """
         for batcher in (self._creates, self._appends, self._run_reads):
             await batcher.wait_idle()
+        await self._lane.close()
 
     def statistics(self) -> PostgresStatistics:
         """The counters as they stand."""
@@ -151,8 +157,12 @@ class GroupCommit:
         return await self._together(appends, self._append_alone, self._append_many)
 
     async def _append_alone(self, append: ops.Append) -> int:
+        # A plain append (a step's, most often) takes the function of fewer statements.
         with translated(append.worker, append.run):
-            seq = await self._pool().fetchval(ops.APPEND, *append.arguments())
+            if append.plain:
+                seq = await self._lane.fetchval(ops.APPEND_PLAIN, *append.plain_arguments())
+            else:
+                seq = await self._lane.fetchval(ops.APPEND, *append.arguments())
         return int(seq)
 
     async def _append_many(self, appends: list[ops.Append]) -> list[int | BaseException]:
@@ -160,7 +170,7 @@ class GroupCommit:
         order = sorted(range(len(appends)), key=lambda i: appends[i].run)
         ranked = [appends[i] for i in order]
         arguments, answered = ops.append_many_arguments(ranked)
-        found = await self._pool().fetch(ops.APPEND_MANY, *arguments)
+        found = await self._lane.fetch(ops.APPEND_MANY, *arguments)
         outcomes: list[int | BaseException] = [0] * len(appends)
         for rank, row in zip(answered, found, strict=True):
             outcomes[order[rank]] = _append_outcome(ranked[rank], row)

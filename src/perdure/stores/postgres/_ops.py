@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "APPEND",
     "APPEND_MANY",
+    "APPEND_PLAIN",
     "BLOCK_RUN",
     "CREATE_RUN",
     "CREATE_RUNS",
@@ -66,6 +67,11 @@ APPEND = (
 APPEND_MANY = (
     "SELECT seq, failure, detail FROM perdure_append_many($1, $2, $3, $4, $5, $6, $7, $8, $9, "
     "$10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+)
+# A lone plain append (migration 0016): the step rows come folded, as for APPEND_MANY.
+APPEND_PLAIN = (
+    "SELECT perdure_append_plain($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+    "$15, $16)"
 )
 FINISH_STEP_TASK = "SELECT perdure_finish_step_task($1, $2, $3, $4, $5, $6, $7)"
 RELEASE_RUN = "SELECT perdure_release_run($1, $2, $3)"
@@ -207,6 +213,14 @@ class Append(NamedTuple):
         """The arguments of `APPEND`: the row, with ``durable`` after the time."""
         worker, run, at, *rest = self.item()
         return (worker, run, at, self.durable, *rest)
+
+    def plain_arguments(self) -> tuple[Any, ...]:
+        """The arguments of `APPEND_PLAIN`, for a plain append: its events, folded steps."""
+        types, correlation_ids, data = self.columns[:3]
+        started = "started" in self.columns[_KIND]
+        _, *steps = _plain_steps([self])  # but the column that says which append
+        return (self.worker, self.run, self.at, self.durable, types, correlation_ids, data,
+                started, *steps)  # fmt: skip
 
 
 def append_arguments(
