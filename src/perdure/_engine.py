@@ -27,8 +27,9 @@ from perdure._hooks import WEBHOOK, RecentHooks, stored_payload, unstorable
 from perdure._listing import RunPage, check_limit, decode_cursor, encode_cursor
 from perdure._log import HookCreated
 from perdure._metrics import recorder, resume_outcome
-from perdure._records import JSON, Event, NewRun, RunRecord, RunStatus
+from perdure._records import JSON, Event, NewEvent, NewRun, RunRecord, RunStatus
 from perdure._replay import Duration, parse_duration
+from perdure._run_ends import RunEnds
 from perdure._runtime import Worker, WorkerStatistics, check_poison_after, validate_queues
 from perdure._schedule_api import ScheduleMethods
 from perdure._serde import decode
@@ -157,21 +158,33 @@ class Run(Generic[R]):
             TimeoutError: ``timeout`` seconds passed first.
             StoreError: the database failed in a way no retry mends.
         """
+        engine = self._engine
+        ends = engine.run_ends
         async with asyncio.timeout(timeout):
             while True:
-                # Set when this run ends here, or when other processes commit something.
-                changed = self._engine.changed(self.id)
-                record = await self.refresh()
-                if record.status.is_terminal:
-                    return self._outcome(record)
+                # Set when this run ends or is let go here, or when other processes
+                # commit something.
+                changed = ends.waiter(self.id)
+                ended = ends.outcome(self.id)
+                if ended is not None:  # its end was committed here: nothing to read
+                    return self._outcome_of(ended.status, ended.output, ended.error)
+                worker = engine.worker
+                if worker is None or not worker.holds(self.id):
+                    # Its end, if it ends here, comes with the event: no read until then.
+                    record = await self.refresh()
+                    if record.status.is_terminal:
+                        return self._outcome(record)
                 await changed.wait()
 
     def _outcome(self, record: RunRecord) -> R:
-        if record.status is RunStatus.CANCELLED:
-            reason = (record.error or {}).get("message")  # a deadline's, say
+        return self._outcome_of(record.status, record.output, record.error)
+
+    def _outcome_of(self, status: RunStatus, output: JSON | None, error: JSON | None) -> R:
+        if status is RunStatus.CANCELLED:
+            reason = (error if isinstance(error, dict) else {}).get("message")  # a deadline's
             raise WorkflowCancelled(self.id, reason if isinstance(reason, str) else None)
-        if record.status is RunStatus.FAILED:
-            error = record.error or {}
+        if status is RunStatus.FAILED:
+            error = error if isinstance(error, dict) else {}
             raise WorkflowFailed(
                 str(error.get("message", "")),
                 run_id=self.id,
@@ -180,9 +193,9 @@ class Run(Generic[R]):
             )
         spec = lookup_workflow(self.workflow)
         if spec is None:
-            value: R = decode(record.output, Any, where=f"result of run {self.id}")
+            value: R = decode(output, Any, where=f"result of run {self.id}")
             return value
-        result: R = spec.codec.decode_result(record.output)
+        result: R = spec.codec.decode_result(output)
         return result
 
     async def cancel(self) -> None:
@@ -288,9 +301,11 @@ class Engine(ScheduleMethods):
         self.worker: Worker | None = None
         self._changed = asyncio.Event()
         self._changed_handed_out = False
-        self._ends: dict[str, asyncio.Event] = {}
-        """For each run some `Run.result` waits on: an event set when it ends here, or
-        at the next news from elsewhere (which may be its end in another process)."""
+        self.run_ends = RunEnds()
+        """The runs that ended here, and what `Run.result` waits on (`perdure._run_ends`)."""
+        self._starting = 0
+        """Starts under way: one begun while others are takes the ordinary path, so
+        that a burst's creates share commits rather than each claiming on its own."""
         self._watcher: asyncio.Task[None] | None = None
         self._entered = False
         self._recent_hooks = RecentHooks()
@@ -372,9 +387,7 @@ class Engine(ScheduleMethods):
 
     def _signal(self) -> None:
         """Something others may act on happened: wake run waiters and the worker too."""
-        ends, self._ends = self._ends, {}
-        for event in ends.values():
-            event.set()
+        self.run_ends.wake_all()
         self._progressed()
         if self.worker is not None:
             self.worker.poke()
@@ -388,12 +401,12 @@ class Engine(ScheduleMethods):
             event, self._changed = self._changed, asyncio.Event()
             event.set()
 
-    def _run_finished(self, run_id: str) -> None:
+    def _run_finished(self, run_id: str, terminal: NewEvent | None) -> None:
         # Only this run's waiters look again: waking every `result()` at every end made
         # a thousand concurrent runs cost a million reads.
-        ended = self._ends.pop(run_id, None)
-        if ended is not None:
-            ended.set()
+        self.run_ends.ended(run_id, terminal)
+        if terminal is None:  # let go here, not ended: its waiters read the store
+            return
         self._progressed()
         if self.worker is not None:
             self.worker.poke()  # a slot is free for another run
@@ -407,10 +420,7 @@ class Engine(ScheduleMethods):
         it in a loop that re-checks what you wait for.
         """
         if run_id is not None:
-            event = self._ends.get(run_id)
-            if event is None:
-                event = self._ends[run_id] = asyncio.Event()
-            return event
+            return self.run_ends.waiter(run_id)
         self._changed_handed_out = True
         return self._changed
 
@@ -480,7 +490,20 @@ class Engine(ScheduleMethods):
         new = NewRun(
             run_id or uuid.uuid4().hex, spec.name, encoded, spec.version, deadline=deadline
         )
-        record, created = await self._create(new, flow, now=now)
+        worker = self.worker
+        self._starting += 1
+        try:
+            if (
+                flow is None
+                and self._starting == 1
+                and worker is not None
+                and worker.reserve_eager(spec.name)
+            ):
+                record, created = await self._create_eager(new, worker, now)
+            else:
+                record, created = await self._create(new, flow, now=now)
+        finally:
+            self._starting -= 1
         if not created and record.workflow != spec.name:
             raise ValueError(
                 f"run id {new.id!r} already belongs to a run of workflow {record.workflow!r}"
@@ -581,6 +604,36 @@ class Engine(ScheduleMethods):
         with start_run_span(new.id, new.workflow):
             record, created = await write(create, f"starting run {new.id!r}", idempotent=True)
         if created or tries > 1:  # an earlier try may have created it
+            self._signal()
+        return record, created
+
+    async def _create_eager(
+        self, new: NewRun, worker: Worker, now: datetime
+    ) -> tuple[RunRecord, bool]:
+        """Store a new run held by this process's worker, which begins it at once.
+
+        The eager start (issue 16): the create and the claim in one transaction, and
+        the run handed straight to the worker, with no wake-up and no claim query. The
+        worker reserved its room (`Worker.reserve_eager`); whatever the store answers,
+        `Worker.adopt_eager` begins the run or gives the room back. A run the store
+        did not let this worker hold (one that existed) wakes the worker as usual.
+        """
+        tries = 0
+        answer: RunRecord | None = None
+
+        async def create() -> tuple[RunRecord, bool]:
+            nonlocal tries
+            tries += 1
+            return await self.store.create_run(new, now, claim_for=worker.id)
+
+        try:
+            with start_run_span(new.id, new.workflow):
+                record, created = await write(create, f"starting run {new.id!r}", idempotent=True)
+            if created or tries > 1:  # an earlier try may have created it, held here
+                answer = record
+        finally:
+            worker.adopt_eager(answer)
+        if (created or tries > 1) and record.owner != worker.id:
             self._signal()
         return record, created
 

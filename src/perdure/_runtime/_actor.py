@@ -1241,7 +1241,7 @@ class RunActor:
             ran = None if instance is None else (now - instance.started_at).total_seconds()
             metrics.run_ended(self.spec.name, outcome, ran)
         self._abandon()
-        self.host.run_finished(self.run_id)
+        self.host.run_finished(self.run_id, terminal)
         if self._parent is not None:
             # The store told the parent in the append that ended this run (an inbox
             # item); its holder may be this worker, and a store hides its own writes.

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
     from perdure._clock import Clock
+    from perdure._records import NewEvent
     from perdure._runtime._attempts import StepAttempts
 
 __all__ = ["ActorStore", "HeldRun", "QueueHost", "QueueRunnerStore", "RunHost"]
@@ -100,8 +101,8 @@ class RunHost(Protocol):
     def forget(self, run: HeldRun) -> None:
         """The run is gone from this process (ended, evicted or lost)."""
 
-    def run_finished(self, run_id: str) -> None:
-        """The run ended here."""
+    def run_finished(self, run_id: str, terminal: NewEvent) -> None:
+        """The run ended here: ``terminal``, its last event, is committed."""
 
 
 class QueueRunnerStore(QueueStore, RunStore, Protocol):

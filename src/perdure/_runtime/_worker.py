@@ -45,7 +45,7 @@ from perdure import _log
 from perdure._clock import Clock, FakeClock, TimerHandle
 from perdure._errors import LeaseLostError, RowFormatError
 from perdure._metrics import BACKLOG_EVERY, recorder, set_backlog, watch_worker
-from perdure._records import RunRecord
+from perdure._records import NewEvent, RunRecord
 from perdure._runtime._actor import RunActor
 from perdure._runtime._attempts import StepAttempts
 from perdure._runtime._blocked import retry_blocked
@@ -129,6 +129,11 @@ class Worker:
     they reach the worker only through those protocols.
     """
 
+    _fresh: list[HeldRun]
+    """Held runs begun since the last pass read the inbox (see `ready`)."""
+    _eager: set[str]
+    """Runs started eagerly here that have not begun: their inbox is empty (`ready`)."""
+
     def __init__(
         self,
         store: Store,
@@ -138,7 +143,7 @@ class Worker:
         max_concurrent_steps: int = 100,
         max_active_runs: int = 10_000,
         evict_after: timedelta = timedelta(seconds=60),
-        on_run_finished: Callable[[str], None] | None = None,
+        on_run_finished: Callable[[str, NewEvent | None], None] | None = None,
         on_progress: Callable[[], None] | None = None,
         queues: frozenset[str] = frozenset(),
         poison_after: int = 5,
@@ -190,8 +195,7 @@ class Worker:
         self._actors: dict[str, RunActor] = {}
         self._remote_waiters: set[str] = set()
         """Held runs that awaited a queue's step at some point (see `_pass`)."""
-        self._fresh: list[HeldRun] = []
-        """Held runs begun since the last pass read the inbox (see `ready`)."""
+        self._fresh, self._eager = [], set()
         self._poked = asyncio.Event()
         self._passing = False
         self._stopping = False
@@ -302,7 +306,16 @@ class Worker:
         No run is evicted before a pass has handed it what its inbox held: with
         ``evict_after=0``, a run replayed to take a hook's payload was evicted again
         before it saw it, claimed again, and so on for ever.
+
+        A run started eagerly here needs no pass: it was created held, so its inbox
+        is empty, and what may reach it since (a cancel, a payload for a hook it made)
+        comes with news of its own that makes a pass. A pass per start cost a claim
+        query and three reads on the way of every one-step run.
         """
+        if self._eager and run.run_id in self._eager:
+            self._eager.discard(run.run_id)
+            run.inbox_read()
+            return
         self._fresh.append(run)
         self.poke()
 
@@ -425,8 +438,51 @@ class Worker:
         else:  # runs still beginning take the slot: watch for the next one
             self.attempts.slots.watch = self._slots - 1
 
-    def _adopt(self, record: RunRecord) -> None:
+    def reserve_eager(self, workflow: str) -> bool:
+        """Whether a run of ``workflow`` started in this process now may begin here at once.
+
+        The eager start: the run is created already held by this worker (the store's
+        ``create_run(..., claim_for=...)``), and begins with no pass and no claim. It
+        respects what a claim respects: the worker is not stopping, its lease holds, it
+        defines the workflow, and its step slots and memory have room (`_claim_limit`).
+        True reserves that room, as a claimed run that has not begun holds it: the
+        caller then calls `adopt_eager` with what the store answered, whatever it was.
+        """
+        if (
+            self._stopping
+            or self.draining
+            or not self.lease.valid
+            or lookup_workflow(workflow) is None
+            or self._max_active_runs - len(self._actors) <= 0
+            or self._wanted_at_most - self.attempts.slots.wanted - self._beginning <= 0
+        ):
+            return False
+        self._beginning += 1
+        return True
+
+    def adopt_eager(self, record: RunRecord | None) -> None:
+        """Begin a run `reserve_eager` made room for, if the store let this worker hold it.
+
+        ``record`` is the store's answer (None when the create failed): a run that
+        existed already, or one not held by this worker, gives the room back.
+        """
+        if record is None or record.owner != self.id or record.id in self._actors:
+            self._beginning -= 1
+            self._slot_freed()
+            return
+        if self._stopping:  # stopped while the run was created: the store keeps it
+            self._beginning -= 1
+            self._spawn(self._hand_back(record.id, self.clock.now()))
+            return
+        self._eager.add(record.id)
+        self._adopt(record, reserved=True)
+        if record.id not in self._actors:  # set aside rather than begun
+            self._eager.discard(record.id)
+
+    def _adopt(self, record: RunRecord, *, reserved: bool = False) -> None:
         self._claimed += 1
+        if reserved:  # `_beginning` counts it already, until it begins or is set aside
+            self._beginning -= 1
         if record.malformed is not None:
             problem = RowFormatError("runs", record.id, record.malformed)
             self._spawn(self._set_aside(record, str(problem)))
@@ -495,7 +551,7 @@ class Worker:
         except LeaseLostError:  # taken over, or ended, meanwhile
             return
         if record.cancel_requested:
-            self.run_finished(record.id)
+            self.run_finished(record.id, _log.run_cancelled())
             return
         logger.warning(
             "run %s is blocked, not failed (perdure unblock %s tries it again): %s",
@@ -578,11 +634,22 @@ class Worker:
         self._remote_waiters.add(actor.run_id)
 
     def forget(self, actor: HeldRun) -> None:
-        """Stop tracking an actor that is gone."""
+        """Stop tracking an actor that is gone.
+
+        The owner hears of it (``on_run_finished`` with no terminal event): a
+        `Run.result` that waited for the end here, with no store read, reads the store
+        again (the run was evicted, handed back or lost, or it ends just after this).
+        """
         if self._actors.get(actor.run_id) is actor:
             del self._actors[actor.run_id]
             self._remote_waiters.discard(actor.run_id)
+            if self._on_run_finished is not None:
+                self._on_run_finished(actor.run_id, None)
         self.maybe_idle()
+
+    def holds(self, run_id: str) -> bool:
+        """Whether a run is in memory here: its end, if it ends, is committed here."""
+        return run_id in self._actors
 
     def progressed(self) -> None:
         """A held run's log grew (waiters in this process may want to look)."""
@@ -593,11 +660,11 @@ class Worker:
         """A held run was brought back from its log."""
         self._replays += 1
 
-    def run_finished(self, run_id: str) -> None:
-        """A held run ended here."""
+    def run_finished(self, run_id: str, terminal: NewEvent) -> None:
+        """A held run ended here: ``terminal``, its last event, is committed."""
         self._finished += 1
         if self._on_run_finished is not None:
-            self._on_run_finished(run_id)
+            self._on_run_finished(run_id, terminal)
 
     # -- idleness, for the fake clock -----------------------------------------------
 
