@@ -16,10 +16,12 @@ the completed runs are counted in the database every 10 ms. It prints, per setti
   database, from ``/proc``: the server runs on this machine), and steps per
   transaction committed (``pg_stat_database.xact_commit``).
 
-Then the database's own limit, without perdure: one-row commits per second from
-``--writers`` connections committing at once (PostgreSQL shares one WAL flush among
-the commits that wait for it: group commit), and SQLite's one writer (its commits
-are serialized; ``--writers`` does not apply).
+Then the database's own limit, without perdure (``--limits-only``: that alone): one-row
+commits per second from ``--writers`` connections committing at once, with
+``synchronous_commit`` on (perdure's durable commits: PostgreSQL shares one WAL flush
+among the commits that wait for it, group commit) and off (its step commits), and
+SQLite's one writer with ``synchronous`` NORMAL (step commits) and FULL (durable ones;
+its commits are serialized: ``--writers`` does not apply).
 
 BENCHMARKS.md ("Every core") shows how these figures extrapolate to a 16-core machine
 with a database server of its own: the least of 16 cores over the workers' CPU per
@@ -147,10 +149,12 @@ async def burst(
     return figures
 
 
-async def postgres_commits(url: str, writers: int, seconds: float) -> float:
+async def postgres_commits(url: str, writers: int, seconds: float, synchronous: str) -> float:
     """One-row commits per second from ``writers`` connections committing at once."""
     conns = [await asyncpg.connect(url) for _ in range(writers)]
     try:
+        for conn in conns:
+            await conn.execute(f"SET synchronous_commit = {synchronous}")
         await conns[0].execute("CREATE TABLE IF NOT EXISTS t (id bigserial PRIMARY KEY, v text)")
         deadline = time.perf_counter() + seconds
 
@@ -173,7 +177,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     server = postgres_server()
     rows: list[dict[str, Any]] = []
     for store in args.stores:
-        for count in args.processes:
+        for count in [] if args.limits_only else args.processes:
             with tempfile.TemporaryDirectory(prefix="perdure-scaling-") as folder:
                 if store == "sqlite":
                     rows.append(await burst(f"sqlite:///{folder}/bench.db", None, count, args))
@@ -199,16 +203,17 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     if "postgres" in args.stores:
         url, name = await make_database(server, "perdure_scaling")
         try:
-            for writers in args.writers:
-                rate = await postgres_commits(url, writers, 2.0)
-                rows.append(
-                    {
-                        "store": "postgres",
-                        "setting": "synchronous_commit=on",
-                        "writers": writers,
-                        "commits_per_s": rate,
-                    }
-                )
+            for synchronous in ("on", "off"):  # perdure's durable commits; its step commits
+                for writers in args.writers:
+                    rate = await postgres_commits(url, writers, 2.0, synchronous)
+                    rows.append(
+                        {
+                            "store": "postgres",
+                            "setting": f"synchronous_commit={synchronous}",
+                            "writers": writers,
+                            "commits_per_s": rate,
+                        }
+                    )
         finally:
             await drop_database(server, name)
     return rows
@@ -225,6 +230,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--writers", type=numbers, default=[1, 2, 4, 8, 16, 32])
+    parser.add_argument("--limits-only", action="store_true", help="only the database alone")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rows = asyncio.run(main_async(args))
