@@ -177,9 +177,15 @@ def _index_columns(change: Change | None) -> _Index:  # noqa: PLR0911 - one retu
             )
 
 
-_EVENT_COLUMNS = ("type", "correlation_id", "data", *_Index._fields)
-_KIND = _EVENT_COLUMNS.index("kind")
-_PLAIN_KINDS = frozenset({None, "step", "started"})
+def _is_plain(change: Change | None) -> bool:
+    """Whether a change leaves an append plain (see ``perdure_append_many``).
+
+    It changes a step (not queued), the run's start, an index the events triggers keep
+    (attributes, streams), or nothing.
+    """
+    if isinstance(change, StepChanged):
+        return change.queue is None
+    return change is None or isinstance(change, RunStarted | AttributesChanged | StreamChunkAdded)
 
 
 class Append(NamedTuple):
@@ -189,14 +195,29 @@ class Append(NamedTuple):
     run: str
     at: datetime
     durable: bool
-    columns: tuple[list[Any], ...]
-    """The event arrays: type, correlation id, data, then the `_Index` columns."""
+    events: tuple[list[str], list[str | None], list[str]]
+    """The event arrays: type, correlation id, data (JSON text)."""
+    changes: list[Change | None]
+    """Each event's index change (`perdure.stores._index.plan`)."""
     consume_inbox: list[int] | None
     consume_tasks: list[int] | None
     steps: list[StepRow]
     """The step rows it leaves (`fold_steps`)."""
     plain: bool
-    """Whether a batch may write it with its other plain appends (``perdure_append_many``)."""
+    """Whether a batch may write it with its other plain appends (``perdure_append_many``),
+    and, alone, ``perdure_append_plain``."""
+    started: bool
+    """Whether it logs the run's start."""
+
+    def columns(self) -> tuple[list[Any], ...]:
+        """The event arrays, then the `_Index` columns: what ``perdure_append`` takes.
+
+        Made when asked for: a plain append, the commonest, is sent without them.
+        """
+        index = [_index_columns(change) for change in self.changes]
+        if not index:
+            return (*self.events, *([] for _ in _Index._fields))
+        return (*self.events, *(list(column) for column in zip(*index, strict=True)))
 
     def item(self) -> tuple[Any, ...]:
         """The append as a ``perdure_append_item`` row, for `APPEND_MANY`."""
@@ -204,7 +225,7 @@ class Append(NamedTuple):
             self.worker,
             self.run,
             self.at,
-            *self.columns,
+            *self.columns(),
             self.consume_inbox,
             self.consume_tasks,
         )
@@ -216,11 +237,9 @@ class Append(NamedTuple):
 
     def plain_arguments(self) -> tuple[Any, ...]:
         """The arguments of `APPEND_PLAIN`, for a plain append: its events, folded steps."""
-        types, correlation_ids, data = self.columns[:3]
-        started = "started" in self.columns[_KIND]
         _, *steps = _plain_steps([self])  # but the column that says which append
-        return (self.worker, self.run, self.at, self.durable, types, correlation_ids, data,
-                started, *steps)  # fmt: skip
+        return (self.worker, self.run, self.at, self.durable, *self.events, self.started,
+                *steps)  # fmt: skip
 
 
 def append_arguments(
@@ -241,13 +260,8 @@ def append_arguments(
         TypeError: event data that is not JSON.
     """
     changes = plan(events, run_id)
+    # All the JSON there is: the index columns (`Append.columns`) hold parts of it.
     data = [dumps(event.data) for event in events]
-    index = [_index_columns(change) for change in changes]
-    columns = (
-        [list(column) for column in zip(*index, strict=True)]
-        if index
-        else [[] for _ in _Index._fields]
-    )
     types = [event.type.value for event in events]
     correlation_ids = [event.correlation_id for event in events]
     return Append(
@@ -255,11 +269,13 @@ def append_arguments(
         run_id,
         now,
         durable,
-        (types, correlation_ids, data, *columns),
+        (types, correlation_ids, data),
+        changes,
         consume_inbox or None,
         consume_tasks or None,
         fold_steps(changes),
-        plain=_plain(index) and not consume_inbox and not consume_tasks,
+        plain=all(map(_is_plain, changes)) and not consume_inbox and not consume_tasks,
+        started=any(isinstance(change, RunStarted) for change in changes),
     )
 
 
@@ -281,8 +297,8 @@ def append_many_arguments(appends: list[Append]) -> tuple[tuple[Any, ...], list[
         [appends[i].worker for i in plain],
         [appends[i].run for i in plain],
         [appends[i].at for i in plain],
-        [len(appends[i].columns[0]) for i in plain],
-        ["started" in appends[i].columns[_KIND] for i in plain],
+        [len(appends[i].events[0]) for i in plain],
+        [appends[i].started for i in plain],
         *_plain_events([appends[i] for i in plain]),
         *_plain_steps([appends[i] for i in plain]),
         [appends[i].item() for i in others],
@@ -302,12 +318,12 @@ def _plain_events(appends: list[Append]) -> list[list[Any]]:
     correlation_ids: list[str | None] = []
     data: list[str] = []
     for item, append in enumerate(appends, start=1):
-        count = len(append.columns[0])
+        count = len(append.events[0])
         items.extend([item] * count)
         positions.extend(range(1, count + 1))
-        types.extend(append.columns[0])
-        correlation_ids.extend(append.columns[1])
-        data.extend(append.columns[2])
+        types.extend(append.events[0])
+        correlation_ids.extend(append.events[1])
+        data.extend(append.events[2])
     return [items, positions, types, correlation_ids, data]
 
 
@@ -327,12 +343,3 @@ def _plain_steps(appends: list[Append]) -> list[list[Any]]:
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
     return columns
-
-
-def _plain(index: list[_Index]) -> bool:
-    """Whether an append with these index changes is plain (see ``perdure_append_many``).
-
-    It changes steps (none queued) and the run's start, nothing else: a batch writes all
-    such appends at once, a statement per table.
-    """
-    return all(change.kind in _PLAIN_KINDS and change.queue is None for change in index)
