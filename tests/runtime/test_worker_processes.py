@@ -19,19 +19,20 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
 from cluster_lab import Lab, WorkerProcess, chain, eventually, expected
 from helpers import ChildProcess, of_type
 from perdure import Engine, EventType, RunStatus
+from perdure._cli._supervisor import MAX_DELAY, restart_delay
 from pg import fresh_database
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
-pytestmark = pytest.mark.slow
+T = TypeVar("T")
 
 PROGRAMS = Path(__file__).resolve().parent / "supervisor_programs"
 STARTED = re.compile(r"perdure supervisor: worker process (\d+) started \(pid (\d+)\)")
@@ -66,6 +67,13 @@ def _kill_children(supervisor: ChildProcess) -> None:
     for pid in children(supervisor).values():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def _async(check: Callable[[], T]) -> Callable[[], Awaitable[T]]:
+    async def checked() -> T:
+        return check()
+
+    return checked
 
 
 def children(supervisor: ChildProcess) -> dict[int, int]:
@@ -105,6 +113,7 @@ def supervise(lab: Lab, *options: str) -> WorkerProcess:
     return lab.worker("supervisor", "--processes", "2", "--concurrency", "2", *options)
 
 
+@pytest.mark.slow
 async def test_two_processes_both_take_runs(lab: Lab) -> None:
     """--processes 2 starts two worker processes on the one database, and runs are
     done by both: two distinct worker ids start them."""
@@ -124,6 +133,7 @@ async def test_two_processes_both_take_runs(lab: Lab) -> None:
     assert set(ids) == workers
 
 
+@pytest.mark.slow
 async def test_a_killed_child_is_started_again_and_its_runs_complete(lab: Lab) -> None:
     """SIGKILL of one child: the supervisor starts another in its slot, and the runs it
     held are taken over and complete."""
@@ -149,6 +159,7 @@ async def test_a_killed_child_is_started_again_and_its_runs_complete(lab: Lab) -
     assert supervisor.alive
 
 
+@pytest.mark.slow
 async def test_sigterm_stops_every_child_cleanly_and_hands_runs_back(lab: Lab) -> None:
     """SIGTERM to the supervisor: each child stops as a lone worker does (its steps held
     past --grace are abandoned, its runs handed back), the supervisor exits 0, and
@@ -177,6 +188,7 @@ async def test_sigterm_stops_every_child_cleanly_and_hands_runs_back(lab: Lab) -
             assert expected(x) == await run.result(timeout=60)
 
 
+@pytest.mark.slow
 async def test_the_default_is_one_process_per_core(tmp_path: Path) -> None:
     """Without --processes (nor $PERDURE_WORKER_PROCESSES), one child per core."""
     lab = Lab(tmp_path, f"sqlite:///{tmp_path}/perdure.db")
@@ -191,6 +203,7 @@ async def test_the_default_is_one_process_per_core(tmp_path: Path) -> None:
         _close(lab)
 
 
+@pytest.mark.slow
 def test_a_memory_store_is_one_process(tmp_path: Path) -> None:
     """--processes 2 on memory:// is refused (exit 2, naming the option): its runs
     would live in the supervisor's memory, which no child shares."""
@@ -209,6 +222,7 @@ def test_a_memory_store_is_one_process(tmp_path: Path) -> None:
     assert not (tmp_path / "imports.log").exists(), "it imported MODULE before refusing"
 
 
+@pytest.mark.slow
 async def test_a_child_that_dies_at_once_is_started_again_ever_more_slowly(
     tmp_path: Path,
 ) -> None:
@@ -220,19 +234,36 @@ async def test_a_child_that_dies_at_once_is_started_again_ever_more_slowly(
     env = {**os.environ, "DIES_YOUNG_LOG": str(log), "NO_COLOR": "1"}
     supervisor = ChildProcess("supervisor", argv, tmp_path, env=env, timeout=60)
     try:
-        await supervisor.logged("worker process 1 (pid", timeout=60)
-        await supervisor.logged("starting it again in 2s", timeout=60)
-        slot_one = [pid for slot, pid in starts(supervisor) if slot == 1]
-        assert len(slot_one) >= 2
-        imported = {
-            int(pid): float(at)
-            for pid, at in (line.split() for line in log.read_text().splitlines())
-        }
-        first, second = imported[slot_one[0]], imported[slot_one[1]]
-        assert second - first >= 1.0, "restarted within a second of the last start"
-        assert "starting it again in 1s" in supervisor.stderr()
+
+        async def second_start() -> list[tuple[int, float, float]] | None:
+            """Slot 1's first two children: when each began and imported MODULE (dying)."""
+            pids = [pid for slot, pid in starts(supervisor) if slot == 1][:2]
+            lines = log.read_text().splitlines() if log.exists() else []
+            times = {int(p): (float(b), float(i)) for p, b, i in (x.split() for x in lines)}
+            if len(pids) < 2 or any(p not in times for p in pids):
+                return None
+            return [(p, *times[p]) for p in pids]
+
+        (_, _, died), (pid, began, _) = await eventually(
+            second_start, "a second child of slot 1", 60
+        )
+        assert began - died >= 0.9, "started again within a second of dying"  # 10 ms ticks
+        again = rf"worker process 1 \(pid {pid}\) ended with exit code 3 after \S+; starting it "
+        await eventually(
+            _async(lambda: re.search(again + "again in 2s", supervisor.stderr())),
+            "the second restart of slot 1 to wait 2 s",
+            60,
+        )
+        assert re.search(r"worker process 1 \(pid \d+\) .* again in 1s", supervisor.stderr())
         supervisor.signal(signal.SIGTERM)
         await supervisor.exit_code(timeout=60)
     finally:
         _kill_children(supervisor)
         supervisor.close()
+
+
+def test_the_restart_delay_doubles_from_a_second_up_to_its_cap() -> None:
+    """No wait after a child that lived long; 1, 2, 4 ... seconds after children in a
+    row that died young, never more than MAX_DELAY."""
+    assert [restart_delay(n) for n in range(6)] == [0.0, 1.0, 2.0, 4.0, 8.0, 16.0]
+    assert restart_delay(6) == restart_delay(60) == MAX_DELAY

@@ -48,8 +48,11 @@ __all__ = [
     "watch_supervisor",
 ]
 
-STABLE = 10.0
-"""Seconds a child must live for its exit not to count as one more quick failure."""
+STABLE = 30.0
+"""Seconds a child must live for its exit not to count as one more quick failure.
+
+Counted from its start, Python's own included, which takes seconds on a busy machine
+(6 s measured on two cores at a load average of 12)."""
 FIRST_DELAY = 1.0
 """Seconds before a child that died young is started again (then doubled each time)."""
 MAX_DELAY = 30.0
