@@ -17,9 +17,12 @@ in BENCHMARKS.md):
   busy timeout is 0, so ``BEGIN IMMEDIATE`` either takes the lock or fails at once, and
   the loop never waits on another process.
 - **On the writer's thread** when another process holds the lock (the thread waits for
-  it, up to `BUSY_TIMEOUT`), and for batches holding a durable write: those commit with
-  ``synchronous=FULL``, which syncs the log file to disk, and the loop keeps running
-  meanwhile.
+  it, up to `BUSY_TIMEOUT`), and for batches holding a durable write while syncs are
+  slow: those commit with ``synchronous=FULL``, which syncs the log file to disk, and
+  the loop keeps running meanwhile. While a sync takes less than `INLINE_SYNC` (a
+  moving average of the last ones), a durable batch runs inline like any other: the
+  two hops to the thread and back cost a lone run more than the loop's wait for the
+  sync (issue 16: a one-step run's start and end are its two durable writes).
 
 One batch is in flight at a time, wherever it runs, so writes commit in the order they
 were submitted. Checkpoints, which copy the log into the database file and sync both,
@@ -60,6 +63,14 @@ the log than one of a single step."""
 
 LOG_LIMIT = 4096
 """Pages (16 MiB of 4 KiB) the log may hold before a checkpoint empties it."""
+
+INLINE_SYNC = 0.001
+"""Seconds: a synced commit that usually takes less runs inline, on the event loop.
+
+A sync took 41 µs (WAL, the recorded machine) to 190 µs (a slower disk): the loop waits
+that long, against two thread hops of tens of µs each, more when the loop is busy and
+the thread waits for the GIL. A disk whose sync takes milliseconds (network storage)
+keeps durable batches on the thread, so the loop never stalls that long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +154,8 @@ class Writer:
         self._threaded = 0
         self._largest = 0
         self._checkpoints = 0
+        self._sync_seconds = 0.0
+        """A moving average of a synced commit's time (`INLINE_SYNC`)."""
 
     async def start(self, setup: Callable[[sqlite3.Connection], object]) -> None:
         """Open the connection and run ``setup`` on it (migrations) before any write."""
@@ -244,7 +257,7 @@ class Writer:
             return
         batch = self._pending[: self._batch_limit]
         del self._pending[: self._batch_limit]
-        if not any(job.durable for job in batch):
+        if self._sync_seconds < INLINE_SYNC or not any(job.durable for job in batch):
             try:
                 outcomes = self._commit(conn, batch, wait=False)
             except _Locked:
@@ -290,11 +303,13 @@ class Writer:
             if durable:
                 conn.execute("PRAGMA synchronous = FULL")
             metrics = recorder()  # None, and no clock read, without metrics
-            began = perf_counter() if metrics is not None else 0.0
+            began = perf_counter() if metrics is not None or durable else 0.0
             try:
                 outcomes = self._transaction(conn, batch)
                 if metrics is not None:
                     metrics.commit("sqlite", perf_counter() - began, len(batch))
+                if durable:  # on either side: a float's store is atomic under the GIL
+                    self._sync_seconds += (perf_counter() - began - self._sync_seconds) / 4
             finally:
                 if durable:
                     conn.execute("PRAGMA synchronous = NORMAL")
