@@ -26,6 +26,7 @@ from perdure._process import is_gone, this_process
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from perdure._process import WorkerProcess
     from perdure.stores._protocol import WorkerStore
 
 __all__ = ["reap_gone"]
@@ -36,15 +37,19 @@ logger = logging.getLogger("perdure.worker")
 async def reap_gone(store: WorkerStore, worker_id: str, now: datetime) -> int:
     """Reap the workers of this host whose processes are gone; how many runs and tasks.
 
-    Does nothing on a store without a lease, or where this host cannot tell (no
-    ``/proc``: `perdure._process`). Raises what the store raises.
+    Does nothing on a store without a lease, one of its own that predates
+    `WorkerStore.host_workers`, or where this host cannot tell (no ``/proc``:
+    `perdure._process`). Raises what the store raises.
     """
     if store.lease is None:
         return 0
     host, _, tag = this_process()
     if tag is None:
         return 0
-    listed = await store.host_workers(host)
+    listing = getattr(store, "host_workers", None)
+    if listing is None:  # a store of its own, written before this: the lease decides
+        return 0
+    listed: list[WorkerProcess] = await listing(host)
     gone = [worker for worker in listed if worker.id != worker_id and is_gone(worker)]
     if not gone:
         return 0
