@@ -189,6 +189,31 @@ async def test_sigterm_stops_every_child_cleanly_and_hands_runs_back(lab: Lab) -
 
 
 @pytest.mark.slow
+async def test_the_children_of_a_supervisor_killed_stop_and_hand_their_runs_back(
+    lab: Lab,
+) -> None:
+    """kill -9 of the supervisor: its children, told by the kernel, stop as on SIGTERM
+    (each prints its stopped line) and hand their runs back; none is left running."""
+    supervisor = supervise(lab, "--grace", "0.2")
+    ids = await ready(supervisor, 2)
+    async with Engine(lab.url, worker=False) as engine:
+        runs = [await engine.start(chain, x, run_id=f"run-{x}") for x in range(6)]
+        await held_at_gate(lab, 4)
+        supervisor.kill()
+
+        async def stopped() -> list[str] | None:
+            lines = supervisor.lines()
+            found = [x.split()[2] for x in lines if re.fullmatch(r"perdure worker \S+ stopped", x)]
+            return found if len(found) == 2 else None
+
+        assert sorted(ids) == sorted(await eventually(stopped, "both children to stop", 60))
+        for run in runs:
+            record = await engine.store.get_run(run.id)
+            assert record is not None
+            assert (record.status, record.owner) == (RunStatus.RUNNING, None), run.id
+
+
+@pytest.mark.slow
 async def test_the_default_is_one_process_per_core(tmp_path: Path) -> None:
     """Without --processes (nor $PERDURE_WORKER_PROCESSES), one child per core."""
     lab = Lab(tmp_path, f"sqlite:///{tmp_path}/perdure.db")
