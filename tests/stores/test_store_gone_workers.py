@@ -76,7 +76,7 @@ async def test_a_gone_worker_is_reaped_within_its_lease(store: AnyStore) -> None
         # Its lock is held by this very store: alive, whatever the caller thinks.
         assert await store.reap_gone_workers("reaper", [listed], at(2)) == 0
         assert await owner(store) == "w1"
-        store._locks.drop("w1")  # noqa: SLF001 (as if its process had died: the lock is free)
+        store._locks.drop("w1")  # as if its process had died: its lock is free
     assert await store.reap_gone_workers("reaper", [listed], at(2)) == 1
     run = await store.get_run("r1")
     assert run is not None
