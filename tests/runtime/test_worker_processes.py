@@ -220,8 +220,9 @@ async def test_the_default_is_one_process_per_core(tmp_path: Path) -> None:
     lab.settings["PERDURE_WORKER_PROCESSES"] = ""  # an empty variable counts as unset
     try:
         supervisor = lab.worker("supervisor")
-        await ready(supervisor, os.cpu_count() or 1)
-        assert len(children(supervisor)) == (os.cpu_count() or 1)
+        cores = len(os.sched_getaffinity(0))
+        await ready(supervisor, cores)
+        assert len(children(supervisor)) == cores
         supervisor.signal(signal.SIGTERM)
         assert 0 == await supervisor.exit_code(timeout=60)
     finally:

@@ -185,7 +185,7 @@ def _process_count(processes: int | None, url: str) -> int:
     """
     in_memory = url.startswith("memory:")
     if processes is None:
-        return 1 if in_memory else os.cpu_count() or 1
+        return 1 if in_memory else _cores()
     if in_memory and processes > 1:
         raise CliError(
             f"--processes {processes}: a memory:// store lives in one process (use 1, or "
@@ -193,6 +193,14 @@ def _process_count(processes: int | None, url: str) -> int:
             USAGE,
         )
     return processes
+
+
+def _cores() -> int:
+    """The cores this process may run on (a cpuset or ``taskset`` counts), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 async def _prepare(url: str) -> None:
