@@ -126,7 +126,9 @@ class Supervisor:
             )
             self._kill_all()
         codes = await asyncio.gather(*keepers)
-        clean = not self._killed and all(code in {None, 0} for code in codes)
+        # A child the signal reached before it set its handlers held no run yet: it
+        # died of the signal itself, which is as clean a stop as any.
+        clean = not self._killed and all(code in {None, 0, -self._signal} for code in codes)
         out().print(
             f"perdure supervisor: {self._count} worker processes stopped"
             + ("" if clean else " (not all cleanly)"),
