@@ -177,8 +177,10 @@ WORKLOADS: dict[str, Workload] = {
         [
             Figure("workflows_per_s", "workflows/s", higher_is_better=True, digits=0),
             Figure("steps_per_s", "steps/s", higher_is_better=True, digits=0),
-            Figure("start_all_s", "seconds to start all R", digits=2),
-            Figure("total_s", "seconds, first start to last result", digits=2),
+            Figure("start_all_s", "seconds to start all R", digits=2, grows_with_size=True),
+            Figure(
+                "total_s", "seconds, first start to last result", digits=2, grows_with_size=True
+            ),
             # perdure alone: the burst on `perdure worker --processes N`, the runs
             # started by a process without a worker (BENCHMARKS.md, "Every core").
             *(
@@ -237,8 +239,8 @@ WORKLOADS: dict[str, Workload] = {
         ],
         timeout_s=900.0,
         reduced={"dbos": {"runs": 2000}, "temporal": {"runs": 500}},
-        # Temporal retries an activity whose worker died once its timeout has passed: the
-        # start-to-close timeout of the step, as long as perdure's lease on PostgreSQL.
+        # Temporal retries an activity whose worker died once its heartbeat timeout has
+        # passed: as long as perdure's lease on PostgreSQL.
         per_lib={"temporal": {"activity_timeout_s": 10.0}},
     ),
     "g": Workload(
@@ -260,7 +262,9 @@ WORKLOADS: dict[str, Workload] = {
         {"children": 1000},
         {"children": 100},
         [
-            Figure("total_s", "seconds, parent's start to its result", digits=2),
+            Figure(
+                "total_s", "seconds, parent's start to its result", digits=2, grows_with_size=True
+            ),
             Figure("children_per_s", "children per second", higher_is_better=True, digits=0),
         ],
         reduced={"temporal": {"children": 100}},
@@ -402,6 +406,11 @@ class Runner:
         print_table(workload, per_store, self.libs)
 
 
+def size_of(params: dict[str, Any]) -> Any:
+    """The size R (or C, children) a library ran, for the figures that grow with it."""
+    return params.get("runs", params.get("children"))
+
+
 def print_table(
     workload: Workload, per_store: dict[str, dict[str, dict[str, Any]]], libs: list[str]
 ) -> None:
@@ -427,7 +436,7 @@ def print_table(
     print(header)
     print("   " + "-" * (len(header) - 3))
     for store, by_lib in per_store.items():
-        runs = {lib: figures.get("params", {}).get("runs") for lib, figures in by_lib.items()}
+        runs = {lib: size_of(figures.get("params", {})) for lib, figures in by_lib.items()}
         for figure in workload.figures:
             values = {lib: by_lib.get(lib, {}).get(figure.key) for lib in ["perdure", *others]}
             if all(v is None for v in values.values()):

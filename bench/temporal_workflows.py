@@ -74,10 +74,12 @@ async def stamp(round_: int) -> float:
 
 @activity.defn(name="hang")
 async def hang(i: int) -> int:
-    """In the process to be killed, never return; after recovery, return at once."""
+    """In the process to be killed, never return (heartbeating, as a long activity
+    should, so that its worker's death is seen); after recovery, return at once."""
     STARTED.hit()
-    if os.environ.get("BENCH_PHASE") == "load":
-        await asyncio.Event().wait()
+    while os.environ.get("BENCH_PHASE") == "load":
+        activity.heartbeat()
+        await asyncio.sleep(1.0)
     return i
 
 
@@ -182,17 +184,22 @@ class Sleeper:
 class Recoverable:
     """One activity that the first process never finishes.
 
-    Temporal learns that an activity's worker died only when the activity's timeout
-    passes (here ``timeout_s``, start to close; a heartbeat timeout would do the same
-    for an activity that heartbeats); then it retries it, after the default retry
-    policy's first interval (1 s).
+    Temporal learns that an activity's worker died only when a timeout of the activity
+    passes: here its heartbeat timeout, ``timeout_s`` after the last heartbeat the
+    server received (the SDK sends them at most every 0.8 x that timeout), as a lease;
+    a start-to-close timeout would count from the attempt's start, so runs started
+    early in a long load would time out before their worker is killed. Then it retries
+    the activity after the default retry policy's first interval (1 s).
     """
 
     @workflow.run
     async def run(self, i: int, timeout_s: float) -> int:
         return int(
             await workflow.execute_activity(
-                hang, i, start_to_close_timeout=timedelta(seconds=timeout_s)
+                hang,
+                i,
+                start_to_close_timeout=timedelta(hours=1),
+                heartbeat_timeout=timedelta(seconds=timeout_s),
             )
         )
 

@@ -115,6 +115,7 @@ async def dev_server(url: str, params: Params) -> AsyncIterator[Client]:
 
     ``params["sqlite_pragmas"]`` (e.g. ``["journal_mode=wal"]``) are passed on as the
     server's ``--sqlite-pragma`` options; by default the server's own settings hold.
+    ``params["in_memory"]`` keeps the server's state in memory (no file at all).
     """
     if not url.startswith("sqlite:///"):
         raise SystemExit(f"Temporal's dev server persists to SQLite only, not to {url!r}")
@@ -123,10 +124,12 @@ async def dev_server(url: str, params: Params) -> AsyncIterator[Client]:
     cmd = [
         str(server_binary()),
         *("server", "start-dev", "--headless", "--log-level", "warn"),
-        *("--ip", "127.0.0.1", "--port", str(port), "--db-filename", str(db)),
+        *("--ip", "127.0.0.1", "--port", str(port)),
         *("--dynamic-config-value", f"limit.historyCount.error={HISTORY_LIMIT}"),
         *("--dynamic-config-value", f"limit.historyCount.warn={HISTORY_LIMIT}"),
     ]
+    if not params.get("in_memory"):
+        cmd += ["--db-filename", str(db)]
     for pragma in params.get("sqlite_pragmas", []):
         cmd += ["--sqlite-pragma", pragma]
     with db.with_suffix(".log").open("wb") as log:
