@@ -68,9 +68,11 @@ def footer(report: Report) -> str:
     )
 
 
-def panels(plt: Any, stores: Sequence[str], title: str, report: Report) -> tuple[Any, list[Any]]:
+def panels(
+    plt: Any, stores: Sequence[str], title: str, report: Report, height: float = 4.6
+) -> tuple[Any, list[Any]]:
     """A figure with one panel per store, its title and footer."""
-    fig, axes = plt.subplots(1, len(stores), figsize=(6.2 * len(stores), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(stores), figsize=(6.2 * len(stores), height), squeeze=False)
     fig.suptitle(title, fontsize=11)
     fig.text(0.01, 0.01, footer(report), fontsize=7, color="grey")
     for ax, store in zip(axes[0], stores, strict=True):
@@ -79,9 +81,9 @@ def panels(plt: Any, stores: Sequence[str], title: str, report: Report) -> tuple
     return fig, list(axes[0])
 
 
-def save(plt: Any, fig: Any, path: Path) -> Path:
-    """Write the figure as a PNG and close it."""
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+def save(plt: Any, fig: Any, path: Path, bottom: float = 0.03) -> Path:
+    """Write the figure as a PNG and close it (``bottom``: room kept below the panels)."""
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -104,7 +106,7 @@ def history_chart(plt: Any, report: Report, out: Path) -> Path | None:
     if not data:
         return None
     fig, axes = panels(
-        plt, list(data), "A step's cost against the history behind it (workload i)", report
+        plt, list(data), "A step's cost against the history behind it (workload i)", report, 5.8
     )
     for ax, by_lib in zip(axes, data.values(), strict=True):
         points: list[tuple[float, float]] = []
@@ -151,8 +153,25 @@ def history_chart(plt: Any, report: Report, out: Path) -> Path | None:
         ax.set_yscale("log")
         ax.set_xlabel("steps already in the run's history")
         ax.set_ylabel("µs per step (median of each tenth of the run)")
-        ax.legend(fontsize=7)
-    return save(plt, fig, out / "history.png")
+    # One legend for both panels, below them: inside, it hid the lines.
+    labelled: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            labelled.setdefault(label, handle)
+    fig.legend(
+        list(labelled.values()),
+        list(labelled),
+        loc="lower center",
+        ncol=4,
+        fontsize=7,
+        bbox_to_anchor=(0.5, 0.035),
+    )
+    return save(plt, fig, out / "history.png", bottom=0.13)
+
+
+def short(value: float) -> str:
+    """A bar's label: three significant digits, without an exponent."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 LATENCY_GROUPS = (
@@ -189,7 +208,7 @@ def latency_chart(plt: Any, report: Report, out: Path) -> Path | None:
             bars = ax.bar(
                 xs, ys, width, align="edge", color=COLOURS[lib], label=NAMES.get(lib, lib)
             )
-            ax.bar_label(bars, fmt="%.3g", fontsize=5, rotation=90, padding=2)
+            ax.bar_label(bars, fmt=short, fontsize=5, rotation=90, padding=2)
         ax.set_xticks(range(len(labels)), labels, fontsize=7)
         for slot, (_, _, name) in enumerate(LATENCY_GROUPS):
             middle = slot * len(percentiles) + (len(percentiles) - 1) / 2
