@@ -32,7 +32,8 @@ Before them, the storage's own limit (`physical.py`): one-row commits per second
 After them, perdure alone: durable streams (`streams.py`), the cost of a concurrency
 limit (`flow_limits.py`) and schedule tick lateness on real time
 (`schedule_lateness.py`), each skipped with ``--no-streams``, ``--no-flow``,
-``--no-schedules`` (`perdure_alone.py`). Last, PNG charts of the run in `bench/charts/`
+``--no-schedules`` (`perdure_alone.py`); with ``--only``, each runs only if named
+(``--only a,flow``). Last, PNG charts of the run in `bench/charts/`
 (`charts.py`: a step's cost against its history, latency percentiles, throughput by
 worker processes), which BENCHMARKS.md shows.
 
@@ -69,6 +70,8 @@ from charts import CHARTS, write_charts
 from perdure_alone import flow_bench, print_flow, print_schedules, schedules_bench
 
 LIBS = ("perdure", "dbos", "temporal")
+ALONE = ("streams", "flow", "schedules")
+"""perdure's own measurements after the comparison, which ``--only`` may also name."""
 STORES = ("sqlite", "postgres")
 LIB_STORES = {"temporal": ("sqlite",)}
 """The stores a library runs on, where not all (Temporal's dev server: SQLite only)."""
@@ -616,7 +619,7 @@ async def main_async(args: argparse.Namespace) -> int:
         libs.remove("temporal")
     env = environment(server, dbos_version, temporal_version)
     print(TITLE + ", ".join(f"{k} {v}" for k, v in env.items()))
-    only = args.only.split(",") if args.only else list(WORKLOADS)
+    only = args.only.split(",") if args.only else [*WORKLOADS, *ALONE]
     size = "quick" if args.quick else "full" if args.full else "default"
     print(f"sizes: {size}")
     with tempfile.TemporaryDirectory(prefix="perdure_bench_") as tmp:
@@ -624,10 +627,14 @@ async def main_async(args: argparse.Namespace) -> int:
         extra = {k: json.loads(v) for k, v in (p.split("=", 1) for p in args.param)}
         runner = Runner(server, Path(tmp), libs, extra)
         for name in only:
-            await runner.workload(name, args.stores, size)
-        streams = {} if args.no_streams else streams_bench(server, args.stores, args.quick)
-        flow = {} if args.no_flow else flow_bench(server, args.stores, args.quick)
-        schedules = {} if args.no_schedules else schedules_bench(server, args.stores, args.quick)
+            if name in WORKLOADS:
+                await runner.workload(name, args.stores, size)
+        # perdure alone, when --only names them (or is not given) and no --no-X skips them.
+        skip = {"streams": args.no_streams, "flow": args.no_flow, "schedules": args.no_schedules}
+        wanted = {name: name in only and not skip[name] for name in ALONE}
+        streams = streams_bench(server, args.stores, args.quick) if wanted["streams"] else {}
+        flow = flow_bench(server, args.stores, args.quick) if wanted["flow"] else {}
+        schedules = schedules_bench(server, args.stores, args.quick) if wanted["schedules"] else {}
     took = time.perf_counter() - began
     print(f"\nall done in {took:.0f} s")
     if runner.errors:
@@ -659,7 +666,12 @@ def main() -> None:
         action="store_true",
         help="the issue's sizes everywhere (DBOS's recovery and memory too): about 30 minutes",
     )
-    parser.add_argument("--only", help="workloads to run, e.g. a,b,c (default: all)")
+    parser.add_argument(
+        "--only",
+        help="workloads to run, e.g. a,b,c or a,flow (default: all, and "
+        + ", ".join(ALONE)
+        + ", perdure's own measurements after them)",
+    )
     parser.add_argument("--stores", default=",".join(STORES), type=lambda s: s.split(","))
     parser.add_argument("--libs", default=",".join(LIBS), type=lambda s: s.split(","))
     parser.add_argument("--json", help="also write every figure to this file")
@@ -692,6 +704,9 @@ def main() -> None:
     for store in args.stores:
         if store not in STORES:
             parser.error(f"unknown store {store!r}")
+    for name in args.only.split(",") if args.only else []:
+        if name not in WORKLOADS and name not in ALONE:
+            parser.error(f"unknown workload {name!r}: one of {', '.join([*WORKLOADS, *ALONE])}")
     for lib in args.libs:
         if lib not in LIBS:
             parser.error(f"unknown library {lib!r}")
