@@ -51,8 +51,9 @@ async def measure(url: str, params: dict[str, Any], runs: int) -> None:
             events = [
                 (event_name(e.event_type), e.event_time.ToMilliseconds()) for e in history.events
             ]
-            for (before, at), (after, then) in itertools.pairwise(events):
-                gaps.setdefault(f"{before} -> {after}", []).append(then - at)
+            pairs = itertools.pairwise(events)  # every run has the same events, in order
+            for k, ((before, at), (after, then)) in enumerate(pairs, 1):
+                gaps.setdefault(f"{k:>2}. {before} -> {after}", []).append(then - at)
     print(f"{'phase (median of ' + str(runs) + ' runs)':<72} {'ms':>8}")
     total = 0.0
     for name, values in gaps.items():
