@@ -9,6 +9,11 @@ reads back each run's history: the server stamps every event, so the gaps betwee
 events split the run into phases (the first workflow task waiting for a worker, the
 worker running it, the activity, the second workflow task...). Prints the median of
 each gap in ms, and the client's start-to-result time beside their sum.
+
+With ``--throughput R``, it then starts R workflows of 10 activities at once (workload
+c) and prints the CPU time that the server and this process (the worker and the
+client) spent per activity: on a machine of 2 cores shared by both, it bounds the
+throughput.
 """
 
 from __future__ import annotations
@@ -16,15 +21,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from temporal_workflows import OneStep
+from temporal_workflows import OneStep, Sequential
 from temporalio.api.enums.v1 import EventType
-from workloads_temporal import TASK_QUEUE, dev_server, new_id, worker
+from workloads_temporal import TASK_QUEUE, dev_server, new_id, start_many, worker
 
 
 def event_name(event_type: int) -> str:
@@ -32,7 +38,31 @@ def event_name(event_type: int) -> str:
     return str(EventType.Name(event_type)).removeprefix("EVENT_TYPE_")  # type: ignore[arg-type,unused-ignore]
 
 
-async def measure(url: str, params: dict[str, Any], runs: int) -> None:
+def children_cpu_s() -> float:
+    """CPU seconds (user and system) spent so far by this process's live children."""
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def throughput(client: Any, runs: int) -> None:
+    """R workflows of 10 activities at once: steps/s, and CPU ms per activity."""
+    server_before, own_before = children_cpu_s(), time.process_time()
+    began = time.perf_counter()
+    handles = await start_many(client, Sequential.run, [(10, False)] * runs)
+    await asyncio.gather(*(h.result() for h in handles))
+    took = time.perf_counter() - began
+    steps = runs * 10
+    server_ms = (children_cpu_s() - server_before) * 1000 / steps
+    own_ms = (time.process_time() - own_before) * 1000 / steps
+    print(f"\n{runs} workflows of 10 activities at once: {steps / took:,.0f} steps/s")
+    print(f"CPU per activity: server {server_ms:.2f} ms, worker and client {own_ms:.2f} ms")
+
+
+async def measure(url: str, params: dict[str, Any], runs: int, burst: int) -> None:
     """Run the one-step workflows and print the phases."""
     gaps: dict[str, list[float]] = {}
     totals: list[float] = []
@@ -54,7 +84,14 @@ async def measure(url: str, params: dict[str, Any], runs: int) -> None:
             pairs = itertools.pairwise(events)  # every run has the same events, in order
             for k, ((before, at), (after, then)) in enumerate(pairs, 1):
                 gaps.setdefault(f"{k:>2}. {before} -> {after}", []).append(then - at)
-    print(f"{'phase (median of ' + str(runs) + ' runs)':<72} {'ms':>8}")
+        print_phases(gaps, totals)
+        if burst:
+            await throughput(client, burst)
+
+
+def print_phases(gaps: dict[str, list[float]], totals: list[float]) -> None:
+    """The median of each gap between two events, and of the client's time."""
+    print(f"{'phase (median of ' + str(len(totals)) + ' runs)':<72} {'ms':>8}")
     total = 0.0
     for name, values in gaps.items():
         median = statistics.median(values)
@@ -69,12 +106,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--memory", action="store_true", help="no --db-filename: in memory")
+    parser.add_argument("--throughput", type=int, default=0, metavar="R", help="then R at once")
     parser.add_argument("--sqlite-pragma", action="append", default=[], metavar="PRAGMA=VALUE")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="temporal_phases_") as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         params = {"sqlite_pragmas": args.sqlite_pragma, "in_memory": args.memory}
-        asyncio.run(measure(url, params, args.runs))
+        asyncio.run(measure(url, params, args.runs, args.throughput))
 
 
 if __name__ == "__main__":
