@@ -91,6 +91,7 @@ from perdure._replay import (
     replay,
 )
 from perdure._runtime._queues import outcome_events
+from perdure._runtime._tasks import EAGER_TASKS, new_task
 from perdure._streams import body_stored, body_writing
 from perdure._tracing import RunSpan
 from perdure._workflow import WorkflowMetadata
@@ -724,17 +725,23 @@ class RunActor:
                         queues_task=True,
                     )
                 case ScheduleStep():
-                    # The step's task first: a step that finishes at once then joins its
-                    # step_started in the flusher's next batch (one append per step).
-                    self._start_step(command, 1, None, logged=True)
-                    self._emit(
-                        _log.step_started(
-                            command.correlation_id,
-                            name=command.spec.name,
-                            attempt=1,
-                            input=command.input,
-                        )
+                    # A step that finishes at once joins its step_started in the
+                    # flusher's next batch (one append per step): on Python 3.12 its
+                    # task runs eagerly, inside `_start_step`, so step_started goes
+                    # first; before 3.12 the task is started first, so that it runs
+                    # before the flusher this step_started starts.
+                    started = _log.step_started(
+                        command.correlation_id,
+                        name=command.spec.name,
+                        attempt=1,
+                        input=command.input,
                     )
+                    if EAGER_TASKS:
+                        self._emit(started)
+                        self._start_step(command, 1, None, logged=True)
+                    else:
+                        self._start_step(command, 1, None, logged=True)
+                        self._emit(started)
                 case StartChild():
                     # Known even unlogged: a cancel reaches it (made before a crash).
                     self._child_started(
@@ -855,11 +862,15 @@ class RunActor:
         *,
         logged: bool = False,
     ) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._run_step(command, attempt, not_before, logged=logged),
-            name=f"step {command.correlation_id} of run {self.run_id}",
-        )
+        # Noted before the task starts: on Python 3.12 it may run to its end inside
+        # `new_task`, and its end forgets the attempt and the task.
         self._attempt_is(command, attempt)
+        task = new_task(
+            self._run_step(command, attempt, not_before, logged=logged),
+            f"step {command.correlation_id} of run {self.run_id}",
+        )
+        if task.done():  # ran to its end at once (an eager task)
+            return
         if self._steps is _NO_STEPS:
             self._steps = {}
         self._steps[command.correlation_id] = task
