@@ -62,7 +62,7 @@ async def throughput(client: Any, runs: int) -> None:
     print(f"CPU per activity: server {server_ms:.2f} ms, worker and client {own_ms:.2f} ms")
 
 
-async def measure(url: str, params: dict[str, Any], runs: int, burst: int) -> None:
+async def measure(url: str, params: dict[str, Any], runs: int, burst: int, *, eager: bool) -> None:
     """Run the one-step workflows and print the phases."""
     gaps: dict[str, list[float]] = {}
     totals: list[float] = []
@@ -70,7 +70,11 @@ async def measure(url: str, params: dict[str, Any], runs: int, burst: int) -> No
         for i in range(5 + runs):
             began = time.perf_counter()
             handle = await client.start_workflow(
-                OneStep.run, i, id=new_id("phase"), task_queue=TASK_QUEUE
+                OneStep.run,
+                i,
+                id=new_id("phase"),
+                task_queue=TASK_QUEUE,
+                request_eager_start=eager,
             )
             await handle.result()
             took = time.perf_counter() - began
@@ -106,13 +110,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--memory", action="store_true", help="no --db-filename: in memory")
+    parser.add_argument(
+        "--eager", action="store_true", help="ask for eager workflow start (request_eager_start)"
+    )
     parser.add_argument("--throughput", type=int, default=0, metavar="R", help="then R at once")
     parser.add_argument("--sqlite-pragma", action="append", default=[], metavar="PRAGMA=VALUE")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="temporal_phases_") as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         params = {"sqlite_pragmas": args.sqlite_pragma, "in_memory": args.memory}
-        asyncio.run(measure(url, params, args.runs, args.throughput))
+        asyncio.run(measure(url, params, args.runs, args.throughput, eager=args.eager))
 
 
 if __name__ == "__main__":
