@@ -407,9 +407,7 @@ class Engine(ScheduleMethods):
         self.run_ends.ended(run_id, terminal)
         if terminal is None:  # let go here, not ended: its waiters read the store
             return
-        self._progressed()
-        if self.worker is not None:
-            self.worker.poke()  # a slot is free for another run
+        self._progressed()  # the worker pokes itself if the end made room it wants
 
     def changed(self, run_id: str | None = None) -> asyncio.Event:
         """An event set at the next change this Engine notices.

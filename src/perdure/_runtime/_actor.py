@@ -1253,9 +1253,11 @@ class RunActor:
             metrics.run_ended(self.spec.name, outcome, ran)
         self._abandon()
         self.host.run_finished(self.run_id, terminal)
-        if self._parent is not None:
+        if self._parent is not None or self.spec.concurrency is not None:
             # The store told the parent in the append that ended this run (an inbox
             # item); its holder may be this worker, and a store hides its own writes.
+            # Or the end freed a place of the workflow's limit, for a run waiting in the
+            # store that a pass may now claim.
             self.host.poke()
 
 
