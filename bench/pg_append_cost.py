@@ -3,19 +3,20 @@
     .venv/bin/python bench/pg_append_cost.py [--steps 5000] [--server URL]
 
 A trivial sequential step costs perdure one append (``step_started`` and
-``step_completed`` in one call of ``perdure_append``: the run row's lock and fence, the
-events, the step row, the run's ``last_seq``) and one commit with
-``synchronous_commit=off``. This makes exactly that append in a loop, on a throwaway
-database with perdure's schema, peeling the layers off one at a time, so that each
-line minus the one below it is what that layer costs:
+``step_completed`` together: the run row's lock and fence, the events, the step row,
+the run's ``last_seq``) and one commit with ``synchronous_commit=off``. This makes
+exactly that append in a loop, on a throwaway database with perdure's schema, peeling
+the layers off one at a time:
 
 - the store's ``append``, as the engine calls it (encoding, the group-commit batcher,
-  the pool, the round trip);
-- the same arguments, encoded once, sent through the pool and on a connection held;
-- the server's own time for the function (``pg_stat_user_functions``, with
-  ``track_functions=all`` for this session);
+  the connection its appends keep, ``perdure_append_plain``, the round trip);
+- ``perdure_append`` (what every append used before migration 0016), encoded and sent
+  through the pool, as the store did then;
+- each function with its arguments encoded beforehand, on a connection held, and the
+  server's own time for it (``pg_stat_user_functions``, with ``track_functions=all``
+  for this session);
 - the floors: an insert of one 100-byte row committed with ``synchronous_commit=off``,
-  and a ``SELECT 1`` round trip.
+  and a ``SELECT 1`` round trip, on a connection held and through the pool.
 
 Each line is µs per call as wall time and as this process's CPU time (the client's
 share; the rest of the wall time is the server and the wait for it).
