@@ -62,6 +62,20 @@ async def sleeper(x: int) -> int:
     return await add_one(x)
 
 
+def eager_creates(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the runs created held by a worker from now on (the real store creates)."""
+    claimed: list[str] = []
+    real = engine.store.create_run
+
+    async def create_run(run: Any, now: Any, *, claim_for: str | None = None) -> Any:
+        if claim_for is not None:
+            claimed.append(run.id)
+        return await real(run, now, claim_for=claim_for)
+
+    monkeypatch.setattr(engine.store, "create_run", create_run)
+    return claimed
+
+
 def count_reads(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
     """Count the store's `get_run` calls from now on (the real store still answers)."""
     calls = 0
@@ -96,8 +110,9 @@ async def test_result_of_a_run_that_ends_here_reads_nothing(
     assert await run.result() == 2
     assert await run.result() == 2  # again: the end is remembered
     assert reads() == 0
+    claimed = eager_creates(engine, monkeypatch)
     limited_run = await engine.start(limited, 1)  # the ordinary path: claimed by a pass
-    assert limited_run.record.owner is None
+    assert claimed == []
     assert await limited_run.result() == 2
     assert reads() >= 1  # it was not held here when result() began
 
@@ -112,13 +127,16 @@ async def test_result_of_a_run_that_ends_here_reads_nothing(
     ids=["limit", "priority", "dedupe"],
 )
 async def test_flow_control_takes_the_ordinary_path(
-    engine: Engine, fn: Any, options: dict[str, Any]
+    engine: Engine, fn: Any, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A start with flow control is created unheld, for the claim to weigh it."""
+    claimed = eager_creates(engine, monkeypatch)
     run = await engine.start(fn, 5, **options)
-    assert run.record.owner is None
-    assert run.record.wake_at is not None
+    assert claimed == []
     assert await run.result() == 6
+    plain = await engine.start(one_step, 5)  # the same check sees an eager start
+    assert claimed == [plain.id]
+    assert await plain.result() == 6
 
 
 async def test_a_worker_without_room_leaves_the_start_to_the_claim(
@@ -179,3 +197,19 @@ async def test_a_process_without_a_worker_starts_runs_as_before(
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_a_run_left_for_want_of_memory_starts_when_one_ends_here(
+    make_engine: EngineFactory,
+) -> None:
+    """With max_active_runs reached, a start waits in the store; an end here claims it."""
+    async with make_engine(max_active_runs=1) as engine:
+        assert engine.worker is not None
+        gates["memory"] = asyncio.Event()
+        first = await engine.start(gated, "memory")
+        second = await engine.start(one_step, 7)
+        assert first.record.owner == engine.worker.id
+        assert second.record.owner is None
+        gates["memory"].set()
+        assert await first.result() == "memory"
+        assert await second.result() == 8
