@@ -62,3 +62,27 @@ async def test_a_run_created_held_is_released_like_any_held_run(store: AnyStore)
     assert await store.claim_runs("w2", at(1), 10) == []
     (claimed,) = await store.claim_runs("w2", at(2), 10)
     assert (claimed.id, claimed.owner) == ("r1", "w2")
+
+
+@pytest.mark.parametrize(
+    ("run_id", "text"),
+    [
+        ("it's", "a 'quoted' \"text\" \\ -- ; END $"),  # a $: PostgreSQL's fallback
+        ("plain-'quotes'", "no dollar: ' \" \\ -- ; END IF; END"),  # its one-statement way
+        ("$v$", "$perdure$ $v$"),
+    ],
+    ids=["dollar", "quotes", "delimiters"],
+)
+async def test_any_text_is_created_held_exactly(store: AnyStore, run_id: str, text: str) -> None:
+    """Ids and inputs holding quotes, dollars and SQL come back as given, the run held."""
+    record, created = await store.create_run(
+        NewRun(run_id, "wf", {"args": [text]}), T0, claim_for="w1"
+    )
+    assert created
+    stored = await store.get_run(run_id)
+    assert stored is not None
+    assert (stored.owner, stored.input) == ("w1", {"args": [text]})
+    assert record.input == {"args": [text]}
+    again, created = await store.create_run(NewRun(run_id, "wf", {}), at(1), claim_for="w2")
+    assert not created
+    assert again.owner == "w1"
