@@ -9,7 +9,7 @@ import threading
 import pytest
 
 import perdure
-from helpers import of_type, types
+from helpers import of_type, types, wait_until
 from perdure import Engine, EventType, RunStatus, step, workflow
 
 step_threads: list[int] = []
@@ -176,6 +176,10 @@ async def test_run_result_times_out(engine: Engine) -> None:
 
     run = await engine.start(waits_forever)
 
+    async def running() -> bool:
+        return await run.status() is RunStatus.RUNNING
+
+    await wait_until(engine, running)  # claimed: on a loaded machine that can take a while
     with pytest.raises(TimeoutError):
         await run.result(timeout=0.05)
     assert RunStatus.RUNNING == await run.status()
