@@ -86,3 +86,27 @@ async def test_any_text_is_created_held_exactly(store: AnyStore, run_id: str, te
     again, created = await store.create_run(NewRun(run_id, "wf", {}), at(1), claim_for="w2")
     assert not created
     assert again.owner == "w1"
+
+
+async def test_a_child_run_created_held_keeps_its_parent_deadline_and_attributes(
+    store: AnyStore,
+) -> None:
+    """Created held, a run's parent, deadline and attributes are indexed as for any create."""
+    await store.create_run(NewRun("parent", "wf", {"args": []}), T0)
+    child = NewRun(
+        "child",
+        "wf",
+        {"args": [1]},
+        attributes={"tenant": "acme"},
+        deadline=at(60),
+        parent_id="parent",
+        root_id="parent",
+        parent_call="child.wf#1",
+    )
+    record, created = await store.create_run(child, T0, claim_for="w1")
+    assert created
+    stored = await store.get_run("child")
+    assert stored is not None
+    assert stored == record
+    assert (stored.owner, stored.parent_id, stored.root_id) == ("w1", "parent", "parent")
+    assert (stored.deadline_at, stored.attributes) == (at(60), {"tenant": "acme"})

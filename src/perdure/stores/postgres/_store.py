@@ -92,8 +92,8 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresStatistics", "PostgresStore", "migrate"]
 
-_CLAIM_CREATED = "UPDATE runs SET owner = $1, wake_at = NULL WHERE id = $2"
-"""The claim of a run just created in the same transaction (`PostgresStore.create_run`)."""
+_CREATE_RUN_HELD = "SELECT perdure_create_run_held($1, $2, $3, $4, $5, $6, $7)"
+"""A run created already held by a worker, in one statement (migration 0018)."""
 
 
 async def migrate(url: str, **connect_options: Any) -> list[str]:
@@ -255,9 +255,9 @@ class PostgresStore(PostgresSchedules, PostgresFlow, Store):
         """Create a pending run with its ``run_created`` event, durably; idempotent on id.
 
         Sent with the runs others create at about the same moment: one sync for them all.
-        With ``claim_for`` (the eager start), on a connection of its own instead: the
-        insert and the claim in one transaction (``perdure_create_run``, then the claim's
-        update), so no worker ever sees the run unheld.
+        With ``claim_for`` (the eager start), on its own instead: one statement
+        (``perdure_create_run_held``, one round trip) inserts the run already held, so
+        no worker ever sees it unheld; an id that exists is neither written nor claimed.
         """
         now = utc(now)
         row = new_run_row(run, now)
@@ -265,10 +265,7 @@ class PostgresStore(PostgresSchedules, PostgresFlow, Store):
         if claim_for is None:
             created = await self._group.create_run(row)
         else:
-            async with self._db.acquire() as conn, conn.transaction():
-                created = bool(await conn.fetchval(ops.CREATE_RUN, *row))
-                if created:
-                    await conn.execute(_CLAIM_CREATED, claim_for, run.id)
+            created = bool(await self._db.fetchval(_CREATE_RUN_HELD, *row, claim_for))
         if not created:
             existing = await self.get_run(run.id)
             if existing is None:  # pragma: no cover - runs are never deleted
