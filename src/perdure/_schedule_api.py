@@ -22,6 +22,7 @@ from perdure._schedules import (
     merged,
     tick_run_id,
     ticks_between,
+    wanted_schedule,
 )
 from perdure._store_calls import read, write
 
@@ -107,22 +108,17 @@ class ScheduleMethods:
             raise TypeError(f"schedule() needs a @workflow function, got {workflow!r}")
         encoded = spec.codec.encode_args(tuple(args), dict(kwargs or {}))
         now = self.clock.now()
-        wanted = ScheduleRecord(
-            id=schedule_id,
-            workflow=spec.name,
-            cron=cron,
-            tz=tz,
-            input=encoded,
+        wanted = wanted_schedule(
+            schedule_id,
+            spec.name,
+            cron,
+            tz,
+            encoded,
+            now,
             overlap=overlap,
             catchup=catchup,
             start_at=start_at,
             end_at=end_at,
-            paused=False,
-            next_fire_at=None,
-            last_tick_at=None,
-            last_run_id=None,
-            created_at=now,
-            updated_at=now,
         )
         existing = await self._read_schedule(schedule_id)
         record = merged(existing, wanted, now)

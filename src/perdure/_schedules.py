@@ -53,6 +53,7 @@ __all__ = [
     "merged",
     "tick_run_id",
     "ticks_between",
+    "wanted_schedule",
 ]
 
 Overlap = Literal["skip", "allow", "cancel_previous"]
@@ -279,6 +280,42 @@ def tick_run_id(schedule_id: str, tick: datetime) -> str:
 def manual_run_id(schedule_id: str) -> str:
     """The id of a run started by `Engine.trigger_schedule`: each call starts one."""
     return f"{schedule_id}@manual-{uuid.uuid4().hex[:16]}"
+
+
+def wanted_schedule(
+    schedule_id: str,
+    workflow: str,
+    cron: str,
+    tz: str,
+    input: JSON,  # noqa: A002 (the record's field)
+    now: datetime,
+    *,
+    overlap: str = "skip",
+    catchup: str = "latest",
+    start_at: datetime | None = None,
+    end_at: datetime | None = None,
+) -> ScheduleRecord:
+    """A schedule as its caller asks for it, before `merged` weighs the stored one.
+
+    Not paused and never fired: `merged` keeps what a stored schedule already has.
+    """
+    return ScheduleRecord(
+        id=schedule_id,
+        workflow=workflow,
+        cron=cron,
+        tz=tz,
+        input=input,
+        overlap=overlap,
+        catchup=catchup,
+        start_at=start_at,
+        end_at=end_at,
+        paused=False,
+        next_fire_at=None,
+        last_tick_at=None,
+        last_run_id=None,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def merged(

@@ -31,6 +31,7 @@ from perdure._schedules import (
     due_ticks,
     merged,
     tick_run_id,
+    wanted_schedule,
 )
 from perdure._workflow import lookup_workflow
 
@@ -100,23 +101,7 @@ class Ticker:
             spec = lookup_workflow(name)
             if spec is None or name not in workflows:
                 continue
-            wanted = ScheduleRecord(
-                id=name,
-                workflow=name,
-                cron=cron,
-                tz=tz,
-                input=spec.codec.encode_args((), {}),
-                overlap="skip",
-                catchup="latest",
-                start_at=None,
-                end_at=None,
-                paused=False,
-                next_fire_at=None,
-                last_tick_at=None,
-                last_run_id=None,
-                created_at=now,
-                updated_at=now,
-            )
+            wanted = wanted_schedule(name, name, cron, tz, spec.codec.encode_args((), {}), now)
             existing = await self._store.get_schedule(name)
             record = merged(existing, wanted, now)
             if existing is None or replace(record, updated_at=existing.updated_at) != existing:
